@@ -1,0 +1,48 @@
+# Two commands: `make run` (set up + inspect the example model) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+EXAMPLES := examples/out
+
+.PHONY: install system run test lint typecheck pytest examples clean
+
+install: system $(STAMP)
+
+# bubblewrap isolates the .pt2 importer (see engine/sandbox.py); installed when we can.
+system:
+	@command -v bwrap >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null; \
+	  else echo "warning: bubblewrap (bwrap) missing; .pt2 import will be refused" >&2; fi; }
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]' torch==2.13.0
+	touch $(STAMP)
+
+$(EXAMPLES)/digits.pt2: examples/digits.py $(STAMP)
+	$(PY) examples/digits.py --out $(EXAMPLES)
+
+examples: $(EXAMPLES)/digits.pt2
+
+run: install examples
+	$(VENV)/bin/mpq inspect $(EXAMPLES)/digits.pt2
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+pytest: install
+	$(VENV)/bin/pytest
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) $(EXAMPLES) .mypy_cache .ruff_cache .pytest_cache

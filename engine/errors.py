@@ -1,0 +1,124 @@
+"""The one error hierarchy of MPQ.
+
+Every error a user can see is an :class:`MPQError` subclass with a stable
+``code`` (API clients and tests match on it) and a message that says what was
+wrong, the offending value, and how to fix it. The service maps codes to HTTP
+statuses in one table; the CLI prints ``error[code]: message`` and exits 2.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArchiveLimitError",
+    "CorruptFileError",
+    "FileMissingError",
+    "ImportFailedError",
+    "InvalidIRError",
+    "MPQError",
+    "ModelFormatError",
+    "OnnxExternalDataError",
+    "SandboxUnavailableError",
+    "TorchSavePickleError",
+    "TorchScriptError",
+    "TrainingModeError",
+    "UnsafeArchiveError",
+    "UnsupportedOpsError",
+]
+
+_EXPORT_HINT = (
+    "Export the model with `ep = torch.export.export(model.eval(), example_args)` and "
+    "`torch.export.save(ep, 'model.pt2')`, or with `torch.onnx.export(model.eval(), "
+    "example_args, 'model.onnx')`."
+)
+
+
+class MPQError(Exception):
+    """Base of every user-facing error; ``code`` is stable across releases."""
+
+    code = "mpq_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ModelFormatError(MPQError):
+    """The upload is not a model file MPQ can read (.pt2 or .onnx)."""
+
+    code = "unsupported_model_format"
+    hint = _EXPORT_HINT
+
+
+class TorchSavePickleError(ModelFormatError):
+    """A ``torch.save`` pickle: loading it would run arbitrary code."""
+
+    code = "torch_save_pickle"
+
+
+class TorchScriptError(ModelFormatError):
+    """A TorchScript archive (``torch.jit.save``): not accepted."""
+
+    code = "torchscript_archive"
+
+
+class CorruptFileError(ModelFormatError):
+    """Truncated or damaged file of a known format."""
+
+    code = "corrupt_file"
+
+
+class ArchiveLimitError(MPQError):
+    """An archive exceeds a size, member-count or compression-ratio limit."""
+
+    code = "archive_limits_exceeded"
+
+
+class UnsafeArchiveError(MPQError):
+    """A .pt2 archive uses a feature that makes torch.export.load run code."""
+
+    code = "unsafe_archive"
+
+
+class UnsupportedOpsError(MPQError):
+    """The graph uses operators outside MPQ's allow-list."""
+
+    code = "unsupported_ops"
+
+
+class TrainingModeError(MPQError):
+    """The model was exported in training mode (batch norm updates statistics)."""
+
+    code = "training_mode"
+
+
+class InvalidIRError(MPQError):
+    """An IR file or object violates the IR schema."""
+
+    code = "invalid_ir"
+
+
+class OnnxExternalDataError(MPQError):
+    """An ONNX file points at external data MPQ will not read."""
+
+    code = "onnx_external_data"
+
+
+class SandboxUnavailableError(MPQError):
+    """The isolated importer cannot run on this machine."""
+
+    code = "sandbox_unavailable"
+
+
+class ImportFailedError(MPQError):
+    """The isolated importer failed, crashed or ran past its limits."""
+
+    code = "import_failed"
+
+
+class FileMissingError(MPQError):
+    """A path given by the user does not exist or is not a file."""
+
+    code = "file_not_found"

@@ -1,0 +1,88 @@
+"""Turning an IR into a runnable ``torch.fx.GraphModule``, and shape inference.
+
+The conversion only ever calls :func:`engine.ops.resolve` on allow-listed op
+names and wraps data: nothing from the IR is evaluated as code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import fx
+
+from engine.ir import Device, DType, IRModel, Layout, MemoryFormat, Ref, Value
+from engine.ops import resolve
+
+__all__ = ["infer_shapes", "to_graph_module"]
+
+
+def to_graph_module(model: IRModel) -> fx.GraphModule:
+    """Build a GraphModule computing ``model``; inputs are positional in IR order.
+
+    Tensors become buffers at their IR names (dotted names become submodules);
+    a single output is returned bare, several as a tuple.
+    """
+    graph = fx.Graph()
+    env: dict[str, fx.Node] = {}
+    for spec in model.inputs:
+        env[spec.name] = graph.placeholder(_ident(spec.name))
+    for name in model.tensors:
+        env[name] = graph.get_attr(name)
+    for n in model.nodes:
+        args = tuple(_to_fx(a, env) for a in n.args)
+        kwargs = {k: _to_fx(v, env) for k, v in n.kwargs.items()}
+        node = graph.create_node("call_function", resolve(n.op), args, kwargs, _ident(n.name))
+        node.meta["mpq_name"] = n.name
+        env[n.name] = node
+    outs = [env[r.name] for r in model.outputs]
+    graph.output(outs[0] if len(outs) == 1 else tuple(outs))
+    gm = fx.GraphModule(dict(model.tensors), graph)
+    gm.eval()
+    return gm
+
+
+def infer_shapes(model: IRModel) -> dict[str, tuple[int, ...]]:
+    """Shape of every tensor-valued node output, from a run on the meta device.
+
+    Meta tensors carry shapes and dtypes only, so this costs no arithmetic.
+    """
+    graph_module = to_graph_module(model)
+    inputs = [torch.empty(s.shape, dtype=DType(s.dtype).torch, device="meta") for s in model.inputs]
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    class _Recorder(fx.Interpreter):
+        def run_node(self, node: fx.Node) -> Any:
+            if node.op == "get_attr":
+                t = super().run_node(node)
+                return t.to("meta")
+            out = super().run_node(node)
+            if "mpq_name" in node.meta and isinstance(out, torch.Tensor):
+                shapes[node.meta["mpq_name"]] = tuple(out.shape)
+            return out
+
+    with torch.no_grad():
+        _Recorder(graph_module).run(*inputs)
+    return shapes
+
+
+def _to_fx(v: Value, env: dict[str, fx.Node]) -> Any:
+    if isinstance(v, Ref):
+        return env[v.name]
+    if isinstance(v, list):
+        return [_to_fx(x, env) for x in v]
+    if isinstance(v, DType):
+        return v.torch
+    if isinstance(v, Device):
+        return torch.device(v.name)
+    if isinstance(v, Layout):
+        return torch.strided
+    if isinstance(v, MemoryFormat):
+        return getattr(torch, v.name)
+    return v
+
+
+def _ident(name: str) -> str:
+    """A Python identifier for an IR name (fx node names must be identifiers)."""
+    out = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+    return out if out and not out[0].isdigit() else "v_" + out

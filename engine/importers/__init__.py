@@ -1,0 +1,64 @@
+"""Importers: turn uploaded model files (.pt2, .onnx) into MPQ IR.
+
+:func:`import_model` recognises the file by its bytes (never by trusting its
+name), refuses pickles, TorchScript and anything else with a specific error,
+and dispatches to the .pt2 importer (isolated) or the ONNX importer (a
+protobuf parse in this process; nothing in it can run code).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.importers._sniff import ArchiveLimits, ModelKind, sniff
+from engine.importers.pt2 import import_pt2
+from engine.ir import IRModel
+from engine.sandbox import Limits
+
+__all__ = ["ArchiveLimits", "ImportedModel", "import_model", "sha256_file"]
+
+
+@dataclass(frozen=True)
+class ImportedModel:
+    """An imported model: its IR, the source format, and the source file's sha256."""
+
+    ir: IRModel
+    kind: ModelKind
+    sha256: str
+
+
+def import_model(
+    path: Path,
+    *,
+    archive_limits: ArchiveLimits = ArchiveLimits(),
+    limits: Limits = Limits(),
+    trust_uploads: bool = False,
+) -> ImportedModel:
+    """Import a .pt2 or .onnx file into validated IR.
+
+    Raises:
+        MPQError: a subclass with a specific code for every way the file can be
+            unacceptable (see :mod:`engine.errors`).
+    """
+    path = Path(path)
+    kind = sniff(path)
+    if kind == "pt2":
+        ir = import_pt2(
+            path, archive_limits=archive_limits, limits=limits, trust_uploads=trust_uploads
+        )
+    else:
+        from engine.importers.onnx import import_onnx
+
+        ir = import_onnx(path, max_bytes=archive_limits.max_total_bytes)
+    return ImportedModel(ir=ir, kind=kind, sha256=sha256_file(path))
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

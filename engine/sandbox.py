@@ -1,0 +1,219 @@
+"""Run an untrusted-input program in an isolated child process.
+
+Loaders that can execute code from a file (``torch.export.load`` is one) only
+ever run here. Isolation uses bubblewrap (``bwrap``, Debian package
+``bubblewrap``):
+
+- every namespace unshared (user, pid, ipc, uts, cgroup, network): no
+  network, no view of other processes or IPC;
+- a read-only view of only what Python needs (``/usr``, the interpreter's
+  prefixes, the ``engine`` package), an empty environment, a private tmpfs
+  ``/tmp``, and one writable directory (``/out``) for the result;
+- the input file bound read-only at ``/in/<name>``;
+- resource limits set before exec (address space, CPU seconds, size of any
+  file written, open files) and a wall-clock timeout after which the process
+  group is killed; ``--die-with-parent`` ends the child if MPQ dies.
+
+Where bubblewrap is missing, callers must refuse the import unless the operator
+set ``MPQ_TRUST_UPLOADS=1`` (single-user machines), in which case the program
+still runs as a separate process with the same resource limits but without
+isolation, and a warning is logged on every run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import engine
+from engine.errors import ImportFailedError, SandboxUnavailableError
+
+__all__ = ["IsolatedResult", "Limits", "isolation_available", "run_isolated"]
+
+log = logging.getLogger(__name__)
+
+_GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one isolated run."""
+
+    timeout_s: float = 300.0
+    memory_bytes: int = 16 * _GIB
+    """Address-space cap (RLIMIT_AS); torch reserves a few GiB of address space."""
+    cpu_s: int = 600
+    file_bytes: int = 8 * _GIB
+    open_files: int = 256
+
+
+@dataclass(frozen=True)
+class IsolatedResult:
+    """Exit status and (truncated) output streams of an isolated run."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    isolated: bool
+
+
+def isolation_available() -> bool:
+    """True if bubblewrap is installed and can create namespaces here."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return False
+    probe = subprocess.run(
+        [
+            bwrap,
+            "--unshare-all",
+            "--ro-bind",
+            "/usr",
+            "/usr",
+            "--symlink",
+            "usr/bin",
+            "/bin",
+            "--symlink",
+            "usr/lib",
+            "/lib",
+            "--symlink",
+            "usr/lib64",
+            "/lib64",
+            "/bin/true",
+        ],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    return probe.returncode == 0
+
+
+def run_isolated(
+    module: str,
+    args: Sequence[str],
+    *,
+    input_file: Path,
+    out_dir: Path,
+    limits: Limits = Limits(),
+    trust_uploads: bool = False,
+) -> IsolatedResult:
+    """Run ``python -m module /in/<input> /out *args`` in the sandbox.
+
+    Args:
+        module: a module of the ``engine`` package (``engine.importers._pt2_child``).
+        args: extra string arguments.
+        input_file: the untrusted file; visible read-only inside.
+        out_dir: an existing empty directory; the only writable place that survives.
+        limits: resource limits.
+        trust_uploads: run without isolation if bubblewrap is unavailable.
+
+    Raises:
+        SandboxUnavailableError: no bubblewrap and ``trust_uploads`` is False.
+        ImportFailedError: the wall-clock timeout passed (the child is killed).
+    """
+    if not module.startswith("engine."):
+        raise ValueError(f"only engine modules run isolated, not {module!r}")
+    isolated = shutil.which("bwrap") is not None and isolation_available()
+    if isolated:
+        argv = _bwrap_argv(module, args, Path(input_file), Path(out_dir))
+    elif trust_uploads:
+        log.warning(
+            "MPQ_TRUST_UPLOADS=1: importing %s WITHOUT isolation. A malicious file can run code "
+            "as this user. Install bubblewrap (apt-get install bubblewrap) to isolate imports.",
+            input_file,
+        )
+        argv = [sys.executable, "-m", module, str(input_file), str(out_dir), *args]
+    else:
+        raise SandboxUnavailableError(
+            "importing .pt2 files needs an isolated process, and bubblewrap (bwrap) is not "
+            "available or cannot create namespaces on this machine. Install it "
+            "(`apt-get install bubblewrap`), upload an ONNX export instead, or - on a single-user "
+            "machine only - set MPQ_TRUST_UPLOADS=1 to import without isolation."
+        )
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=lambda: _apply_limits(limits),
+        start_new_session=True,
+        env=None if isolated else _child_env(),
+        cwd=str(out_dir),
+    )
+    try:
+        out, err = proc.communicate(timeout=limits.timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise ImportFailedError(
+            f"importing {Path(input_file).name!r} took longer than {limits.timeout_s:.0f} s and "
+            "was stopped; a model this slow to load is not supported"
+        ) from None
+    return IsolatedResult(proc.returncode, _tail(out), _tail(err), isolated)
+
+
+def _bwrap_argv(module: str, args: Sequence[str], input_file: Path, out_dir: Path) -> list[str]:
+    package_dir = Path(engine.__file__).resolve().parent
+    binds: list[str] = []
+    for prefix in sorted({Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}):
+        binds += ["--ro-bind", str(prefix), str(prefix)]
+    if Path(sys.prefix) != Path(sys.prefix).resolve():
+        binds += ["--ro-bind", sys.prefix, sys.prefix]
+    env = _child_env() | {"PYTHONPATH": "/mpq"}
+    setenv = [x for k, v in env.items() for x in ("--setenv", k, v)]
+    return [
+        "bwrap",
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+        *setenv,
+        "--ro-bind", "/usr", "/usr",
+        "--symlink", "usr/bin", "/bin",
+        "--symlink", "usr/lib", "/lib",
+        "--symlink", "usr/lib64", "/lib64",
+        *binds,
+        "--ro-bind", str(package_dir), "/mpq/engine",
+        "--ro-bind", str(input_file.resolve()), f"/in/{input_file.name}",
+        "--bind", str(out_dir.resolve()), "/out",
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--tmpfs", "/tmp",
+        "--remount-ro", "/",
+        "--chdir", "/out",
+        sys.executable, "-m", module, f"/in/{input_file.name}", "/out", *args,
+    ]  # fmt: skip
+
+
+def _child_env() -> dict[str, str]:
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/tmp",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONNOUSERSITE": "1",
+        "LANG": "C.UTF-8",
+    }
+
+
+def _apply_limits(limits: Limits) -> None:
+    """Runs in the forked child before exec (async-signal-safe calls only)."""
+    for kind, value in (
+        (resource.RLIMIT_AS, limits.memory_bytes),
+        (resource.RLIMIT_CPU, limits.cpu_s),
+        (resource.RLIMIT_FSIZE, limits.file_bytes),
+        (resource.RLIMIT_NOFILE, limits.open_files),
+        (resource.RLIMIT_CORE, 0),
+    ):
+        resource.setrlimit(kind, (value, value))
+
+
+def _tail(b: bytes, n: int = 4000) -> str:
+    return b[-n:].decode("utf-8", "replace")

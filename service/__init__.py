@@ -1,0 +1,1 @@
+"""MPQ's user-facing layer: the `mpq` CLI now; the FastAPI service arrives with its issue."""
