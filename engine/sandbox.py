@@ -22,13 +22,17 @@ isolation, and a warning is logged on every run.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import os
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +40,14 @@ from pathlib import Path
 import engine
 from engine.errors import ImportFailedError, SandboxUnavailableError
 
-__all__ = ["IsolatedResult", "Limits", "isolation_available", "run_isolated"]
+__all__ = [
+    "IsolatedResult",
+    "IsolationReport",
+    "Limits",
+    "check_isolation",
+    "isolation_available",
+    "run_isolated",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,34 +76,75 @@ class IsolatedResult:
     isolated: bool
 
 
+@dataclass(frozen=True)
+class IsolationReport:
+    """What a probe inside the sandbox managed to do (all False/empty = isolated)."""
+
+    wrote_host_path: bool
+    wrote_outside_out: bool
+    wrote_input: bool
+    connected_to_host: bool
+    leaked_env: tuple[str, ...]
+
+    @property
+    def isolated(self) -> bool:
+        return not (
+            self.wrote_host_path
+            or self.wrote_outside_out
+            or self.wrote_input
+            or self.connected_to_host
+            or self.leaked_env
+        )
+
+
+@functools.cache
 def isolation_available() -> bool:
-    """True if bubblewrap is installed and can create namespaces here."""
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
+    """True if bubblewrap is installed and :func:`check_isolation` finds it holds (cached)."""
+    if shutil.which("bwrap") is None:
         return False
-    probe = subprocess.run(
-        [
-            bwrap,
-            "--unshare-all",
-            "--ro-bind",
-            "/usr",
-            "/usr",
-            "--symlink",
-            "usr/bin",
-            "/bin",
-            "--symlink",
-            "usr/lib",
-            "/lib",
-            "--symlink",
-            "usr/lib64",
-            "/lib64",
-            "/bin/true",
-        ],
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
-    return probe.returncode == 0
+    try:
+        return check_isolation().isolated
+    except (ImportFailedError, OSError, ValueError, subprocess.SubprocessError):
+        return False
+
+
+def check_isolation() -> IsolationReport:
+    """Run :mod:`engine._sandbox_check` in the sandbox and report what it could reach.
+
+    The parent creates a writable host directory and a listening TCP socket on
+    127.0.0.1; the probe tries to write there and to connect, and to write its
+    read-only input. Success at any of these means the sandbox leaks.
+    """
+    with tempfile.TemporaryDirectory(prefix="mpq-sbx-") as tmp, socket.socket() as listener:
+        root = Path(tmp)
+        (root / "out").mkdir()
+        (root / "in").write_text("input")
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.setblocking(False)
+        port = str(listener.getsockname()[1])
+        argv = _bwrap_argv(
+            "engine._sandbox_check", [str(root / "escape"), port], root / "in", root / "out"
+        )
+        run = subprocess.run(argv, capture_output=True, timeout=60, check=False)
+        report_file = root / "out" / "report.json"
+        if run.returncode != 0 or not report_file.is_file():
+            raise ImportFailedError(f"sandbox self-check failed: {_tail(run.stderr, 300)}")
+        report = json.loads(report_file.read_text())
+        try:
+            listener.accept()[0].close()
+            accepted = True
+        except BlockingIOError:
+            accepted = False
+        return IsolationReport(
+            wrote_host_path=(root / "escape").exists() or bool(report["wrote_host_path"]),
+            wrote_outside_out=bool(report["wrote_root"]),
+            wrote_input=(root / "in").read_text() != "input" or bool(report["wrote_input"]),
+            connected_to_host=accepted or bool(report["connected"]),
+            leaked_env=tuple(
+                sorted(set(report["env"]) - set(_child_env()) - {"PYTHONPATH", "PWD"})
+            ),
+        )
 
 
 def run_isolated(
@@ -120,7 +172,7 @@ def run_isolated(
     """
     if not module.startswith("engine."):
         raise ValueError(f"only engine modules run isolated, not {module!r}")
-    isolated = shutil.which("bwrap") is not None and isolation_available()
+    isolated = isolation_available()
     if isolated:
         argv = _bwrap_argv(module, args, Path(input_file), Path(out_dir))
     elif trust_uploads:

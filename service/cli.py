@@ -64,7 +64,9 @@ def _inspect(args: argparse.Namespace) -> int:
 
     path: Path = args.model
     if not path.is_file():
-        raise FileMissingError(f"no such file: {str(path)!r}; give the path of a .pt2 or .onnx file")
+        raise FileMissingError(
+            f"no such file: {str(path)!r}; give the path of a .pt2 or .onnx file"
+        )
     imported = import_model(path, trust_uploads=os.environ.get("MPQ_TRUST_UPLOADS") == "1")
     inv = inventory(imported.ir)
     if args.json:

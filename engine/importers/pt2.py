@@ -14,31 +14,27 @@ from __future__ import annotations
 
 import json
 import tempfile
-import zipfile
 from pathlib import Path
 
 from engine.errors import (
-    CorruptFileError,
     ImportFailedError,
     InvalidIRError,
     MPQError,
     TrainingModeError,
-    UnsafeArchiveError,
     UnsupportedOpsError,
 )
 from engine.importers._pt2_child import ERROR_FILE, IR_FILE
-from engine.importers._sniff import ArchiveLimits, check_zip_limits
+from engine.importers._pt2_screen import screen_pt2
+from engine.importers._sniff import ArchiveLimits
 from engine.ir import IRModel, load_ir
 from engine.sandbox import Limits, run_isolated
 
-__all__ = ["import_pt2", "screen_pt2"]
+__all__ = ["import_pt2"]
 
 _CHILD_ERRORS: dict[str, type[MPQError]] = {
     cls.code: cls for cls in (TrainingModeError, UnsupportedOpsError, InvalidIRError)
 }
 """Error codes the child may report; anything else becomes ImportFailedError."""
-
-_MAX_JSON_MEMBER = 64 * 1024 * 1024
 
 
 def import_pt2(
@@ -79,43 +75,6 @@ def import_pt2(
                 f"{limits.timeout_s:.0f} s)."
             )
         return load_ir(out / IR_FILE)
-
-
-def screen_pt2(path: Path, archive_limits: ArchiveLimits = ArchiveLimits()) -> None:
-    """Refuse archives over the limits or using features that make loading run code.
-
-    Raises:
-        ArchiveLimitError: too many members, too large, or a zip-bomb ratio.
-        CorruptFileError: a damaged zip or unreadable JSON config.
-        UnsafeArchiveError: pickled payloads or opaque objects (see module docstring).
-    """
-    infos = check_zip_limits(path, archive_limits)
-    with zipfile.ZipFile(path) as zf:
-        for info in infos:
-            if not info.filename.endswith(".json") or "/data/" not in info.filename:
-                continue
-            if info.file_size > _MAX_JSON_MEMBER:
-                raise UnsafeArchiveError(f"config member {info.filename!r} is implausibly large")
-            try:
-                config = json.loads(zf.read(info))
-            except (ValueError, zipfile.BadZipFile, OSError) as exc:
-                raise CorruptFileError(
-                    f"member {info.filename!r} of {path.name!r} is not readable JSON ({exc})"
-                ) from None
-            _screen_payload_config(info.filename, config)
-
-
-def _screen_payload_config(member: str, config: object) -> None:
-    entries = config.get("config", {}) if isinstance(config, dict) else {}
-    if not isinstance(entries, dict):
-        return
-    for fqn, meta in entries.items():
-        if isinstance(meta, dict) and meta.get("use_pickle"):
-            raise UnsafeArchiveError(
-                f"{member!r} stores {fqn!r} as a pickle (use_pickle), which torch.export.load "
-                "unpickles with weights_only=False and can run arbitrary code. Re-export "
-                "with plain tensor weights."
-            )
 
 
 def _child_error(error_file: Path, path: Path) -> MPQError:
