@@ -42,7 +42,8 @@ class DigitsCNN(nn.Module):
         self.classifier = nn.Linear(32, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.features(x), 1))
+        out: torch.Tensor = self.classifier(torch.flatten(self.features(x), 1))
+        return out
 
 
 def load_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -64,9 +65,12 @@ def train(*, epochs: int = 30, seed: int = 0) -> tuple[DigitsCNN, np.ndarray, np
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         model.train()
-        for idx in torch.randperm(len(xt), generator=gen).split(64):
+        order = torch.randperm(len(xt), generator=gen)
+        for start in range(0, len(xt), 64):
+            idx = order[start : start + 64]
             opt.zero_grad()
-            nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
+            loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
     return model.eval(), x_te, y_te
 

@@ -33,11 +33,8 @@ def test_probe_detects_leaks_when_run_without_isolation(tmp_path: Path) -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         port = str(listener.getsockname()[1])
-        subprocess.run(
-            [sys.executable, "-m", "engine._sandbox_check", str(tmp_path / "in")]
-            + [str(tmp_path / "out"), str(tmp_path / "escape"), port],
-            check=True,
-        )
+        args = [str(tmp_path / p) for p in ("in", "out", "escape")]
+        subprocess.run([sys.executable, "-m", "engine._sandbox_check", *args, port], check=True)
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["wrote_host_path"] and report["connected"] and report["wrote_input"]
     assert (tmp_path / "escape").read_text() == "escaped"
