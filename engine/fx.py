@@ -54,9 +54,13 @@ def infer_shapes(model: IRModel) -> dict[str, tuple[int, ...]]:
     class _Recorder(fx.Interpreter):
         def run_node(self, node: fx.Node) -> Any:
             if node.op == "get_attr":
-                t = super().run_node(node)
-                return t.to("meta")
-            out = super().run_node(node)
+                return super().run_node(node).to("meta")
+            if node.op != "call_function":
+                return super().run_node(node)
+            args, kwargs = self.fetch_args_kwargs_from_env(node)
+            # ops that move data to "cpu" (aten.to.device, factories) must stay on meta
+            args, kwargs = fx.node.map_aggregate((args, kwargs), _on_meta)
+            out = node.target(*args, **kwargs)  # type: ignore[operator]
             if "mpq_name" in node.meta and isinstance(out, torch.Tensor):
                 shapes[node.meta["mpq_name"]] = tuple(out.shape)
             return out
@@ -64,6 +68,10 @@ def infer_shapes(model: IRModel) -> dict[str, tuple[int, ...]]:
     with torch.no_grad():
         _Recorder(graph_module).run(*inputs)
     return shapes
+
+
+def _on_meta(v: Any) -> Any:
+    return torch.device("meta") if isinstance(v, torch.device) else v
 
 
 def _to_fx(v: Value, env: dict[str, fx.Node]) -> Any:

@@ -141,6 +141,12 @@ _OTHER_OPS = (
     "dropout.default",
     "to.dtype",
     "to.dtype_layout",
+    "to.device",
+    "expand_as.default",
+    "index.Tensor",
+    "new_ones.default",
+    "__and__.Tensor",
+    "linalg_vector_norm.default",
     "_to_copy.default",
     "type_as.default",
     # attention and creation

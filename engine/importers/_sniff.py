@@ -73,14 +73,7 @@ def check_zip_limits(path: Path, limits: ArchiveLimits) -> list[zipfile.ZipInfo]
     memory limit, so this is the first of two guards.
     """
     path = Path(path)
-    try:
-        with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise CorruptFileError(
-            f"{path.name!r} is a damaged or truncated zip archive ({exc}). Save the model "
-            "again and re-upload the complete file."
-        ) from None
+    infos = _members(path)
     if len(infos) > limits.max_members:
         raise ArchiveLimitError(
             f"{path.name!r} has {len(infos)} members; the limit is {limits.max_members}"
@@ -101,15 +94,32 @@ def check_zip_limits(path: Path, limits: ArchiveLimits) -> list[zipfile.ZipInfo]
     return infos
 
 
-def _sniff_zip(path: Path) -> ModelKind:
+def _members(path: Path) -> list[zipfile.ZipInfo]:
+    """The zip's members, refusing archives whose directory does not describe the whole file.
+
+    A truncated archive can still parse: :mod:`zipfile` looks for the directory
+    record near the end of the file and may find that of a zip stored *inside*
+    it (a .pt2 stores its sample inputs as a nested, uncompressed zip). The
+    outer directory must start the file: its first member is at offset 0.
+    """
     try:
         with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
+            infos = zf.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise CorruptFileError(
             f"{path.name!r} is a damaged or truncated zip archive ({exc}). Save the model "
             "again and re-upload the complete file."
         ) from None
+    if not infos or min(i.header_offset for i in infos) != 0:
+        raise CorruptFileError(
+            f"{path.name!r} is a truncated or damaged zip archive (its directory does not "
+            "describe the whole file). Save the model again and re-upload the complete file."
+        )
+    return infos
+
+
+def _sniff_zip(path: Path) -> ModelKind:
+    names = [i.filename for i in _members(path)]
     tails = {n.split("/", 1)[-1] for n in names}
     if any(t.startswith("models/") and t.endswith(".json") for t in tails):
         return "pt2"

@@ -1,0 +1,67 @@
+"""The `mpq` command as users run it: a real subprocess of the installed entry point."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MPQ = [sys.executable, "-m", "service.cli"]
+
+
+def _mpq(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*MPQ, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_inspect_prints_the_layer_table(digits) -> None:  # type: ignore[no-untyped-def]
+    run = _mpq("inspect", str(digits.pt2))
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("digits.pt2  (pt2, sha256 ")
+    assert any(
+        line.split()[:2] == ["features.7", "conv2d"] and "depthwise" in line for line in lines
+    )
+    assert "4 quantizable layers" in run.stdout
+
+
+def test_inspect_json_is_machine_readable(digits) -> None:  # type: ignore[no-untyped-def]
+    run = _mpq("inspect", str(digits.pt2), "--json")
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["format"] == "pt2" and len(doc["sha256"]) == 64
+    assert [layer["name"] for layer in doc["layers"]] == [
+        "features.0", "features.4", "features.7", "classifier",
+    ]  # fmt: skip
+    assert doc["layers"][0]["bn_follows"] is True
+
+
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [
+        (b"", "corrupt_file"),
+        (b"\x80\x04K\x01.", "torch_save_pickle"),
+        (b"plain text", "unsupported_model_format"),
+    ],
+)
+def test_bad_files_exit_2_with_code_and_no_traceback(
+    tmp_path: Path, content: bytes, code: str
+) -> None:
+    (tmp_path / "m.pt2").write_bytes(content)
+    run = _mpq("inspect", str(tmp_path / "m.pt2"))
+    assert run.returncode == 2
+    assert run.stderr.startswith(f"error[{code}]: ")
+    assert "Traceback" not in run.stderr + run.stdout
+
+
+def test_missing_file_has_its_own_code(tmp_path: Path) -> None:
+    run = _mpq("inspect", str(tmp_path / "nope.pt2"))
+    assert (run.returncode, run.stderr.split(":")[0]) == (2, "error[file_not_found]")
+
+
+def test_ops_lists_the_allow_list() -> None:
+    run = _mpq("ops")
+    assert run.returncode == 0
+    assert "aten.conv2d.default  (quantizable)" in run.stdout.splitlines()
