@@ -103,9 +103,13 @@ def isolation_available() -> bool:
     if shutil.which("bwrap") is None:
         return False
     try:
-        return check_isolation().isolated
-    except (ImportFailedError, OSError, ValueError, subprocess.SubprocessError):
+        report = check_isolation()
+    except (ImportFailedError, OSError, ValueError, subprocess.SubprocessError) as exc:
+        log.warning("bubblewrap is installed but the sandbox self-check failed: %s", exc)
         return False
+    if not report.isolated:
+        log.warning("bubblewrap is installed but the sandbox leaks: %s", report)
+    return report.isolated
 
 
 def check_isolation() -> IsolationReport:
@@ -227,6 +231,8 @@ def _bwrap_argv(module: str, args: Sequence[str], input_file: Path, out_dir: Pat
         "--new-session",
         "--clearenv",
         *setenv,
+        # /tmp first: mounts made later may lie under it (a venv in /tmp) and stay visible
+        "--tmpfs", "/tmp",
         "--ro-bind", "/usr", "/usr",
         "--symlink", "usr/bin", "/bin",
         "--symlink", "usr/lib", "/lib",
@@ -237,7 +243,6 @@ def _bwrap_argv(module: str, args: Sequence[str], input_file: Path, out_dir: Pat
         "--bind", str(out_dir.resolve()), "/out",
         "--proc", "/proc",
         "--dev", "/dev",
-        "--tmpfs", "/tmp",
         "--remount-ro", "/",
         "--chdir", "/out",
         sys.executable, "-m", module, f"/in/{input_file.name}", "/out", *args,

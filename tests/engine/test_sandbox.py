@@ -82,3 +82,27 @@ def test_refuses_without_isolation_unless_trusted(
     finally:
         monkeypatch.undo()
         isolation_available.cache_clear()
+
+
+def test_trusted_mode_imports_without_isolation_and_warns(
+    digits,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    isolation_available.cache_clear()
+    try:
+        result = run_isolated(
+            "engine.importers._pt2_child",
+            [],
+            input_file=digits.pt2,
+            out_dir=tmp_path,
+            trust_uploads=True,
+        )
+    finally:
+        monkeypatch.undo()
+        isolation_available.cache_clear()
+    assert result.returncode == 0 and not result.isolated
+    assert (tmp_path / "model.mpqir").is_file()
+    assert any("WITHOUT isolation" in r.getMessage() for r in caplog.records)
