@@ -20,15 +20,20 @@ __all__ = ["infer_shapes", "to_graph_module"]
 def to_graph_module(model: IRModel) -> fx.GraphModule:
     """Build a GraphModule computing ``model``; inputs are positional in IR order.
 
-    Tensors become buffers at their IR names (dotted names become submodules);
-    a single output is returned bare, several as a tuple.
+    Tensors become buffers named ``t_<i>_<name with dots as underscores>``:
+    flat, prefixed names that cannot shadow a Module attribute (``forward``,
+    ``training``) or reach fx's generated code unescaped. A single output is
+    returned bare, several as a tuple.
     """
     graph = fx.Graph()
     env: dict[str, fx.Node] = {}
     for spec in model.inputs:
         env[spec.name] = graph.placeholder(_ident(spec.name))
-    for name in model.tensors:
-        env[name] = graph.get_attr(name)
+    attrs: dict[str, torch.Tensor] = {}
+    for i, (name, tensor) in enumerate(model.tensors.items()):
+        attr = f"t_{i}_{_ident(name)}"
+        attrs[attr] = tensor
+        env[name] = graph.get_attr(attr)
     for n in model.nodes:
         args = tuple(_to_fx(a, env) for a in n.args)
         kwargs = {k: _to_fx(v, env) for k, v in n.kwargs.items()}
@@ -37,7 +42,7 @@ def to_graph_module(model: IRModel) -> fx.GraphModule:
         env[n.name] = node
     outs = [env[r.name] for r in model.outputs]
     graph.output(outs[0] if len(outs) == 1 else tuple(outs))
-    gm = fx.GraphModule(dict(model.tensors), graph)
+    gm = fx.GraphModule(attrs, graph)
     gm.eval()
     return gm
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -291,9 +292,16 @@ def _validate(m: IRModel) -> None:
         raise InvalidIRError("the graph has no outputs")
 
 
+_NAME = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")
+"""Names are dotted identifiers (``features.0.weight``): they end up in generated code."""
+
+
 def _check_name(name: str, defined: set[str], kind: str) -> None:
-    if not isinstance(name, str) or not name or len(name) > 512:
-        raise InvalidIRError(f"{kind} name {name!r} must be a non-empty string of <= 512 chars")
+    if not isinstance(name, str) or len(name) > 512 or not _NAME.fullmatch(name):
+        raise InvalidIRError(
+            f"{kind} name {str(name)[:80]!r} must be 1-512 letters, digits, underscores and "
+            "dots (like features.0.weight)"
+        )
     if name in defined or name == "output":
         raise InvalidIRError(f"{kind} name {name!r} is used twice (or is reserved)")
     defined.add(name)

@@ -116,3 +116,24 @@ def test_digits_ir_matches_exported_program(digits, digits_program, tmp_path: Pa
         assert torch.equal(gm(x), digits_program.module()(x))
     assert "features.1.num_batches_tracked" not in ir.tensors  # unused buffers are dropped
     assert infer_shapes(ir)[ir.outputs[0].name] == (32, 10)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ['__class__") and print("INJECTED") or getattr(self, "training', "a b", "", "a..b", "x" * 513],
+)
+def test_names_outside_the_grammar_are_refused(name: str) -> None:
+    """Names reach fx's generated code; only dotted identifiers are accepted."""
+    with pytest.raises(InvalidIRError, match="letters, digits"):
+        _tiny(tensors={"w": torch.ones(4, 3), "b": torch.arange(4.0), name: torch.ones(1)})
+
+
+def test_tensor_names_cannot_shadow_module_attributes() -> None:
+    m = _tiny(
+        nodes=(Node("lin", "aten.linear.default", (Ref("x"), Ref("forward"), Ref("training"))),),
+        outputs=(Ref("lin"),),
+        tensors={"forward": torch.ones(4, 3), "training": torch.arange(4.0)},
+    )
+    gm = to_graph_module(m)
+    assert gm.training is False
+    assert torch.equal(gm(torch.ones(2, 3)), torch.tensor([[3.0, 4.0, 5.0, 6.0]] * 2))

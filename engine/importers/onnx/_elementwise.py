@@ -1,0 +1,191 @@
+"""ONNX elementwise operators and reductions -> ATen.
+
+ONNX broadcasting is numpy's, which is torch's, so binary operators map one to one. A
+one-element constant operand is passed as a Python number (``aten.mul.Scalar(x, 0.5)``)
+instead of being stored as a tensor. An ``Add`` of a 1-D constant to the output of a bias-less
+``aten.linear.default`` that nothing else reads becomes that linear's bias, so ``MatMul + Add``
+pairs (how torch.onnx writes ``nn.Linear`` on 3-D inputs) import as one linear layer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from engine.errors import TrainingModeError, UnsupportedOpsError
+from engine.importers.onnx._attrs import (
+    attr_float,
+    attr_int,
+    attr_ints,
+    dtype_name,
+    normalize_axis,
+    torch_dtype,
+)
+from engine.importers.onnx._graph import GraphBuilder, Val
+from engine.importers.onnx._types import OnnxNode
+from engine.ir import DType, Node, Ref
+
+__all__ = ["ELEMENTWISE_CONVERTERS"]
+
+_UNARY = {
+    "Relu": "aten.relu.default",
+    "Sigmoid": "aten.sigmoid.default",
+    "Tanh": "aten.tanh.default",
+    "Erf": "aten.erf.default",
+    "Sqrt": "aten.sqrt.default",
+    "Neg": "aten.neg.default",
+    "HardSwish": "aten.hardswish.default",
+}
+# op_type -> (tensor-tensor op, tensor-scalar op)
+_BINARY = {
+    "Add": ("aten.add.Tensor", "aten.add.Scalar"),
+    "Sub": ("aten.sub.Tensor", "aten.sub.Scalar"),
+    "Mul": ("aten.mul.Tensor", "aten.mul.Scalar"),
+    "Div": ("aten.div.Tensor", "aten.div.Scalar"),
+    "Pow": ("aten.pow.Tensor_Tensor", "aten.pow.Tensor_Scalar"),
+    "Equal": ("aten.eq.Tensor", "aten.eq.Scalar"),
+}
+_COMMUTATIVE = {"Add": "aten.add.Scalar", "Mul": "aten.mul.Scalar", "Equal": "aten.eq.Scalar"}
+
+
+def _item(t: torch.Tensor) -> bool | int | float:
+    """The one element of ``t`` as a Python number."""
+    value = t.item()
+    assert isinstance(value, bool | int | float)
+    return value
+
+
+def _scalar(v: Val, other: Val) -> bool | int | float | None:
+    """``v`` as a Python number if it is a one-element constant that broadcasts away."""
+    if v.const is None or other.const is not None or v.const.numel() != 1:
+        return None
+    return _item(v.const) if v.dim() <= other.dim() else None
+
+
+def unary(b: GraphBuilder, n: OnnxNode) -> Val:
+    """The ATen twin of a one-input elementwise op."""
+    return b.emit(_UNARY[n.op_type], b.input(n, 0))
+
+
+def hard_sigmoid(b: GraphBuilder, n: OnnxNode) -> Val:
+    """``max(0, min(1, alpha * x + beta))``; torch's hardsigmoid when alpha=1/6, beta=1/2."""
+    x = b.input(n, 0)
+    alpha, beta = attr_float(n, "alpha", 0.2), attr_float(n, "beta", 0.5)
+    if math.isclose(alpha, 1 / 6, abs_tol=1e-7) and beta == 0.5:
+        return b.emit("aten.hardsigmoid.default", x)
+    y = b.emit("aten.add.Scalar", b.emit("aten.mul.Scalar", x, alpha), beta)
+    return b.emit("aten.clamp.default", y, 0.0, 1.0)
+
+
+def clip(b: GraphBuilder, n: OnnxNode) -> Val:
+    """Opset < 11: ``min``/``max`` attributes; from 11: optional inputs 1 and 2."""
+    x = b.input(n, 0)
+    if b.opset < 11:
+        lo = attr_float(n, "min", -math.inf)
+        hi = attr_float(n, "max", math.inf)
+        bounds: list[bool | float | int | None] = [None if math.isinf(v) else v for v in (lo, hi)]
+    else:
+        consts = (b.const(n, 1, "min"), b.const(n, 2, "max"))
+        bounds = [None if t is None else _item(t) for t in consts]
+    if bounds == [None, None]:
+        return x
+    return b.emit("aten.clamp.default", x, *bounds)
+
+
+def _fuse_bias(b: GraphBuilder, n: OnnxNode, x: Val, y: Val) -> Val | None:
+    """``linear(x, W, None) + c`` -> ``linear(x, W, c)`` when nothing else reads the linear."""
+    for act, bias in ((x, y), (y, x)):
+        layer = b.producer(act)
+        if layer is None or layer.op != "aten.linear.default" or layer.args[2] is not None:
+            continue
+        weight = layer.args[1]
+        assert isinstance(weight, Ref)
+        out_features = b.tensors[weight.name].shape[0]
+        if (
+            b.reads(act) == 1
+            and bias.const is not None
+            and bias.shape == [out_features]
+            and bias.dtype == act.dtype
+        ):
+            b.replace_node(Node(layer.name, layer.op, (*layer.args[:2], b.ref(bias))))
+            return act
+    return None
+
+
+def binary(b: GraphBuilder, n: OnnxNode) -> Val:
+    """Add/Sub/Mul/Div/Pow/Equal; integer Div truncates toward zero, as ONNX does."""
+    x, y = b.input(n, 0), b.input(n, 1)
+    tensor_op, scalar_op = _BINARY[n.op_type]
+    if n.op_type == "Add" and (fused := _fuse_bias(b, n, x, y)) is not None:
+        return fused
+    if n.op_type == "Div" and not (x.dtype.is_floating_point or y.dtype.is_floating_point):
+        return b.emit("aten.div.Tensor_mode", x, y, rounding_mode="trunc")  # ONNX int Div
+    if (c := _scalar(y, x)) is not None and not (n.op_type == "Div" and isinstance(c, int)):
+        out = b.emit(scalar_op, x, c)
+    elif (c := _scalar(x, y)) is not None and n.op_type in _COMMUTATIVE:
+        out = b.emit(_COMMUTATIVE[n.op_type], y, c)
+    elif c is not None and n.op_type == "Sub":
+        out = b.emit("aten.rsub.Scalar", y, c)
+    else:
+        out = b.emit(tensor_op, x, y)
+    if n.op_type == "Pow" and out.dtype != x.dtype:  # ONNX Pow keeps the base's type
+        out = b.emit("aten.to.dtype", out, DType(dtype_name(x.dtype)), tag="cast")
+    return out
+
+
+def where(b: GraphBuilder, n: OnnxNode) -> Val:
+    """``where(condition, x, y)``, broadcasting all three."""
+    return b.emit("aten.where.self", b.input(n, 0), b.input(n, 1), b.input(n, 2))
+
+
+def cast(b: GraphBuilder, n: OnnxNode) -> Val:
+    """``to.dtype``; a cast to the type the value already has is dropped."""
+    x = b.input(n, 0)
+    target = torch_dtype(attr_int(n, "to", 0), f"Cast {n.name!r} target")
+    if x.dtype == target:
+        return x
+    return b.emit("aten.to.dtype", x, DType(dtype_name(target)))
+
+
+def identity(b: GraphBuilder, n: OnnxNode) -> Val:
+    """Identity, and Dropout in inference (its ``training_mode`` input must be false)."""
+    if n.op_type == "Dropout":
+        training = b.const(n, 2, "training_mode") if b.opset >= 12 else None
+        if (training is not None and bool(training.item())) or attr_int(n, "is_test", 1) == 0:
+            raise TrainingModeError(
+                f"Dropout {n.name!r} runs in training mode; call model.eval() before exporting"
+            )
+    return b.input(n, 0)
+
+
+def reduce(b: GraphBuilder, n: OnnxNode) -> Val:
+    """ReduceMean/ReduceSum; axes an attribute before opset 18/13, an input from then."""
+    x = b.input(n, 0)
+    axes_from_input = b.opset >= (18 if n.op_type == "ReduceMean" else 13)
+    axes = b.ints(n, 1, "axes") if axes_from_input else attr_ints(n, "axes")
+    if not axes:
+        if axes_from_input and attr_int(n, "noop_with_empty_axes", 0):
+            return x
+        axes = list(range(x.dim()))
+    dims = sorted({normalize_axis(a, x.dim(), n) for a in axes})
+    keep = bool(attr_int(n, "keepdims", 1))
+    if n.op_type == "ReduceMean":
+        if not x.dtype.is_floating_point:
+            raise UnsupportedOpsError(f"ReduceMean {n.name!r} on {x.dtype}; MPQ needs floats")
+        return b.emit("aten.mean.dim", x, dims, keep)
+    return b.emit("aten.sum.dim_IntList", x, dims, keep)
+
+
+ELEMENTWISE_CONVERTERS = {
+    **dict.fromkeys(_UNARY, unary),
+    **dict.fromkeys(_BINARY, binary),
+    "HardSigmoid": hard_sigmoid,
+    "Clip": clip,
+    "Where": where,
+    "Cast": cast,
+    "Identity": identity,
+    "Dropout": identity,
+    "ReduceMean": reduce,
+    "ReduceSum": reduce,
+}
