@@ -27,6 +27,17 @@ def test_inspect_prints_the_layer_table(digits) -> None:  # type: ignore[no-unty
     assert "4 quantizable layers" in run.stdout
 
 
+def test_inspect_reads_the_onnx_export_with_the_same_layer_names(digits) -> None:  # type: ignore[no-untyped-def]
+    run = _mpq("inspect", str(digits.onnx), "--json")
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["format"] == "onnx"
+    # torch.onnx.export folded the batch norms into the convs already: nothing left to fold
+    assert [(x["name"], x["bn_follows"]) for x in doc["layers"]] == [
+        ("features.0", False), ("features.4", False), ("features.7", False), ("classifier", False),
+    ]  # fmt: skip
+
+
 def test_inspect_json_is_machine_readable(digits) -> None:  # type: ignore[no-untyped-def]
     run = _mpq("inspect", str(digits.pt2), "--json")
     assert run.returncode == 0, run.stderr
