@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.importers._sniff import ArchiveLimits, ModelKind, sniff
+from engine.importers.onnx import import_onnx
 from engine.importers.pt2 import import_pt2
 from engine.ir import IRModel
 from engine.sandbox import Limits
@@ -49,8 +50,6 @@ def import_model(
             path, archive_limits=archive_limits, limits=limits, trust_uploads=trust_uploads
         )
     else:
-        from engine.importers.onnx import import_onnx
-
         ir = import_onnx(path, max_bytes=archive_limits.max_total_bytes)
     return ImportedModel(ir=ir, kind=kind, sha256=sha256_file(path))
 
