@@ -14,6 +14,7 @@ __all__ = [
     "FileMissingError",
     "ImportFailedError",
     "InvalidIRError",
+    "InvalidPlanError",
     "MPQError",
     "ModelFormatError",
     "OnnxExternalDataError",
@@ -122,3 +123,9 @@ class FileMissingError(MPQError):
     """A path given by the user does not exist or is not a file."""
 
     code = "file_not_found"
+
+
+class InvalidPlanError(MPQError):
+    """A quantization plan is malformed or does not fit the model."""
+
+    code = "invalid_plan"

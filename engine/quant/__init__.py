@@ -1,0 +1,1 @@
+"""Quantization primitives: pure math on tensors (packing, affine, codebook)."""
