@@ -1,0 +1,106 @@
+"""GPTQ: error-compensating rounding of a weight matrix (Frantar et al., 2023).
+
+Quantizing ``W`` (``[rows, n]``, one output channel per row) column by column,
+GPTQ pushes each column's rounding error onto the columns not yet quantized,
+in the direction that least increases the layer's output error
+``||W X - Q X||^2`` over calibration inputs ``X`` (``[n, samples]``). With
+``H = 2 X X^T / samples`` (plus damping ``lambda * mean(diag H) * I``) and
+``U`` the upper Cholesky factor of ``H^-1``, after quantizing column ``j``::
+
+    e_j = (w_j - q_j) / U[j, j]
+    W[:, k] -= e_j * U[j, k]        for k > j
+
+This is the optimal update of the remaining weights for a quadratic loss (the
+Optimal Brain Surgeon step) with the inverse Hessian kept in Cholesky form.
+Work is done in blocks of ``block_size`` columns so the updates to later
+columns are one matrix product per block. ``act_order`` quantizes columns in
+order of decreasing ``diag(H)`` (most-used inputs first), which helps at low
+bit widths. Inputs that never fire (``H[j, j] == 0``) carry no information;
+their weights are quantized as they are.
+
+The quantizer is a callable ``quantize_column(values, column) -> fake-quantized
+values`` so the same routine serves uniform (fixed per-row or per-group scales)
+and codebook (nearest centroid) formats. When ``H`` is diagonal and
+``act_order`` is off, no error propagates and GPTQ equals round-to-nearest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+__all__ = ["QuantizeColumn", "gptq_quantize", "hessian_from_inputs"]
+
+QuantizeColumn = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+def hessian_from_inputs(x: torch.Tensor) -> torch.Tensor:
+    """``H = 2 X^T X / m`` in float64 for layer inputs ``x`` of shape ``[m, n]``."""
+    x64 = x.reshape(-1, x.shape[-1]).double()
+    return 2.0 * (x64.T @ x64) / max(x64.shape[0], 1)
+
+
+def gptq_quantize(
+    w: torch.Tensor,
+    hessian: torch.Tensor,
+    quantize_column: QuantizeColumn,
+    *,
+    block_size: int = 128,
+    damp: float = 0.01,
+    act_order: bool = True,
+) -> torch.Tensor:
+    """Fake-quantized ``w`` (``[rows, n]``) chosen by GPTQ; ``w`` is not modified.
+
+    Args:
+        w: weights, one output channel per row.
+        hessian: ``[n, n]`` from :func:`hessian_from_inputs` (summed over batches is fine).
+        quantize_column: maps the current values of column ``j`` (``[rows]``) to
+            their fake-quantized values, for the original column index ``j``.
+        block_size: columns per lazy-update block.
+        damp: relative diagonal damping ``lambda``.
+        act_order: process columns by decreasing ``diag(H)``.
+
+    Returns:
+        float32 ``[rows, n]``, every column an output of ``quantize_column``.
+    """
+    n = w.shape[1]
+    if hessian.shape != (n, n):
+        raise ValueError(f"hessian is {tuple(hessian.shape)}; the weight has {n} columns")
+    W = w.detach().double().clone()
+    H = hessian.detach().double().clone()
+    dead = torch.diagonal(H) == 0
+    H[dead, dead] = 1.0
+    perm = torch.argsort(torch.diagonal(H), descending=True) if act_order else torch.arange(n)
+    W, H = W[:, perm], H[perm][:, perm]
+    H += damp * torch.diagonal(H).mean() * torch.eye(n, dtype=H.dtype)
+    U = _inverse_cholesky_upper(H)
+    Q = torch.zeros_like(W)
+    for start in range(0, n, block_size):
+        stop = min(start + block_size, n)
+        W_blk = W[:, start:stop].clone()
+        U_blk = U[start:stop, start:stop]
+        err = torch.zeros_like(W_blk)
+        for i in range(stop - start):
+            column = int(perm[start + i])
+            q = quantize_column(W_blk[:, i].float(), column).double()
+            Q[:, start + i] = q
+            e = (W_blk[:, i] - q) / U_blk[i, i]
+            W_blk[:, i:] -= e[:, None] * U_blk[i, i:][None, :]
+            err[:, i] = e
+        W[:, stop:] -= err @ U[start:stop, stop:]
+    out = torch.empty_like(Q)
+    out[:, perm] = Q
+    return out.float()
+
+
+def _inverse_cholesky_upper(H: torch.Tensor) -> torch.Tensor:
+    """Upper Cholesky factor of ``H^-1``; adds damping until ``H`` is positive definite."""
+    eye = torch.eye(H.shape[0], dtype=H.dtype)
+    extra = 0.0
+    for _ in range(8):
+        L, info = torch.linalg.cholesky_ex(H + extra * eye)
+        if int(info) == 0:
+            return torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
+        extra = max(extra * 10.0, 1e-6 * float(torch.diagonal(H).mean()))
+    raise ValueError("the layer's input Hessian is not positive definite even with damping")
