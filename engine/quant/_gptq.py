@@ -101,6 +101,7 @@ def _inverse_cholesky_upper(H: torch.Tensor) -> torch.Tensor:
     for _ in range(8):
         L, info = torch.linalg.cholesky_ex(H + extra * eye)
         if int(info) == 0:
-            return torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
+            upper: torch.Tensor = torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
+            return upper
         extra = max(extra * 10.0, 1e-6 * float(torch.diagonal(H).mean()))
     raise ValueError("the layer's input Hessian is not positive definite even with damping")
