@@ -151,6 +151,7 @@ _OTHER_OPS = (
     "type_as.default",
     # attention and creation
     "scaled_dot_product_attention.default",
+    "fake_quantize_per_tensor_affine.default",
     "zeros.default",
     "ones.default",
     "full.default",

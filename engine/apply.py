@@ -1,0 +1,166 @@
+"""Applying a :class:`~engine.plan.QuantPlan` to a model: simulated quantization.
+
+``apply(model, plan, calibration)``:
+
+1. folds batch norm (the folded weights are what gets quantized);
+2. runs the float model over the calibration batches (:mod:`engine.calibrate`)
+   for activation ranges and, where a layer rounds with GPTQ, input Hessians;
+3. quantizes each layer's weight to its format (:mod:`engine.weights`) --
+   cached per (layer, format) in a :class:`WeightCache`, so re-applying a plan
+   that differs in one layer costs one layer;
+4. returns a new IR whose weights are the fake-quantized values and in which each
+   layer's input passes through ``fake_quantize_per_tensor_affine`` with the
+   calibrated qparams (asymmetric, per tensor).
+
+The result computes in float what the quantized model computes: simulated
+("fake") quantization.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import fx
+
+from engine.calibrate import LayerStats, activation_index, calibrate
+from engine.fold import fold_batch_norm
+from engine.fx import to_graph_module
+from engine.inventory import LayerInfo, inventory
+from engine.ir import IRModel, Node, Ref
+from engine.ops import MATMUL_OPS
+from engine.plan import LayerFormat, QuantPlan
+from engine.quant._affine import AffineQParams, choose_qparams_affine
+from engine.weights import QuantizedWeight, quantize_weight
+
+__all__ = ["FAKE_QUANT_OP", "QuantizedModel", "WeightCache", "apply"]
+
+FAKE_QUANT_OP = "aten.fake_quantize_per_tensor_affine.default"
+PERCENTILE = 99.99
+
+
+@dataclass
+class WeightCache:
+    """Quantized weights and calibration of one (model, calibration data) pair.
+
+    Valid only for the model and calibration batches it was first used with.
+    """
+
+    weights: dict[tuple[str, LayerFormat], QuantizedWeight] = field(default_factory=dict)
+    stats: dict[str, LayerStats] | None = None
+    hessian_layers: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizedModel:
+    """A model with a plan applied (simulated quantization)."""
+
+    ir: IRModel
+    plan: QuantPlan
+    layers: tuple[LayerInfo, ...]
+    weights: dict[str, QuantizedWeight]
+    activations: dict[str, AffineQParams]
+
+    def module(self) -> fx.GraphModule:
+        """A runnable GraphModule of the simulated model."""
+        return to_graph_module(self.ir)
+
+
+def apply(
+    model: IRModel,
+    plan: QuantPlan,
+    calibration: Iterable[Sequence[torch.Tensor]],
+    *,
+    cache: WeightCache | None = None,
+) -> QuantizedModel:
+    """Fold, calibrate, quantize weights and insert activation fake-quant.
+
+    Args:
+        model: the float model's IR.
+        plan: one format per quantizable layer (names as ``mpq inspect`` lists them).
+        calibration: batches of model inputs (each a sequence, one tensor per input).
+        cache: reuse of weights and calibration across calls on the same model/data.
+
+    Raises:
+        InvalidPlanError: the plan's layers are not the model's.
+    """
+    folded, _ = fold_batch_norm(model)
+    layers = inventory(folded).layers
+    plan.check_layers(layer.name for layer in layers)
+    cache = cache if cache is not None else WeightCache()
+    gptq = {name for name, fmt in plan.layers.items() if fmt.rounding == "gptq"}
+    if cache.stats is None or not gptq <= cache.hessian_layers:
+        batches = list(calibration)
+        cache.hessian_layers |= gptq
+        cache.stats = calibrate(folded, layers, batches, hessian_layers=cache.hessian_layers)
+    stats = cache.stats
+    tensors = dict(folded.tensors)
+    weights: dict[str, QuantizedWeight] = {}
+    activations: dict[str, AffineQParams] = {}
+    nodes = {n.name: n for n in folded.nodes}
+    for layer in layers:
+        fmt = plan.layers[layer.name]
+        key = (layer.name, fmt)
+        if key not in cache.weights:
+            transposed = _weight_is_transposed(nodes[layer.node], layer.weight)
+            w = tensors[layer.weight]
+            q = quantize_weight(w.T if transposed else w, fmt, hessians=stats[layer.name].hessians)
+            cache.weights[key] = q
+        q = cache.weights[key]
+        weights[layer.name] = q
+        transposed = _weight_is_transposed(nodes[layer.node], layer.weight)
+        tensors[layer.weight] = q.values.T.contiguous() if transposed else q.values
+        bits = fmt.activation_bits
+        if bits is not None and activation_index(nodes[layer.node], layer.weight) is not None:
+            activations[layer.name] = _activation_qparams(stats[layer.name], bits, plan)
+    ir = _insert_fake_quant(folded, layers, tensors, activations)
+    return QuantizedModel(ir, plan, tuple(layers), weights, activations)
+
+
+def _weight_is_transposed(node: Node, weight: str) -> bool:
+    """True where the stored weight is ``[in, out]`` (``x @ W``, addmm)."""
+    if node.op == "aten.addmm.default":
+        return True
+    if node.op in MATMUL_OPS:
+        return not (node.args and node.args[0] == Ref(weight))
+    return False
+
+
+def _activation_qparams(s: LayerStats, bits: int, plan: QuantPlan) -> AffineQParams:
+    if plan.calibration == "minmax":
+        x = torch.tensor([s.lo, s.hi])
+        return choose_qparams_affine(x, bits=bits, symmetric=False)
+    sample = s.values()
+    if plan.calibration == "percentile":
+        lo = torch.quantile(sample.double(), 1 - PERCENTILE / 100).float()
+        hi = torch.quantile(sample.double(), PERCENTILE / 100).float()
+        return choose_qparams_affine(torch.stack([lo, hi]), bits=bits, symmetric=False)
+    return choose_qparams_affine(sample, bits=bits, symmetric=False, method="mse")
+
+
+def _insert_fake_quant(
+    folded: IRModel,
+    layers: Sequence[LayerInfo],
+    tensors: dict[str, torch.Tensor],
+    activations: dict[str, AffineQParams],
+) -> IRModel:
+    by_node = {layer.node: layer for layer in layers}
+    out: list[Node] = []
+    for n in folded.nodes:
+        layer = by_node.get(n.name)
+        if layer is not None and layer.name in activations:
+            idx = activation_index(n, layer.weight)
+            assert idx is not None
+            qp = activations[layer.name]
+            fq = Node(
+                f"{n.name}_input_fq",
+                FAKE_QUANT_OP,
+                (n.args[idx], float(qp.scale), int(qp.zero_point), qp.qmin, qp.qmax),
+            )
+            out.append(fq)
+            args = list(n.args)
+            args[idx] = Ref(fq.name)
+            n = Node(n.name, n.op, tuple(args), n.kwargs)
+        out.append(n)
+    return IRModel(folded.inputs, tuple(out), folded.outputs, tensors, folded.output_specs)
