@@ -18,6 +18,7 @@ The result computes in float what the quantized model computes: simulated
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ import torch
 from torch import fx
 
 from engine.calibrate import LayerStats, activation_index, calibrate
+from engine.errors import InvalidPlanError
 from engine.fold import fold_batch_norm
 from engine.fx import to_graph_module
 from engine.inventory import LayerInfo, inventory
@@ -34,7 +36,7 @@ from engine.plan import LayerFormat, QuantPlan
 from engine.quant._affine import AffineQParams, choose_qparams_affine
 from engine.weights import QuantizedWeight, quantize_weight
 
-__all__ = ["FAKE_QUANT_OP", "QuantizedModel", "WeightCache", "apply"]
+__all__ = ["FAKE_QUANT_OP", "QuantizedModel", "WeightCache", "apply", "weight_is_transposed"]
 
 FAKE_QUANT_OP = "aten.fake_quantize_per_tensor_affine.default"
 PERCENTILE = 99.99
@@ -88,6 +90,8 @@ def apply(
     folded, _ = fold_batch_norm(model)
     layers = inventory(folded).layers
     plan.check_layers(layer.name for layer in layers)
+    nodes = {n.name: n for n in folded.nodes}
+    _check_groups(plan, layers, nodes)
     cache = cache if cache is not None else WeightCache()
     gptq = {name for name, fmt in plan.layers.items() if fmt.rounding == "gptq"}
     if cache.stats is None or not gptq <= cache.hessian_layers:
@@ -98,18 +102,17 @@ def apply(
     tensors = dict(folded.tensors)
     weights: dict[str, QuantizedWeight] = {}
     activations: dict[str, AffineQParams] = {}
-    nodes = {n.name: n for n in folded.nodes}
     for layer in layers:
         fmt = plan.layers[layer.name]
         key = (layer.name, fmt)
         if key not in cache.weights:
-            transposed = _weight_is_transposed(nodes[layer.node], layer.weight)
+            transposed = weight_is_transposed(nodes[layer.node], layer.weight)
             w = tensors[layer.weight]
             q = quantize_weight(w.T if transposed else w, fmt, hessians=stats[layer.name].hessians)
             cache.weights[key] = q
         q = cache.weights[key]
         weights[layer.name] = q
-        transposed = _weight_is_transposed(nodes[layer.node], layer.weight)
+        transposed = weight_is_transposed(nodes[layer.node], layer.weight)
         tensors[layer.weight] = q.values.T.contiguous() if transposed else q.values
         bits = fmt.activation_bits
         if bits is not None and activation_index(nodes[layer.node], layer.weight) is not None:
@@ -118,7 +121,23 @@ def apply(
     return QuantizedModel(ir, plan, tuple(layers), weights, activations)
 
 
-def _weight_is_transposed(node: Node, weight: str) -> bool:
+def _check_groups(plan: QuantPlan, layers: Sequence[LayerInfo], nodes: dict[str, Node]) -> None:
+    """Refuse grouped formats whose group size does not divide a layer's inputs."""
+    for layer in layers:
+        group = plan.layers[layer.name].group_size
+        shape = layer.weight_shape
+        if weight_is_transposed(nodes[layer.node], layer.weight):
+            inputs = shape[-2]  # stored [K, N]: K inputs per output
+        else:
+            inputs = math.prod(shape[1:])
+        if group is not None and inputs % group:
+            raise InvalidPlanError(
+                f"layer {layer.name!r} has {inputs} inputs per output channel, which groups of "
+                f"{group} do not divide; use a per-channel format (e.g. int4) for this layer"
+            )
+
+
+def weight_is_transposed(node: Node, weight: str) -> bool:
     """True where the stored weight is ``[in, out]`` (``x @ W``, addmm)."""
     if node.op == "aten.addmm.default":
         return True
