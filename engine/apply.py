@@ -5,7 +5,8 @@
 1. folds batch norm (the folded weights are what gets quantized);
 2. runs the float model over the calibration batches (:mod:`engine.calibrate`)
    for activation ranges and, where a layer rounds with GPTQ, input Hessians;
-3. quantizes each layer's weight to its format (:mod:`engine.weights`) --
+3. quantizes each layer's weight to its format (:mod:`engine.weights`; GPTQ
+   needs the layer's input Hessian, so embeddings round to nearest) --
    cached per (layer, format) in a :class:`WeightCache`, so re-applying a plan
    that differs in one layer costs one layer;
 4. returns a new IR whose weights are the fake-quantized values and in which each
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import fx
@@ -108,7 +109,10 @@ def apply(
         if key not in cache.weights:
             transposed = weight_is_transposed(nodes[layer.node], layer.weight)
             w = tensors[layer.weight]
-            q = quantize_weight(w.T if transposed else w, fmt, hessians=stats[layer.name].hessians)
+            hessians = stats[layer.name].hessians
+            # a lookup table has no input Hessian: GPTQ degrades to nearest rounding there
+            qfmt = replace(fmt, rounding="nearest") if hessians is None else fmt
+            q = quantize_weight(w.T if transposed else w, qfmt, hessians=hessians)
             cache.weights[key] = q
         q = cache.weights[key]
         weights[layer.name] = q
