@@ -30,7 +30,7 @@ from engine.quant._codebook import (
     fake_quantize_codebook,
     quantize_codebook,
 )
-from engine.quant._gptq import gptq_quantize
+from engine.quant._gptq import QuantizeColumn, gptq_quantize
 
 __all__ = ["QuantizedWeight", "quantize_weight"]
 
@@ -131,14 +131,23 @@ def _gptq(
     out = torch.empty_like(matrix)
     for g, h in enumerate(hessians):
         sl = slice(g * per, (g + 1) * per)
-
-        def column(values: torch.Tensor, j: int, sl: slice = sl) -> torch.Tensor:
-            if isinstance(qp, CodebookQParams):
-                return fake_quantize_codebook(values, qp)
-            scale = qp.scale[sl] if qp.group_size is None else qp.scale[sl, j // qp.group_size]
-            zero = torch.zeros_like(scale, dtype=torch.int32)
-            sub = AffineQParams(scale.contiguous(), zero, qp.qmin, qp.qmax, axis=0)
-            return fake_quantize_affine(values, sub)
-
-        out[sl] = gptq_quantize(matrix[sl], h, column)
+        out[sl] = gptq_quantize(matrix[sl], h, _column_quantizer(qp, sl))
     return out
+
+
+def _column_quantizer(qp: AffineQParams | CodebookQParams, rows: slice) -> QuantizeColumn:
+    """Fake-quantize one column of the rows ``rows`` with their own scales.
+
+    For uniform formats this is the arithmetic of :func:`fake_quantize_affine`
+    with ``z = 0`` -- ``round(v * (1/s)).clamp(qmin, qmax) * s`` -- without
+    building qparams for each of the ``n`` columns.
+    """
+    if isinstance(qp, CodebookQParams):
+        return lambda values, j: fake_quantize_codebook(values, qp)
+    scale = qp.scale[rows]
+    inv, lo, hi, group = 1.0 / scale, qp.qmin, qp.qmax, qp.group_size
+    if group is None:
+        return lambda values, j: torch.round(values * inv).clamp(lo, hi) * scale
+    return lambda values, j: (
+        torch.round(values * inv[:, j // group]).clamp(lo, hi) * scale[:, j // group]
+    )
