@@ -11,17 +11,29 @@ from __future__ import annotations
 __all__ = [
     "ArchiveLimitError",
     "CorruptFileError",
+    "DataDtypeError",
+    "DataFormatError",
+    "DataShapeError",
+    "DataTooLargeError",
+    "EmptyDataError",
     "FileMissingError",
     "ImportFailedError",
+    "InvalidDataError",
     "InvalidIRError",
+    "InvalidLabelsError",
     "InvalidPlanError",
     "MPQError",
+    "MissingInputsError",
     "ModelFormatError",
+    "NonFiniteDataError",
     "OnnxExternalDataError",
+    "PickledDataError",
+    "SampleCountError",
     "SandboxUnavailableError",
     "TorchSavePickleError",
     "TorchScriptError",
     "TrainingModeError",
+    "UnexpectedArraysError",
     "UnsafeArchiveError",
     "UnsupportedOpsError",
 ]
@@ -129,3 +141,75 @@ class InvalidPlanError(MPQError):
     """A quantization plan is malformed or does not fit the model."""
 
     code = "invalid_plan"
+
+
+class InvalidDataError(MPQError):
+    """An evaluation/calibration data file cannot be used with the model."""
+
+    code = "invalid_data"
+
+
+class DataFormatError(InvalidDataError):
+    """The data file is neither an .npz archive of .npy arrays nor a safetensors file."""
+
+    code = "unsupported_data_format"
+
+
+class PickledDataError(InvalidDataError):
+    """An .npz member is an object array: reading it would need pickle, so it is refused."""
+
+    code = "pickled_data"
+
+
+class DataTooLargeError(InvalidDataError):
+    """The data file, or what it unpacks to, exceeds the byte limit."""
+
+    code = "data_too_large"
+
+
+class EmptyDataError(InvalidDataError):
+    """The data file holds no arrays, or a split has no samples."""
+
+    code = "empty_data"
+
+
+class MissingInputsError(InvalidDataError):
+    """The data file lacks an array for some model input."""
+
+    code = "missing_inputs"
+
+
+class UnexpectedArraysError(InvalidDataError):
+    """The data file holds arrays that match no model input (and are not labels)."""
+
+    code = "unexpected_arrays"
+
+
+class DataDtypeError(InvalidDataError):
+    """An array's dtype does not fit its model input and cannot be cast losslessly."""
+
+    code = "data_dtype"
+
+
+class DataShapeError(InvalidDataError):
+    """An array's per-sample shape differs from its model input's."""
+
+    code = "data_shape"
+
+
+class SampleCountError(InvalidDataError):
+    """The input arrays of one split disagree on the number of samples."""
+
+    code = "sample_count_mismatch"
+
+
+class NonFiniteDataError(InvalidDataError):
+    """A floating-point input holds NaN or infinity."""
+
+    code = "non_finite_data"
+
+
+class InvalidLabelsError(InvalidDataError):
+    """Labels are not a 1-D array of non-negative integers, one per sample."""
+
+    code = "invalid_labels"
