@@ -1,7 +1,9 @@
 """The ``mpq`` command line.
 
 ``mpq inspect MODEL [--json]`` imports a .pt2 or .onnx file and prints its
-layer inventory; ``mpq ops`` lists the operators MPQ accepts. Errors print as
+layer inventory; ``mpq quantize MODEL --data DATA (--plan P | --uniform FMT) --out
+model.mpq`` applies a plan and writes the artifact; ``mpq eval MODEL_OR_MPQ --data
+DATA`` measures a model or artifact; ``mpq ops`` lists the operators MPQ accepts. Errors print as
 ``error[code]: message`` on stderr with exit status 2 -- never a traceback
 (set ``MPQ_DEBUG=1`` to see one for an unexpected internal error).
 """
@@ -17,10 +19,12 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.errors import FileMissingError, MPQError
+from engine.errors import FileMissingError, InvalidPlanError, MPQError
 from engine.inventory import Inventory
 
 __all__ = ["main"]
+
+METRIC_NAMES = ("accuracy", "agreement", "cosine", "sqnr", "kl_divergence")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,6 +57,26 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("model", type=Path, help="a torch.export .pt2 archive or an .onnx file")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of a table")
     inspect.set_defaults(func=_inspect)
+    quantize = sub.add_parser("quantize", help="quantize a model with a plan into model.mpq")
+    quantize.add_argument("model", type=Path, help="a .pt2 or .onnx model")
+    quantize.add_argument("--data", type=Path, required=True, help=".npz or .safetensors data")
+    how = quantize.add_mutually_exclusive_group(required=True)
+    how.add_argument("--plan", type=Path, help="a plan JSON file (layer -> format)")
+    how.add_argument("--uniform", metavar="FORMAT", help="one weight format for every layer")
+    quantize.add_argument("--rounding", choices=["nearest", "gptq"], default="nearest")
+    quantize.add_argument("--scale", choices=["max", "mse"], default="max")
+    quantize.add_argument("--activation", default="a8", help="a4, a8, a16 or float")
+    quantize.add_argument("--metric", choices=sorted(METRIC_NAMES))
+    quantize.add_argument("--out", type=Path, required=True, help="where to write model.mpq")
+    quantize.add_argument("--json", action="store_true", help="print the report as JSON")
+    quantize.set_defaults(func=_quantize)
+    ev = sub.add_parser("eval", help="evaluate a model or a model.mpq on a dataset")
+    ev.add_argument("model", type=Path, help="a .pt2, .onnx or model.mpq file")
+    ev.add_argument("--data", type=Path, required=True)
+    ev.add_argument("--metric", choices=sorted(METRIC_NAMES))
+    ev.add_argument("--reference", type=Path, help="the float model, for metrics against it")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=_eval)
     ops = sub.add_parser("ops", help="list the operators MPQ accepts")
     ops.set_defaults(func=_ops)
     return parser
@@ -67,7 +91,7 @@ def _inspect(args: argparse.Namespace) -> int:
         raise FileMissingError(
             f"no such file: {str(path)!r}; give the path of a .pt2 or .onnx file"
         )
-    imported = import_model(path, trust_uploads=os.environ.get("MPQ_TRUST_UPLOADS") == "1")
+    imported = import_model(path, trust_uploads=_trusted())
     inv = inventory(imported.ir)
     if args.json:
         out = {"file": str(path), "format": imported.kind, "sha256": imported.sha256}
@@ -109,6 +133,65 @@ def _table(inv: Inventory) -> str:
         lines.append("batch norms left unfolded:")
         lines += [f"  {k}: {v}" for k, v in inv.unfoldable_bn.items()]
     return "\n".join(lines)
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from engine.pipeline import quantize_file
+    from engine.plan import LayerFormat, QuantPlan
+
+    for path in (args.model, args.data, args.plan):
+        if path is not None and not path.is_file():
+            raise FileMissingError(f"no such file: {str(path)!r}")
+    if args.plan is not None:
+        try:
+            doc = json.loads(args.plan.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidPlanError(f"{str(args.plan)!r} is not JSON: {exc}") from None
+        plan: QuantPlan | LayerFormat = QuantPlan.from_json(doc)
+    else:
+        plan = LayerFormat(args.uniform, args.activation, args.rounding, args.scale)
+    report = quantize_file(
+        args.model, args.data, plan, args.out, metric=args.metric, trust_uploads=_trusted()
+    )
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+        return 0
+    r = report
+    print(
+        f"wrote {args.out}: {r.file_bytes:,} bytes ({r.payload_bytes:,} of tensors), "
+        f"{r.compression:.1f}x smaller than the float model's {r.float_bytes:,} bytes"
+    )
+    print(
+        f"{r.metric}: float {r.float_metric:.4f} -> quantized {r.quantized_metric:.4f} "
+        f"on {r.evaluation_samples} evaluation samples ({r.calibration_samples} calibration)"
+    )
+    for note in r.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from engine.pipeline import evaluate_file
+
+    for path in (args.model, args.data, args.reference):
+        if path is not None and not path.is_file():
+            raise FileMissingError(f"no such file: {str(path)!r}")
+    report = evaluate_file(
+        args.model,
+        args.data,
+        metric=args.metric,
+        reference=args.reference,
+        trust_uploads=_trusted(),
+    )
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(f"{report.metric}: {report.value:.6f} on {report.samples} samples ({report.kind})")
+    return 0
+
+
+def _trusted() -> bool:
+    return os.environ.get("MPQ_TRUST_UPLOADS") == "1"
 
 
 def _ops(args: argparse.Namespace) -> int:

@@ -1,0 +1,174 @@
+"""The engine's top-level jobs: quantize a model file, evaluate a model or artifact file.
+
+``quantize_file`` imports a model (.pt2/.onnx), loads a dataset against its
+inputs, applies a plan with calibration from the dataset's calibration split,
+measures the float and quantized model on the evaluation split, and writes
+``model.mpq``. The metric it reports is measured on the model rebuilt from
+the written file, so it is exactly what ``mpq eval model.mpq`` gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.apply import apply
+from engine.artifact import load_artifact, predict_payload_bytes, save_artifact
+from engine.data import Dataset, load_dataset
+from engine.errors import InvalidDataError, MPQError
+from engine.fx import to_graph_module
+from engine.importers import import_model
+from engine.inventory import inventory
+from engine.ir import IRModel
+from engine.metrics import METRICS, evaluate
+from engine.plan import LayerFormat, QuantPlan
+
+__all__ = ["EvalReport", "QuantizeReport", "evaluate_file", "quantize_file"]
+
+
+@dataclass(frozen=True)
+class QuantizeReport:
+    """What ``mpq quantize`` reports (``--json`` prints this dict)."""
+
+    metric: str
+    float_metric: float
+    quantized_metric: float
+    float_bytes: int
+    payload_bytes: int
+    predicted_payload_bytes: int
+    file_bytes: int
+    compression: float
+    evaluation_samples: int
+    calibration_samples: int
+    plan: dict[str, Any]
+    notes: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """What ``mpq eval`` reports."""
+
+    metric: str
+    value: float
+    samples: int
+    kind: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def quantize_file(
+    model_path: Path,
+    data_path: Path,
+    plan: QuantPlan | LayerFormat,
+    out: Path,
+    *,
+    metric: str | None = None,
+    trust_uploads: bool = False,
+) -> QuantizeReport:
+    """Quantize ``model_path`` with ``plan`` (or one format for every layer) into ``out``."""
+    imported = import_model(model_path, trust_uploads=trust_uploads)
+    ir = imported.ir
+    data = load_dataset(data_path, ir.inputs)
+    metric = _pick_metric(metric, data)
+    if isinstance(plan, LayerFormat):
+        plan = QuantPlan.uniform([layer.name for layer in inventory(ir).layers], plan)
+    calibration = [b.tensors for b in data.batches("calibration")]
+    qm = apply(ir, plan, calibration)
+    reference = evaluate(to_graph_module(ir), data, "evaluation")
+    float_value = _score(metric, reference, reference, data)
+    save_artifact(qm, out, source_sha256=imported.sha256)
+    artifact = load_artifact(out)
+    value = _score(metric, evaluate(artifact.module(), data, "evaluation"), reference, data)
+    save_artifact(qm, out, source_sha256=imported.sha256, metrics={metric: value})
+    artifact = load_artifact(out)
+    weights = {layer.weight for layer in qm.layers}
+    other = sum(t.numel() * t.element_size() for k, t in qm.ir.tensors.items() if k not in weights)
+    shapes = {layer.name: tuple(qm.weights[layer.name].values.shape) for layer in qm.layers}
+    float_bytes = sum(t.numel() * t.element_size() for t in ir.tensors.values())
+    return QuantizeReport(
+        metric=metric,
+        float_metric=float_value,
+        quantized_metric=value,
+        float_bytes=float_bytes,
+        payload_bytes=artifact.payload_bytes,
+        predicted_payload_bytes=predict_payload_bytes(plan, shapes, other),
+        file_bytes=artifact.file_bytes,
+        compression=float_bytes / artifact.file_bytes,
+        evaluation_samples=data.evaluation.num_samples,
+        calibration_samples=data.calibration.num_samples,
+        plan=plan.to_json(),
+        notes=data.notes,
+    )
+
+
+def evaluate_file(
+    path: Path,
+    data_path: Path,
+    *,
+    metric: str | None = None,
+    reference: Path | None = None,
+    trust_uploads: bool = False,
+) -> EvalReport:
+    """Evaluate a model (.pt2/.onnx) or an artifact (model.mpq) on the evaluation split.
+
+    Metrics against the float model (agreement, cosine, sqnr, kl_divergence) take
+    the float model from ``reference`` (for an artifact) or the model itself.
+    """
+    ir, kind = _load_any(path, trust_uploads)
+    data = load_dataset(data_path, ir.inputs)
+    metric = _pick_metric(metric, data)
+    outputs = evaluate(to_graph_module(ir), data, "evaluation")
+    ref_outputs = outputs
+    if not METRICS[metric].needs_labels and reference is not None:
+        ref_ir, _ = _load_any(reference, trust_uploads)
+        ref_outputs = evaluate(to_graph_module(ref_ir), data, "evaluation")
+    elif not METRICS[metric].needs_labels and kind == "mpq":
+        raise MPQError(
+            f"metric {metric!r} compares with the float model: pass it with --reference MODEL"
+        )
+    return EvalReport(
+        metric, _score(metric, outputs, ref_outputs, data), data.evaluation.num_samples, kind
+    )
+
+
+def _load_any(path: Path, trust_uploads: bool) -> tuple[IRModel, str]:
+    if _is_artifact(path):
+        return load_artifact(path).ir, "mpq"
+    imported = import_model(path, trust_uploads=trust_uploads)
+    return imported.ir, imported.kind
+
+
+def _is_artifact(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(8 + 4096)
+    return len(head) > 8 and b'"format":"mpq-artifact"' in head.replace(b" ", b"")
+
+
+def _pick_metric(metric: str | None, data: Dataset) -> str:
+    has_labels = data.evaluation.labels is not None
+    metric = metric or ("accuracy" if has_labels else "cosine")
+    if metric not in METRICS:
+        raise MPQError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    if METRICS[metric].needs_labels and not has_labels:
+        raise InvalidDataError(
+            f"metric {metric!r} needs a 'labels' array in the data file; add one or use "
+            "--metric agreement / cosine"
+        )
+    return metric
+
+
+def _score(metric: str, out: torch.Tensor, ref: torch.Tensor, data: Dataset) -> float:
+    info = METRICS[metric]
+    fn: Callable[[torch.Tensor, torch.Tensor], float] = info.fn
+    if info.needs_labels:
+        assert data.evaluation.labels is not None
+        return fn(out, data.evaluation.labels)
+    return fn(out, ref)
