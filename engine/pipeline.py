@@ -9,6 +9,7 @@ the written file, so it is exactly what ``mpq eval model.mpq`` gives.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -74,6 +75,7 @@ def quantize_file(
     trust_uploads: bool = False,
 ) -> QuantizeReport:
     """Quantize ``model_path`` with ``plan`` (or one format for every layer) into ``out``."""
+    out = Path(out)
     imported = import_model(model_path, trust_uploads=trust_uploads)
     ir = imported.ir
     data = load_dataset(data_path, ir.inputs)
@@ -84,10 +86,15 @@ def quantize_file(
     qm = apply(ir, plan, calibration)
     reference = evaluate(to_graph_module(ir), data, "evaluation")
     float_value = _score(metric, reference, reference, data)
-    save_artifact(qm, out, source_sha256=imported.sha256)
-    artifact = load_artifact(out)
-    value = _score(metric, evaluate(artifact.module(), data, "evaluation"), reference, data)
-    save_artifact(qm, out, source_sha256=imported.sha256, metrics={metric: value})
+    partial = out.with_name(out.name + ".partial")  # no half-written model.mpq on failure
+    try:
+        save_artifact(qm, partial, source_sha256=imported.sha256)
+        outputs = evaluate(load_artifact(partial).module(), data, "evaluation")
+        value = _score(metric, outputs, reference, data)
+        save_artifact(qm, partial, source_sha256=imported.sha256, metrics={metric: value})
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
     artifact = load_artifact(out)
     weights = {layer.weight for layer in qm.layers}
     other = sum(t.numel() * t.element_size() for k, t in qm.ir.tensors.items() if k not in weights)

@@ -76,3 +76,31 @@ def test_ops_lists_the_allow_list() -> None:
     run = _mpq("ops")
     assert run.returncode == 0
     assert "aten.conv2d.default  (quantizable)" in run.stdout.splitlines()
+
+
+def test_quantize_then_eval_in_a_fresh_process_reproduces_the_metric(
+    digits, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "model.mpq"
+    run = _mpq(
+        "quantize", str(digits.pt2), "--data", str(digits.npz), "--uniform", "int3",
+        "--rounding", "gptq", "--scale", "mse", "--out", str(out), "--json",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["file_bytes"] == out.stat().st_size
+    assert report["payload_bytes"] == report["predicted_payload_bytes"]
+    assert report["quantized_metric"] >= 0.95 and report["metric"] == "accuracy"
+    ev = _mpq("eval", str(out), "--data", str(digits.npz), "--json")
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads(ev.stdout)["value"] == report["quantized_metric"]
+
+
+def test_quantize_refuses_a_bad_plan_with_its_code(digits, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "plan.json").write_text('{"layers": {"features.0": {"weight": "int9"}}}')
+    run = _mpq(
+        "quantize", str(digits.pt2), "--data", str(digits.npz),
+        "--plan", str(tmp_path / "plan.json"), "--out", str(tmp_path / "m.mpq"),
+    )  # fmt: skip
+    assert run.returncode == 2 and run.stderr.startswith("error[invalid_plan]: ")
+    assert not (tmp_path / "m.mpq").exists()
