@@ -47,6 +47,7 @@ __all__ = [
     "ARTIFACT_VERSION",
     "LoadedArtifact",
     "load_artifact",
+    "predict_model_payload",
     "predict_payload_bytes",
     "save_artifact",
 ]
@@ -84,6 +85,14 @@ def predict_payload_bytes(
     return other_bytes + sum(
         _layer_bytes(plan.layers[name], shape) for name, shape in weights.items()
     )
+
+
+def predict_model_payload(qm: QuantizedModel) -> int:
+    """:func:`predict_payload_bytes` for a quantized model (its plan and tensor shapes)."""
+    weights = {layer.weight for layer in qm.layers}
+    other = sum(t.numel() * t.element_size() for k, t in qm.ir.tensors.items() if k not in weights)
+    shapes = {layer.name: tuple(qm.weights[layer.name].values.shape) for layer in qm.layers}
+    return predict_payload_bytes(qm.plan, shapes, other)
 
 
 def save_artifact(

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from engine.apply import apply
-from engine.artifact import load_artifact, predict_payload_bytes, save_artifact
+from engine.artifact import load_artifact, predict_model_payload, save_artifact
 from engine.data import Dataset, load_dataset
 from engine.errors import InvalidDataError, MPQError
 from engine.fx import to_graph_module
@@ -96,9 +96,6 @@ def quantize_file(
     finally:
         partial.unlink(missing_ok=True)
     artifact = load_artifact(out)
-    weights = {layer.weight for layer in qm.layers}
-    other = sum(t.numel() * t.element_size() for k, t in qm.ir.tensors.items() if k not in weights)
-    shapes = {layer.name: tuple(qm.weights[layer.name].values.shape) for layer in qm.layers}
     float_bytes = sum(t.numel() * t.element_size() for t in ir.tensors.values())
     return QuantizeReport(
         metric=metric,
@@ -106,7 +103,7 @@ def quantize_file(
         quantized_metric=value,
         float_bytes=float_bytes,
         payload_bytes=artifact.payload_bytes,
-        predicted_payload_bytes=predict_payload_bytes(plan, shapes, other),
+        predicted_payload_bytes=predict_model_payload(qm),
         file_bytes=artifact.file_bytes,
         compression=float_bytes / artifact.file_bytes,
         evaluation_samples=data.evaluation.num_samples,

@@ -11,8 +11,13 @@ import pytest
 import torch
 
 from engine._safetensors import read_safetensors, write_safetensors
-from engine.apply import QuantizedModel, apply
-from engine.artifact import load_artifact, predict_payload_bytes, save_artifact
+from engine.apply import apply
+from engine.artifact import (
+    load_artifact,
+    predict_model_payload,
+    predict_payload_bytes,
+    save_artifact,
+)
 from engine.errors import CorruptFileError
 from engine.importers._export_to_ir import exported_program_to_ir
 from engine.inventory import inventory
@@ -75,13 +80,6 @@ PLANS = {
 }
 
 
-def _payload_prediction(qm: QuantizedModel) -> int:
-    shapes = {layer.name: tuple(qm.weights[layer.name].values.shape) for layer in qm.layers}
-    weights = {layer.weight for layer in qm.layers}
-    other = sum(t.numel() * t.element_size() for k, t in qm.ir.tensors.items() if k not in weights)
-    return predict_payload_bytes(qm.plan, shapes, other)
-
-
 @pytest.mark.parametrize("plan", sorted(PLANS))
 def test_reload_is_bit_identical_and_size_is_predicted(
     plan: str,
@@ -96,7 +94,7 @@ def test_reload_is_bit_identical_and_size_is_predicted(
     x = digits.batch()
     with torch.no_grad():
         assert torch.equal(art.module()(x), qm.module()(x))
-    assert art.payload_bytes == _payload_prediction(qm)
+    assert art.payload_bytes == predict_model_payload(qm)
     assert art.plan == qm.plan and art.manifest["metrics"] == {"accuracy": 0.5}
 
 
