@@ -1,0 +1,28 @@
+"""MPQ's engine: pure PyTorch + numpy, no HTTP, SQL or queues.
+
+The small public API; everything else is reached through its module::
+
+    imported = engine.import_model("model.pt2")            # .pt2 / .onnx -> IR, safely
+    qm = engine.apply(imported.ir, plan, calibration)      # simulated quantization
+    engine.save_artifact(qm, "model.mpq")                  # the packed artifact
+    model = engine.load_artifact("model.mpq").module()     # rebuilt from the file alone
+"""
+
+from __future__ import annotations
+
+from engine.apply import QuantizedModel, apply
+from engine.artifact import load_artifact, save_artifact
+from engine.importers import import_model
+from engine.inventory import inventory
+from engine.plan import LayerFormat, QuantPlan
+
+__all__ = [
+    "LayerFormat",
+    "QuantPlan",
+    "QuantizedModel",
+    "apply",
+    "import_model",
+    "inventory",
+    "load_artifact",
+    "save_artifact",
+]

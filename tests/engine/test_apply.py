@@ -82,7 +82,7 @@ def test_weights_are_on_their_grid_and_cached_per_layer(digits_ir, calibration) 
 def test_outliers_are_kept_exactly(digits_ir, calibration) -> None:  # type: ignore[no-untyped-def]
     qm = apply(digits_ir, _plan(digits_ir, LayerFormat("int2", "float", outliers=3)), calibration)
     q = qm.weights["features.4"]
-    w = next(t for k, t in qm.ir.tensors.items() if k == "features.4.weight")
+    w = qm.ir.tensors["features.4.weight"]
     assert q.outlier_index is not None and q.outlier_index.numel() == 3
     folded = apply(digits_ir, _plan(digits_ir, LayerFormat("fp32", "float")), calibration)
     original = folded.ir.tensors["features.4.weight"].reshape(-1)

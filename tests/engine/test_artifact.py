@@ -105,8 +105,8 @@ def test_a_fresh_process_reproduces_the_outputs(digits, digits_setup, tmp_path: 
     with torch.no_grad():
         expected = qm.module()(digits.batch()).numpy().tobytes()
     script = (
-        "import sys, hashlib, numpy as np, torch; from engine.artifact import load_artifact;"
-        "m = load_artifact(sys.argv[1]).module();"
+        "import sys, hashlib, numpy as np, torch, engine;"
+        "m = engine.load_artifact(sys.argv[1]).module();"
         "x = torch.from_numpy(np.load(sys.argv[2])['x'][:32]);"
         "print(hashlib.sha256(m(x).detach().numpy().tobytes()).hexdigest())"
     )
