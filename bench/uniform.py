@@ -118,28 +118,21 @@ def digits_case() -> Case:
 
 
 def minilm_case() -> Case:
-    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from examples.minilm import INPUT_NAMES, SEQ_LEN, load, model_dir
+    from examples.minilm import INPUT_NAMES, load, model_dir
+    from examples.minilm import tokenize as tokenize_texts
 
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     t0 = time.perf_counter()
     path = model_dir()
     model, _ = load(path)
-    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     texts = sentences(CALIB + MINILM_EVAL)
     cal_texts, eval_texts = texts[:CALIB], texts[CALIB:]
 
     def tokenize(items: Sequence[str]) -> Batches:
-        enc = tokenizer(
-            list(items),
-            padding="max_length",
-            truncation=True,
-            max_length=SEQ_LEN,
-            return_tensors="pt",
-        )
-        return batches(*(enc[name].to(torch.int64) for name in INPUT_NAMES))
+        arrays = tokenize_texts(path, items)
+        return batches(*(torch.from_numpy(arrays[name]) for name in INPUT_NAMES))
 
     calib, evals = tokenize(cal_texts), tokenize(eval_texts)
     with torch.no_grad():

@@ -31,6 +31,7 @@ import json
 import os
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -174,19 +175,22 @@ def load(path: Path) -> tuple[SentenceEncoder, dict[str, np.ndarray]]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    from transformers import AutoTokenizer, BertModel
+    from transformers import BertModel
+
+    bert = BertModel.from_pretrained(str(path), local_files_only=True, attn_implementation="sdpa")
+    return SentenceEncoder(bert).eval(), tokenize(path, SENTENCES)
+
+
+def tokenize(path: Path, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    """Token arrays (int64 ``[len(texts), SEQ_LEN]``) per model input, padded/truncated."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    bert = BertModel.from_pretrained(str(path), local_files_only=True, attn_implementation="sdpa")
     enc = tokenizer(
-        list(SENTENCES),
-        padding="max_length",
-        truncation=True,
-        max_length=SEQ_LEN,
-        return_tensors="np",
+        list(texts), padding="max_length", truncation=True, max_length=SEQ_LEN, return_tensors="np"
     )
-    arrays = {name: np.asarray(enc[name], dtype=np.int64) for name in INPUT_NAMES}
-    return SentenceEncoder(bert).eval(), arrays
+    return {name: np.asarray(enc[name], dtype=np.int64) for name in INPUT_NAMES}
 
 
 def embed(model: nn.Module, arrays: dict[str, np.ndarray]) -> np.ndarray:
