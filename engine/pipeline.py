@@ -89,13 +89,15 @@ def quantize_file(
     partial = out.with_name(out.name + ".partial")  # no half-written model.mpq on failure
     try:
         save_artifact(qm, partial, source_sha256=imported.sha256)
-        outputs = evaluate(load_artifact(partial).module(), data, "evaluation")
-        value = _score(metric, outputs, reference, data)
-        save_artifact(qm, partial, source_sha256=imported.sha256, metrics={metric: value})
+        artifact = load_artifact(partial)
+        value = _score(metric, evaluate(artifact.module(), data, "evaluation"), reference, data)
+        # the rewrite only adds the metric to the header: the tensors (payload) are unchanged
+        file_bytes = save_artifact(
+            qm, partial, source_sha256=imported.sha256, metrics={metric: value}
+        )
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
-    artifact = load_artifact(out)
     float_bytes = sum(t.numel() * t.element_size() for t in ir.tensors.values())
     return QuantizeReport(
         metric=metric,
@@ -104,8 +106,8 @@ def quantize_file(
         float_bytes=float_bytes,
         payload_bytes=artifact.payload_bytes,
         predicted_payload_bytes=predict_model_payload(qm),
-        file_bytes=artifact.file_bytes,
-        compression=float_bytes / artifact.file_bytes,
+        file_bytes=file_bytes,
+        compression=float_bytes / file_bytes,
         evaluation_samples=data.evaluation.num_samples,
         calibration_samples=data.calibration.num_samples,
         plan=plan.to_json(),
