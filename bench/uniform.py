@@ -97,8 +97,8 @@ def digits_case() -> Case:
     from examples.digits import load_split, train
 
     t0 = time.perf_counter()
-    model, x_te, y_te = train()
-    x_tr = load_split()[0]
+    model = train()
+    x_tr, x_te, _, y_te = load_split()
     x = torch.from_numpy(x_te)
     ir = exported_program_to_ir(torch.export.export(model, (x[:BATCH],)))
     calib = batches(torch.from_numpy(x_tr[:CALIB]))

@@ -59,8 +59,10 @@ class Inventory:
     unfoldable_bn: dict[str, str]
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict (shapes as lists)."""
-        return asdict(self)
+        """JSON-ready dict; each input as ``{"name", "shape", "dtype"}``."""
+        out = asdict(self)
+        out["inputs"] = [{"name": n, "shape": list(s), "dtype": d} for n, s, d in self.inputs]
+        return out
 
 
 def inventory(model: IRModel) -> Inventory:

@@ -46,9 +46,25 @@ def _ids(n: int, seed: int = 0) -> np.ndarray:
 # --- the real digits file and the split rules -------------------------------------------------
 
 
-def test_digits_npz_default_split_is_every_fourth_sample(digits, arrays) -> None:  # type: ignore[no-untyped-def]
+def test_digits_npz_calibrates_on_training_images_and_scores_the_held_out(digits, arrays) -> None:  # type: ignore[no-untyped-def]
+    from examples.digits import CALIB_SAMPLES, load_split
+
     x, y = arrays
     ds = load_dataset(digits.npz, [X])
+    x_tr, x_te, y_tr, y_te = load_split()
+    assert np.array_equal(x, x_te) and np.array_equal(y, y_te)
+    assert ds.calibration.num_samples == CALIB_SAMPLES and ds.evaluation.num_samples == 540
+    assert torch.equal(ds.evaluation.inputs["x"], torch.from_numpy(x_te))
+    assert ds.evaluation.labels is not None and ds.calibration.labels is not None
+    assert torch.equal(ds.evaluation.labels, torch.from_numpy(y_te))
+    assert torch.equal(ds.calibration.inputs["x"], torch.from_numpy(x_tr[:CALIB_SAMPLES]))
+    assert torch.equal(ds.calibration.labels, torch.from_numpy(y_tr[:CALIB_SAMPLES]))
+    assert ds.notes == ()
+
+
+def test_unsplit_file_calibrates_on_every_fourth_sample(tmp_path: Path, arrays) -> None:  # type: ignore[no-untyped-def]
+    x, y = arrays
+    ds = load_dataset(_npz(tmp_path / "d.npz", x=x, labels=y), [X])
     assert default_calibration_samples(540) == 135  # min(256, 540 // 4)
     assert ds.calibration.num_samples == 135 and ds.evaluation.num_samples == 405
     # floor(i * 540 / 135) = 4 i: exactly every fourth sample

@@ -47,6 +47,8 @@ def test_inspect_json_is_machine_readable(digits) -> None:  # type: ignore[no-un
         "features.0", "features.4", "features.7", "classifier",
     ]  # fmt: skip
     assert doc["layers"][0]["bn_follows"] is True
+    assert doc["inputs"] == [{"name": "x", "shape": [32, 1, 8, 8], "dtype": "float32"}]
+    assert doc["float_bytes"] == 22_760 and doc["layer_params"] == 5_370
 
 
 @pytest.mark.parametrize(
