@@ -32,6 +32,7 @@ from engine.fold import fold_batch_norm
 from engine.fx import to_graph_module
 from engine.inventory import LayerInfo, inventory
 from engine.ir import IRModel, Node, Ref
+from engine.observe import Ranges, observe_ranges
 from engine.ops import MATMUL_OPS
 from engine.plan import LayerFormat, QuantPlan
 from engine.quant._affine import AffineQParams, choose_qparams_affine
@@ -53,17 +54,29 @@ class WeightCache:
     weights: dict[tuple[str, LayerFormat], QuantizedWeight] = field(default_factory=dict)
     stats: dict[str, LayerStats] | None = None
     hessian_layers: set[str] = field(default_factory=set)
+    ranges: Ranges | None = None
 
 
 @dataclass(frozen=True, eq=False)
 class QuantizedModel:
-    """A model with a plan applied (simulated quantization)."""
+    """A model with a plan applied (simulated quantization).
+
+    Attributes:
+        ir: the simulated model (folded, fake-quantized weights, input fake-quant).
+        plan: the plan applied.
+        layers: the quantizable layers of the folded model.
+        weights: layer name -> its quantized weight (codes and qparams).
+        activations: layer name -> its input's qparams (layers with quantized inputs).
+        ranges: node name -> (min, max) of its float output on the calibration data
+            (:mod:`engine.observe`), for integer-only execution.
+    """
 
     ir: IRModel
     plan: QuantPlan
     layers: tuple[LayerInfo, ...]
     weights: dict[str, QuantizedWeight]
     activations: dict[str, AffineQParams]
+    ranges: Ranges = field(default_factory=dict)
 
     def module(self) -> fx.GraphModule:
         """A runnable GraphModule of the simulated model."""
@@ -95,10 +108,11 @@ def apply(
     _check_groups(plan, layers, nodes)
     cache = cache if cache is not None else WeightCache()
     gptq = {name for name, fmt in plan.layers.items() if fmt.rounding == "gptq"}
-    if cache.stats is None or not gptq <= cache.hessian_layers:
+    if cache.stats is None or cache.ranges is None or not gptq <= cache.hessian_layers:
         batches = list(calibration)
         cache.hessian_layers |= gptq
         cache.stats = calibrate(folded, layers, batches, hessian_layers=cache.hessian_layers)
+        cache.ranges = observe_ranges(folded, batches)
     stats = cache.stats
     tensors = dict(folded.tensors)
     weights: dict[str, QuantizedWeight] = {}
@@ -122,7 +136,7 @@ def apply(
         if bits is not None and activation_index(nodes[layer.node], layer.weight) is not None:
             activations[layer.name] = _activation_qparams(stats[layer.name], bits, plan)
     ir = _insert_fake_quant(folded, layers, tensors, activations)
-    return QuantizedModel(ir, plan, tuple(layers), weights, activations)
+    return QuantizedModel(ir, plan, tuple(layers), weights, activations, dict(cache.ranges))
 
 
 def _check_groups(plan: QuantPlan, layers: Sequence[LayerInfo], nodes: dict[str, Node]) -> None:

@@ -12,13 +12,16 @@ Contents:
 - every other tensor of the model as it is (biases, norms, fp32 layers);
 - header metadata ``format = "mpq-artifact"`` and ``manifest``: JSON with the
   artifact version, the simulated IR graph (activation qparams are the plain
-  arguments of its fake-quant nodes), the plan, per-layer records, the source
-  model's sha256 and the metrics measured.
+  arguments of its fake-quant nodes), the plan, per-layer records, the observed
+  range of every float tensor (:mod:`engine.observe`, for integer-only
+  execution), the source model's sha256 and the metrics measured.
 
 The *payload* is the tensor data; :func:`predict_payload_bytes` computes it from
 the plan and weight shapes alone, and equals the file's tensor bytes. The
 file's size adds the JSON header. :func:`load_artifact` rebuilds the simulated
-model from this file alone, bit-identical to the model it was packed from.
+model from this file alone, bit-identical to the model it was packed from, and
+the :class:`~engine.apply.QuantizedModel` (codes, scales, codebooks, activation
+qparams, ranges) that integer lowering and ONNX export start from.
 """
 
 from __future__ import annotations
@@ -34,14 +37,16 @@ import torch
 from torch import fx
 
 from engine._safetensors import read_safetensors, write_safetensors
-from engine.apply import QuantizedModel, weight_is_transposed
+from engine.apply import FAKE_QUANT_OP, QuantizedModel, weight_is_transposed
 from engine.errors import CorruptFileError
 from engine.fx import to_graph_module
-from engine.ir import IRModel
+from engine.inventory import inventory
+from engine.ir import IRModel, Node, Ref
 from engine.plan import LayerFormat, QuantPlan
 from engine.quant._affine import AffineQParams
 from engine.quant._codebook import CodebookQParams
 from engine.quant._packing import pack_bits, packed_nbytes, unpack_bits
+from engine.weights import QuantizedWeight
 
 __all__ = [
     "ARTIFACT_VERSION",
@@ -66,6 +71,7 @@ class LoadedArtifact:
     manifest: dict[str, Any]
     payload_bytes: int
     file_bytes: int
+    quantized: QuantizedModel
 
     def module(self) -> fx.GraphModule:
         """The runnable simulated model."""
@@ -144,6 +150,7 @@ def save_artifact(
         "graph": qm.ir.graph_json(),
         "plan": qm.plan.to_json(),
         "layers": layer_records,
+        "ranges": {k: list(v) for k, v in qm.ranges.items()},
         "source_sha256": source_sha256,
         "metrics": dict(metrics or {}),
     }
@@ -172,47 +179,105 @@ def load_artifact(path: Path) -> LoadedArtifact:
         plan = QuantPlan.from_json(manifest["plan"])
         parts = {f"{rec['tensor']}{suffix}" for rec in manifest["layers"] for suffix in _PARTS}
         tensors = {k: v for k, v in stored.items() if k not in parts}
+        weights: dict[str, QuantizedWeight] = {}
         for rec in manifest["layers"]:
             fmt = plan.layers[rec["layer"]]
-            value = _rebuild(stored, rec["tensor"], fmt, tuple(rec["shape"]))
-            tensors[rec["tensor"]] = value.T.contiguous() if rec["transposed"] else value
+            q = _rebuild(stored, rec["tensor"], fmt, tuple(rec["shape"]))
+            weights[rec["layer"]] = q
+            tensors[rec["tensor"]] = q.values.T.contiguous() if rec["transposed"] else q.values
         ir = IRModel.from_json(manifest["graph"], tensors)
+        ranges = {k: (float(v[0]), float(v[1])) for k, v in manifest.get("ranges", {}).items()}
+        quantized = _quantized_model(ir, plan, weights, ranges)
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
         raise CorruptFileError(f"{path.name!r} is a damaged MPQ artifact ({exc})") from None
     payload = sum(t.numel() * t.element_size() for t in stored.values())
-    return LoadedArtifact(ir, plan, manifest, payload, path.stat().st_size)
+    return LoadedArtifact(ir, plan, manifest, payload, path.stat().st_size, quantized)
+
+
+def _quantized_model(
+    ir: IRModel,
+    plan: QuantPlan,
+    weights: dict[str, QuantizedWeight],
+    ranges: dict[str, tuple[float, float]],
+) -> QuantizedModel:
+    """The QuantizedModel of a loaded artifact; activation qparams from its fake-quant nodes."""
+    layers = tuple(layer for layer in inventory(_without_fake_quant(ir)).layers)
+    if {layer.name for layer in layers} != set(weights):
+        raise ValueError("the graph's layers do not match the stored weights")
+    nodes = {n.name: n for n in ir.nodes}
+    activations: dict[str, AffineQParams] = {}
+    for layer in layers:
+        for arg in nodes[layer.node].args:
+            src = nodes.get(arg.name) if isinstance(arg, Ref) else None
+            if src is not None and src.op == FAKE_QUANT_OP:
+                _, scale, zp, qmin, qmax = src.args
+                assert isinstance(scale, float) and isinstance(zp, int)
+                assert isinstance(qmin, int) and isinstance(qmax, int)
+                activations[layer.name] = AffineQParams(
+                    torch.tensor(scale, dtype=torch.float32),
+                    torch.tensor(zp, dtype=torch.int32),
+                    qmin,
+                    qmax,
+                )
+    return QuantizedModel(ir, plan, layers, weights, activations, ranges)
+
+
+def _without_fake_quant(ir: IRModel) -> IRModel:
+    """``ir`` with every activation fake-quant node bypassed (for the layer inventory)."""
+    bypass = {n.name: n.args[0] for n in ir.nodes if n.op == FAKE_QUANT_OP}
+
+    def sub(v: Any) -> Any:
+        if isinstance(v, Ref) and v.name in bypass:
+            return bypass[v.name]
+        if isinstance(v, list | tuple):
+            return type(v)(sub(a) for a in v)
+        return v
+
+    nodes = tuple(
+        Node(n.name, n.op, tuple(sub(a) for a in n.args), {k: sub(v) for k, v in n.kwargs.items()})
+        for n in ir.nodes
+        if n.name not in bypass
+    )
+    outputs = tuple(sub(o) for o in ir.outputs)
+    return IRModel(ir.inputs, nodes, outputs, ir.tensors, ir.output_specs)
 
 
 def _rebuild(
     stored: Mapping[str, torch.Tensor], w: str, fmt: LayerFormat, shape: tuple[int, ...]
-) -> torch.Tensor:
-    """The fake-quantized weight (output channel first) from its stored parts."""
+) -> QuantizedWeight:
+    """A layer's quantized weight (output channel first) from its stored parts."""
     if fmt.weight == "fp32":
-        return stored[w]
+        return QuantizedWeight(fmt, stored[w])
     if fmt.weight == "fp16":
-        return stored[w].float()
+        return QuantizedWeight(fmt, stored[w].float())
     n = math.prod(shape)
     if fmt.bits > 8:
         signed = stored[f"{w}.codes"].long()
     else:
         signed = unpack_bits(stored[f"{w}.codes"], fmt.bits, n)
+    qparams: AffineQParams | CodebookQParams
     if fmt.codebook_size is not None:
-        values = stored[f"{w}.codebook"].float()[signed]
+        qparams = CodebookQParams(stored[f"{w}.codebook"].float())
+        values = qparams.centroids[signed]
     else:
         if fmt.bits <= 8:
             signed = signed - 2 ** (fmt.bits - 1)
         scale = stored[f"{w}.scale"]
         matrix = signed.reshape(shape[0], -1).float()
-        if scale.dim() == 2:
-            scale = scale.repeat_interleave(matrix.shape[1] // scale.shape[1], dim=1)
-        else:
-            scale = scale[:, None]
-        values = matrix * scale  # z = 0: the same float32 product as fake-quant
+        group = matrix.shape[1] // scale.shape[1] if scale.dim() == 2 else None
+        qmin, qmax = -(2 ** (fmt.bits - 1) - 1), 2 ** (fmt.bits - 1) - 1
+        qparams = AffineQParams(
+            scale, torch.zeros_like(scale, dtype=torch.int32), qmin, qmax, 0, group
+        )
+        full = scale.repeat_interleave(group, dim=1) if group is not None else scale[:, None]
+        values = matrix * full  # z = 0: the same float32 product as fake-quant
     values = values.reshape(-1).clone()
+    outliers = None
     if f"{w}.outlier_index" in stored:
-        idx = stored[f"{w}.outlier_index"].long()
-        values[idx] = stored[f"{w}.outlier_value"].float()
-    return values.reshape(shape)
+        outliers = stored[f"{w}.outlier_index"].long()
+        values[outliers] = stored[f"{w}.outlier_value"].float()
+    codes = signed.reshape(shape).to(torch.int32)
+    return QuantizedWeight(fmt, values.reshape(shape), codes, qparams, outliers)
 
 
 def _layer_bytes(fmt: LayerFormat, shape: tuple[int, ...]) -> int:

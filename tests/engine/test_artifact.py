@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from engine._safetensors import read_safetensors, write_safetensors
-from engine.apply import apply
+from engine.apply import QuantizedModel, apply
 from engine.artifact import (
     load_artifact,
     predict_model_payload,
@@ -23,6 +23,8 @@ from engine.importers._export_to_ir import exported_program_to_ir
 from engine.inventory import inventory
 from engine.ir import IRModel, Node, Ref, TensorSpec
 from engine.plan import LayerFormat, QuantPlan
+from engine.quant._affine import AffineQParams
+from engine.quant._codebook import CodebookQParams
 from examples.digits import load_split
 
 
@@ -57,7 +59,7 @@ def test_golden_bytes_of_a_tiny_model(tmp_path: Path) -> None:
     assert digest == GOLDEN_SHA256
 
 
-GOLDEN_SHA256 = "6a8674f463548e059d9dacd6ddfdab08e370956cdc00d04ed923da36d39ff80f"
+GOLDEN_SHA256 = "3b1332645b8f3584562051534e22aec14bcb30053539543a37b1d2c01e93a85b"
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +98,38 @@ def test_reload_is_bit_identical_and_size_is_predicted(
         assert torch.equal(art.module()(x), qm.module()(x))
     assert art.payload_bytes == predict_model_payload(qm)
     assert art.plan == qm.plan and art.manifest["metrics"] == {"accuracy": 0.5}
+    _assert_same_quantized_model(art.quantized, qm)
+
+
+def _assert_same_quantized_model(got: QuantizedModel, want: QuantizedModel) -> None:
+    """Everything integer lowering and export read survives the file exactly."""
+    assert [layer.name for layer in got.layers] == [layer.name for layer in want.layers]
+    assert got.ranges == want.ranges and len(want.ranges) == 10  # one per float node
+    assert set(got.activations) == set(want.activations)
+    for name, a in want.activations.items():
+        b = got.activations[name]
+        assert torch.equal(a.scale, b.scale) and torch.equal(a.zero_point, b.zero_point)
+        assert (a.qmin, a.qmax) == (b.qmin, b.qmax)
+    for name, w in want.weights.items():
+        v = got.weights[name]
+        assert v.fmt == w.fmt and torch.equal(v.values, w.values)
+        assert (v.codes is None) == (w.codes is None)
+        if w.codes is not None and v.codes is not None:
+            assert torch.equal(v.codes, w.codes)
+        if isinstance(w.qparams, AffineQParams):
+            assert isinstance(v.qparams, AffineQParams)
+            assert torch.equal(v.qparams.scale, w.qparams.scale)
+            assert (v.qparams.qmin, v.qparams.qmax, v.qparams.group_size) == (
+                w.qparams.qmin, w.qparams.qmax, w.qparams.group_size,
+            )  # fmt: skip
+        elif isinstance(w.qparams, CodebookQParams):
+            assert isinstance(v.qparams, CodebookQParams)
+            assert torch.equal(v.qparams.centroids, w.qparams.centroids)
+        else:
+            assert v.qparams is None
+        if w.outlier_index is not None:
+            assert v.outlier_index is not None
+            assert torch.equal(v.outlier_index.sort().values, w.outlier_index.sort().values)
 
 
 def test_a_fresh_process_reproduces_the_outputs(digits, digits_setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
