@@ -6,6 +6,7 @@ names and wraps data: nothing from the IR is evaluated as code.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -14,7 +15,7 @@ from torch import fx
 from engine.ir import Device, DType, IRModel, Layout, MemoryFormat, Ref, Value
 from engine.ops import resolve
 
-__all__ = ["infer_shapes", "to_graph_module"]
+__all__ = ["bind", "infer_shapes", "to_graph_module"]
 
 
 def to_graph_module(model: IRModel) -> fx.GraphModule:
@@ -35,8 +36,8 @@ def to_graph_module(model: IRModel) -> fx.GraphModule:
         attrs[attr] = tensor
         env[name] = graph.get_attr(attr)
     for n in model.nodes:
-        args = tuple(_to_fx(a, env) for a in n.args)
-        kwargs = {k: _to_fx(v, env) for k, v in n.kwargs.items()}
+        args = tuple(bind(a, env) for a in n.args)
+        kwargs = {k: bind(v, env) for k, v in n.kwargs.items()}
         node = graph.create_node("call_function", resolve(n.op), args, kwargs, _ident(n.name))
         node.meta["mpq_name"] = n.name
         env[n.name] = node
@@ -79,11 +80,12 @@ def _on_meta(v: Any) -> Any:
     return torch.device("meta") if isinstance(v, torch.device) else v
 
 
-def _to_fx(v: Value, env: dict[str, fx.Node]) -> Any:
+def bind(v: Value, env: Mapping[str, Any]) -> Any:
+    """An IR argument with its references looked up in ``env`` and IR types made torch's."""
     if isinstance(v, Ref):
         return env[v.name]
     if isinstance(v, list):
-        return [_to_fx(x, env) for x in v]
+        return [bind(x, env) for x in v]
     if isinstance(v, DType):
         return v.torch
     if isinstance(v, Device):
