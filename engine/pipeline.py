@@ -23,6 +23,7 @@ from engine.data import Dataset, load_dataset
 from engine.errors import InvalidDataError, MPQError
 from engine.fx import to_graph_module
 from engine.importers import import_model
+from engine.integer import lower_to_integer
 from engine.inventory import inventory
 from engine.ir import IRModel
 from engine.metrics import METRICS, evaluate
@@ -54,12 +55,20 @@ class QuantizeReport:
 
 @dataclass(frozen=True)
 class EvalReport:
-    """What ``mpq eval`` reports."""
+    """What ``mpq eval`` reports.
+
+    With ``--integer-only``, ``value`` is the integer-only model's metric,
+    ``simulated_value`` the simulated model's on the same data, and ``integer``
+    the lowering report (full/partial, float islands, accumulator bounds).
+    """
 
     metric: str
     value: float
     samples: int
     kind: str
+    simulated_value: float | None = None
+    integer: dict[str, Any] | None = None
+    notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,27 +130,58 @@ def evaluate_file(
     *,
     metric: str | None = None,
     reference: Path | None = None,
+    integer_only: bool = False,
     trust_uploads: bool = False,
 ) -> EvalReport:
     """Evaluate a model (.pt2/.onnx) or an artifact (model.mpq) on the evaluation split.
 
     Metrics against the float model (agreement, cosine, sqnr, kl_divergence) take
     the float model from ``reference`` (for an artifact) or the model itself.
+    ``integer_only`` runs the artifact's integer-only lowering
+    (:func:`engine.integer.lower_to_integer`); a float model is first quantized
+    with int8 weights and 8-bit activations (calibration split), and a note says so.
     """
     ir, kind = _load_any(path, trust_uploads)
     data = load_dataset(data_path, ir.inputs)
     metric = _pick_metric(metric, data)
-    outputs = evaluate(to_graph_module(ir), data, "evaluation")
-    ref_outputs = outputs
-    if not METRICS[metric].needs_labels and reference is not None:
-        ref_ir, _ = _load_any(reference, trust_uploads)
-        ref_outputs = evaluate(to_graph_module(ref_ir), data, "evaluation")
-    elif not METRICS[metric].needs_labels and kind == "mpq":
+    if not METRICS[metric].needs_labels and kind == "mpq" and reference is None:
         raise MPQError(
             f"metric {metric!r} compares with the float model: pass it with --reference MODEL"
         )
+    ref_outputs = None  # the float model's outputs, where the metric compares with them
+    if not METRICS[metric].needs_labels:
+        if reference is not None:
+            ref_ir = _load_any(reference, trust_uploads)[0]
+            ref_outputs = evaluate(to_graph_module(ref_ir), data, "evaluation")
+        elif integer_only and kind != "mpq":
+            ref_outputs = evaluate(to_graph_module(ir), data, "evaluation")
+    samples = data.evaluation.num_samples
+    if not integer_only:
+        outputs = evaluate(to_graph_module(ir), data, "evaluation")
+        ref = ref_outputs if ref_outputs is not None else outputs
+        return EvalReport(metric, _score(metric, outputs, ref, data), samples, kind)
+    notes: tuple[str, ...] = ()
+    if kind == "mpq":
+        qm = load_artifact(path).quantized
+    else:
+        plan = QuantPlan.uniform([layer.name for layer in inventory(ir).layers], LayerFormat())
+        qm = apply(ir, plan, [b.tensors for b in data.batches("calibration")])
+        notes = (
+            "a float model: quantized with int8 weights and 8-bit activations (calibration "
+            "split) before lowering; use mpq quantize for another plan",
+        )
+    simulated = evaluate(qm.module(), data, "evaluation")
+    integer_model = lower_to_integer(qm)
+    outputs = evaluate(integer_model, data, "evaluation")
+    ref = ref_outputs if ref_outputs is not None else outputs
     return EvalReport(
-        metric, _score(metric, outputs, ref_outputs, data), data.evaluation.num_samples, kind
+        metric,
+        _score(metric, outputs, ref, data),
+        samples,
+        kind,
+        simulated_value=_score(metric, simulated, ref, data),
+        integer=integer_model.report.to_json(),
+        notes=notes,
     )
 
 

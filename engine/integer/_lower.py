@@ -9,23 +9,28 @@ token ids, masks, shapes (``i``). Walking the graph in order:
 - a quantized layer (conv, linear, ``x @ W``) with integer weights and quantized
   input runs :mod:`engine.integer._kernels` on codes; an embedding with integer
   weights gathers codes;
-- add/sub of two code tensors, activation matmul, average pools and means,
+- add/sub of two code tensors (or of codes and a float island's output,
+  quantized at ``BOUNDARY_BITS`` on its observed range: the residual add after
+  a LayerNorm), activation matmul, average pools and means,
   concatenation run integer kernels; reshapes, max pools, ReLU and clamps act on
   codes with unchanged qparams; multiplying by a positive constant changes only
   the scale;
 - any other op computes in float on dequantized inputs: a *float island*,
-  listed in the report.
+  listed in the report (moving float data -- reshapes, transposes -- is not
+  arithmetic and is not listed).
 
 Output qparams of an integer op that changes scale: follow its output through
 ops that keep qparams (reshape, ReLU, max pool, ...); if the chain ends at a
 fake-quant node, use that node's qparams (the next layer reads the codes as
 they are, the ReLU is a clamp at ``z``); otherwise asymmetric qparams from the
-observed range of the chain's last value: ``internal_bits`` (8) bits where only
-integer ops read it, ``BOUNDARY_BITS`` (16) where a float island or the model
-output does -- the int32 accumulator is handed over at 16 bits rather than
-rounded to 8 bits that the simulated model never rounds to (measured on
-MiniLM int8: cosine to fp32 0.952 with 8-bit hand-over vs 0.993 with 16-bit,
-the simulated model 0.993).
+observed range of the chain's last value: ``MATMUL_OPERAND_BITS`` (8) bits
+for operands of an activation-by-activation matmul, ``internal_bits`` (16)
+elsewhere. The plan's activation bits govern what the quantized layers read;
+tensors that the simulated model never rounds (a layer output entering a
+residual add, a LayerNorm or the model output) are kept at 16 bits, as
+integer-only BERTs keep their residual stream wide (measured on MiniLM int8:
+cosine to fp32 0.956 when those tensors are rounded to 8 bits, 0.993 at 16
+bits, the simulated model 0.993).
 """
 
 from __future__ import annotations
@@ -78,7 +83,9 @@ MEAN_OPS = frozenset(
 )
 LINEAR_LIKE = frozenset({"aten.linear.default", "aten.addmm.default", "aten.mm.default"})
 BOUNDARY_BITS = 16
-"""Bits of a value an integer op hands to a float island or the model output."""
+"""Bits at which a float island's output is quantized where an integer add reads it."""
+MATMUL_OPERAND_BITS = 8
+"""Bits of activations multiplied together (keeps ``K * 255^2`` well inside int32)."""
 _NEEDS_TARGET = {"layer", "embed", "add", "matmul", "mean", "cat"}
 
 
@@ -129,8 +136,16 @@ def analyse(
             )
         elif first_q and len(q_in) == 1 and n.op in KEEP_QPARAMS:
             step = Step("keep")
-        elif n.op in ADD_OPS and len(q_in) == 2 == len(refs) and n.kwargs.get("alpha", 1) == 1:
+        elif n.op in ADD_OPS and len(q_in) >= 1 and len(refs) == 2 == len(n.args):
             step = Step("add", extra={"sign": 1 if n.op == "aten.add.Tensor" else -1})
+            floats = [
+                i for i, r in enumerate(refs) if domain[r.name] == "f" and r.name in qm.ranges
+            ]
+            if len(q_in) + len(floats) < 2:
+                step = Step("float", reason="no integer kernel")
+            for i in floats:  # a float island's output joins here: quantize it at 16 bits
+                lo, hi = qm.ranges[refs[i].name]
+                step.extra[f"quantize_{i}"] = qspec_for_range(lo, hi, BOUNDARY_BITS)
         elif n.op in SCALE_OPS and first_q and len(refs) == 1 and _positive(n.args[1:2]):
             c = float(n.args[1])  # type: ignore[arg-type]
             step = Step("scale", extra={"factor": c if "mul" in n.op else 1.0 / c})
@@ -143,7 +158,8 @@ def analyse(
         else:
             floating = probe.get(n.name, False)
             reason = "no integer kernel" if q_in else "float op"
-            step = Step("float", reason=reason if (q_in or floating) else "")
+            moves_data = n.op in IDENTITY_OPS | SHAPE_OPS and not q_in
+            step = Step("float", reason=reason if (q_in or floating) and not moves_data else "")
         steps[n.name] = step
         domain[n.name] = "q" if step.kind != "float" else ("f" if probe.get(n.name) else "i")
     _assign_targets(qm, steps, internal_bits)
@@ -202,8 +218,8 @@ def _assign_targets(qm: QuantizedModel, steps: dict[str, Step], internal_bits: i
                 "ranges; quantize it again with this MPQ (mpq quantize) to run it integer-only"
             )
         lo, hi = qm.ranges[end]
-        to_float = any(_kind(steps, u) in ("float", "output") for u in nxt)
-        step.target = qspec_for_range(lo, hi, BOUNDARY_BITS if to_float else internal_bits)
+        to_matmul = all(_kind(steps, u) == "matmul" for u in nxt)
+        step.target = qspec_for_range(lo, hi, MATMUL_OPERAND_BITS if to_matmul else internal_bits)
 
 
 def _kind(steps: Mapping[str, Step], name: str) -> str:

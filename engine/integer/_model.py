@@ -110,7 +110,8 @@ class IntegerModel(nn.Module):
         if kind == "embed":
             return QTensor(_embed(step, args[1]), target)  # type: ignore[arg-type]
         if kind == "add":
-            return QTensor(add_int(args[0], args[1], target, sign=step.extra["sign"]), target)  # type: ignore[arg-type]
+            a, b = (_as_q(x, step.extra.get(f"quantize_{i}")) for i, x in enumerate(args[:2]))
+            return QTensor(add_int(a, b, target, sign=step.extra["sign"]), target)  # type: ignore[arg-type]
         if kind == "scale":
             x = args[0]
             spec = x.spec
@@ -126,7 +127,7 @@ class IntegerModel(nn.Module):
         return QTensor(torch.cat(parts, *args[1:]), target)  # type: ignore[arg-type]
 
 
-def lower_to_integer(qm: QuantizedModel, *, internal_bits: int = 8) -> IntegerModel:
+def lower_to_integer(qm: QuantizedModel, *, internal_bits: int = 16) -> IntegerModel:
     """Lower a quantized model to integer-only execution (see :mod:`engine.integer`)."""
     steps, _, status = analyse(qm, internal_bits=internal_bits)
     for step in steps.values():
@@ -245,6 +246,14 @@ def _sums(op: str, args: list[Any]) -> tuple[torch.Tensor, int]:
     padding = args[3] if len(args) > 3 else 0
     sums = torch.nn.functional.avg_pool2d(off, kernel, stride, padding, divisor_override=1)
     return exact_int(sums), kh * kw
+
+
+def _as_q(x: Any, spec: QSpec | None) -> QTensor:
+    """``x`` as codes: already codes, or a float tensor quantized with ``spec``."""
+    if isinstance(x, QTensor):
+        return x
+    assert spec is not None
+    return QTensor(spec.quantize(x), spec)
 
 
 def _float(v: Any) -> Any:
