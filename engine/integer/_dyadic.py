@@ -94,11 +94,13 @@ class Dyadic:
         return self.m.double() * 2.0**-self.shift
 
 
-def dyadic(multiplier: torch.Tensor | float, *, acc_bound: float = 2.0**31) -> Dyadic:
+def dyadic(multiplier: torch.Tensor | float, *, acc_bound: float = 2.0**31 - 1) -> Dyadic:
     """Dyadic approximation of positive multipliers with one shared shift.
 
-    ``m`` gets up to 31 bits for the largest multiplier, fewer when
-    ``acc_bound * m`` could leave int64 (``acc_bound`` bounds ``|acc|``).
+    ``m`` gets 31 bits for the largest multiplier (an int32 accumulator times
+    ``m`` fits int64), fewer when ``acc_bound * m`` could leave int64
+    (``acc_bound`` bounds ``|acc|``). Every multiplier is within ``2^-(k+1)`` of
+    its real value.
 
     Raises:
         ValueError: a multiplier is not positive and finite, or is too large
