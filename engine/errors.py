@@ -35,6 +35,7 @@ __all__ = [
     "TrainingModeError",
     "UnexpectedArraysError",
     "UnsafeArchiveError",
+    "UnsupportedExportError",
     "UnsupportedOpsError",
 ]
 
@@ -213,3 +214,9 @@ class InvalidLabelsError(InvalidDataError):
     """Labels are not a 1-D array of non-negative integers, one per sample."""
 
     code = "invalid_labels"
+
+
+class UnsupportedExportError(MPQError):
+    """The model uses an operator, dtype or setting the ONNX exporter cannot write."""
+
+    code = "unsupported_export"

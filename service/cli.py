@@ -21,6 +21,7 @@ from pathlib import Path
 
 from engine.errors import FileMissingError, InvalidPlanError, MPQError
 from engine.inventory import Inventory
+from service.cli_export import add_export_command
 
 __all__ = ["main"]
 
@@ -75,10 +76,16 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", type=Path, required=True)
     ev.add_argument("--metric", choices=sorted(METRIC_NAMES))
     ev.add_argument("--reference", type=Path, help="the float model, for metrics against it")
+    ev.add_argument(
+        "--integer-only",
+        action="store_true",
+        help="run integer-only execution (a float model is quantized w8a8 first)",
+    )
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_eval)
     ops = sub.add_parser("ops", help="list the operators MPQ accepts")
     ops.set_defaults(func=_ops)
+    add_export_command(sub)
     return parser
 
 
@@ -181,12 +188,24 @@ def _eval(args: argparse.Namespace) -> int:
         args.data,
         metric=args.metric,
         reference=args.reference,
+        integer_only=args.integer_only,
         trust_uploads=_trusted(),
     )
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
-    else:
-        print(f"{report.metric}: {report.value:.6f} on {report.samples} samples ({report.kind})")
+        return 0
+    how = f"{report.kind}, integer-only" if report.integer else report.kind
+    print(f"{report.metric}: {report.value:.6f} on {report.samples} samples ({how})")
+    if report.integer is not None:
+        print(f"simulated: {report.simulated_value:.6f}")
+        islands = report.integer["islands"]
+        listed = ", ".join(f"{op} x{k}" for op, k in sorted(islands.items())) or "none"
+        print(f"integer_only: {report.integer['integer_only']}; float islands: {listed}")
+        wide = [r["name"] for r in report.integer["layers"] if r["overflows_int32"]]
+        if wide:
+            print(f"accumulators beyond int32 (computed exactly in int64): {', '.join(wide)}")
+    for note in report.notes:
+        print(f"note: {note}")
     return 0
 
 

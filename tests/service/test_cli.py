@@ -106,3 +106,23 @@ def test_quantize_refuses_a_bad_plan_with_its_code(digits, tmp_path: Path) -> No
     )  # fmt: skip
     assert run.returncode == 2 and run.stderr.startswith("error[invalid_plan]: ")
     assert not (tmp_path / "m.mpq").exists()
+
+
+def test_eval_integer_only_reports_full_integer_execution(digits, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "m.mpq"
+    q = _mpq(
+        "quantize", str(digits.pt2), "--data", str(digits.npz), "--uniform", "int4",
+        "--rounding", "gptq", "--out", str(out),
+    )  # fmt: skip
+    assert q.returncode == 0, q.stderr
+    run = _mpq("eval", str(out), "--data", str(digits.npz), "--integer-only", "--json")
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["kind"] == "mpq" and doc["samples"] == 540
+    assert abs(doc["value"] - doc["simulated_value"]) <= 0.003
+    assert doc["integer"]["integer_only"] == "full" and doc["integer"]["islands"] == {}
+    assert [r["execution"] for r in doc["integer"]["layers"]] == ["integer"] * 4
+    text = _mpq("eval", str(digits.pt2), "--data", str(digits.npz), "--integer-only")
+    assert text.returncode == 0, text.stderr
+    assert "integer_only: full; float islands: none" in text.stdout
+    assert "note: a float model: quantized with int8 weights" in text.stdout

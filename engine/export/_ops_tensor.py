@@ -1,0 +1,291 @@
+"""ATen -> ONNX: elementwise arithmetic, activations, reductions, shapes, data movement.
+
+Each converter emits the ONNX nodes computing one IR node, whose output keeps
+the IR node's name. Semantics follow torch: a Python scalar operand takes the
+result's dtype (``int64_tensor * 0.5`` is float32), so every operand is cast to
+the output dtype first; shape ops (view, reshape, flatten, squeeze, unsqueeze,
+unflatten) are one ``Reshape`` to the node's static output shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from engine.errors import UnsupportedExportError
+from engine.export._builder import GraphBuilder
+from engine.export._tensors import onnx_dtype
+from engine.ir import Node, Ref
+
+__all__ = ["TENSOR_OPS", "Converter", "arg", "operand", "pos"]
+
+Converter = Callable[[GraphBuilder, Node], None]
+INT64_MAX = 2**63 - 1
+
+
+def arg(n: Node, i: int, name: str, default: Any = None) -> Any:
+    """Positional argument ``i`` of ``n``, else keyword ``name``, else ``default``."""
+    return pos(n)[i] if len(n.args) > i else n.kwargs.get(name, default)
+
+
+def pos(n: Node) -> tuple[Any, ...]:
+    """The positional arguments of ``n``, untyped (converters check what they use)."""
+    return tuple(n.args)
+
+
+def operand(b: GraphBuilder, v: Any, dtype: torch.dtype) -> str:
+    """A tensor operand cast to ``dtype`` if needed, or a Python scalar as a constant."""
+    if isinstance(v, Ref):
+        name = b.value(v)
+        if b.meta[v.name].dtype != dtype:
+            name = b.add("Cast", [name], hint=v.name, to=onnx_dtype(dtype))
+        return name
+    return b.scalar(v, dtype)
+
+
+def _out(b: GraphBuilder, n: Node) -> tuple[tuple[int, ...], torch.dtype]:
+    m = b.meta[n.name]
+    return m.shape, m.dtype
+
+
+def _unary(op_type: str, **attrs: Any) -> Converter:
+    def convert(b: GraphBuilder, n: Node) -> None:
+        b.add(op_type, [b.value(pos(n)[0])], out=n.name, **attrs)
+
+    return convert
+
+
+def _binary(op_type: str, *, reverse: bool = False) -> Converter:
+    """``x op (alpha * y)`` (``alpha`` for add/sub); ``reverse``: ``(alpha * y) op x`` (rsub)."""
+
+    def convert(b: GraphBuilder, n: Node) -> None:
+        _, dtype = _out(b, n)
+        x, y = operand(b, pos(n)[0], dtype), operand(b, pos(n)[1], dtype)
+        alpha = arg(n, 2, "alpha", 1)
+        if alpha != 1:
+            y = b.add("Mul", [y, b.scalar(alpha, dtype)], hint=n.name)
+        b.add(op_type, [y, x] if reverse else [x, y], out=n.name)
+
+    return convert
+
+
+def _div_mode(b: GraphBuilder, n: Node) -> None:
+    if arg(n, 2, "rounding_mode") is not None:
+        raise UnsupportedExportError(f"{n.name}: div with rounding_mode is not exported")
+    _binary("Div")(b, n)
+
+
+def _rsqrt(b: GraphBuilder, n: Node) -> None:
+    b.add("Reciprocal", [b.add("Sqrt", [b.value(pos(n)[0])], hint=n.name)], out=n.name)
+
+
+def _silu(b: GraphBuilder, n: Node) -> None:
+    x = b.value(pos(n)[0])
+    b.add("Mul", [x, b.add("Sigmoid", [x], hint=n.name)], out=n.name)
+
+
+def _gelu(b: GraphBuilder, n: Node) -> None:
+    b.add("Gelu", [b.value(pos(n)[0])], out=n.name, approximate=arg(n, 1, "approximate", "none"))
+
+
+def _clip(lo: tuple[int, str] | None, hi: tuple[int, str] | None) -> Converter:
+    """``Clip(x, min, max)`` with bounds from (position, keyword) arguments; None: absent."""
+
+    def convert(b: GraphBuilder, n: Node) -> None:
+        _, dtype = _out(b, n)
+        bounds = []
+        for where in (lo, hi):
+            v = arg(n, *where) if where is not None else None
+            bounds.append("" if v is None else operand(b, v, dtype))
+        b.add("Clip", [b.value(pos(n)[0]), *bounds], out=n.name)
+
+    return convert
+
+
+def _hardtanh(b: GraphBuilder, n: Node) -> None:
+    _, dtype = _out(b, n)
+    lo, hi = arg(n, 1, "min_val", -1.0), arg(n, 2, "max_val", 1.0)
+    b.add("Clip", [b.value(pos(n)[0]), b.scalar(lo, dtype), b.scalar(hi, dtype)], out=n.name)
+
+
+def _softmax(op_type: str) -> Converter:
+    def convert(b: GraphBuilder, n: Node) -> None:
+        b.add(op_type, [b.value(pos(n)[0])], out=n.name, axis=int(pos(n)[1]))
+
+    return convert
+
+
+def _reduce(op_type: str) -> Converter:
+    """``op_type(x, axes, keepdims)``; no ``dims`` (or ``[]``) reduces everything."""
+
+    def convert(b: GraphBuilder, n: Node) -> None:
+        dims = arg(n, 1, "dim", None)
+        if isinstance(dims, int):
+            dims = [dims]
+        keep = int(bool(arg(n, 2, "keepdim", False)))
+        inputs = [b.value(pos(n)[0])]
+        if dims:
+            inputs.append(b.ints(dims))
+        b.add(op_type, inputs, out=n.name, keepdims=keep)
+
+    return convert
+
+
+def _reshape(b: GraphBuilder, n: Node) -> None:
+    shape, _ = _out(b, n)
+    b.add("Reshape", [b.value(pos(n)[0]), b.ints(shape)], out=n.name)
+
+
+def _expand(b: GraphBuilder, n: Node) -> None:
+    shape, _ = _out(b, n)
+    b.add("Expand", [b.value(pos(n)[0]), b.ints(shape)], out=n.name)
+
+
+def _permute(b: GraphBuilder, n: Node) -> None:
+    rank = len(b.meta[n.name].shape)
+    b.add("Transpose", [b.value(pos(n)[0])], out=n.name, perm=[d % rank for d in pos(n)[1]])
+
+
+def _transpose(b: GraphBuilder, n: Node) -> None:
+    rank = len(b.meta[n.name].shape)
+    perm = list(range(rank))
+    if n.op != "aten.t.default":
+        i, j = int(pos(n)[1]) % rank, int(pos(n)[2]) % rank
+        perm[i], perm[j] = perm[j], perm[i]
+    else:
+        perm.reverse()
+    b.add("Transpose", [b.value(pos(n)[0])], out=n.name, perm=perm)
+
+
+def _identity(b: GraphBuilder, n: Node) -> None:
+    if n.op == "aten.dropout.default" and arg(n, 2, "train", False):
+        raise UnsupportedExportError(f"{n.name}: dropout in training mode is not exported")
+    b.add("Identity", [b.value(pos(n)[0])], out=n.name)
+
+
+def _cast(b: GraphBuilder, n: Node) -> None:
+    _, dtype = _out(b, n)
+    b.add("Cast", [b.value(pos(n)[0])], out=n.name, to=onnx_dtype(dtype))
+
+
+def _cat(b: GraphBuilder, n: Node) -> None:
+    _, dtype = _out(b, n)
+    rank = len(b.meta[n.name].shape)
+    parts = [operand(b, v, dtype) for v in pos(n)[0]]
+    b.add("Concat", parts, out=n.name, axis=int(arg(n, 1, "dim", 0)) % rank)
+
+
+def _slice(b: GraphBuilder, n: Node) -> None:
+    start, end = arg(n, 2, "start"), arg(n, 3, "end")
+    start = 0 if start is None else start
+    end = INT64_MAX if end is None else min(end, INT64_MAX)
+    axes, step = [int(arg(n, 1, "dim", 0))], [int(arg(n, 4, "step", 1))]
+    inputs = [b.value(pos(n)[0]), b.ints([start]), b.ints([end]), b.ints(axes), b.ints(step)]
+    b.add("Slice", inputs, out=n.name)
+
+
+def _select(b: GraphBuilder, n: Node) -> None:
+    index = b.scalar(int(pos(n)[2]), torch.int64)  # a 0-d index drops the axis
+    b.add("Gather", [b.value(pos(n)[0]), index], out=n.name, axis=int(pos(n)[1]))
+
+
+def _index_select(b: GraphBuilder, n: Node) -> None:
+    b.add("Gather", [b.value(pos(n)[0]), b.value(pos(n)[2])], out=n.name, axis=int(pos(n)[1]))
+
+
+def _where(b: GraphBuilder, n: Node) -> None:
+    _, dtype = _out(b, n)
+    x, y = operand(b, pos(n)[1], dtype), operand(b, pos(n)[2], dtype)
+    b.add("Where", [b.value(pos(n)[0]), x, y], out=n.name)
+
+
+def _masked_fill(b: GraphBuilder, n: Node) -> None:
+    _, dtype = _out(b, n)
+    x, value = b.value(pos(n)[0]), b.scalar(pos(n)[2], dtype)
+    b.add("Where", [b.value(pos(n)[1]), value, x], out=n.name)
+
+
+_A = "aten."
+TENSOR_OPS: dict[str, Converter] = {
+    **{_A + f"{op}.Tensor": _binary(t) for op, t in [("add", "Add"), ("sub", "Sub")]},
+    **{_A + f"{op}.Scalar": _binary(t) for op, t in [("add", "Add"), ("sub", "Sub")]},
+    **{_A + f"mul.{k}": _binary("Mul") for k in ("Tensor", "Scalar")},
+    **{_A + f"div.{k}": _binary("Div") for k in ("Tensor", "Scalar")},
+    _A + "div.Tensor_mode": _div_mode,
+    _A + "rsub.Scalar": _binary("Sub", reverse=True),
+    _A + "rsub.Tensor": _binary("Sub", reverse=True),
+    _A + "pow.Tensor_Scalar": _binary("Pow"),
+    _A + "pow.Tensor_Tensor": _binary("Pow"),
+    **{
+        _A + f"{op}.default": _unary(t)
+        for op, t in [
+            ("relu", "Relu"),
+            ("sigmoid", "Sigmoid"),
+            ("tanh", "Tanh"),
+            ("erf", "Erf"),
+            ("exp", "Exp"),
+            ("log", "Log"),
+            ("sqrt", "Sqrt"),
+            ("abs", "Abs"),
+            ("neg", "Neg"),
+            ("reciprocal", "Reciprocal"),
+            ("hardswish", "HardSwish"),
+        ]
+    },
+    _A + "hardsigmoid.default": _unary("HardSigmoid", alpha=1 / 6, beta=0.5),
+    _A + "rsqrt.default": _rsqrt,
+    _A + "silu.default": _silu,
+    _A + "gelu.default": _gelu,
+    _A + "hardtanh.default": _hardtanh,
+    _A + "clamp.default": _clip((1, "min"), (2, "max")),
+    _A + "clamp_min.default": _clip((1, "min"), None),
+    _A + "clamp_max.default": _clip(None, (1, "max")),
+    _A + "softmax.int": _softmax("Softmax"),
+    _A + "_softmax.default": _softmax("Softmax"),
+    _A + "log_softmax.int": _softmax("LogSoftmax"),
+    _A + "_log_softmax.default": _softmax("LogSoftmax"),
+    _A + "mean.dim": _reduce("ReduceMean"),
+    _A + "mean.default": _reduce("ReduceMean"),
+    _A + "sum.dim_IntList": _reduce("ReduceSum"),
+    _A + "sum.default": _reduce("ReduceSum"),
+    _A + "amax.default": _reduce("ReduceMax"),
+    **{
+        _A + op: _reshape
+        for op in (
+            "view.default",
+            "reshape.default",
+            "_unsafe_view.default",
+            "flatten.using_ints",
+            "unflatten.int",
+            "unsqueeze.default",
+            "squeeze.dim",
+            "squeeze.dims",
+            "squeeze.default",
+        )
+    },
+    _A + "expand.default": _expand,
+    _A + "expand_as.default": _expand,
+    _A + "permute.default": _permute,
+    _A + "transpose.int": _transpose,
+    _A + "t.default": _transpose,
+    **{
+        _A + op: _identity
+        for op in (
+            "contiguous.default",
+            "clone.default",
+            "alias.default",
+            "detach.default",
+            "lift_fresh_copy.default",
+            "dropout.default",
+        )
+    },
+    **{_A + op: _cast for op in ("to.dtype", "to.dtype_layout", "to.device", "_to_copy.default")},
+    _A + "cat.default": _cat,
+    _A + "slice.Tensor": _slice,
+    _A + "select.int": _select,
+    _A + "index_select.default": _index_select,
+    _A + "where.self": _where,
+    _A + "masked_fill.Scalar": _masked_fill,
+}
