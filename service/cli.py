@@ -22,6 +22,7 @@ from pathlib import Path
 from engine.errors import FileMissingError, InvalidPlanError, MPQError
 from engine.inventory import Inventory
 from service.cli_export import add_export_command
+from service.cli_search import add_search_command
 
 __all__ = ["main"]
 
@@ -86,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     ops = sub.add_parser("ops", help="list the operators MPQ accepts")
     ops.set_defaults(func=_ops)
     add_export_command(sub)
+    add_search_command(sub)
     return parser
 
 

@@ -1,0 +1,94 @@
+"""A search job's configuration: data, plain JSON, the same in the CLI, the study and Celery."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import InvalidPlanError
+from search._space import SearchSpace
+from search._targets import Targets
+
+__all__ = ["SAMPLERS", "SearchConfig"]
+
+SAMPLERS = ("tpe", "nsga2", "random")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """What to search and how.
+
+    Attributes:
+        model, data: paths of the model (.pt2/.onnx) and data file.
+        metric: ``accuracy``, ``agreement``, ``cosine`` or ``sqnr``.
+        targets: metric floor and/or size ceiling.
+        space: formats per layer.
+        trials: trial budget (seeds included), over all workers.
+        timeout_s: wall-clock budget of each worker, or None.
+        seed: seeds the sampler (worker ``w`` uses ``seed + w``).
+        sampler: ``tpe`` (multivariate, constant liar), ``nsga2`` or ``random``.
+        ilp_seeds: rungs of the ILP budget ladder enqueued first (0: no seeding).
+        chunks: fractions of the evaluation batches scored before the whole split.
+        cache_dir: where sensitivity tables are cached (None: no cache).
+    """
+
+    model: str
+    data: str
+    metric: str
+    targets: Targets = field(default_factory=Targets)
+    space: SearchSpace = field(default_factory=SearchSpace)
+    trials: int = 100
+    timeout_s: float | None = None
+    seed: int = 0
+    sampler: str = "tpe"
+    ilp_seeds: int = 8
+    chunks: tuple[float, ...] = (0.25, 1.0)
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.metric not in ("accuracy", "agreement", "cosine", "sqnr"):
+            raise InvalidPlanError(
+                f"cannot search on metric {self.metric!r}; use accuracy, agreement, cosine or sqnr"
+            )
+        if self.metric == "sqnr" and (self.targets.max_drop or self.targets.max_drop_rel):
+            raise InvalidPlanError(
+                "sqnr has no finite float baseline to drop from; give --min-metric DB instead"
+            )
+        if self.sampler not in SAMPLERS:
+            raise InvalidPlanError(f"sampler must be one of {', '.join(SAMPLERS)}")
+        if self.trials < 1:
+            raise InvalidPlanError(f"trials must be at least 1, got {self.trials}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "data": self.data,
+            "metric": self.metric,
+            "targets": self.targets.to_json(),
+            "space": self.space.to_json(),
+            "trials": self.trials,
+            "timeout_s": self.timeout_s,
+            "seed": self.seed,
+            "sampler": self.sampler,
+            "ilp_seeds": self.ilp_seeds,
+            "chunks": list(self.chunks),
+            "cache_dir": self.cache_dir,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> SearchConfig:
+        return cls(
+            model=d["model"],
+            data=d["data"],
+            metric=d["metric"],
+            targets=Targets.from_json(d["targets"]),
+            space=SearchSpace.from_json(d["space"]),
+            trials=int(d["trials"]),
+            timeout_s=d.get("timeout_s"),
+            seed=int(d["seed"]),
+            sampler=d["sampler"],
+            ilp_seeds=int(d["ilp_seeds"]),
+            chunks=tuple(d["chunks"]),
+            cache_dir=d.get("cache_dir"),
+        )

@@ -1,0 +1,256 @@
+"""A whole search: open the model and data, create or join the study, finalize the result.
+
+``finalize`` reads every trial, takes the Pareto front (metric up, bytes down),
+keeps the plans that meet the targets, re-evaluates those finalists integer-only
+on the whole evaluation split, and chooses: the smallest finalist when a metric
+target is given, else the most accurate within the size ceiling. When nothing
+meets the targets the closest miss is chosen and the result says so. The chosen
+plan is packed into ``model.mpq``; the metric and bytes reported are measured
+on that file (loaded back), so ``mpq eval`` reproduces them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.artifact import load_artifact, save_artifact
+from engine.data import load_dataset
+from engine.importers import import_model, sha256_file
+from engine.integer import lower_to_integer
+from search._config import SearchConfig
+from search._evaluator import Evaluator
+from search._sensitivity import Sensitivity, cache_path, measure_sensitivity
+from search._study import (
+    Search,
+    TrialRecord,
+    create_study,
+    load_study,
+    open_storage,
+    trial_records,
+)
+
+__all__ = ["Finalist", "create_search", "finalize", "front", "join_search", "open_evaluator"]
+
+
+def open_evaluator(config: SearchConfig, *, trust_uploads: bool = False) -> Evaluator:
+    """Import the model (safely) and load the data named by ``config``."""
+    ir = import_model(Path(config.model), trust_uploads=trust_uploads).ir
+    data = load_dataset(Path(config.data), ir.inputs)
+    return Evaluator(ir, data, config.metric, chunks=config.chunks)
+
+
+def create_search(
+    config: SearchConfig,
+    ev: Evaluator,
+    *,
+    storage_url: str | None = None,
+    name: str = "mpq-search",
+    progress: Callable[[int, int], None] | None = None,
+) -> Search:
+    """Measure sensitivity (cached), seed by ILP, and create the study."""
+    cache = None
+    if config.cache_dir is not None:
+        model_sha = sha256_file(Path(config.model))
+        data_sha = sha256_file(Path(config.data))
+        cache = cache_path(Path(config.cache_dir), model_sha, data_sha, config.metric)
+    sensitivity = measure_sensitivity(ev, config.space, cache_file=cache, progress=progress)
+    return create_study(config, ev, sensitivity, storage=open_storage(storage_url), name=name)
+
+
+def join_search(storage_url: str, name: str, *, worker: int) -> Search:
+    """Open a search another process created (same storage), as worker ``worker``."""
+    storage = open_storage(storage_url)
+    assert storage is not None
+    return load_study(storage, name, worker=worker)
+
+
+def front(records: list[TrialRecord]) -> list[TrialRecord]:
+    """Completed trials no other completed trial beats on both metric and bytes."""
+    done = [r for r in records if r.state == "complete" and r.metric is not None]
+    out = []
+    for r in done:
+        assert r.metric is not None
+        dominated = any(
+            o.metric is not None
+            and o.metric >= r.metric
+            and o.bytes <= r.bytes
+            and (o.metric > r.metric or o.bytes < r.bytes)
+            for o in done
+        )
+        if not dominated:
+            out.append(r)
+    return sorted(out, key=lambda r: r.bytes)
+
+
+@dataclass(frozen=True)
+class Finalist:
+    """A front plan re-evaluated: simulated (from the trial) and integer-only."""
+
+    record: TrialRecord
+    integer_metric: float
+    integer_only: str
+
+
+def finalize(
+    search: Search,
+    ev: Evaluator,
+    out_dir: Path,
+    *,
+    source_sha256: str = "",
+    timings: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Choose the result, write ``model.mpq``, ``result.json`` and the plots; return the result."""
+    t0 = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config, targets = search.config, search.config.targets
+    records = trial_records(search)
+    pareto = front(records)
+    feasible = [r for r in pareto if r.feasible]
+    met = bool(feasible)
+    pool = feasible or _closest_misses(search, records)
+    finalists = []
+    for r in pool:
+        qm = ev.quantize(config.space.plan(r.choices))
+        im = lower_to_integer(qm)
+        finalists.append(Finalist(r, ev.score_module(im), im.report.integer_only))
+    chosen = _choose(finalists, has_metric_target=targets.has_metric_target) if finalists else None
+    result: dict[str, Any] = {
+        "config": config.to_json(),
+        "baseline": {"metric": search.baseline, "bytes": search.float_bytes},
+        "targets": {
+            "metric_floor": targets.metric_floor(search.baseline),
+            "byte_ceiling": targets.byte_ceiling(search.float_bytes),
+        },
+        "met_targets": met,
+        "trials": [r.to_json() for r in records],
+        "front": [r.number for r in pareto],
+        "finalists": [
+            {
+                "number": f.record.number,
+                "metric": f.record.metric,
+                "bytes": f.record.bytes,
+                "integer_metric": f.integer_metric,
+                "integer_only": f.integer_only,
+            }
+            for f in finalists
+        ],
+        "uniform": _uniform_baselines(search, ev),
+        "chosen": None,
+        "sensitivity": search.study.user_attrs.get("sensitivity", {}),
+        "evaluations_until_target": _evaluations_until_target(records),
+    }
+    if chosen is not None:
+        result["chosen"] = _pack(search, ev, chosen, out_dir / "model.mpq", source_sha256)
+        if not met:
+            result["message"] = (
+                "no plan met the targets; the chosen plan is the closest miss "
+                f"(metric {chosen.record.metric:.6g}, {chosen.record.bytes} bytes)"
+            )
+    else:
+        result["message"] = "no trial completed; raise --trials or --timeout"
+    result["timings"] = {**(timings or {}), "finalize_s": time.perf_counter() - t0}
+    _write_json(out_dir / "result.json", result)
+    from search._plots import plot_layers, plot_pareto
+
+    plot_pareto(result, out_dir / "pareto.png", ev)
+    if chosen is not None:
+        plot_layers(result, out_dir / "layers.png")
+    return result
+
+
+def _uniform_baselines(search: Search, ev: Evaluator) -> list[dict[str, Any]]:
+    """int8 and int4 everywhere (GPTQ where the space allows it), for the plot and the report."""
+    space = search.config.space
+    rounding = "gptq" if "gptq" in space.roundings else space.roundings[0]
+    out = []
+    for weight in ("int8", "int4"):
+        key = f"{weight}/{rounding}/{space.activations[0]}"
+        plan = space.plan({layer.name: key for layer in ev.layers})
+        value = ev.evaluate(plan).value
+        out.append({"plan": key, "metric": value, "bytes": ev.payload_bytes(plan)})
+    return out
+
+
+def _closest_misses(search: Search, records: list[TrialRecord]) -> list[TrialRecord]:
+    """The completed trial nearest to feasibility (smallest summed violation)."""
+    done = [r for r in records if r.state == "complete" and r.metric is not None]
+    if not done:
+        return []
+    targets = search.config.targets
+
+    def violation(r: TrialRecord) -> float:
+        assert r.metric is not None
+        cons = targets.constraints(
+            r.metric, r.bytes, baseline=search.baseline, float_bytes=search.float_bytes
+        )
+        return sum(max(0.0, v) for v in cons.values())
+
+    return [min(done, key=violation)]
+
+
+def _choose(finalists: list[Finalist], *, has_metric_target: bool) -> Finalist:
+    if has_metric_target:
+        return min(finalists, key=lambda f: (f.record.bytes, -(f.record.metric or 0.0)))
+    return max(finalists, key=lambda f: (f.record.metric or 0.0, -f.record.bytes))
+
+
+def _pack(
+    search: Search, ev: Evaluator, chosen: Finalist, path: Path, source_sha256: str
+) -> dict[str, Any]:
+    """Write the chosen plan's artifact; report what the file itself gives."""
+    plan = search.config.space.plan(chosen.record.choices)
+    qm = ev.quantize(plan)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        save_artifact(qm, partial, source_sha256=source_sha256)
+        loaded = load_artifact(partial)
+        value = ev.score_module(loaded.module())
+        file_bytes = save_artifact(
+            qm, partial, source_sha256=source_sha256, metrics={search.config.metric: value}
+        )
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return {
+        "trial": chosen.record.number,
+        "plan": plan.to_json(),
+        "metric": value,
+        "integer_metric": chosen.integer_metric,
+        "integer_only": chosen.integer_only,
+        "payload_bytes": loaded.payload_bytes,
+        "file_bytes": file_bytes,
+        "compression": search.float_bytes / loaded.payload_bytes,
+    }
+
+
+def _evaluations_until_target(records: list[TrialRecord]) -> int | None:
+    """Evaluations (trials scored, pruned ones included) until the first feasible one."""
+    count = 0
+    for r in sorted(records, key=lambda r: r.number):
+        if r.pruned_by != "size":
+            count += 1
+        if r.feasible:
+            return count
+    return None
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(doc, indent=2, default=_jsonable))
+    os.replace(tmp, path)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return list(v)
+    raise TypeError(f"not JSON serializable: {type(v).__name__}")
+
+
+def sensitivity_of(search: Search) -> Sensitivity:
+    return dict(search.study.user_attrs.get("sensitivity", {}))

@@ -1,0 +1,264 @@
+"""The Optuna study behind a search: create it, run trials (any number of processes), read it.
+
+The study is multi-objective (metric up, payload bytes down) with the targets
+as constraints (``trial.set_constraint``; feasible when ``<= 0``). Parameters are
+one categorical per layer (its choice key), asked for all at once with a fixed
+distribution set (``study.ask(distributions)``), so a trial costs one round of
+storage writes, not one per ``suggest``.
+
+Creating a search measures sensitivity, solves the seeding ILP for a ladder of
+budgets and enqueues the distinct plans; then any process that opens the same
+storage can run trials. The budget holds across processes: trial numbers are
+assigned by the storage, and a trial numbered at or beyond the budget is not
+run (it is closed as FAIL with ``over_budget`` and the worker stops), so every
+trial below the budget runs exactly once.
+
+Pruning: a plan over the size ceiling is closed as PRUNED without evaluation
+(its ``bytes`` constraint says by how much); a plan whose metric on a prefix of
+the evaluation data is out of reach (:class:`~search._evaluator.Evaluator`) is
+closed as PRUNED with its ``metric`` constraint measured on that prefix. Both
+count as infeasible for the samplers. Optuna's ``trial.report``/``should_prune``
+serve single-objective studies only, so prefix values are kept in user attrs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.trial import TrialState
+
+from search._config import SearchConfig
+from search._evaluator import Evaluator
+from search._ilp import allocate, budget_ladder
+from search._sensitivity import Sensitivity
+from search._space import parse_choice
+
+__all__ = [
+    "Search",
+    "TrialRecord",
+    "create_study",
+    "load_study",
+    "open_storage",
+    "run_trials",
+    "trial_records",
+]
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as MPQ reports it."""
+
+    number: int
+    state: str
+    choices: dict[str, str]
+    metric: float | None
+    bytes: int
+    feasible: bool
+    source: str
+    seconds: float
+    prefix_values: tuple[float, ...]
+    pruned_by: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "number": self.number, "state": self.state, "metric": self.metric,
+            "bytes": self.bytes, "feasible": self.feasible, "source": self.source,
+            "seconds": self.seconds, "prefix_values": list(self.prefix_values),
+            "pruned_by": self.pruned_by, "plan": self.choices,
+        }  # fmt: skip
+
+
+@dataclass
+class Search:
+    """An open search: its study, configuration and the facts measured at creation."""
+
+    study: optuna.Study
+    config: SearchConfig
+    baseline: float
+    float_bytes: int
+
+
+def open_storage(url: str | None) -> BaseStorage | None:
+    """Optuna storage for ``url`` (None: in memory). SQLite gets WAL + synchronous=NORMAL."""
+    if url is None:
+        return None
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    storage = RDBStorage(url, engine_kwargs=kwargs)
+    if url.startswith("sqlite"):
+        from sqlalchemy import event
+
+        def _pragmas(conn: Any, _: Any) -> None:
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        event.listen(storage.engine, "connect", _pragmas)
+        storage.engine.dispose()  # reconnect with the pragmas
+    return storage
+
+
+def _sampler(config: SearchConfig, worker: int) -> optuna.samplers.BaseSampler:
+    seed = config.seed + worker
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if config.sampler == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+        if config.sampler == "nsga2":
+            size = max(8, min(50, config.trials // 5))
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=size)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def create_study(
+    config: SearchConfig,
+    ev: Evaluator,
+    sensitivity: Sensitivity,
+    *,
+    storage: BaseStorage | None,
+    name: str,
+) -> Search:
+    """A new study holding ``config``, the baseline, sensitivity and the ILP seeds."""
+    study = optuna.create_study(
+        storage=storage, study_name=name, directions=["maximize", "minimize"],
+        sampler=_sampler(config, 0),
+    )  # fmt: skip
+    study.set_user_attr("config", config.to_json())
+    study.set_user_attr("baseline", ev.baseline)
+    study.set_user_attr("float_bytes", ev.float_bytes)
+    study.set_user_attr("sensitivity", sensitivity)
+    for choices, budget in _ilp_seeds(config, ev, sensitivity):
+        study.enqueue_trial(choices, user_attrs={"source": f"ilp<={budget}"})
+    return Search(study, config, ev.baseline, ev.float_bytes)
+
+
+def load_study(storage: BaseStorage, name: str, *, worker: int = 0) -> Search:
+    """Open an existing search (another process's) for running trials or reading."""
+    probe = optuna.load_study(study_name=name, storage=storage)
+    config = SearchConfig.from_json(probe.user_attrs["config"])
+    study = optuna.load_study(study_name=name, storage=storage, sampler=_sampler(config, worker))
+    attrs = probe.user_attrs
+    return Search(study, config, float(attrs["baseline"]), int(attrs["float_bytes"]))
+
+
+def _ilp_seeds(
+    config: SearchConfig, ev: Evaluator, sensitivity: Sensitivity
+) -> list[tuple[dict[str, str], int]]:
+    if config.ilp_seeds <= 0:
+        return []
+    names = [layer.name for layer in ev.layers]
+    keys = [list(sensitivity[n]) for n in names]
+    damage = [[sensitivity[n][k] for k in ks] for n, ks in zip(names, keys, strict=True)]
+    scale = config.space.scale
+    sizes = [
+        [ev.layer_bytes(n, parse_choice(k, scale=scale)) for k in ks]
+        for n, ks in zip(names, keys, strict=True)
+    ]
+    fixed = ev.other_bytes
+    smallest = fixed + sum(min(s) for s in sizes)
+    largest = fixed + sum(max(s) for s in sizes)
+    ceiling = config.targets.byte_ceiling(ev.float_bytes)
+    seen: set[tuple[str, ...]] = set()
+    out = []
+    for budget in budget_ladder(smallest, largest, steps=config.ilp_seeds, ceiling=ceiling):
+        pick = allocate(damage, sizes, budget - fixed)
+        if pick is None:
+            continue
+        choice = tuple(ks[i] for ks, i in zip(keys, pick, strict=True))
+        if choice not in seen:
+            seen.add(choice)
+            out.append((dict(zip(names, choice, strict=True)), budget))
+    return out
+
+
+def run_trials(
+    search: Search,
+    ev: Evaluator,
+    *,
+    worker: int = 0,
+    on_trial: Callable[[TrialRecord], None] | None = None,
+) -> int:
+    """Run trials until the study's budget or this worker's timeout; return how many ran."""
+    config, study = search.config, search.study
+    space, targets = config.space, config.targets
+    dists: dict[str, BaseDistribution] = {
+        layer.name: CategoricalDistribution(
+            space.choices(layer.name, embedding=layer.name in ev.embeddings)
+        )
+        for layer in ev.layers
+    }
+    floor = targets.metric_floor(search.baseline)
+    ceiling = targets.byte_ceiling(search.float_bytes)
+    start, ran = time.monotonic(), 0
+    while config.timeout_s is None or time.monotonic() - start < config.timeout_s:
+        trial = study.ask(dists)
+        if trial.number >= config.trials:
+            trial.set_user_attr("over_budget", True)
+            study.tell(trial, state=TrialState.FAIL)
+            break
+        t0 = time.perf_counter()
+        plan = space.plan({name: trial.params[name] for name in dists})
+        nbytes = ev.payload_bytes(plan)
+        trial.set_user_attr("bytes", nbytes)
+        trial.set_user_attr("worker", worker)
+        if ceiling is not None and nbytes > ceiling:
+            trial.set_constraint("bytes", (nbytes - ceiling) / ceiling)
+            trial.set_user_attr("pruned_by", "size")
+            trial.set_user_attr("seconds", time.perf_counter() - t0)
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            result = ev.evaluate(plan, floor=floor)
+            for key, value in targets.constraints(
+                result.value, nbytes, baseline=search.baseline, float_bytes=search.float_bytes
+            ).items():
+                trial.set_constraint(key, value)
+            trial.set_user_attr("metric", result.value)
+            trial.set_user_attr("prefix_values", list(result.prefix_values))
+            trial.set_user_attr("seconds", time.perf_counter() - t0)
+            if result.pruned:
+                trial.set_user_attr("pruned_by", "metric")
+                study.tell(trial, state=TrialState.PRUNED)
+            else:
+                study.tell(trial, [result.value, float(nbytes)])
+        ran += 1
+        if on_trial is not None:
+            on_trial(_record(study.get_trials(deepcopy=False)[trial.number]))
+    return ran
+
+
+def trial_records(search: Search) -> list[TrialRecord]:
+    """Every trial that ran (those closed for being over budget are left out)."""
+    return [
+        _record(t)
+        for t in search.study.get_trials(deepcopy=False)
+        if not t.user_attrs.get("over_budget") and t.state != TrialState.WAITING
+    ]
+
+
+def _record(t: optuna.trial.FrozenTrial) -> TrialRecord:
+    attrs = t.user_attrs
+    metric = attrs.get("metric")
+    cons = t.constraints
+    feasible = t.state == TrialState.COMPLETE and all(v <= 0 for v in cons.values())
+    return TrialRecord(
+        number=t.number,
+        state=t.state.name.lower(),
+        choices=dict(t.params),
+        metric=None if metric is None else float(metric),
+        bytes=int(attrs.get("bytes", 0)),
+        feasible=feasible,
+        source=str(attrs.get("source", "sampler")),
+        seconds=float(attrs.get("seconds", math.nan)),
+        prefix_values=tuple(attrs.get("prefix_values", ())),
+        pruned_by=attrs.get("pruned_by"),
+    )

@@ -1,0 +1,107 @@
+"""Targets of a search: how much metric may be lost, how large the result may be.
+
+With baseline metric ``m0`` (the float model on the evaluation data) and float
+size ``F`` (bytes of the float model's tensors):
+
+- metric floor ``= max(m0 - max_drop, m0 * (1 - max_drop_rel), min_metric)``
+  over the targets given;
+- byte ceiling ``= min(max_bytes, floor(F / min_ratio))`` over the targets given.
+
+A plan meets the targets when its metric is at least the floor and its payload
+bytes at most the ceiling. As Optuna constraints (feasible when ``<= 0``):
+``floor - metric`` and ``(bytes - ceiling) / ceiling``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from engine.errors import InvalidPlanError
+
+__all__ = ["Targets", "parse_bytes"]
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20}
+
+
+def parse_bytes(text: str) -> int:
+    """``"8KB"`` -> 8000, ``"1.5MiB"`` -> 1572864, ``"2048"`` -> 2048 (KB = 1000 B)."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
+    unit = m[2].upper() if m else ""
+    if m is None or unit not in _UNITS:
+        raise InvalidPlanError(
+            f"size {text!r} is not understood; write e.g. 8000, 8KB, 11.4MB or 2MiB"
+        )
+    return int(float(m[1]) * _UNITS[unit])
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The user's targets; any subset may be given (none: a pure trade-off search)."""
+
+    max_drop: float | None = None
+    max_drop_rel: float | None = None
+    min_metric: float | None = None
+    max_bytes: int | None = None
+    min_ratio: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_drop", "max_drop_rel"):
+            v = getattr(self, name)
+            if v is not None and not 0 <= v < (1 if name == "max_drop_rel" else math.inf):
+                raise InvalidPlanError(
+                    f"{name} must be >= 0 (and a fraction for relative), got {v}"
+                )
+        if self.max_bytes is not None and self.max_bytes <= 0:
+            raise InvalidPlanError(f"max_bytes must be positive, got {self.max_bytes}")
+        if self.min_ratio is not None and self.min_ratio <= 1:
+            raise InvalidPlanError(f"min_ratio must be above 1, got {self.min_ratio}")
+
+    @property
+    def has_metric_target(self) -> bool:
+        return any(v is not None for v in (self.max_drop, self.max_drop_rel, self.min_metric))
+
+    @property
+    def has_size_target(self) -> bool:
+        return self.max_bytes is not None or self.min_ratio is not None
+
+    def metric_floor(self, baseline: float) -> float | None:
+        floors = []
+        if self.max_drop is not None:
+            floors.append(baseline - self.max_drop)
+        if self.max_drop_rel is not None:
+            floors.append(baseline * (1 - self.max_drop_rel))
+        if self.min_metric is not None:
+            floors.append(self.min_metric)
+        return max(floors) if floors else None
+
+    def byte_ceiling(self, float_bytes: int) -> int | None:
+        ceilings = []
+        if self.max_bytes is not None:
+            ceilings.append(self.max_bytes)
+        if self.min_ratio is not None:
+            ceilings.append(math.floor(float_bytes / self.min_ratio))
+        return min(ceilings) if ceilings else None
+
+    def constraints(
+        self, metric: float, nbytes: int, *, baseline: float, float_bytes: int
+    ) -> dict[str, float]:
+        """Constraint values (feasible when every value is ``<= 0``)."""
+        out: dict[str, float] = {}
+        floor = self.metric_floor(baseline)
+        if floor is not None:
+            out["metric"] = floor - metric
+        ceiling = self.byte_ceiling(float_bytes)
+        if ceiling is not None:
+            out["bytes"] = (nbytes - ceiling) / ceiling
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Targets:
+        return cls(**dict(d))
