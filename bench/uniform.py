@@ -1,10 +1,12 @@
 """Uniform weight formats on the digits CNN and MiniLM: metric, payload, compression, time.
 
-Run: ``.venv/bin/python bench/uniform.py [--only digits|minilm] [--quick | --formats int4,cb16]``
+Run: ``.venv/bin/python bench/uniform.py [--only digits|minilm] [--quick | --formats int4,cb16]
+[--bias-correction]``
 
 Every layer gets the same weight format -- int2, int3, int4, int5, int6, int8
 (per-channel symmetric, ``scale="mse"``) or a k-means codebook cb4, cb16, cb256
 -- rounded ``nearest`` or ``gptq``; activations stay float (weights only).
+``--bias-correction`` sets ``bias_correction`` in every row's format.
 ``--quick`` keeps int8 and int4; ``--formats`` picks any subset. Per row:
 
 * the metric on held-out data, and its change against fp32 measured in the same run;
@@ -157,7 +159,7 @@ def minilm_case() -> Case:
     return Case("minilm", ir, calib, score, "cosine")
 
 
-def run(case: Case, formats: Sequence[str]) -> None:
+def run(case: Case, formats: Sequence[str], *, bias_correction: bool = False) -> None:
     fp32_bytes = sum(t.numel() * t.element_size() for t in case.ir.tensors.values())
     folded, _ = fold_batch_norm(case.ir)
     layers = inventory(folded).layers
@@ -184,7 +186,13 @@ def run(case: Case, formats: Sequence[str]) -> None:
     for weight in formats:
         for rounding in ROUNDINGS:
             scale: ScaleMethod = "mse" if weight.startswith("int") else "max"
-            fmt = LayerFormat(weight=weight, activation="float", rounding=rounding, scale=scale)
+            fmt = LayerFormat(
+                weight=weight,
+                activation="float",
+                rounding=rounding,
+                scale=scale,
+                bias_correction=bias_correction,
+            )
             plan = QuantPlan.uniform(names, fmt)
             t0 = time.perf_counter()
             qm = apply(case.ir, plan, case.calibration, cache=cache)
@@ -203,6 +211,9 @@ def main() -> None:
     parser.add_argument("--only", choices=("digits", "minilm"))
     parser.add_argument("--quick", action="store_true", help=f"formats {', '.join(QUICK_FORMATS)}")
     parser.add_argument("--formats", help=f"comma-separated subset of {', '.join(FORMATS)}")
+    parser.add_argument(
+        "--bias-correction", action="store_true", help="bias-correct every quantized layer"
+    )
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     formats = QUICK_FORMATS if args.quick else FORMATS
@@ -216,12 +227,13 @@ def main() -> None:
         f"bench/uniform.py: torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{os.cpu_count()} CPUs, load avg {load}, {platform.machine()}; "
         "weights only (activations float), int formats scale=mse"
+        + (", bias correction" if args.bias_correction else "")
     )
     start = time.perf_counter()
     makers: dict[str, Callable[[], Case]] = {"digits": digits_case, "minilm": minilm_case}
     for name, make in makers.items():
         if args.only in (None, name):
-            run(make(), formats)
+            run(make(), formats, bias_correction=args.bias_correction)
     say(f"total {time.perf_counter() - start:.1f}s")
 
 

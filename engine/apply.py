@@ -9,7 +9,10 @@
    needs the layer's input Hessian, so embeddings round to nearest) --
    cached per (layer, format) in a :class:`WeightCache`, so re-applying a plan
    that differs in one layer costs one layer;
-4. returns a new IR whose weights are the fake-quantized values and in which each
+4. where a layer's format asks for ``bias_correction`` and the layer stores a
+   bias, corrects it (:mod:`engine.bias_correction`: ``b' = b - (Q - W) E[x]``)
+   so rounding leaves the mean output on the calibration data unchanged;
+5. returns a new IR whose weights are the fake-quantized values and in which each
    layer's input passes through ``fake_quantize_per_tensor_affine`` with the
    calibrated qparams (asymmetric, per tensor).
 
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import fx
 
+from engine.bias_correction import bias_operand, corrected_bias
 from engine.calibrate import LayerStats, activation_index, calibrate
 from engine.errors import InvalidPlanError
 from engine.fold import fold_batch_norm
@@ -114,24 +118,27 @@ def apply(
         cache.stats = calibrate(folded, layers, batches, hessian_layers=cache.hessian_layers)
         cache.ranges = observe_ranges(folded, batches)
     stats = cache.stats
+    users = folded.users()
     tensors = dict(folded.tensors)
     weights: dict[str, QuantizedWeight] = {}
     activations: dict[str, AffineQParams] = {}
     for layer in layers:
         fmt = plan.layers[layer.name]
         key = (layer.name, fmt)
+        transposed = weight_is_transposed(nodes[layer.node], layer.weight)
+        w = folded.tensors[layer.weight]
+        w = w.T if transposed else w
         if key not in cache.weights:
-            transposed = weight_is_transposed(nodes[layer.node], layer.weight)
-            w = tensors[layer.weight]
             hessians = stats[layer.name].hessians
             # a lookup table has no input Hessian: GPTQ degrades to nearest rounding there
             qfmt = replace(fmt, rounding="nearest") if hessians is None else fmt
-            q = quantize_weight(w.T if transposed else w, qfmt, hessians=hessians)
-            cache.weights[key] = q
+            cache.weights[key] = quantize_weight(w, qfmt, hessians=hessians)
         q = cache.weights[key]
         weights[layer.name] = q
-        transposed = weight_is_transposed(nodes[layer.node], layer.weight)
         tensors[layer.weight] = q.values.T.contiguous() if transposed else q.values
+        b, means = _own_bias(nodes[layer.node], users, tensors), stats[layer.name].means
+        if fmt.bias_correction and b is not None and means is not None:
+            tensors[b] = corrected_bias(tensors[b], w, q.values, means)
         bits = fmt.activation_bits
         if bits is not None and activation_index(nodes[layer.node], layer.weight) is not None:
             activations[layer.name] = _activation_qparams(stats[layer.name], bits, plan)
@@ -153,6 +160,16 @@ def _check_groups(plan: QuantPlan, layers: Sequence[LayerInfo], nodes: dict[str,
                 f"layer {layer.name!r} has {inputs} inputs per output channel, which groups of "
                 f"{group} do not divide; use a per-channel format (e.g. int4) for this layer"
             )
+
+
+def _own_bias(
+    node: Node, users: dict[str, list[str]], tensors: dict[str, torch.Tensor]
+) -> str | None:
+    """The layer's stored 1-D bias if no other node reads it (else correcting it is unsafe)."""
+    b = bias_operand(node)
+    if b is None or users.get(b) != [node.name] or tensors[b].dim() != 1:
+        return None
+    return b
 
 
 def weight_is_transposed(node: Node, weight: str) -> bool:

@@ -43,7 +43,7 @@ from engine.fx import to_graph_module
 from engine.inventory import inventory
 from engine.ir import IRModel, Node, Ref
 from engine.plan import LayerFormat, QuantPlan
-from engine.quant._affine import AffineQParams
+from engine.quant._affine import AffineQParams, signed_range
 from engine.quant._codebook import CodebookQParams
 from engine.quant._packing import pack_bits, packed_nbytes, unpack_bits
 from engine.weights import QuantizedWeight
@@ -265,7 +265,7 @@ def _rebuild(
         scale = stored[f"{w}.scale"]
         matrix = signed.reshape(shape[0], -1).float()
         group = matrix.shape[1] // scale.shape[1] if scale.dim() == 2 else None
-        qmin, qmax = -(2 ** (fmt.bits - 1) - 1), 2 ** (fmt.bits - 1) - 1
+        qmin, qmax = signed_range(fmt.bits)
         qparams = AffineQParams(
             scale, torch.zeros_like(scale, dtype=torch.int32), qmin, qmax, 0, group
         )

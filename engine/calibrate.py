@@ -2,10 +2,11 @@
 
 One pass of the float model over the calibration inputs records, for each
 layer's activation input, its min/max and a bounded random sample (for
-percentile and MSE calibration), and, for layers that round with GPTQ, the
-input Hessian ``H = 2 X^T X / m`` of the layer seen as a matrix product: rows
-of ``X`` are a linear layer's input vectors, or a conv's im2col patches (one
-Hessian per conv group).
+percentile and MSE calibration), the mean input row ``E[x] = 1^T X / m`` (for
+bias correction), and, for layers that round with GPTQ, the input Hessian
+``H = 2 X^T X / m``. ``X`` (``[m, n]``) is the layer seen as a matrix product:
+its rows are a linear layer's input vectors, or a conv's im2col patches (one
+``E[x]`` and one Hessian per conv group).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class LayerStats:
     hi: float = float("-inf")
     sample: list[torch.Tensor] = field(default_factory=list)
     hessians: list[torch.Tensor] | None = None
+    means: list[torch.Tensor] | None = None
+    """Per conv group, the mean input row ``E[x]`` (float64 ``[n]``); None for embeddings."""
     rows: int = 0
 
     def values(self) -> torch.Tensor:
@@ -78,6 +81,7 @@ def calibrate(
                 idx = activation_index(nodes[name], layer.weight)
                 if idx is not None:
                     _record(stats[layer.name], args[idx].detach(), gen)
+                    _mean(stats[layer.name], nodes[name], args, idx)
                     if layer.name in hessian_layers:
                         _hessian(stats[layer.name], nodes[name], args)
             return super().run_node(n)
@@ -89,6 +93,8 @@ def calibrate(
     for s in stats.values():
         if s.hessians is not None:
             s.hessians = [h / max(s.rows, 1) for h in s.hessians]
+        if s.means is not None:
+            s.means = [m / max(s.rows, 1) for m in s.means]
     return stats
 
 
@@ -103,8 +109,30 @@ def _record(s: LayerStats, x: torch.Tensor, gen: torch.Generator) -> None:
         s.sample = [keep[torch.randperm(keep.numel(), generator=gen)[:SAMPLE_SIZE]]]
 
 
+def _mean(s: LayerStats, node: Node, args: Sequence[Any], idx: int) -> None:
+    """Add the column sums ``1^T X`` of this batch (per conv group) and count its rows.
+
+    im2col is linear, so a conv's patch sums are those of the batch-summed input
+    ``sum_b x_b`` (one image's patches): no per-image patches are built.
+    """
+    x = args[idx].detach().double()
+    if node.op in CONV_OPS:
+        weight = args[1]
+        groups = int(args[6]) if len(args) > 6 else 1
+        summed = x.sum(0, keepdim=True)
+        sums = [_patches(xg, weight, args).sum(0) for xg in summed.chunk(groups, dim=1)]
+        rows = x.shape[0] * _patches(summed[:, :1], weight, args).shape[0]
+    else:
+        sums, rows = [x.reshape(-1, x.shape[-1]).sum(0)], x.numel() // x.shape[-1]
+    if s.means is None:
+        s.means = [torch.zeros_like(t) for t in sums]
+    for m, t in zip(s.means, sums, strict=True):
+        m += t
+    s.rows += rows
+
+
 def _hessian(s: LayerStats, node: Node, args: Sequence[Any]) -> None:
-    """Add ``2 X^T X`` of this batch (per conv group) and count its rows."""
+    """Add ``2 X^T X`` of this batch (per conv group); :func:`_mean` counts the rows."""
     x = args[0].double()
     if node.op in CONV_OPS:
         weight = args[1]
@@ -116,7 +144,6 @@ def _hessian(s: LayerStats, node: Node, args: Sequence[Any]) -> None:
         s.hessians = [torch.zeros(p.shape[1], p.shape[1], dtype=torch.float64) for p in parts]
     for h, p in zip(s.hessians, parts, strict=True):
         h += 2.0 * p.T @ p
-    s.rows += parts[0].shape[0]
 
 
 def _patches(x: torch.Tensor, weight: torch.Tensor, args: Sequence[Any]) -> torch.Tensor:

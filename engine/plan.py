@@ -53,6 +53,9 @@ class LayerFormat:
         rounding: ``nearest``, or ``gptq`` (error-compensating, needs calibration data).
         scale: ``max`` or ``mse`` (clipping-ratio search) for uniform weights.
         outliers: how many largest-magnitude weights are kept exactly (fp16).
+        bias_correction: subtract the mean output shift the weight rounding causes,
+            ``(Q - W) E[x]`` over the calibration inputs, from the layer's stored bias
+            (:mod:`engine.bias_correction`); layers without a bias are left as they are.
     """
 
     weight: str = "int8"
@@ -60,6 +63,7 @@ class LayerFormat:
     rounding: Rounding = "nearest"
     scale: ScaleMethod = "max"
     outliers: int = 0
+    bias_correction: bool = False
 
     def __post_init__(self) -> None:
         w = self.weight
@@ -87,8 +91,14 @@ class LayerFormat:
             raise InvalidPlanError(f"scale must be 'max' or 'mse', not {self.scale!r}")
         if not isinstance(self.outliers, int) or self.outliers < 0:
             raise InvalidPlanError(f"outliers must be a non-negative int, not {self.outliers!r}")
-        if self.is_float and (self.rounding != "nearest" or self.outliers):
-            raise InvalidPlanError(f"{w} weights take no rounding method or outliers")
+        if not isinstance(self.bias_correction, bool):
+            raise InvalidPlanError(
+                f"bias_correction must be true or false, not {self.bias_correction!r}"
+            )
+        if self.is_float and (self.rounding != "nearest" or self.outliers or self.bias_correction):
+            raise InvalidPlanError(
+                f"{w} weights take no rounding method, outliers or bias correction"
+            )
 
     @property
     def is_float(self) -> bool:

@@ -67,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     how.add_argument("--uniform", metavar="FORMAT", help="one weight format for every layer")
     quantize.add_argument("--rounding", choices=["nearest", "gptq"], default="nearest")
     quantize.add_argument("--scale", choices=["max", "mse"], default="max")
+    quantize.add_argument(
+        "--bias-correction",
+        action="store_true",
+        help="correct each layer's bias for the mean output shift of weight rounding",
+    )
     quantize.add_argument("--activation", default="a8", help="a4, a8, a16 or float")
     quantize.add_argument("--metric", choices=sorted(METRIC_NAMES))
     quantize.add_argument("--out", type=Path, required=True, help="where to write model.mpq")
@@ -158,7 +163,13 @@ def _quantize(args: argparse.Namespace) -> int:
             raise InvalidPlanError(f"{str(args.plan)!r} is not JSON: {exc}") from None
         plan: QuantPlan | LayerFormat = QuantPlan.from_json(doc)
     else:
-        plan = LayerFormat(args.uniform, args.activation, args.rounding, args.scale)
+        plan = LayerFormat(
+            args.uniform,
+            args.activation,
+            args.rounding,
+            args.scale,
+            bias_correction=args.bias_correction,
+        )
     report = quantize_file(
         args.model, args.data, plan, args.out, metric=args.metric, trust_uploads=_trusted()
     )

@@ -16,10 +16,14 @@ slice), or per group: the weight seen as ``[C_out, N]`` (all dims after the
 first flattened, i.e. a conv's ``C_in/groups * kh * kw``) is split into
 ``N / group_size`` groups of consecutive inputs, each with its own scale.
 
-Weights use the symmetric restricted range ``q in [-(2^(b-1) - 1), 2^(b-1) - 1]``,
-``z = 0``, ``s = a / (2^(b-1) - 1)`` with ``a`` the clipping magnitude (``max |x|``,
-or ``r * max |x|`` with the ratio ``r`` minimising the squared error -- the MSE
-method). At 2 bits that is ternary ``{-s, 0, s}``. Activations use the asymmetric
+Weights use a symmetric scale on the full two's-complement range
+``q in [-2^(b-1), 2^(b-1) - 1]``, ``z = 0``, ``s = a / (2^(b-1) - 1)`` with ``a``
+the clipping magnitude (``max |x|``, or ``r * max |x|`` with the ratio ``r``
+minimising the squared error -- the MSE method). The extra code ``-2^(b-1)``
+lies beyond ``-a``: the ``max`` method never reaches it, but clipped weights
+(MSE) and GPTQ's error-compensated ones may use it. At 2 bits the grid is
+``{-2s, -s, 0, s}`` where the restricted range would leave ternary
+``{-s, 0, s}``: a fourth level for the same two bits. Activations use the asymmetric
 range ``[0, 2^b - 1]`` with ``s = (hi - lo) / (2^b - 1)``, ``z = round(-lo / s)``,
 and ``[lo, hi]`` widened to contain 0 so that 0 is exact.
 """
@@ -74,11 +78,10 @@ class AffineQParams:
 
 
 def signed_range(bits: int) -> tuple[int, int]:
-    """Symmetric restricted signed range ``(-(2^(b-1) - 1), 2^(b-1) - 1)`` for 2 <= b <= 16."""
+    """Full signed range ``(-2^(b-1), 2^(b-1) - 1)`` for 2 <= b <= 16."""
     if not 2 <= bits <= 16:
         raise ValueError(f"bits must be in 2..16, got {bits}")
-    q = 2 ** (bits - 1) - 1
-    return -q, q
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
 
 def unsigned_range(bits: int) -> tuple[int, int]:
@@ -104,7 +107,7 @@ def choose_qparams_affine(
     Args:
         x: the real tensor (float).
         bits: code width.
-        symmetric: signed restricted range with ``z = 0`` (weights) or unsigned
+        symmetric: signed, ``z = 0`` and ``s = a / qmax`` (weights), or unsigned
             asymmetric (activations).
         axis: per-channel axis; None for per tensor.
         group_size: consecutive inputs per scale (needs ``axis=0``); must divide

@@ -59,7 +59,7 @@ def test_golden_bytes_of_a_tiny_model(tmp_path: Path) -> None:
     assert digest == GOLDEN_SHA256
 
 
-GOLDEN_SHA256 = "3b1332645b8f3584562051534e22aec14bcb30053539543a37b1d2c01e93a85b"
+GOLDEN_SHA256 = "ad50d55d46f848d6a1a6c685dc49b79d62abeac933f8ee00e5155695a1875488"
 
 
 @pytest.fixture(scope="module")

@@ -65,6 +65,7 @@ def test_json_round_trip_and_canonical_text() -> None:
     assert back == plan and back.dumps() == text
     assert json.loads(text)["layers"]["features.0"] == {
         "weight": "int4", "activation": "a8", "rounding": "gptq", "scale": "mse", "outliers": 2,
+        "bias_correction": False,
     }  # fmt: skip
 
 

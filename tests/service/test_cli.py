@@ -86,7 +86,7 @@ def test_quantize_then_eval_in_a_fresh_process_reproduces_the_metric(
     out = tmp_path / "model.mpq"
     run = _mpq(
         "quantize", str(digits.pt2), "--data", str(digits.npz), "--uniform", "int3",
-        "--rounding", "gptq", "--scale", "mse", "--out", str(out), "--json",
+        "--rounding", "gptq", "--scale", "mse", "--bias-correction", "--out", str(out), "--json",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)

@@ -86,7 +86,7 @@ def test_digits_export_runs_and_keeps_the_simulated_accuracy(plan: str, digits_s
         assert stored["features.4"].startswith("INT8 codes")
         assert "Gather on a float16 codebook of 16" in stored["features.7"]
         assert "blocked, block_size=32" in stored["classifier"]
-        assert report.notes == ("int3 stored as int8 restricted to [-3, 3]",)
+        assert report.notes == ("int3 stored as int8 restricted to [-4, 3]",)
         assert report.activations == {"uint16": 1, "uint8": 3}  # a4 is uint8 + Clip
     if plan == "int4":  # two codes per byte: the 16x32x3x3 weight is 2304 bytes + 32 scales
         assert next(r for r in report.layers if r.layer == "features.4").nbytes == 2304 + 4 * 32

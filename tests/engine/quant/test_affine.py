@@ -13,6 +13,7 @@ from engine.quant._affine import (
     dequantize_affine,
     fake_quantize_affine,
     quantize_affine,
+    signed_range,
 )
 
 
@@ -29,11 +30,23 @@ def _w(seed: int = 0, shape: tuple[int, ...] = (16, 8, 3, 3)) -> torch.Tensor:
 
 def test_symmetric_3_bit_per_tensor_by_hand() -> None:
     x = torch.tensor([-1.0, -0.5, 0.2, 1.0])
-    qp = choose_qparams_affine(x, bits=3)  # qmax = 3, s = 1/3
-    assert (qp.qmin, qp.qmax) == (-3, 3) and qp.scale.item() == pytest.approx(1 / 3)
+    qp = choose_qparams_affine(x, bits=3)  # full range [-4, 3], s = max|x| / qmax = 1/3
+    assert (qp.qmin, qp.qmax) == (-4, 3) and qp.scale.item() == pytest.approx(1 / 3)
     # x / s = [-3, -1.5, 0.6, 3] -> round half to even -> [-3, -2, 1, 3]
     assert quantize_affine(x, qp).tolist() == [-3, -2, 1, 3]
     torch.testing.assert_close(fake_quantize_affine(x, qp), torch.tensor([-1, -2 / 3, 1 / 3, 1]))
+
+
+def test_full_signed_range_by_hand() -> None:
+    ranges = [(-2, 1), (-4, 3), (-128, 127), (-32768, 32767)]
+    assert [signed_range(b) for b in (2, 3, 8, 16)] == ranges
+    x = torch.tensor([-1.1, -0.6, 0.4, 1.0])
+    qp = choose_qparams_affine(x, bits=2)  # s = max|x| / qmax = 1.1: max scales never clip
+    assert quantize_affine(x, qp).tolist() == [-1, -1, 0, 1]
+    half = AffineQParams(torch.tensor(0.5), torch.tensor(0, dtype=torch.int32), -2, 1)
+    # x / s = [-2.2, -1.2, 0.8, 2] -> [-2, -1, 1, 1]: the fourth level -2s is used
+    assert quantize_affine(x, half).tolist() == [-2, -1, 1, 1]
+    assert fake_quantize_affine(x, half).tolist() == [-1.0, -0.5, 0.5, 0.5]
 
 
 def test_asymmetric_2_bit_by_hand() -> None:
@@ -129,7 +142,7 @@ def test_round_trip_and_idempotence(bits: int, gran: tuple[int | None, int | Non
 # 5. quality floor
 
 
-@pytest.mark.parametrize(("bits", "floor_db"), [(2, 4.0), (3, 12.0), (4, 18.0), (8, 42.0)])
+@pytest.mark.parametrize(("bits", "floor_db"), [(2, 8.0), (3, 13.5), (4, 19.0), (8, 42.0)])
 def test_sqnr_floor_and_mse_never_worse_than_max(bits: int, floor_db: float) -> None:
     w = _w(5, (64, 256))
     fq_max = fake_quantize_affine(w, choose_qparams_affine(w, bits=bits, axis=0))
@@ -138,6 +151,19 @@ def test_sqnr_floor_and_mse_never_worse_than_max(bits: int, floor_db: float) -> 
     per_row_max = (w - fq_max).square().sum(1)
     per_row_mse = (w - fq_mse).square().sum(1)
     assert bool((per_row_mse <= per_row_max).all())
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+def test_the_extra_negative_code_never_hurts(bits: int) -> None:
+    """At the same scales, the full range errs no more than the restricted one, weight by weight."""
+    w = _w(6, (32, 64))
+    qp = choose_qparams_affine(w, bits=bits, axis=0, method="mse")
+    restricted = AffineQParams(qp.scale, qp.zero_point, qp.qmin + 1, qp.qmax, axis=0)
+    err_full = (fake_quantize_affine(w, qp) - w).abs()
+    err_restricted = (fake_quantize_affine(w, restricted) - w).abs()
+    assert bool((err_full <= err_restricted).all())
+    if bits <= 4:  # MSE clips at low widths, and the clipped negatives gain
+        assert bool((err_full < err_restricted).any())
 
 
 def test_invalid_qparams_are_refused() -> None:
