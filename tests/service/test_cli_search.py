@@ -1,0 +1,50 @@
+"""``mpq search`` as users run it: a real subprocess writing real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+MPQ = [sys.executable, "-m", "service.cli"]
+
+
+def _mpq(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MPQ_CACHE_DIR": str(cache)}
+    return subprocess.run([*MPQ, *args], capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_search_writes_everything_and_eval_reproduces_it(digits, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out"
+    run = _mpq(
+        "search", str(digits.pt2), "--data", str(digits.npz), "--metric", "accuracy",
+        "--max-drop", "0.01", "--space", "int2,int3,int4,int8,cb16", "--trials", "20",
+        "--out", str(out), "--json", cache=tmp_path / "cache",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["met_targets"] is True and doc["trials"]["total"] == 20
+    assert set(doc["files"]) == {"result.json", "model.mpq", "pareto.png", "layers.png"}
+    chosen = doc["chosen"]
+    result = json.loads((out / "result.json").read_text())
+    assert result["chosen"] == chosen and len(result["trials"]) == 20
+    ev = _mpq("eval", str(out / "model.mpq"), "--data", str(digits.npz), "--json", cache=tmp_path)
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads(ev.stdout)["value"] == chosen["metric"]
+    assert chosen["metric"] >= doc["baseline"]["metric"] - 0.01
+    assert chosen["payload_bytes"] < chosen["file_bytes"] == (out / "model.mpq").stat().st_size
+
+
+def test_bad_search_arguments_exit_2_with_a_code(digits, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    base = ["search", str(digits.pt2), "--data", str(digits.npz), "--out", str(tmp_path / "o")]
+    for extra, code in (
+        (["--max-bytes", "8 parsecs"], "invalid_plan"),
+        (["--space", "int9"], "invalid_plan"),
+        (["--metric", "sqnr", "--max-drop", "0.1"], "invalid_plan"),
+    ):
+        run = _mpq(*base, *extra, cache=tmp_path / "cache")
+        assert run.returncode == 2, (extra, run.stderr)
+        assert run.stderr.startswith(f"error[{code}]: ") and "Traceback" not in run.stderr
+    assert not (tmp_path / "o" / "model.mpq").exists()
