@@ -31,6 +31,8 @@ examples: $(EXAMPLES)/digits.pt2
 
 run: install examples
 	$(VENV)/bin/mpq inspect $(EXAMPLES)/digits.pt2
+	$(VENV)/bin/mpq search $(EXAMPLES)/digits.pt2 --data $(EXAMPLES)/digits.npz \
+	  --metric accuracy --max-drop 0.01 --trials 60 --out $(EXAMPLES)/search
 
 lint: install
 	$(VENV)/bin/ruff check .
