@@ -29,7 +29,7 @@ from engine.ir import IRModel
 from engine.metrics import METRICS, evaluate
 from engine.plan import LayerFormat, QuantPlan
 
-__all__ = ["EvalReport", "QuantizeReport", "evaluate_file", "quantize_file"]
+__all__ = ["EvalReport", "QuantizeReport", "evaluate_file", "pick_metric", "quantize_file"]
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def quantize_file(
     imported = import_model(model_path, trust_uploads=trust_uploads)
     ir = imported.ir
     data = load_dataset(data_path, ir.inputs)
-    metric = _pick_metric(metric, data)
+    metric = pick_metric(metric, data)
     if isinstance(plan, LayerFormat):
         plan = QuantPlan.uniform([layer.name for layer in inventory(ir).layers], plan)
     calibration = [b.tensors for b in data.batches("calibration")]
@@ -143,7 +143,7 @@ def evaluate_file(
     """
     ir, kind = _load_any(path, trust_uploads)
     data = load_dataset(data_path, ir.inputs)
-    metric = _pick_metric(metric, data)
+    metric = pick_metric(metric, data)
     if not METRICS[metric].needs_labels and kind == "mpq" and reference is None:
         raise MPQError(
             f"metric {metric!r} compares with the float model: pass it with --reference MODEL"
@@ -198,7 +198,12 @@ def _is_artifact(path: Path) -> bool:
     return len(head) > 8 and b'"format":"mpq-artifact"' in head.replace(b" ", b"")
 
 
-def _pick_metric(metric: str | None, data: Dataset) -> str:
+def pick_metric(metric: str | None, data: Dataset) -> str:
+    """``metric``, or the default (accuracy with labels, else cosine); checked against the data.
+
+    Raises:
+        MPQError: an unknown metric; InvalidDataError: a label metric without labels.
+    """
     has_labels = data.evaluation.labels is not None
     metric = metric or ("accuracy" if has_labels else "cosine")
     if metric not in METRICS:

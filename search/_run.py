@@ -23,6 +23,7 @@ from engine.artifact import load_artifact, save_artifact
 from engine.data import load_dataset
 from engine.importers import import_model, sha256_file
 from engine.integer import lower_to_integer
+from engine.pipeline import pick_metric
 from search._config import SearchConfig
 from search._evaluator import Evaluator
 from search._sensitivity import Sensitivity, cache_path, measure_sensitivity
@@ -39,10 +40,14 @@ __all__ = ["Finalist", "create_search", "finalize", "front", "join_search", "ope
 
 
 def open_evaluator(config: SearchConfig, *, trust_uploads: bool = False) -> Evaluator:
-    """Import the model (safely) and load the data named by ``config``."""
+    """Import the model (safely) and load the data named by ``config``.
+
+    Raises:
+        InvalidDataError: the metric needs labels and the data file has none.
+    """
     ir = import_model(Path(config.model), trust_uploads=trust_uploads).ir
     data = load_dataset(Path(config.data), ir.inputs)
-    return Evaluator(ir, data, config.metric, chunks=config.chunks)
+    return Evaluator(ir, data, pick_metric(config.metric, data), chunks=config.chunks)
 
 
 def create_search(

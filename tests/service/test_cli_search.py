@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 MPQ = [sys.executable, "-m", "service.cli"]
 
 
@@ -48,3 +50,11 @@ def test_bad_search_arguments_exit_2_with_a_code(digits, tmp_path: Path) -> None
         assert run.returncode == 2, (extra, run.stderr)
         assert run.stderr.startswith(f"error[{code}]: ") and "Traceback" not in run.stderr
     assert not (tmp_path / "o" / "model.mpq").exists()
+    unlabeled = tmp_path / "x.npz"
+    np.savez(unlabeled, x=np.load(digits.npz)["x"])
+    run = _mpq(
+        "search", str(digits.pt2), "--data", str(unlabeled), "--metric", "accuracy",
+        "--out", str(tmp_path / "o"), cache=tmp_path / "cache",
+    )  # fmt: skip
+    assert run.returncode == 2 and run.stderr.startswith("error[invalid_data]: "), run.stderr
+    assert "labels" in run.stderr
