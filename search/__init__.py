@@ -3,9 +3,10 @@
 A narrow API over Optuna, used in-process by ``mpq search`` and by Celery
 workers in the service::
 
-    search = create_search(config, storage_url=None)   # sensitivity + ILP seeds
+    evaluator = open_evaluator(config)                  # model + data, float baseline
+    search = create_search(config, evaluator)           # sensitivity + ILP seeds
     run_trials(search, evaluator)                       # any number of processes
-    front(trial_records(search))                        # readable at any moment
+    best_so_far(search), front(trial_records(search))   # readable at any moment
     result = finalize(search, evaluator, out_dir)       # finalists, artifacts
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 from search._config import SAMPLERS, SearchConfig
 from search._evaluator import Evaluation, Evaluator
 from search._ilp import allocate, budget_ladder
+from search._run import best_so_far, create_search, finalize, front, join_search, open_evaluator
 from search._space import DEFAULT_FORMATS, SearchSpace, choice_key, parse_choice
 from search._study import Search, TrialRecord, load_study, open_storage, run_trials, trial_records
 from search._targets import Targets, parse_bytes
@@ -29,9 +31,15 @@ __all__ = [
     "Targets",
     "TrialRecord",
     "allocate",
+    "best_so_far",
     "budget_ladder",
     "choice_key",
+    "create_search",
+    "finalize",
+    "front",
+    "join_search",
     "load_study",
+    "open_evaluator",
     "open_storage",
     "parse_bytes",
     "parse_choice",

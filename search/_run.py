@@ -36,7 +36,15 @@ from search._study import (
     trial_records,
 )
 
-__all__ = ["Finalist", "create_search", "finalize", "front", "join_search", "open_evaluator"]
+__all__ = [
+    "Finalist",
+    "best_so_far",
+    "create_search",
+    "finalize",
+    "front",
+    "join_search",
+    "open_evaluator",
+]
 
 
 def open_evaluator(config: SearchConfig, *, trust_uploads: bool = False) -> Evaluator:
@@ -73,6 +81,20 @@ def join_search(storage_url: str, name: str, *, worker: int) -> Search:
     storage = open_storage(storage_url)
     assert storage is not None
     return load_study(storage, name, worker=worker)
+
+
+def best_so_far(search: Search) -> TrialRecord | None:
+    """The plan the search would choose now among finished trials (readable at any moment).
+
+    The smallest trial meeting the targets when there is a metric target, else the
+    most accurate one within the size ceiling; None while no trial meets them.
+    """
+    feasible = [r for r in trial_records(search) if r.feasible and r.metric is not None]
+    if not feasible:
+        return None
+    if search.config.targets.has_metric_target:
+        return min(feasible, key=lambda r: (r.bytes, -(r.metric or 0.0)))
+    return max(feasible, key=lambda r: (r.metric or 0.0, -r.bytes))
 
 
 def front(records: list[TrialRecord]) -> list[TrialRecord]:

@@ -201,6 +201,8 @@ def run_trials(
     ceiling = targets.byte_ceiling(search.float_bytes)
     start, ran = time.monotonic(), 0
     while config.timeout_s is None or time.monotonic() - start < config.timeout_s:
+        if len(study.get_trials(deepcopy=False)) >= config.trials:
+            break  # the budget is taken (a race past this check is caught below)
         trial = study.ask(dists)
         if trial.number >= config.trials:
             trial.set_user_attr("over_budget", True)

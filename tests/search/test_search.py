@@ -13,7 +13,7 @@ import torch
 from engine.artifact import load_artifact
 from engine.metrics import accuracy, evaluate
 from search import SearchConfig, SearchSpace, Targets, run_trials, trial_records
-from search._run import create_search, finalize, front, open_evaluator
+from search._run import best_so_far, create_search, finalize, front, open_evaluator
 from search._study import load_study, open_storage
 
 SPACE = SearchSpace(formats=("int2", "int3", "int4", "int8", "cb4", "cb16", "fp16"))
@@ -65,6 +65,10 @@ def test_digits_search_meets_the_target_with_true_numbers(
     assert chosen["payload_bytes"] == min(
         t["bytes"] for t in result["trials"] if t["feasible"]
     )  # the smallest plan meeting the target
+    best = best_so_far(search)
+    assert best is not None and best.number == chosen["trial"]
+    # one process: exactly the budget, no trial closed unrun
+    assert len(search.study.get_trials()) == cfg.trials == len(result["trials"])
     # every front trial is undominated, and ILP seeds ran first
     records = trial_records(search)
     assert [r.source.startswith("ilp") for r in records[:3]] == [True] * 3
