@@ -10,22 +10,26 @@ from __future__ import annotations
 
 __all__ = [
     "ArchiveLimitError",
+    "ConflictError",
     "CorruptFileError",
     "DataDtypeError",
     "DataFormatError",
     "DataShapeError",
     "DataTooLargeError",
+    "DatabaseSchemaError",
     "EmptyDataError",
     "FileMissingError",
     "ImportFailedError",
     "InvalidDataError",
     "InvalidIRError",
     "InvalidLabelsError",
+    "InvalidNameError",
     "InvalidPlanError",
     "MPQError",
     "MissingInputsError",
     "ModelFormatError",
     "NonFiniteDataError",
+    "NotFoundError",
     "OnnxExternalDataError",
     "PickledDataError",
     "SampleCountError",
@@ -220,3 +224,27 @@ class UnsupportedExportError(MPQError):
     """The model uses an operator, dtype or setting the ONNX exporter cannot write."""
 
     code = "unsupported_export"
+
+
+class NotFoundError(MPQError):
+    """A named or numbered record (team, model, job...) does not exist, or not for this team."""
+
+    code = "not_found"
+
+
+class ConflictError(MPQError):
+    """A record with the same unique name already exists."""
+
+    code = "conflict"
+
+
+class InvalidNameError(MPQError):
+    """A name (of a team, key, model...) is empty, too long or uses characters not allowed."""
+
+    code = "invalid_name"
+
+
+class DatabaseSchemaError(MPQError):
+    """The database is not migrated to the schema this code expects (run `mpq db upgrade`)."""
+
+    code = "database_schema"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from engine.errors import FileMissingError, InvalidPlanError, MPQError
 from engine.inventory import Inventory
+from service.admin import add_admin_commands
 from service.cli_export import add_export_command
 from service.cli_search import add_search_command
 
@@ -93,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     ops.set_defaults(func=_ops)
     add_export_command(sub)
     add_search_command(sub)
+    add_admin_commands(sub)
     return parser
 
 

@@ -1,0 +1,37 @@
+"""The service database: ORM models, engine and sessions, repository functions, migrations."""
+
+from __future__ import annotations
+
+from service.db.base import Base
+from service.db.crud import (
+    create_api_key,
+    create_model,
+    create_team,
+    find_team_by_key,
+    find_team_by_name,
+    get_team_by_name,
+    revoke_api_key,
+)
+from service.db.models import ApiKey, Artifact, Dataset, Job, JobStatus, Model, ModelKind, Team
+from service.db.session import make_engine, session_factory
+
+__all__ = [
+    "ApiKey",
+    "Artifact",
+    "Base",
+    "Dataset",
+    "Job",
+    "JobStatus",
+    "Model",
+    "ModelKind",
+    "Team",
+    "create_api_key",
+    "create_model",
+    "create_team",
+    "find_team_by_key",
+    "find_team_by_name",
+    "get_team_by_name",
+    "make_engine",
+    "revoke_api_key",
+    "session_factory",
+]

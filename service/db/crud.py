@@ -1,0 +1,197 @@
+"""Repository functions: the only code that writes rows. Each owns its transaction.
+
+Names say what a miss does: ``get_x`` raises :class:`~engine.errors.NotFoundError`,
+``find_x`` returns ``None``, ``list_x`` returns a list. Functions that create or change
+rows commit before returning, so callers enqueue work only for committed rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from engine.errors import ConflictError, InvalidNameError, NotFoundError
+from service.db.base import utcnow
+from service.db.models import ApiKey, Model, ModelKind, Team
+
+__all__ = [
+    "KEY_PREFIX",
+    "create_api_key",
+    "create_model",
+    "create_team",
+    "find_team_by_key",
+    "find_team_by_name",
+    "get_team_by_name",
+    "hash_secret",
+    "revoke_api_key",
+]
+
+KEY_PREFIX = "mpq_"
+# Characters of a secret kept in clear (``ApiKey.prefix``): "mpq_" and 8 random ones.
+SHOWN_CHARS = len(KEY_PREFIX) + 8
+TEAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+MAX_LABEL = 255
+# Concurrent uploads of one model name can race for a version number; retry this often.
+VERSION_ATTEMPTS = 5
+
+
+def create_team(session: Session, *, name: str) -> Team:
+    """Create a team called ``name`` (letters, digits, ``_.-``; at most 64 characters).
+
+    Raises:
+        InvalidNameError: ``name`` does not fit the pattern.
+        ConflictError: a team called ``name`` exists already.
+    """
+    if not TEAM_NAME.fullmatch(name):
+        raise InvalidNameError(
+            f"invalid team name {name!r}: use 1 to 64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    if find_team_by_name(session, name) is not None:
+        raise ConflictError(f"a team named {name!r} exists already; choose another name")
+    team = Team(name=name)
+    session.add(team)
+    try:
+        session.commit()
+    except IntegrityError:  # created by someone else since the check above
+        session.rollback()
+        raise ConflictError(f"a team named {name!r} exists already; choose another name") from None
+    return team
+
+
+def find_team_by_name(session: Session, name: str) -> Team | None:
+    """The team called ``name``, or ``None``."""
+    return session.scalars(select(Team).where(Team.name == name)).one_or_none()
+
+
+def get_team_by_name(session: Session, name: str) -> Team:
+    """The team called ``name``.
+
+    Raises:
+        NotFoundError: no team has that name.
+    """
+    team = find_team_by_name(session, name)
+    if team is None:
+        raise NotFoundError(
+            f"no team named {name!r}; create it with `mpq admin create-team {name}`"
+        )
+    return team
+
+
+def hash_secret(secret: str) -> str:
+    """Hex sha256 of an API key's secret: what the database stores instead of it.
+
+    A fast hash is enough: secrets are 256 random bits, not guessable passwords.
+    """
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_api_key(session: Session, *, team: Team, name: str) -> tuple[ApiKey, str]:
+    """Create an API key for ``team``.
+
+    The secret is ``mpq_`` followed by 43 URL-safe characters (256 random bits). It is
+    returned once and never stored: the row keeps its sha256 and its first characters.
+
+    Args:
+        session: the database session.
+        team: the team the key acts for.
+        name: a label for people telling keys apart (1 to 255 characters).
+
+    Returns:
+        The committed row and the secret.
+
+    Raises:
+        InvalidNameError: ``name`` is empty, too long or has control characters.
+    """
+    if not 0 < len(name) <= MAX_LABEL or not name.isprintable():
+        raise InvalidNameError(
+            f"invalid key name {name!r}: use 1 to {MAX_LABEL} printable characters"
+        )
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(team_id=team.id, name=name, prefix=secret[:SHOWN_CHARS], hash=hash_secret(secret))
+    session.add(key)
+    session.commit()
+    return key, secret
+
+
+def find_team_by_key(session: Session, secret: str) -> Team | None:
+    """The team an API key acts for, or ``None`` for an unknown, malformed or revoked key.
+
+    Candidates are found by the clear prefix; hashes are compared in constant time.
+    """
+    if not secret.startswith(KEY_PREFIX) or len(secret) <= SHOWN_CHARS:
+        return None
+    digest = hash_secret(secret)
+    rows = session.execute(
+        select(ApiKey.hash, Team)
+        .join(Team, Team.id == ApiKey.team_id)
+        .where(ApiKey.prefix == secret[:SHOWN_CHARS], ApiKey.revoked_at.is_(None))
+    ).all()
+    for stored, team in rows:
+        if hmac.compare_digest(stored, digest):
+            return team
+    return None
+
+
+def revoke_api_key(session: Session, *, key: ApiKey) -> ApiKey:
+    """Revoke ``key`` (idempotent: the first revocation time is kept)."""
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        session.commit()
+    return key
+
+
+def create_model(
+    session: Session,
+    *,
+    team: Team,
+    name: str,
+    kind: ModelKind,
+    sha256: str,
+    size_bytes: int,
+    blob_path: str,
+    inventory: dict[str, Any],
+    created_by: ApiKey | None = None,
+) -> Model:
+    """Record an uploaded model as the next version of ``name`` in ``team``.
+
+    Versions count 1, 2, ... per (team, name). Two concurrent uploads that pick the
+    same number collide on commit -- on the unique constraint, or on SQLite on the
+    write lock of a stale snapshot -- and the loser rolls back and retries with a
+    fresh read. Hence the precondition: ``session`` holds no other pending changes.
+
+    Raises:
+        InvalidNameError: ``name`` is empty, too long or has control characters.
+        ConflictError: no version could be allocated after several attempts.
+    """
+    if not 0 < len(name) <= MAX_LABEL or not name.isprintable():
+        raise InvalidNameError(
+            f"invalid model name {name!r}: use 1 to {MAX_LABEL} printable characters"
+        )
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    for _ in range(VERSION_ATTEMPTS):
+        latest = session.scalar(
+            select(func.max(Model.version)).where(Model.team_id == team.id, Model.name == name)
+        )
+        row = Model(
+            team_id=team.id, name=name, version=(latest or 0) + 1, kind=kind, sha256=sha256,
+            size_bytes=size_bytes, blob_path=blob_path, inventory=inventory,
+            created_by_key_id=None if created_by is None else created_by.id,
+        )  # fmt: skip
+        session.add(row)
+        try:
+            session.commit()
+        except (IntegrityError, OperationalError) as exc:
+            session.rollback()
+            if isinstance(exc, OperationalError) and not sqlite:
+                raise
+            continue
+        return row
+    raise ConflictError(f"could not allocate a version for model {name!r}; try again")

@@ -1,0 +1,179 @@
+"""ORM models: the service's tables. API schemas live apart from these (``service/api``).
+
+Every row that belongs to a team carries ``team_id``; every query a route makes filters
+on it, which is how one team never sees another's rows. ``created_by_key_id`` records
+which API key submitted a row (``NULL`` for rows made by the admin CLI or whose key was
+deleted). JSON columns hold documents the engine and search already define (inventory,
+search configuration, results); their shape is validated at the API, not here.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service.db.base import Base, utcnow
+
+__all__ = ["ApiKey", "Artifact", "Dataset", "Job", "JobStatus", "Model", "ModelKind", "Team"]
+
+NAME_LENGTH = 255
+SHA256_LENGTH = 64
+
+
+def _values(cls: type[enum.Enum]) -> list[str]:
+    return [str(m.value) for m in cls]
+
+
+class JobStatus(enum.StrEnum):
+    """Where a job is in its life: queued → running → one of the three final states."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class ModelKind(enum.StrEnum):
+    """The format a model was uploaded in."""
+
+    PT2 = "pt2"
+    ONNX = "onnx"
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    # VARCHAR + CHECK rather than a native PostgreSQL ENUM: adding a state later is a
+    # plain migration, and downgrades leave no orphan type behind.
+    return Enum(
+        cls, name=name, native_enum=False, create_constraint=True, length=16,
+        values_callable=_values, validate_strings=True,
+    )  # fmt: skip
+
+
+class Team(Base):
+    """A tenant: owns API keys, models, datasets and jobs."""
+
+    __tablename__ = "teams"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    """A team's bearer key. Only ``sha256(secret)`` is stored, never the secret.
+
+    ``prefix`` (the secret's first characters) is shown to users to tell keys apart and
+    narrows the lookup; a key with ``revoked_at`` set authenticates nobody.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    hash: Mapped[str] = mapped_column(String(SHA256_LENGTH), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
+def _created_by() -> Mapped[int | None]:
+    return mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+
+
+class Model(Base):
+    """An uploaded model: ``version`` counts up from 1 per (team, name)."""
+
+    __tablename__ = "models"
+    __table_args__ = (
+        UniqueConstraint("team_id", "name", "version"),
+        Index(None, "team_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    version: Mapped[int]
+    kind: Mapped[ModelKind] = mapped_column(_enum(ModelKind, "model_kind"))
+    sha256: Mapped[str] = mapped_column(String(SHA256_LENGTH))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    blob_path: Mapped[str] = mapped_column(String(1024))
+    inventory: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_key_id: Mapped[int | None] = _created_by()
+
+
+class Dataset(Base):
+    """An uploaded calibration/evaluation data file; ``inputs`` maps input name → spec."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (Index(None, "team_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    sha256: Mapped[str] = mapped_column(String(SHA256_LENGTH))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    blob_path: Mapped[str] = mapped_column(String(1024))
+    num_samples: Mapped[int]
+    inputs: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_key_id: Mapped[int | None] = _created_by()
+
+
+class Job(Base):
+    """A search job and its progress.
+
+    ``config`` is the search configuration as submitted (metric, targets, space,
+    budget, seed, parallelism); ``study_name`` names its Optuna study in the same
+    database; ``baseline``/``best``/``result`` are filled in as the job runs; a failed
+    job keeps the :class:`engine.errors.MPQError` code and message it failed with.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index(None, "team_id", "status"),
+        Index(None, "team_id", "created_at"),
+        Index(None, "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
+    status: Mapped[JobStatus] = mapped_column(
+        _enum(JobStatus, "job_status"), default=JobStatus.QUEUED
+    )
+    config: Mapped[dict[str, Any]]
+    study_name: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    trials_done: Mapped[int] = mapped_column(default=0)
+    trials_total: Mapped[int]
+    baseline: Mapped[dict[str, Any] | None]
+    best: Mapped[dict[str, Any] | None]
+    result: Mapped[dict[str, Any] | None]
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    created_by_key_id: Mapped[int | None] = _created_by()
+
+
+class Artifact(Base):
+    """A file a job produced (``model.mpq``, ``result.json``, plots), stored as a blob."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("job_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    blob_path: Mapped[str] = mapped_column(String(1024))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(SHA256_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,72 @@
+"""Engines and sessions for the service database (SQLite embedded, PostgreSQL in production)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+__all__ = ["make_engine", "session_factory"]
+
+# How long a SQLite writer waits for another one's lock before "database is locked".
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine for ``url``; on SQLite, tuned for one file shared by processes.
+
+    Every SQLite connection gets ``journal_mode=WAL`` (readers never block the writer),
+    ``synchronous=NORMAL`` (durable at each checkpoint; safe with WAL) and
+    ``foreign_keys=ON`` (SQLite ignores foreign keys otherwise). pysqlite's own
+    transaction handling is switched off and SQLAlchemy emits ``BEGIN`` itself, so that
+    savepoints and transactional DDL work as on PostgreSQL. The parent directory of a
+    SQLite file is created if missing.
+
+    Args:
+        url: a SQLAlchemy URL, e.g. ``sqlite:////abs/path/mpq.db`` or
+            ``postgresql+psycopg://user@host:5432/db``.
+        **kwargs: passed on to :func:`sqlalchemy.create_engine`.
+
+    Returns:
+        The engine (its pool opens connections lazily).
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        kwargs.setdefault("pool_pre_ping", True)
+        return create_engine(parsed, **kwargs)
+    database = parsed.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S, **kwargs.pop("connect_args", {})}
+    engine = create_engine(parsed, connect_args=connect_args, **kwargs)
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    # Outside any transaction: PRAGMA journal_mode cannot change inside one.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN")
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """A session maker bound to ``engine``; objects stay readable after commit.
+
+    ``expire_on_commit=False`` because repository functions commit and hand rows back to
+    callers (routes, the CLI) that read them after the transaction is over.
+    """
+    return sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,89 @@
+"""The service's one configuration object, read from ``MPQ_*`` environment variables.
+
+Every knob of the API, the workers and the admin CLI lives on :class:`Settings`;
+code reaches it through :func:`get_settings` (FastAPI routes through a ``SettingsDep``
+dependency, so tests override it instead of editing the environment).
+
+Defaults are the embedded, no-server setup: everything under one data directory,
+``$XDG_DATA_HOME/mpq`` (``~/.local/share/mpq`` when ``XDG_DATA_HOME`` is unset). A
+per-user directory rather than ``./var`` so that ``mpq db upgrade``, ``mpq up`` and
+``mpq admin`` see the same database whatever directory they are started from, and a
+clone of the repository is never littered with state. Under it:
+
+- ``mpq.db``: the SQLite database (``database_url``),
+- ``broker.db``: the Celery broker, kombu's SQLAlchemy transport on SQLite
+  (``broker_url``),
+- ``blobs/``: uploaded models, datasets and job artifacts (``blob_dir``).
+
+Production sets ``MPQ_DATABASE_URL=postgresql+psycopg://...`` and
+``MPQ_BROKER_URL=redis://...`` (and usually ``MPQ_BLOB_DIR``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "default_data_dir", "get_settings"]
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/mpq``, or ``~/.local/share/mpq`` when ``XDG_DATA_HOME`` is unset."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "mpq"
+
+
+class Settings(BaseSettings):
+    """MPQ service settings; each field ``x`` is read from the variable ``MPQ_X``.
+
+    ``database_url``, ``broker_url`` and ``blob_dir`` left empty are derived from
+    ``data_dir`` after validation, so setting ``MPQ_DATA_DIR`` alone moves all state.
+
+    Attributes:
+        data_dir: directory of the embedded defaults (made absolute).
+        database_url: SQLAlchemy URL of the service database (also Optuna's storage).
+        broker_url: Celery broker URL.
+        blob_dir: directory of uploaded files and artifacts (made absolute).
+        max_upload_bytes: largest model or dataset upload accepted, in bytes.
+        max_parallelism: cap on a job's trial-runner tasks, whatever the job asks for.
+        api_host: interface the API binds to.
+        api_port: TCP port the API listens on.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MPQ_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str = ""
+    broker_url: str = ""
+    blob_dir: Path | None = None
+    max_upload_bytes: int = Field(default=1 << 30, gt=0)
+    max_parallelism: int = Field(default=4, ge=1)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _derive_defaults(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'mpq.db'}"
+        if not self.broker_url:
+            self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.db'}"
+        blobs = self.blob_dir if self.blob_dir is not None else self.data_dir / "blobs"
+        self.blob_dir = blobs.expanduser().resolve()
+        return self
+
+    @property
+    def blobs(self) -> Path:
+        """``blob_dir``, never ``None`` once validated (typed for callers)."""
+        assert self.blob_dir is not None  # set by _derive_defaults
+        return self.blob_dir
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once and cached."""
+    return Settings()
