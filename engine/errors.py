@@ -17,6 +17,7 @@ __all__ = [
     "DataShapeError",
     "DataTooLargeError",
     "DatabaseSchemaError",
+    "DatabaseUnavailableError",
     "EmptyDataError",
     "FileMissingError",
     "ImportFailedError",
@@ -25,6 +26,7 @@ __all__ = [
     "InvalidLabelsError",
     "InvalidNameError",
     "InvalidPlanError",
+    "InvalidRequestError",
     "MPQError",
     "MissingInputsError",
     "ModelFormatError",
@@ -37,10 +39,12 @@ __all__ = [
     "TorchSavePickleError",
     "TorchScriptError",
     "TrainingModeError",
+    "UnauthorizedError",
     "UnexpectedArraysError",
     "UnsafeArchiveError",
     "UnsupportedExportError",
     "UnsupportedOpsError",
+    "UploadTooLargeError",
 ]
 
 _EXPORT_HINT = (
@@ -248,3 +252,27 @@ class DatabaseSchemaError(MPQError):
     """The database is not migrated to the schema this code expects (run `mpq db upgrade`)."""
 
     code = "database_schema"
+
+
+class UnauthorizedError(MPQError):
+    """A request to the API carries no API key, or one that is unknown or revoked."""
+
+    code = "unauthorized"
+
+
+class InvalidRequestError(MPQError):
+    """An API request is malformed: a missing or ill-typed field, or an unreadable body."""
+
+    code = "invalid_request"
+
+
+class UploadTooLargeError(MPQError):
+    """An uploaded file exceeds the service's ``max_upload_bytes``."""
+
+    code = "upload_too_large"
+
+
+class DatabaseUnavailableError(MPQError):
+    """The service database cannot be reached."""
+
+    code = "database_unavailable"

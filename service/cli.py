@@ -22,6 +22,7 @@ from pathlib import Path
 from engine.errors import FileMissingError, InvalidPlanError, MPQError
 from engine.inventory import Inventory
 from service.admin import add_admin_commands
+from service.api import add_api_command
 from service.cli_export import add_export_command
 from service.cli_search import add_search_command
 
@@ -95,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     add_export_command(sub)
     add_search_command(sub)
     add_admin_commands(sub)
+    add_api_command(sub)
     return parser
 
 

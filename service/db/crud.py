@@ -19,17 +19,26 @@ from sqlalchemy.orm import Session
 
 from engine.errors import ConflictError, InvalidNameError, NotFoundError
 from service.db.base import utcnow
-from service.db.models import ApiKey, Model, ModelKind, Team
+from service.db.models import ApiKey, Dataset, Model, ModelKind, Team
 
 __all__ = [
     "KEY_PREFIX",
+    "count_datasets",
+    "count_models",
     "create_api_key",
+    "create_dataset",
     "create_model",
     "create_team",
+    "find_dataset",
+    "find_model",
     "find_team_by_key",
     "find_team_by_name",
+    "get_dataset",
+    "get_model",
     "get_team_by_name",
     "hash_secret",
+    "list_datasets",
+    "list_models",
     "revoke_api_key",
 ]
 
@@ -195,3 +204,94 @@ def create_model(
             continue
         return row
     raise ConflictError(f"could not allocate a version for model {name!r}; try again")
+
+
+def find_model(session: Session, *, team: Team, model_id: int) -> Model | None:
+    """Model ``model_id`` if it belongs to ``team``, else ``None`` (another team's too)."""
+    return session.scalars(select(Model).filter_by(id=model_id, team_id=team.id)).one_or_none()
+
+
+def get_model(session: Session, *, team: Team, model_id: int) -> Model:
+    """Model ``model_id`` of ``team``.
+
+    Raises:
+        NotFoundError: no such model, or it belongs to another team (indistinguishable).
+    """
+    row = find_model(session, team=team, model_id=model_id)
+    if row is None:
+        raise NotFoundError(f"no model with id {model_id}; list yours with GET /v1/models")
+    return row
+
+
+def list_models(session: Session, *, team: Team, skip: int = 0, limit: int = 100) -> list[Model]:
+    """``team``'s models, newest first, ``limit`` of them after the first ``skip``."""
+    query = select(Model).where(Model.team_id == team.id)
+    query = query.order_by(Model.created_at.desc(), Model.id.desc()).offset(skip).limit(limit)
+    return list(session.scalars(query))
+
+
+def count_models(session: Session, *, team: Team) -> int:
+    """How many models ``team`` has."""
+    return session.scalar(select(func.count()).where(Model.team_id == team.id)) or 0
+
+
+def create_dataset(
+    session: Session,
+    *,
+    team: Team,
+    name: str,
+    sha256: str,
+    size_bytes: int,
+    blob_path: str,
+    num_samples: int,
+    inputs: dict[str, Any],
+    created_by: ApiKey | None = None,
+) -> Dataset:
+    """Record an uploaded, validated data file of ``team``.
+
+    Raises:
+        InvalidNameError: ``name`` is empty, too long or has control characters.
+    """
+    if not 0 < len(name) <= MAX_LABEL or not name.isprintable():
+        raise InvalidNameError(
+            f"invalid dataset name {name!r}: use 1 to {MAX_LABEL} printable characters"
+        )
+    row = Dataset(
+        team_id=team.id, name=name, sha256=sha256, size_bytes=size_bytes, blob_path=blob_path,
+        num_samples=num_samples, inputs=inputs,
+        created_by_key_id=None if created_by is None else created_by.id,
+    )  # fmt: skip
+    session.add(row)
+    session.commit()
+    return row
+
+
+def find_dataset(session: Session, *, team: Team, dataset_id: int) -> Dataset | None:
+    """Dataset ``dataset_id`` if it belongs to ``team``, else ``None`` (another team's too)."""
+    return session.scalars(select(Dataset).filter_by(id=dataset_id, team_id=team.id)).one_or_none()
+
+
+def get_dataset(session: Session, *, team: Team, dataset_id: int) -> Dataset:
+    """Dataset ``dataset_id`` of ``team``.
+
+    Raises:
+        NotFoundError: no such dataset, or it belongs to another team (indistinguishable).
+    """
+    row = find_dataset(session, team=team, dataset_id=dataset_id)
+    if row is None:
+        raise NotFoundError(f"no dataset with id {dataset_id}; list yours with GET /v1/datasets")
+    return row
+
+
+def list_datasets(
+    session: Session, *, team: Team, skip: int = 0, limit: int = 100
+) -> list[Dataset]:
+    """``team``'s datasets, newest first, ``limit`` of them after the first ``skip``."""
+    query = select(Dataset).where(Dataset.team_id == team.id)
+    query = query.order_by(Dataset.created_at.desc(), Dataset.id.desc()).offset(skip).limit(limit)
+    return list(session.scalars(query))
+
+
+def count_datasets(session: Session, *, team: Team) -> int:
+    """How many datasets ``team`` has."""
+    return session.scalar(select(func.count()).where(Dataset.team_id == team.id)) or 0

@@ -1,0 +1,94 @@
+"""FastAPI dependencies: settings, a database session per request, the caller's team.
+
+Routes declare what they need with these ``Annotated`` aliases; tests override
+:func:`get_settings_dep` (``app.dependency_overrides``) instead of editing the environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from engine.errors import UnauthorizedError
+from service.blobs import BlobStore
+from service.db.crud import find_team_by_key
+from service.db.models import Team
+from service.settings import Settings
+
+__all__ = [
+    "BlobsDep",
+    "CurrentTeam",
+    "SessionDep",
+    "SettingsDep",
+    "TrustUploadsDep",
+    "get_settings_dep",
+]
+
+_bearer = HTTPBearer(auto_error=False, description="an API key: `mpq admin create-key`")
+
+
+def get_settings_dep(request: Request) -> Settings:
+    """The settings the app was created with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def get_trust_uploads(request: Request) -> bool:
+    """Whether .pt2 uploads may be imported without isolation (``MPQ_TRUST_UPLOADS=1``).
+
+    Only where bubblewrap is unavailable; with it, imports are isolated regardless.
+    """
+    return bool(request.app.state.trust_uploads)
+
+
+TrustUploadsDep = Annotated[bool, Depends(get_trust_uploads)]
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A database session for one request, closed (and rolled back if open) after it."""
+    with request.app.state.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_blobs(settings: SettingsDep) -> BlobStore:
+    """The blob store under ``settings.blob_dir``."""
+    return BlobStore(settings.blobs)
+
+
+BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
+
+
+def get_current_team(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Team:
+    """The team of the request's ``Authorization: Bearer <key>``.
+
+    Raises:
+        UnauthorizedError: no bearer key, or an unknown or revoked one (answered 401
+            with ``WWW-Authenticate: Bearer``).
+    """
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise UnauthorizedError(
+            "this route needs an API key: send 'Authorization: Bearer <key>' "
+            "(create one with `mpq admin create-key --team TEAM`)"
+        )
+    team = find_team_by_key(session, credentials.credentials)
+    if team is None:
+        raise UnauthorizedError(
+            "the API key is unknown or revoked; create a new one with `mpq admin create-key`"
+        )
+    return team
+
+
+CurrentTeam = Annotated[Team, Depends(get_current_team)]

@@ -1,0 +1,15 @@
+"""One router per resource; :data:`api_router` collects the versioned ones."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.api.routes import datasets, health, models
+
+__all__ = ["api_router", "health_router"]
+
+api_router = APIRouter(prefix="/v1")
+api_router.include_router(models.router)
+api_router.include_router(datasets.router)
+
+health_router = health.router

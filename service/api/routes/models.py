@@ -1,0 +1,86 @@
+"""``/v1/models``: upload a model (imported in isolation into IR), list and read them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, status
+from starlette.concurrency import run_in_threadpool
+
+from service.api.deps import BlobsDep, CurrentTeam, SessionDep, SettingsDep, TrustUploadsDep
+from service.db import crud
+from service.schemas import ErrorResponse, ModelDetail, ModelPublic, ModelsPublic
+from service.uploads import add_model, receive_upload
+
+__all__ = ["MULTIPART", "router"]
+
+router = APIRouter(
+    prefix="/models",
+    tags=["models"],
+    responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+)
+
+
+def multipart(**fields: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` of a multipart form with a binary ``file`` and ``fields``.
+
+    The body is parsed by :func:`service.uploads.receive_upload` (streamed, not
+    spooled), so FastAPI cannot derive this from the signature.
+    """
+    properties = {"file": {"type": "string", "format": "binary"}, **fields}
+    schema = {"type": "object", "properties": properties, "required": list(properties)}
+    content = {"multipart/form-data": {"schema": schema}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+MULTIPART = multipart(name={"type": "string", "description": "versions count up per name"})
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ModelDetail,
+    openapi_extra=MULTIPART,
+    responses={413: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+)
+async def upload_model(
+    request: Request, session: SessionDep, team: CurrentTeam, settings: SettingsDep,
+    blobs: BlobsDep, trust: TrustUploadsDep,
+) -> ModelDetail:  # fmt: skip
+    """Upload a `.pt2` (torch.export) or `.onnx` model as the next version of `name`.
+
+    The file is streamed to disk (limit `MPQ_MAX_UPLOAD_BYTES`), imported into MPQ's IR
+    by the isolated importer, and stored by its sha256. Pickles, TorchScript and other
+    unacceptable files answer 422 with a specific code.
+    """
+    upload = await receive_upload(request, store=blobs, max_bytes=settings.max_upload_bytes)
+    try:
+        name = upload.text("name")
+    except BaseException:
+        upload.discard()
+        raise
+    row = await run_in_threadpool(
+        lambda: add_model(session, store=blobs, team=team, name=name, upload=upload, trust=trust)
+    )
+    return ModelDetail.model_validate(row)
+
+
+@router.get("", response_model=ModelsPublic)
+def list_models(
+    session: SessionDep,
+    team: CurrentTeam,
+    skip: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> ModelsPublic:
+    """The team's models, newest first (`skip`/`limit` pagination; `count` is the total)."""
+    rows = crud.list_models(session, team=team, skip=skip, limit=limit)
+    return ModelsPublic(
+        data=[ModelPublic.model_validate(r) for r in rows],
+        count=crud.count_models(session, team=team),
+    )
+
+
+@router.get("/{model_id}", response_model=ModelDetail, responses={404: {"model": ErrorResponse}})
+def get_model(model_id: int, session: SessionDep, team: CurrentTeam) -> ModelDetail:
+    """One of the team's models, with its layer inventory (another team's id: 404)."""
+    return ModelDetail.model_validate(crud.get_model(session, team=team, model_id=model_id))

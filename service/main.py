@@ -1,0 +1,66 @@
+"""The FastAPI application: :func:`create_app` builds it; ``app`` is what uvicorn serves.
+
+``uvicorn service.main:app`` (or ``mpq api``) serves the settings read from the
+environment; tests and embedders call :func:`create_app` with their own
+:class:`~service.settings.Settings`. Creating the app touches neither the database nor
+the disk: the engine is made at startup and disposed at shutdown.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.api.errors import install_error_handlers
+from service.api.routes import api_router, health_router
+from service.db.session import make_engine, session_factory
+from service.settings import Settings, get_settings
+
+__all__ = ["app", "create_app"]
+
+VERSION = "0.1.0"
+DESCRIPTION = """\
+Mixed-precision quantization as a service: upload a model (`.pt2` or `.onnx`) and its
+data, then search per-layer numeric formats.
+
+Every route except `/healthz` and `/readyz` needs `Authorization: Bearer <API key>`.
+Errors always have the body `{"error": {"code": "...", "message": "..."}}`; clients
+match on `code`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API application.
+
+    Args:
+        settings: the configuration; ``None`` for :func:`service.settings.get_settings`
+            (the ``MPQ_*`` environment).
+
+    Returns:
+        The app, with its routers and error handlers; ``app.state`` holds ``settings``,
+        ``trust_uploads`` and, while it runs, ``engine`` and ``sessions``.
+    """
+    settings = get_settings() if settings is None else settings
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        app.state.engine, app.state.sessions = engine, session_factory(engine)
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(title="MPQ", version=VERSION, description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.trust_uploads = os.environ.get("MPQ_TRUST_UPLOADS") == "1"
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(api_router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,298 @@
+"""Uploads: a multipart body streamed to a temporary blob, then imported and recorded.
+
+:func:`receive_upload` parses ``multipart/form-data`` as it arrives (python-multipart's
+push parser), writing the one file part chunk by chunk to a temporary file in the blob
+directory while hashing it, and refusing it with :class:`UploadTooLargeError` as soon
+as it passes ``max_bytes`` -- nothing is buffered whole in memory or spooled elsewhere.
+Small text fields (``name``, ``model_id``) are kept in memory, each at most
+:data:`MAX_FIELD_BYTES`. Whatever goes wrong, the temporary file is removed before the
+error propagates; on success the caller owns it (see :meth:`Upload.discard`).
+
+:func:`add_model` and :func:`add_dataset` validate the file (isolated importer; data never
+unpickled), move it to its content address and commit its row; whatever fails, no row,
+no new blob and no temporary file remain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+
+from engine.data import load_dataset
+from engine.errors import InvalidRequestError, UploadTooLargeError
+from engine.importers import import_model
+from engine.inventory import inventory
+from engine.ir import TensorSpec
+from service.blobs import BlobStore
+from service.db import crud
+from service.db.models import Dataset, Model, ModelKind, Team
+
+__all__ = ["MAX_FIELD_BYTES", "MAX_PARTS", "Upload", "add_dataset", "add_model", "receive_upload"]
+
+MAX_FIELD_BYTES, MAX_PARTS = 64 * 1024, 16
+# Room for the multipart framing around the file, when judging Content-Length up front.
+FORM_OVERHEAD = 64 * 1024
+_CALLBACKS = (
+    "on_part_begin", "on_header_field", "on_header_value", "on_header_end",
+    "on_headers_finished", "on_part_data", "on_part_end",
+)  # fmt: skip
+
+
+@dataclass
+class Upload:
+    """A received upload: text ``fields``, and the file at ``path`` in the blob directory.
+
+    ``filename`` is the client's name for the file (informative only, never trusted);
+    ``size`` and ``sha256`` describe the bytes received.
+    """
+
+    fields: dict[str, str]
+    path: Path
+    filename: str
+    size: int
+    sha256: str
+
+    def text(self, name: str) -> str:
+        """The text field ``name``; :class:`InvalidRequestError` if the form lacks it."""
+        if name not in self.fields:
+            raise InvalidRequestError(f"the form lacks the field {name!r}; add it")
+        return self.fields[name]
+
+    def integer(self, name: str) -> int:
+        """The text field ``name`` as an integer; :class:`InvalidRequestError` if it is not."""
+        value = self.text(name)
+        if not value.strip().isdigit():
+            raise InvalidRequestError(f"form field {name!r} is {value!r}; give an integer id")
+        return int(value)
+
+    def discard(self) -> None:
+        """Remove the temporary file (no error if it was moved or removed already)."""
+        self.path.unlink(missing_ok=True)
+
+
+@dataclass
+class _Parse:
+    """State of one multipart parse, fed by python-multipart's callbacks."""
+
+    store: BlobStore
+    file_field: str
+    max_bytes: int
+    fields: dict[str, str] = field(default_factory=dict)
+    parts: int = 0
+    header_field: bytearray = field(default_factory=bytearray)
+    header_value: bytearray = field(default_factory=bytearray)
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    current: str | None = None  # name of the text field being read; None in the file part
+    buffer: bytearray = field(default_factory=bytearray)
+    out: IO[bytes] | None = None
+    path: Path | None = None
+    filename: str = ""
+    size: int = 0
+    digest: Any = field(default_factory=hashlib.sha256)
+
+    def on_part_begin(self) -> None:
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            raise InvalidRequestError(f"the form has more than {MAX_PARTS} parts")
+        self.headers.clear()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header_field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.headers[bytes(self.header_field).lower()] = bytes(self.header_value)
+        self.header_field.clear()
+        self.header_value.clear()
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self.headers.get(b"content-disposition", b""))
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        if b"filename" not in options:
+            if name in self.fields or name == self.current or name == self.file_field:
+                raise InvalidRequestError(f"form field {name!r} must be a single text value")
+            self.current = name
+            self.buffer.clear()
+            return
+        if name != self.file_field or self.path is not None:
+            raise InvalidRequestError(
+                f"unexpected file part {name!r}: send exactly one file, as {self.file_field!r}"
+            )
+        self.current = None
+        self.filename = options[b"filename"].decode("utf-8", "replace")
+        self.path = self.store.new_temp()
+        self.out = open(self.path, "wb")  # noqa: SIM115 -- closed in on_part_end or on error
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        chunk = data[start:end]
+        if self.out is None:
+            self.buffer += chunk
+            if len(self.buffer) > MAX_FIELD_BYTES:
+                raise InvalidRequestError(
+                    f"form field {self.current!r} exceeds {MAX_FIELD_BYTES} bytes"
+                )
+            return
+        self.size += len(chunk)
+        if self.size > self.max_bytes:
+            raise _too_large(self.max_bytes)
+        self.digest.update(chunk)
+        self.out.write(chunk)
+
+    def on_part_end(self) -> None:
+        if self.out is not None:
+            self.out.close()
+            self.out = None
+            return
+        try:
+            self.fields[self.current or ""] = self.buffer.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidRequestError(f"form field {self.current!r} is not UTF-8") from None
+        self.current = None
+
+    def cleanup(self) -> None:
+        if self.out is not None:
+            self.out.close()
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+async def receive_upload(
+    request: Request, *, store: BlobStore, max_bytes: int, file_field: str = "file"
+) -> Upload:
+    """Stream a ``multipart/form-data`` body into a temporary blob the caller must move or discard.
+
+    Args:
+        request: the incoming request (its body is consumed).
+        store: the blob store whose ``tmp/`` directory receives the file.
+        max_bytes: the largest file accepted.
+        file_field: the name of the (single, required) file part.
+
+    Raises:
+        UploadTooLargeError: the file (or the declared body) is larger than ``max_bytes``.
+        InvalidRequestError: not multipart, malformed, or no file part.
+    """
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if content_type != b"multipart/form-data" or not boundary:
+        raise InvalidRequestError(
+            "send the upload as multipart/form-data with a file part "
+            f"{file_field!r} (e.g. curl -F {file_field}=@model.pt2 -F name=...)"
+        )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes + FORM_OVERHEAD:
+        raise _too_large(max_bytes)
+    state = _Parse(store=store, file_field=file_field, max_bytes=max_bytes)
+    callbacks = {name: getattr(state, name) for name in _CALLBACKS}
+    parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+        parser.finalize()
+        if state.path is None or state.out is not None:
+            raise InvalidRequestError(f"the form has no complete file part {file_field!r}")
+    except BaseException as exc:
+        state.cleanup()
+        if type(exc).__module__.startswith("python_multipart"):
+            raise InvalidRequestError(f"malformed multipart body: {exc}") from None
+        raise
+    return Upload(state.fields, state.path, state.filename, state.size, state.digest.hexdigest())
+
+
+def _too_large(max_bytes: int) -> UploadTooLargeError:
+    return UploadTooLargeError(
+        f"the upload exceeds the limit of {max_bytes} bytes (MPQ_MAX_UPLOAD_BYTES); "
+        "send a smaller file or ask the operator to raise the limit"
+    )
+
+
+def add_model(
+    session: Session, *, store: BlobStore, team: Team, name: str, upload: Upload, trust: bool
+) -> Model:
+    """Import an uploaded model through the isolated importer and record its next version.
+
+    Args:
+        session: the database session (no pending changes).
+        store: the blob store holding ``upload``.
+        team: the owning team.
+        name: the model's name; versions count up per (team, name).
+        upload: the received file (moved or removed by this call).
+        trust: import .pt2 files without isolation where bubblewrap is unavailable.
+
+    Raises:
+        MPQError: the importer's error for an unacceptable file, or the repository's.
+    """
+    try:
+        imported = import_model(upload.path, trust_uploads=trust)
+        document = inventory(imported.ir).to_json()
+        key, created = store.commit(upload.path, kind="models", sha256=upload.sha256,
+                                    ext=imported.kind)  # fmt: skip
+    finally:
+        upload.discard()
+    try:
+        return crud.create_model(
+            session, team=team, name=name, kind=ModelKind(imported.kind), sha256=upload.sha256,
+            size_bytes=upload.size, blob_path=key, inventory=document,
+        )  # fmt: skip
+    except BaseException:
+        _forget(session, store, key, created)
+        raise
+
+
+def add_dataset(
+    session: Session, *, store: BlobStore, team: Team, name: str, model: Model, upload: Upload
+) -> Dataset:
+    """Validate an uploaded data file against ``model``'s inputs and record it.
+
+    Args:
+        session: the database session (no pending changes).
+        store: the blob store holding ``upload``.
+        team: the owning team.
+        name: the dataset's name.
+        model: the model whose inputs the arrays must match (its stored inventory).
+        upload: the received file (moved or removed by this call).
+
+    Raises:
+        InvalidDataError: a subclass naming what does not match (see :mod:`engine.data`).
+    """
+    specs = [TensorSpec(d["name"], tuple(d["shape"]), d["dtype"]) for d in _inputs(model)]
+    try:
+        data = load_dataset(upload.path, specs)
+        with open(upload.path, "rb") as f:
+            ext = "npz" if f.read(2) == b"PK" else "safetensors"
+        key, created = store.commit(upload.path, kind="datasets", sha256=upload.sha256, ext=ext)
+    finally:
+        upload.discard()
+    n = data.split("calibration").num_samples + data.split("evaluation").num_samples
+    inputs = {s.name: {"shape": list(s.shape), "dtype": s.dtype} for s in specs}
+    try:
+        return crud.create_dataset(
+            session, team=team, name=name, sha256=upload.sha256, size_bytes=upload.size,
+            blob_path=key, num_samples=n, inputs=inputs,
+        )  # fmt: skip
+    except BaseException:
+        _forget(session, store, key, created)
+        raise
+
+
+def _inputs(model: Model) -> list[dict[str, Any]]:
+    return list(model.inventory["inputs"])
+
+
+def _forget(session: Session, store: BlobStore, key: str, created: bool) -> None:
+    # Undo a commit whose row failed: delete the blob unless another row refers to it.
+    session.rollback()
+    if not created:
+        return
+    for table in (Model, Dataset):
+        if session.scalar(select(table.id).where(table.blob_path == key).limit(1)) is not None:
+            return
+    store.delete(key)

@@ -1,0 +1,130 @@
+"""A real API server: ``uvicorn service.main:app`` in a subprocess on a migrated database.
+
+:func:`start_server` runs ``mpq db upgrade`` and ``mpq admin`` against a fresh data
+directory (SQLite by default, or the given database URL), creates two teams with a key
+each, starts uvicorn on a free port and waits for ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from service.db import Dataset, Model, make_engine
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@dataclass
+class Server:
+    """A running API server and what the tests need to talk to it and inspect it."""
+
+    url: str
+    data_dir: Path
+    database_url: str
+    key_a: str
+    key_b: str
+    process: subprocess.Popen[bytes]
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    def client(self, key: str | None) -> httpx.Client:
+        headers = {} if key is None else {"Authorization": f"Bearer {key}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=120)
+
+    def rows(self) -> tuple[int, int]:
+        """(models, datasets) rows in the database, counted directly."""
+        engine = make_engine(self.database_url)
+        try:
+            with engine.connect() as conn:
+                models = conn.scalar(select(func.count()).select_from(Model)) or 0
+                datasets = conn.scalar(select(func.count()).select_from(Dataset)) or 0
+        finally:
+            engine.dispose()
+        return models, datasets
+
+    def files(self) -> set[str]:
+        """Every file under the blob directory, relative to it."""
+        if not self.blob_dir.exists():
+            return set()
+        return {str(p.relative_to(self.blob_dir)) for p in self.blob_dir.rglob("*") if p.is_file()}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _mpq(env: dict[str, str], *args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "service.cli", *args],
+        env=env, cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def start_server(tmp: Path, *, database_url: str | None = None, **extra: str) -> Iterator[Server]:
+    """Start a migrated server under ``tmp``; yield it; stop it."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MPQ_")}
+    env |= {"MPQ_DATA_DIR": str(tmp), "PYTHONUNBUFFERED": "1", **extra}
+    db_url = database_url or f"sqlite:///{tmp / 'mpq.db'}"
+    env["MPQ_DATABASE_URL"] = db_url
+    _mpq(env, "db", "upgrade")
+    keys = []
+    for team in ("alpha", "beta"):
+        _mpq(env, "admin", "create-team", team)
+        keys.append(_mpq(env, "admin", "create-key", "--team", team).strip())
+    port = _free_port()
+    log = open(tmp / "server.log", "wb")  # noqa: SIM115 -- closed after the server stops
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "service.main:app", "--port", str(port)],
+        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (tmp / "server.log").read_text()
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the API did not come up in 60 s"
+            time.sleep(0.2)
+        yield Server(url, tmp, db_url, keys[0], keys[1], proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One SQLite-backed server shared by a test module."""
+    yield from start_server(tmp_path_factory.mktemp("api"))
+
+
+@pytest.fixture(scope="module")
+def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose upload limit is 4 KiB."""
+    yield from start_server(tmp_path_factory.mktemp("api_small"), MPQ_MAX_UPLOAD_BYTES="4096")

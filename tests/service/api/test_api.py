@@ -1,0 +1,170 @@
+"""The API over HTTP against a real uvicorn process: uploads, reads, isolation, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from service.api.errors import STATUS
+from tests.conftest import Digits
+from tests.service.api.conftest import Server
+
+PICKLE = b"\x80\x04K\x01."  # torch.save-style pickle protocol 4 of the int 1
+
+
+def _error(response: httpx.Response, status: int, code: str) -> str:
+    """Check an error response's status and exact shape; return its message."""
+    assert response.status_code == status, response.text
+    assert "Traceback" not in response.text
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    assert body["error"]["code"] == code, body
+    return str(body["error"]["message"])
+
+
+def _upload_model(client: httpx.Client, path: Path, name: str) -> httpx.Response:
+    with open(path, "rb") as f:
+        return client.post("/v1/models", files={"file": (path.name, f)}, data={"name": name})
+
+
+def _upload_data(client: httpx.Client, path: Path, name: str, model_id: Any) -> httpx.Response:
+    with open(path, "rb") as f:
+        return client.post(
+            "/v1/datasets", files={"file": (path.name, f)},
+            data={"name": name, "model_id": str(model_id)},
+        )  # fmt: skip
+
+
+def test_health_needs_no_key(server: Server) -> None:
+    with server.client(None) as c:
+        assert c.get("/healthz").json() == {"status": "ok"}
+        assert c.get("/readyz").status_code == 200
+        assert c.get("/openapi.json").json()["info"]["title"] == "MPQ"
+
+
+def test_upload_list_get_and_versions(server: Server, digits: Digits) -> None:
+    with server.client(server.key_a) as c:
+        first = _upload_model(c, digits.pt2, "digits")
+        assert first.status_code == 201, first.text
+        model = first.json()
+        assert model["version"] == 1 and model["kind"] == "pt2"
+        assert len(model["inventory"]["layers"]) == 4
+        assert (server.blob_dir / "models" / f"{model['sha256']}.pt2").is_file()
+
+        again = _upload_model(c, digits.onnx, "digits")
+        assert again.status_code == 201, again.text
+        assert again.json()["version"] == 2 and again.json()["kind"] == "onnx"
+
+        listed = c.get("/v1/models").json()
+        assert listed["count"] >= 2
+        assert {m["id"] for m in listed["data"]} >= {model["id"], again.json()["id"]}
+        assert "inventory" not in listed["data"][0]
+        page = c.get("/v1/models", params={"skip": 1, "limit": 1}).json()
+        assert len(page["data"]) == 1 and page["count"] == listed["count"]
+
+        got = c.get(f"/v1/models/{model['id']}").json()
+        assert got["inventory"] == model["inventory"] and got["name"] == "digits"
+
+        data = _upload_data(c, digits.npz, "digits-data", model["id"])
+        assert data.status_code == 201, data.text
+        ds = data.json()
+        assert ds["num_samples"] > 0 and len(ds["inputs"]) == 1
+        assert (server.blob_dir / "datasets" / f"{ds['sha256']}.npz").is_file()
+        assert c.get(f"/v1/datasets/{ds['id']}").json() == ds
+    assert not list((server.blob_dir / "tmp").iterdir())
+
+
+def test_team_isolation(server: Server, digits: Digits) -> None:
+    with server.client(server.key_a) as a, server.client(server.key_b) as b:
+        model = _upload_model(a, digits.onnx, "iso").json()
+        ds = _upload_data(a, digits.npz, "iso-data", model["id"]).json()
+        _error(b.get(f"/v1/models/{model['id']}"), 404, "not_found")
+        _error(b.get(f"/v1/datasets/{ds['id']}"), 404, "not_found")
+        assert b.get("/v1/models").json() == {"data": [], "count": 0}
+        assert b.get("/v1/datasets").json() == {"data": [], "count": 0}
+        # another team's model cannot be used to validate (and so probe) a dataset
+        _error(_upload_data(b, digits.npz, "probe", model["id"]), 404, "not_found")
+
+
+@pytest.mark.parametrize("route", ["/v1/models", "/v1/models/1", "/v1/datasets", "/v1/datasets/1"])
+def test_unauthorized(server: Server, route: str) -> None:
+    for key in (None, "mpq_not-a-real-key-at-all", "garbage"):
+        with server.client(key) as c:
+            r = c.get(route)
+            _error(r, 401, "unauthorized")
+            assert r.headers["www-authenticate"] == "Bearer"
+    with server.client(None) as c:
+        _error(c.post("/v1/models", files={"file": ("m.pt2", b"x")}), 401, "unauthorized")
+
+
+def _bad_input(server: Server, send: Any, status: int, code: str) -> None:
+    before_rows, before_files = server.rows(), server.files()
+    with server.client(server.key_a) as c:
+        _error(send(c), status, code)
+    assert server.rows() == before_rows
+    assert server.files() == before_files
+
+
+def test_bad_model_files(server: Server, tmp_path: Path) -> None:
+    pickle, empty = tmp_path / "model.pt", tmp_path / "empty.pt2"
+    pickle.write_bytes(PICKLE)
+    empty.write_bytes(b"")
+    _bad_input(server, lambda c: _upload_model(c, pickle, "m"), 422, "torch_save_pickle")
+    _bad_input(server, lambda c: _upload_model(c, empty, "m"), 422, "corrupt_file")
+
+
+def test_bad_dataset(server: Server, digits: Digits, tmp_path: Path) -> None:
+    with server.client(server.key_a) as c:
+        model = _upload_model(c, digits.onnx, "for-data").json()
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, x=np.zeros((8, 3, 5, 5), dtype=np.float32))
+    _bad_input(server, lambda c: _upload_data(c, wrong, "w", model["id"]), 422, "data_shape")
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, x=np.array([{"a": 1}] * 8, dtype=object))
+    _bad_input(server, lambda c: _upload_data(c, pickled, "p", model["id"]), 422, "pickled_data")
+    _bad_input(server, lambda c: _upload_data(c, wrong, "w", 10**9), 404, "not_found")
+
+
+def test_malformed_requests(server: Server, digits: Digits) -> None:
+    _bad_input(server, lambda c: c.get("/v1/models/999999"), 404, "not_found")
+    _bad_input(server, lambda c: c.get("/v1/datasets/999999"), 404, "not_found")
+    _bad_input(server, lambda c: c.get("/v1/models/abc"), 422, "invalid_request")
+    _bad_input(server, lambda c: c.get("/v1/models?limit=0"), 422, "invalid_request")
+    _bad_input(server, lambda c: c.post("/v1/models", json={"name": "x"}), 422, "invalid_request")
+    _bad_input(
+        server, lambda c: c.post("/v1/models", files={"file": ("m.onnx", b"x")}),
+        422, "invalid_request",
+    )  # fmt: skip
+    _bad_input(
+        server, lambda c: c.post("/v1/models", data={"name": "x"}, files={"other": ("f", b"x")}),
+        422, "invalid_request",
+    )  # fmt: skip
+    _bad_input(
+        server, lambda c: _upload_data(c, digits.npz, "d", "not-a-number"), 422, "invalid_request"
+    )
+    broken = {"content-type": "multipart/form-data; boundary=b"}
+    _bad_input(
+        server, lambda c: c.post("/v1/models", content=b"--b\r\nbroken", headers=broken),
+        422, "invalid_request",
+    )  # fmt: skip
+
+
+def test_oversize_upload(small_server: Server, digits: Digits) -> None:
+    assert digits.onnx.stat().st_size > 4096
+    too_large = (413, "upload_too_large")
+    _bad_input(small_server, lambda c: _upload_model(c, digits.onnx, "big"), *too_large)
+    _bad_input(small_server, lambda c: _upload_data(c, digits.npz, "big", 1), *too_large)
+
+
+def test_every_error_code_has_a_status() -> None:
+    import engine.errors as errors
+
+    codes = {
+        cls.code for cls in vars(errors).values()
+        if isinstance(cls, type) and issubclass(cls, errors.MPQError) and cls is not errors.MPQError
+    }  # fmt: skip
+    assert codes <= set(STATUS), codes - set(STATUS)
