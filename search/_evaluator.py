@@ -36,6 +36,7 @@ from engine.ir import IRModel
 from engine.metrics import METRICS, kl_divergence
 from engine.ops import EMBEDDING_OPS
 from engine.plan import LayerFormat, QuantPlan
+from search._space import SearchSpace
 
 __all__ = ["PRUNE_SIGMAS", "Evaluation", "Evaluator"]
 
@@ -87,6 +88,21 @@ class Evaluator:
             self.reference = [b.unpad(module(*b.tensors)) for b in self.batches]
             self.calib_reference = [module(*t) for t in self.calibration]
         self.baseline = self._score(self.reference, len(self.batches))
+
+    def prime(self, space: SearchSpace) -> None:
+        """Collect input Hessians for every layer the space may round with GPTQ in one pass.
+
+        Without this, each plan that adds a GPTQ layer not seen before would
+        re-run calibration over the whole model (one pass per layer).
+        """
+        self.cache.hessian_layers |= {
+            layer.name
+            for layer in self.layers
+            if any(
+                "/gptq/" in k
+                for k in space.choices(layer.name, embedding=layer.name in self.embeddings)
+            )
+        }
 
     def payload_bytes(self, plan: QuantPlan) -> int:
         """Exact tensor bytes of the plan's ``model.mpq``."""

@@ -72,7 +72,9 @@ def create_search(
         model_sha = sha256_file(Path(config.model))
         data_sha = sha256_file(Path(config.data))
         cache = cache_path(Path(config.cache_dir), model_sha, data_sha, config.metric)
-    sensitivity = measure_sensitivity(ev, config.space, cache_file=cache, progress=progress)
+    sensitivity: Sensitivity = {}
+    if config.ilp_seeds > 0:  # only the seeding needs it; a plain TPE/random search skips it
+        sensitivity = measure_sensitivity(ev, config.space, cache_file=cache, progress=progress)
     return create_study(config, ev, sensitivity, storage=open_storage(storage_url), name=name)
 
 
@@ -164,6 +166,10 @@ def finalize(
                 "bytes": f.record.bytes,
                 "integer_metric": f.integer_metric,
                 "integer_only": f.integer_only,
+                "integer_meets_floor": (
+                    targets.metric_floor(search.baseline) is None
+                    or f.integer_metric >= (targets.metric_floor(search.baseline) or 0.0)
+                ),
             }
             for f in finalists
         ],
@@ -180,7 +186,14 @@ def finalize(
                 f"(metric {chosen.record.metric:.6g}, {chosen.record.bytes} bytes)"
             )
     else:
-        result["message"] = "no trial completed; raise --trials or --timeout"
+        result["message"] = "no trial was evaluated; raise --trials or --timeout"
+    floor = targets.metric_floor(search.baseline)
+    if chosen is not None and floor is not None and chosen.integer_metric < floor:
+        result["integer_note"] = (
+            f"integer-only execution of the chosen plan scores {chosen.integer_metric:.6g}, "
+            f"below the metric floor {floor:.6g}: the floor holds for the simulated model "
+            "(what model.mpq gives in MPQ), not on integer-only hardware"
+        )
     result["timings"] = {**(timings or {}), "finalize_s": time.perf_counter() - t0}
     _write_json(out_dir / "result.json", result)
     from search._plots import plot_layers, plot_pareto
@@ -205,8 +218,14 @@ def _uniform_baselines(search: Search, ev: Evaluator) -> list[dict[str, Any]]:
 
 
 def _closest_misses(search: Search, records: list[TrialRecord]) -> list[TrialRecord]:
-    """The completed trial nearest to feasibility (smallest summed violation)."""
+    """The trial nearest to feasibility (smallest summed violation).
+
+    Completed trials first; when every trial was pruned, trials pruned on a
+    prefix of the data (their metric is that prefix's) -- the chosen plan is then
+    scored on the whole split when it is packed.
+    """
     done = [r for r in records if r.state == "complete" and r.metric is not None]
+    done = done or [r for r in records if r.metric is not None]
     if not done:
         return []
     targets = search.config.targets

@@ -52,6 +52,7 @@ def measure_sensitivity(
         for key in space.choices(layer.name, embedding=layer.name in ev.embeddings)
     ]
     out: Sensitivity = {layer.name: {} for layer in ev.layers}
+    ev.prime(space)
     base = {layer.name: FLOAT for layer in ev.layers}
     for i, (name, key) in enumerate(todo):
         ck = f"{name}|{key}|{space.scale}"

@@ -125,7 +125,7 @@ def test_two_processes_share_the_budget_exactly(digits, evaluator, tmp_path: Pat
     # every trial number below the budget ran exactly once, to the end, and nothing else ran
     assert sorted(t.number for t in ran) == list(range(16))
     assert all(t.state.name in ("COMPLETE", "PRUNED") for t in ran)
-    assert {t.user_attrs["worker"] for t in ran} == {1, 2}
+    assert {t.user_attrs["mpq"]["worker"] for t in ran} == {1, 2}
     seeds = [
         t.user_attrs["source"] for t in ran if str(t.user_attrs.get("source")).startswith("ilp")
     ]
