@@ -13,30 +13,31 @@ Per model, with the same trial budget and seed (0), four ways to a plan:
   has it), and the smallest uniform choice of the space that meets the target.
 
 Each search opens its own evaluator (cold weight cache), so the wall times
-compare. Sensitivity runs once, in ``mpq``'s setup, into a fresh cache directory;
-``tpe`` and ``random`` read it back from disk (``create_search`` measures it
-whatever ``ilp_seeds`` is). Columns: payload bytes of the chosen ``model.mpq``,
-compression (fp32 tensor bytes / payload), the metric on the search's
-evaluation data (measured on the written file), for MiniLM the metric on
-held-out sentences the search never saw, evaluations until the target was first
-met (``result["evaluations_until_target"]``; pruned trials count, plans pruned
-for size do not), ``near``: evaluations until a plan met the target within 5% of
-the smallest payload any of the three searches chose (the digits target is met by
+compare. Sensitivity runs once, in ``mpq``'s setup, into a fresh cache
+directory; ``tpe`` and ``random`` (``ilp_seeds=0``) do not measure it. Columns:
+payload bytes of the chosen ``model.mpq``, compression (fp32 tensor bytes /
+payload), the metric on the search's evaluation data (measured on the written
+file), for MiniLM the metric on held-out sentences the search never saw,
+evaluations until the target was first met
+(``result["evaluations_until_target"]``; pruned trials count, plans pruned for
+size do not), ``near``: evaluations until a plan met the target within 5% of the
+smallest payload any of the three searches chose (the digits target is met by
 almost any plan, so the first column alone says little there), setup
 (sensitivity + ILP), trials and finalize seconds, and total (with opening the
-model and data). Default budgets: 60 trials digits, 40 MiniLM; ``--quick``: 20 / 10.
+model and data). Default budgets: 60 trials digits, 40 MiniLM; ``--quick``: 20 /
+10.
 
 ``--prime-hessians`` hands each evaluator's weight cache every layer's name as a
-GPTQ layer before the search starts, so calibration (activation ranges and
-input Hessians) runs once. Without it ``engine.apply`` recalibrates the whole
-model each time a plan brings a GPTQ layer new to the cache -- once per layer
-during sensitivity. Plans and metrics are the same either way; only time moves.
+GPTQ layer before the search starts. The search now does this itself
+(``Evaluator.prime``: one calibration pass for every GPTQ-capable layer), so the
+flag only matters for spaces without GPTQ choices.
 
 Optuna overhead: the digits ``mpq`` search is run again on an SQLite storage
 (WAL) without a callback; overhead = (wall time of ``run_trials`` - sum of the
 trials' evaluation ``seconds``) / that sum. The in-memory run's figure is shown
 beside it. Both are also given against the time spent inside
-``Evaluator.evaluate`` alone, since ``TrialRecord.seconds`` includes storage writes.
+``Evaluator.evaluate`` alone (``TrialRecord.seconds`` covers the evaluation and
+byte count only; storage writes come after it).
 
 Models and data (written under ``--work``):
 
