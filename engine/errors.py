@@ -34,6 +34,7 @@ __all__ = [
     "NotFoundError",
     "OnnxExternalDataError",
     "PickledDataError",
+    "QueueUnavailableError",
     "SampleCountError",
     "SandboxUnavailableError",
     "TorchSavePickleError",
@@ -276,3 +277,9 @@ class DatabaseUnavailableError(MPQError):
     """The service database cannot be reached."""
 
     code = "database_unavailable"
+
+
+class QueueUnavailableError(MPQError):
+    """The job queue (the Celery broker) cannot be reached to enqueue work."""
+
+    code = "queue_unavailable"

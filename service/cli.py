@@ -25,6 +25,7 @@ from service.admin import add_admin_commands
 from service.api import add_api_command
 from service.cli_export import add_export_command
 from service.cli_search import add_search_command
+from workers.cli import add_worker_command
 
 __all__ = ["main"]
 
@@ -97,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     add_search_command(sub)
     add_admin_commands(sub)
     add_api_command(sub)
+    add_worker_command(sub)
     return parser
 
 

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from service.api.errors import install_error_handlers
 from service.api.routes import api_router, health_router
 from service.db.session import make_engine, session_factory
+from service.queue import make_celery
 from service.settings import Settings, get_settings
 
 __all__ = ["app", "create_app"]
@@ -41,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     Returns:
         The app, with its routers and error handlers; ``app.state`` holds ``settings``,
-        ``trust_uploads`` and, while it runs, ``engine`` and ``sessions``.
+        ``trust_uploads`` and, while it runs, ``engine``, ``sessions`` and ``queue``.
     """
     settings = get_settings() if settings is None else settings
 
@@ -49,9 +50,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url)
         app.state.engine, app.state.sessions = engine, session_factory(engine)
+        app.state.queue = make_celery(settings)
         try:
             yield
         finally:
+            app.state.queue.close()
             engine.dispose()
 
     app = FastAPI(title="MPQ", version=VERSION, description=DESCRIPTION, lifespan=lifespan)

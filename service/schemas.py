@@ -9,17 +9,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "ArtifactPublic",
+    "ArtifactsPublic",
+    "Budget",
     "DatasetPublic",
     "DatasetsPublic",
     "ErrorBody",
     "ErrorResponse",
+    "JobCreate",
+    "JobDetail",
+    "JobPublic",
+    "JobTargets",
+    "JobsPublic",
     "ModelDetail",
     "ModelPublic",
     "ModelsPublic",
     "Status",
+    "TrialsPublic",
 ]
 
 
@@ -87,4 +96,119 @@ class DatasetsPublic(BaseModel):
     """A page of the team's datasets, newest first, and how many it has in all."""
 
     data: list[DatasetPublic]
+    count: int
+
+
+class JobTargets(BaseModel):
+    """What the chosen plan must meet: at most one metric target, at most one size target."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_drop: float | None = Field(default=None, ge=0, description="absolute metric drop")
+    max_drop_rel: float | None = Field(default=None, ge=0, lt=1, description="relative drop")
+    min_metric: float | None = Field(default=None, description="metric floor")
+    max_bytes: int | None = Field(default=None, gt=0, description="payload ceiling, bytes")
+    min_ratio: float | None = Field(default=None, gt=1, description="compression floor")
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> JobTargets:
+        metric = [
+            n for n in ("max_drop", "max_drop_rel", "min_metric") if getattr(self, n) is not None
+        ]
+        size = [n for n in ("max_bytes", "min_ratio") if getattr(self, n) is not None]
+        if len(metric) > 1 or len(size) > 1:
+            raise ValueError(
+                "give at most one of max_drop, max_drop_rel, min_metric and at most one of "
+                f"max_bytes, min_ratio; got {', '.join(metric + size)}"
+            )
+        if not metric and not size:
+            raise ValueError("give a metric target (max_drop, ...) and/or a size target")
+        return self
+
+
+class Budget(BaseModel):
+    """How much searching a job may do."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trials: int = Field(default=100, ge=1, description="trial budget, over all runners")
+    timeout_s: float | None = Field(default=None, gt=0, description="wall-clock budget")
+
+
+class JobCreate(BaseModel):
+    """A search job: the same names as the ``mpq search`` flags."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_id: int
+    dataset_id: int
+    metric: str = Field(default="accuracy", examples=["accuracy"])
+    targets: JobTargets
+    space: list[str] | None = Field(
+        default=None, description="weight formats to search (default: the search's own)",
+        examples=[["int2", "int4", "int8", "cb16"]],
+    )  # fmt: skip
+    budget: Budget = Field(default_factory=Budget)
+    seed: int = Field(default=0, ge=0)
+    parallelism: int = Field(default=1, ge=1, description="trial runners (capped by settings)")
+
+
+class JobPublic(BaseModel):
+    """A job as lists show it: state and progress."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    status: str = Field(description="queued, running, succeeded, failed or cancelled")
+    model_id: int
+    dataset_id: int
+    config: dict[str, Any]
+    trials_done: int
+    trials_total: int
+    error_code: str | None
+    error_message: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobDetail(JobPublic):
+    """One job: its baseline, best plan so far and, once done, the result and chosen plan."""
+
+    baseline: dict[str, Any] | None
+    best: dict[str, Any] | None
+    result: dict[str, Any] | None
+    chosen: dict[str, Any] | None = None
+
+
+class JobsPublic(BaseModel):
+    """A page of the team's jobs, newest first, and how many match in all."""
+
+    data: list[JobPublic]
+    count: int
+
+
+class TrialsPublic(BaseModel):
+    """A job's trials so far (``search.TrialRecord`` documents) and the Pareto front."""
+
+    data: list[dict[str, Any]]
+    count: int
+    front: list[int]
+
+
+class ArtifactPublic(BaseModel):
+    """A file a job produced."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    size_bytes: int
+    sha256: str
+    created_at: datetime
+
+
+class ArtifactsPublic(BaseModel):
+    """A job's files."""
+
+    data: list[ArtifactPublic]
     count: int

@@ -27,8 +27,12 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
-__all__ = ["Settings", "default_data_dir", "get_settings"]
+__all__ = ["STUDY_SCHEMA", "Settings", "default_data_dir", "get_settings"]
+
+STUDY_SCHEMA = "optuna"
+"""PostgreSQL schema of the jobs' Optuna studies (see ``Settings.study_url``)."""
 
 
 def default_data_dir() -> Path:
@@ -47,11 +51,19 @@ class Settings(BaseSettings):
         data_dir: directory of the embedded defaults (made absolute).
         database_url: SQLAlchemy URL of the service database (also Optuna's storage).
         broker_url: Celery broker URL.
+        study_url: SQLAlchemy URL of the jobs' Optuna studies. Optuna keeps its own
+            Alembic revision in ``alembic_version``, the table the service's migrations
+            use, so the studies need a database (or PostgreSQL schema) of their own:
+            ``studies.db`` next to a SQLite database; on PostgreSQL the service database
+            with ``search_path`` set to the schema ``optuna`` (created by the workers).
         blob_dir: directory of uploaded files and artifacts (made absolute).
         max_upload_bytes: largest model or dataset upload accepted, in bytes.
         max_parallelism: cap on a job's trial-runner tasks, whatever the job asks for.
         api_host: interface the API binds to.
         api_port: TCP port the API listens on.
+        broker_polling_interval_s: how often a worker polls a broker that cannot push
+            (the embedded SQLAlchemy transport), in seconds.
+        max_trials: cap on a job's trial budget.
     """
 
     model_config = SettingsConfigDict(env_prefix="MPQ_", extra="ignore")
@@ -59,17 +71,22 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str = ""
     broker_url: str = ""
+    study_url: str = ""
     blob_dir: Path | None = None
     max_upload_bytes: int = Field(default=1 << 30, gt=0)
     max_parallelism: int = Field(default=4, ge=1)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+    broker_polling_interval_s: float = Field(default=0.05, gt=0)
+    max_trials: int = Field(default=10_000, ge=1)
 
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:
         self.data_dir = self.data_dir.expanduser().resolve()
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'mpq.db'}"
+        if not self.study_url:
+            self.study_url = _study_url(self.database_url, self.data_dir)
         if not self.broker_url:
             self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.db'}"
         blobs = self.blob_dir if self.blob_dir is not None else self.data_dir / "blobs"
@@ -81,6 +98,16 @@ class Settings(BaseSettings):
         """``blob_dir``, never ``None`` once validated (typed for callers)."""
         assert self.blob_dir is not None  # set by _derive_defaults
         return self.blob_dir
+
+
+def _study_url(database_url: str, data_dir: Path) -> str:
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        database = Path(url.database or "") if url.database not in (None, "", ":memory:") else None
+        folder = data_dir if database is None else database.parent
+        return f"sqlite:///{folder / 'studies.db'}"
+    query = dict(url.query) | {"options": f"-csearch_path={STUDY_SCHEMA}"}
+    return url.set(query=query).render_as_string(hide_password=False)
 
 
 @functools.lru_cache(maxsize=1)

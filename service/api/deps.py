@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
+from celery import Celery
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
@@ -22,6 +23,7 @@ from service.settings import Settings
 __all__ = [
     "BlobsDep",
     "CurrentTeam",
+    "QueueDep",
     "SessionDep",
     "SettingsDep",
     "TrustUploadsDep",
@@ -92,3 +94,12 @@ def get_current_team(
 
 
 CurrentTeam = Annotated[Team, Depends(get_current_team)]
+
+
+def get_queue(request: Request) -> Celery:
+    """The Celery app the API enqueues with (by task name; it has no tasks of its own)."""
+    queue: Celery = request.app.state.queue
+    return queue
+
+
+QueueDep = Annotated[Celery, Depends(get_queue)]

@@ -50,6 +50,7 @@ STATUS: dict[str, int] = {
     "internal": 500,
     "database_schema": 503,
     "database_unavailable": 503,
+    "queue_unavailable": 503,
     "sandbox_unavailable": 503,
 }
 """HTTP status of each error code: the one place where codes meet statuses."""

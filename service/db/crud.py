@@ -13,34 +13,52 @@ import re
 import secrets
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from engine.errors import ConflictError, InvalidNameError, NotFoundError
 from service.db.base import utcnow
-from service.db.models import ApiKey, Dataset, Model, ModelKind, Team
+from service.db.models import ApiKey, Artifact, Dataset, Job, JobStatus, Model, ModelKind, Team
 
 __all__ = [
+    "ACTIVE",
     "KEY_PREFIX",
+    "cancel_job",
     "count_datasets",
+    "count_jobs",
     "count_models",
     "create_api_key",
     "create_dataset",
+    "create_job",
     "create_model",
     "create_team",
+    "fail_job",
+    "find_artifact",
     "find_dataset",
+    "find_job",
+    "find_job_by_id",
     "find_model",
     "find_team_by_key",
     "find_team_by_name",
+    "finish_job",
+    "get_artifact",
     "get_dataset",
+    "get_job",
     "get_model",
     "get_team_by_name",
     "hash_secret",
+    "list_artifacts",
     "list_datasets",
+    "list_jobs",
     "list_models",
+    "record_progress",
     "revoke_api_key",
+    "start_job",
 ]
+
+ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+"""Job states that can still change; the other three are final."""
 
 KEY_PREFIX = "mpq_"
 # Characters of a secret kept in clear (``ApiKey.prefix``): "mpq_" and 8 random ones.
@@ -295,3 +313,188 @@ def list_datasets(
 def count_datasets(session: Session, *, team: Team) -> int:
     """How many datasets ``team`` has."""
     return session.scalar(select(func.count()).where(Dataset.team_id == team.id)) or 0
+
+
+def create_job(
+    session: Session,
+    *,
+    team: Team,
+    model: Model,
+    dataset: Dataset,
+    config: dict[str, Any],
+    trials_total: int,
+    created_by: ApiKey | None = None,
+) -> Job:
+    """Record a queued job of ``team`` (committed: the caller enqueues it afterwards)."""
+    row = Job(
+        team_id=team.id, model_id=model.id, dataset_id=dataset.id, status=JobStatus.QUEUED,
+        config=config, trials_total=trials_total, trials_done=0,
+        created_by_key_id=None if created_by is None else created_by.id,
+    )  # fmt: skip
+    session.add(row)
+    session.commit()
+    row.study_name = f"job-{row.id}"
+    session.commit()
+    return row
+
+
+def find_job(session: Session, *, team: Team, job_id: int) -> Job | None:
+    """Job ``job_id`` if it belongs to ``team``, else ``None`` (another team's too)."""
+    return session.scalars(select(Job).filter_by(id=job_id, team_id=team.id)).one_or_none()
+
+
+def get_job(session: Session, *, team: Team, job_id: int) -> Job:
+    """Job ``job_id`` of ``team``.
+
+    Raises:
+        NotFoundError: no such job, or it belongs to another team (indistinguishable).
+    """
+    row = find_job(session, team=team, job_id=job_id)
+    if row is None:
+        raise NotFoundError(f"no job with id {job_id}; list yours with GET /v1/jobs")
+    return row
+
+
+def find_job_by_id(session: Session, job_id: int) -> Job | None:
+    """Job ``job_id`` whatever its team (for workers, which act for every team)."""
+    return session.get(Job, job_id, populate_existing=True)
+
+
+def list_jobs(
+    session: Session,
+    *,
+    team: Team,
+    status: JobStatus | None = None,
+    skip: int = 0,
+    limit: int = 100,
+) -> list[Job]:
+    """``team``'s jobs (in ``status`` if given), newest first, paginated."""
+    query = select(Job).where(Job.team_id == team.id)
+    if status is not None:
+        query = query.where(Job.status == status)
+    query = query.order_by(Job.created_at.desc(), Job.id.desc()).offset(skip).limit(limit)
+    return list(session.scalars(query))
+
+
+def count_jobs(session: Session, *, team: Team, status: JobStatus | None = None) -> int:
+    """How many jobs ``team`` has (in ``status`` if given)."""
+    query = select(func.count()).where(Job.team_id == team.id)
+    if status is not None:
+        query = query.where(Job.status == status)
+    return session.scalar(query) or 0
+
+
+def cancel_job(session: Session, *, job: Job) -> Job:
+    """Cancel ``job`` if it is queued or running (idempotent on a cancelled job).
+
+    Workers see the new state between trials and stop.
+
+    Raises:
+        ConflictError: the job has already succeeded or failed.
+    """
+    done = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status.in_(ACTIVE))
+        .values(status=JobStatus.CANCELLED, finished_at=utcnow())
+    ).rowcount  # type: ignore[attr-defined]
+    session.commit()
+    session.refresh(job)
+    if not done and job.status != JobStatus.CANCELLED:
+        raise ConflictError(f"job {job.id} has already {job.status.value}; it cannot be cancelled")
+    return job
+
+
+def start_job(session: Session, *, job_id: int, baseline: dict[str, Any]) -> bool:
+    """Mark job ``job_id`` running with its float ``baseline``; False if it is not active."""
+    done = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(ACTIVE))
+        .values(status=JobStatus.RUNNING, baseline=baseline,
+                started_at=func.coalesce(Job.started_at, utcnow()))
+    ).rowcount  # type: ignore[attr-defined]  # fmt: skip
+    session.commit()
+    return bool(done)
+
+
+def record_progress(
+    session: Session, *, job_id: int, trials_done: int, best: dict[str, Any] | None
+) -> JobStatus | None:
+    """Store a running job's progress; return its state now (``None``: the job is gone)."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
+        .values(trials_done=trials_done, best=best)
+    )
+    session.commit()
+    return session.scalar(select(Job.status).where(Job.id == job_id))
+
+
+def finish_job(
+    session: Session,
+    *,
+    job_id: int,
+    result: dict[str, Any],
+    trials_done: int,
+    artifacts: list[tuple[str, str, int, str]],
+) -> bool:
+    """Mark a running job succeeded with its result and ``(name, key, size, sha256)`` files.
+
+    Idempotent: artifacts already recorded (a re-run finalize) are replaced. Returns
+    False, changing nothing, when the job is no longer running (cancelled meanwhile).
+    """
+    done = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
+        .values(status=JobStatus.SUCCEEDED, result=result, trials_done=trials_done,
+                finished_at=utcnow())
+    ).rowcount  # type: ignore[attr-defined]  # fmt: skip
+    if not done:
+        session.rollback()
+        return False
+    existing = {
+        a.name: a for a in session.scalars(select(Artifact).where(Artifact.job_id == job_id))
+    }
+    for name, key, size, sha in artifacts:
+        row = existing.get(name) or Artifact(job_id=job_id, name=name)
+        row.blob_path, row.size_bytes, row.sha256 = key, size, sha
+        session.add(row)
+    session.commit()
+    return True
+
+
+def fail_job(session: Session, *, job_id: int, code: str, message: str) -> bool:
+    """Mark an active job failed with an error ``code`` and ``message``; False if not active."""
+    done = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(ACTIVE))
+        .values(status=JobStatus.FAILED, error_code=code, error_message=message,
+                finished_at=utcnow())
+    ).rowcount  # type: ignore[attr-defined]  # fmt: skip
+    session.commit()
+    return bool(done)
+
+
+def list_artifacts(session: Session, *, job: Job) -> list[Artifact]:
+    """The files ``job`` produced, by name."""
+    query = select(Artifact).where(Artifact.job_id == job.id).order_by(Artifact.name)
+    return list(session.scalars(query))
+
+
+def find_artifact(session: Session, *, job: Job, name: str) -> Artifact | None:
+    """``job``'s artifact called ``name``, or ``None``."""
+    query = select(Artifact).where(Artifact.job_id == job.id, Artifact.name == name)
+    return session.scalars(query).one_or_none()
+
+
+def get_artifact(session: Session, *, job: Job, name: str) -> Artifact:
+    """``job``'s artifact called ``name``.
+
+    Raises:
+        NotFoundError: the job has no such artifact (yet).
+    """
+    row = find_artifact(session, job=job, name=name)
+    if row is None:
+        raise NotFoundError(
+            f"job {job.id} has no artifact {name!r}; list them with GET /v1/jobs/{job.id}/artifacts"
+        )
+    return row

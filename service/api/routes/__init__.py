@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.routes import datasets, health, models
+from service.api.routes import datasets, health, jobs, models
 
 __all__ = ["api_router", "health_router"]
 
 api_router = APIRouter(prefix="/v1")
 api_router.include_router(models.router)
 api_router.include_router(datasets.router)
+api_router.include_router(jobs.router)
 
 health_router = health.router
