@@ -61,6 +61,7 @@ class Settings(BaseSettings):
         max_parallelism: cap on a job's trial-runner tasks, whatever the job asks for.
         api_host: interface the API binds to.
         api_port: TCP port the API listens on.
+        queue: name of the broker queue jobs are sent to and workers consume.
         broker_polling_interval_s: how often a worker polls a broker that cannot push
             (the embedded SQLAlchemy transport), in seconds.
         max_trials: cap on a job's trial budget.
@@ -77,6 +78,7 @@ class Settings(BaseSettings):
     max_parallelism: int = Field(default=4, ge=1)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+    queue: str = Field(default="mpq", min_length=1)
     broker_polling_interval_s: float = Field(default=0.05, gt=0)
     max_trials: int = Field(default=10_000, ge=1)
 

@@ -1,0 +1,134 @@
+"""``/v1/jobs``: submit a search job, follow it, cancel it, download what it produced."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from fastapi.responses import FileResponse
+
+from engine.errors import NotFoundError
+from service import jobs
+from service.api.deps import BlobsDep, CurrentTeam, QueueDep, SessionDep, SettingsDep
+from service.db import crud
+from service.db.models import Job, JobStatus
+from service.schemas import (
+    ArtifactPublic,
+    ArtifactsPublic,
+    ErrorResponse,
+    JobCreate,
+    JobDetail,
+    JobPublic,
+    JobsPublic,
+    TrialsPublic,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(
+    prefix="/jobs",
+    tags=["jobs"],
+    responses={401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
+)
+
+MEDIA_TYPES = {".json": "application/json", ".png": "image/png"}
+
+
+def _detail(job: Job) -> JobDetail:
+    detail = JobDetail.model_validate(job)
+    detail.chosen = None if job.result is None else job.result.get("chosen")
+    return detail
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobDetail,
+    responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+)
+def submit_job(
+    request: JobCreate, session: SessionDep, team: CurrentTeam, settings: SettingsDep,
+    queue: QueueDep,
+) -> JobDetail:  # fmt: skip
+    """Queue a search of `model_id` on `dataset_id`; workers pick it up.
+
+    Answers 202 with the queued job; follow it with `GET /v1/jobs/{id}`. Invalid
+    targets, formats or metrics answer 422 (`invalid_request`, `invalid_plan`).
+    """
+    job = jobs.submit_job(session, team=team, request=request, settings=settings, queue=queue)
+    return _detail(job)
+
+
+@router.get("", response_model=JobsPublic)
+def list_jobs(
+    session: SessionDep,
+    team: CurrentTeam,
+    status: JobStatus | None = None,
+    skip: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> JobsPublic:
+    """The team's jobs, newest first, optionally in one `status` (`count`: all that match)."""
+    rows = crud.list_jobs(session, team=team, status=status, skip=skip, limit=limit)
+    return JobsPublic(
+        data=[JobPublic.model_validate(r) for r in rows],
+        count=crud.count_jobs(session, team=team, status=status),
+    )
+
+
+@router.get("/{job_id}", response_model=JobDetail)
+def get_job(job_id: int, session: SessionDep, team: CurrentTeam) -> JobDetail:
+    """One job: state, progress, baseline, best plan so far, result and chosen plan, error."""
+    return _detail(crud.get_job(session, team=team, job_id=job_id))
+
+
+@router.get("/{job_id}/trials", response_model=TrialsPublic)
+def get_trials(
+    job_id: int, session: SessionDep, team: CurrentTeam, settings: SettingsDep
+) -> TrialsPublic:
+    """The job's trials so far (plan, metric, bytes, feasibility) and its Pareto front."""
+    job = crud.get_job(session, team=team, job_id=job_id)
+    records, pareto = jobs.job_trials(job, settings=settings)
+    return TrialsPublic(data=records, count=len(records), front=pareto)
+
+
+@router.post(
+    "/{job_id}/cancel", response_model=JobDetail, responses={409: {"model": ErrorResponse}}
+)
+def cancel_job(job_id: int, session: SessionDep, team: CurrentTeam) -> JobDetail:
+    """Cancel a queued or running job (running trials stop after the current one).
+
+    Cancelling a cancelled job changes nothing; a finished one answers 409 `conflict`.
+    """
+    job = crud.get_job(session, team=team, job_id=job_id)
+    return _detail(crud.cancel_job(session, job=job))
+
+
+@router.get("/{job_id}/artifacts", response_model=ArtifactsPublic)
+def list_artifacts(job_id: int, session: SessionDep, team: CurrentTeam) -> ArtifactsPublic:
+    """The files a finished job produced (`model.mpq`, `result.json`, plots)."""
+    job = crud.get_job(session, team=team, job_id=job_id)
+    rows = crud.list_artifacts(session, job=job)
+    return ArtifactsPublic(data=[ArtifactPublic.model_validate(r) for r in rows], count=len(rows))
+
+
+@router.get(
+    "/{job_id}/artifacts/{name}",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def download_artifact(
+    job_id: int, name: str, session: SessionDep, team: CurrentTeam, blobs: BlobsDep
+) -> FileResponse:
+    """Download one artifact; `ETag` is its quoted sha256, `Content-Length` its size."""
+    job = crud.get_job(session, team=team, job_id=job_id)
+    row = crud.get_artifact(session, job=job, name=name)
+    path = blobs.path(row.blob_path)
+    if not path.is_file():
+        raise NotFoundError(f"artifact {name!r} of job {job_id} is missing from the blob store")
+    suffix = path.suffix.lower()
+    return FileResponse(
+        path,
+        media_type=MEDIA_TYPES.get(suffix, "application/octet-stream"),
+        filename=name,
+        headers={"ETag": f'"{row.sha256}"'},
+    )

@@ -1,0 +1,126 @@
+"""``/v1/jobs`` without a worker: submission, validation, cancellation, isolation.
+
+The server is real (uvicorn on SQLite, the embedded SQLite broker); with no worker
+running, submitted jobs stay queued, which is what these tests need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from service.db import Job, make_engine
+from tests.conftest import Digits
+from tests.service.api.conftest import Server, start_server
+
+
+@pytest.fixture(scope="module")
+def jobs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from start_server(tmp_path_factory.mktemp("api_jobs"))
+
+
+@pytest.fixture(scope="module")
+def ids(jobs_server: Server, digits: Digits) -> tuple[int, int]:
+    with jobs_server.client(jobs_server.key_a) as c, open(digits.pt2, "rb") as f:
+        r = c.post("/v1/models", files={"file": ("digits.pt2", f)}, data={"name": "digits"})
+        assert r.status_code == 201, r.text
+        model_id = r.json()["id"]
+        with open(digits.npz, "rb") as g:
+            r = c.post(
+                "/v1/datasets", files={"file": ("digits.npz", g)},
+                data={"name": "d", "model_id": str(model_id)},
+            )  # fmt: skip
+        assert r.status_code == 201, r.text
+        return model_id, r.json()["id"]
+
+
+def _body(ids: tuple[int, int], **over: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model_id": ids[0], "dataset_id": ids[1], "metric": "accuracy",
+        "targets": {"max_drop": 0.01}, "space": ["int4", "int8"], "budget": {"trials": 4},
+    }  # fmt: skip
+    return body | over
+
+
+def _error(r: httpx.Response, status: int, code: str) -> None:
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["code"] == code
+
+
+def _jobs(server: Server) -> int:
+    engine = make_engine(server.database_url)
+    try:
+        with engine.connect() as conn:
+            return conn.scalar(select(func.count()).select_from(Job)) or 0
+    finally:
+        engine.dispose()
+
+
+def test_submit_answers_202_queued_and_cancel_is_idempotent(
+    jobs_server: Server, ids: tuple[int, int]
+) -> None:
+    with jobs_server.client(jobs_server.key_a) as c:
+        r = c.post("/v1/jobs", json=_body(ids, parallelism=99))
+        assert r.status_code == 202, r.text
+        job = r.json()
+        assert job["status"] == "queued" and job["trials_done"] == 0
+        assert job["trials_total"] == 4 and job["chosen"] is None
+        assert job["config"]["parallelism"] == 4  # capped by max_parallelism
+        assert c.get(f"/v1/jobs/{job['id']}").json()["status"] == "queued"
+        assert c.get(f"/v1/jobs/{job['id']}/trials").json() == {"data": [], "count": 0, "front": []}
+        assert c.get(f"/v1/jobs/{job['id']}/artifacts").json() == {"data": [], "count": 0}
+        _error(c.get(f"/v1/jobs/{job['id']}/artifacts/model.mpq"), 404, "not_found")
+        listed = c.get("/v1/jobs", params={"status": "queued"}).json()
+        assert job["id"] in [j["id"] for j in listed["data"]]
+        for _ in range(2):
+            r = c.post(f"/v1/jobs/{job['id']}/cancel")
+            assert r.status_code == 200 and r.json()["status"] == "cancelled"
+        assert c.get("/v1/jobs", params={"status": "queued", "limit": 1}).json()["data"] == []
+    with jobs_server.client(jobs_server.key_b) as b:
+        _error(b.get(f"/v1/jobs/{job['id']}"), 404, "not_found")
+        _error(b.post(f"/v1/jobs/{job['id']}/cancel"), 404, "not_found")
+        _error(b.post("/v1/jobs", json=_body(ids)), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    ("over", "status", "code"),
+    [
+        ({"targets": {"max_drop": -0.1}}, 422, "invalid_request"),
+        ({"targets": {"max_drop": 0.01, "min_metric": 0.9}}, 422, "invalid_request"),
+        ({"targets": {}}, 422, "invalid_request"),
+        ({"targets": {"max_bytes": 0}}, 422, "invalid_request"),
+        ({"targets": {"max_drop": 0.01, "bogus": 1}}, 422, "invalid_request"),
+        ({"budget": {"trials": 0}}, 422, "invalid_request"),
+        ({"parallelism": 0}, 422, "invalid_request"),
+        ({"metric": "bleu"}, 422, "invalid_plan"),
+        ({"metric": "sqnr"}, 422, "invalid_plan"),
+        ({"space": ["int5x"]}, 422, "invalid_plan"),
+        ({"space": []}, 422, "invalid_plan"),
+        ({"model_id": 10_000}, 404, "not_found"),
+        ({"dataset_id": 10_000}, 404, "not_found"),
+        ({"model_id": "x"}, 422, "invalid_request"),
+    ],
+)
+def test_bad_jobs_answer_4xx_and_leave_no_row(
+    jobs_server: Server, ids: tuple[int, int], over: dict[str, Any], status: int, code: str
+) -> None:
+    before = _jobs(jobs_server)
+    with jobs_server.client(jobs_server.key_a) as c:
+        _error(c.post("/v1/jobs", json=_body(ids, **over)), status, code)
+    assert _jobs(jobs_server) == before
+
+
+def test_unknown_job_ids_and_bad_json(jobs_server: Server) -> None:
+    with jobs_server.client(jobs_server.key_a) as c:
+        for path in ("/v1/jobs/999", "/v1/jobs/999/trials", "/v1/jobs/999/artifacts"):
+            _error(c.get(path), 404, "not_found")
+        _error(c.post("/v1/jobs/999/cancel"), 404, "not_found")
+        r = c.post("/v1/jobs", content=b"{not json", headers={"content-type": "application/json"})
+        _error(r, 422, "invalid_request")
+        _error(c.get("/v1/jobs", params={"status": "sleeping"}), 422, "invalid_request")
+    with jobs_server.client(None) as anonymous:
+        _error(anonymous.get("/v1/jobs"), 401, "unauthorized")
