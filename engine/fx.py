@@ -15,7 +15,7 @@ from torch import fx
 from engine.ir import Device, DType, IRModel, Layout, MemoryFormat, Ref, Value
 from engine.ops import resolve
 
-__all__ = ["bind", "infer_shapes", "to_graph_module"]
+__all__ = ["bind", "infer_meta", "infer_shapes", "to_graph_module"]
 
 
 def to_graph_module(model: IRModel) -> fx.GraphModule:
@@ -48,14 +48,19 @@ def to_graph_module(model: IRModel) -> fx.GraphModule:
     return gm
 
 
-def infer_shapes(model: IRModel) -> dict[str, tuple[int, ...]]:
-    """Shape of every tensor-valued node output, from a run on the meta device.
+_FAKE_QUANT = "aten.fake_quantize_per_tensor_affine.default"
+
+
+def infer_meta(model: IRModel) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Shape and dtype of every tensor-valued node output, from a run on the meta device.
 
     Meta tensors carry shapes and dtypes only, so this costs no arithmetic.
+    Activation fake-quant (no meta kernel in torch) passes its input's metadata through.
     """
     graph_module = to_graph_module(model)
     inputs = [torch.empty(s.shape, dtype=DType(s.dtype).torch, device="meta") for s in model.inputs]
-    shapes: dict[str, tuple[int, ...]] = {}
+    meta: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
+    fake_quant = resolve(_FAKE_QUANT)
 
     class _Recorder(fx.Interpreter):
         def run_node(self, node: fx.Node) -> Any:
@@ -66,14 +71,20 @@ def infer_shapes(model: IRModel) -> dict[str, tuple[int, ...]]:
             args, kwargs = self.fetch_args_kwargs_from_env(node)
             # ops that move data to "cpu" (aten.to.device, factories) must stay on meta
             args, kwargs = fx.node.map_aggregate((args, kwargs), _on_meta)
-            out = node.target(*args, **kwargs)  # type: ignore[operator]
+            fq = node.target is fake_quant
+            out = args[0] if fq else node.target(*args, **kwargs)  # type: ignore[operator]
             if "mpq_name" in node.meta and isinstance(out, torch.Tensor):
-                shapes[node.meta["mpq_name"]] = tuple(out.shape)
+                meta[node.meta["mpq_name"]] = (tuple(out.shape), out.dtype)
             return out
 
     with torch.no_grad():
         _Recorder(graph_module).run(*inputs)
-    return shapes
+    return meta
+
+
+def infer_shapes(model: IRModel) -> dict[str, tuple[int, ...]]:
+    """Shape of every tensor-valued node output (:func:`infer_meta` without dtypes)."""
+    return {name: shape for name, (shape, _) in infer_meta(model).items()}
 
 
 def _on_meta(v: Any) -> Any:

@@ -16,14 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import fx
 
-from engine.apply import FAKE_QUANT_OP
 from engine.export import _proto
 from engine.export._tensors import onnx_dtype, raw_bytes
-from engine.fx import to_graph_module
+from engine.fx import infer_meta
 from engine.ir import DType, IRModel, Ref
-from engine.ops import resolve
 
 __all__ = ["GraphBuilder", "TensorHook", "ValueMeta", "value_meta"]
 
@@ -43,31 +40,8 @@ def value_meta(model: IRModel) -> dict[str, ValueMeta]:
     """
     out = {s.name: ValueMeta(s.shape, DType(s.dtype).torch) for s in model.inputs}
     out |= {k: ValueMeta(tuple(t.shape), t.dtype) for k, t in model.tensors.items()}
-    gm = to_graph_module(model)
-    fake_quant = resolve(FAKE_QUANT_OP)
-
-    class _Recorder(fx.Interpreter):
-        def run_node(self, node: fx.Node) -> Any:
-            if node.op == "get_attr":
-                return super().run_node(node).to("meta")
-            if node.op != "call_function":
-                return super().run_node(node)
-            args, kwargs = self.fetch_args_kwargs_from_env(node)
-            args, kwargs = fx.node.map_aggregate((args, kwargs), _on_meta)
-            fq = node.target is fake_quant
-            result = args[0] if fq else node.target(*args, **kwargs)  # type: ignore[operator]
-            if isinstance(result, torch.Tensor):
-                out[node.meta["mpq_name"]] = ValueMeta(tuple(result.shape), result.dtype)
-            return result
-
-    inputs = [torch.empty(s.shape, dtype=DType(s.dtype).torch, device="meta") for s in model.inputs]
-    with torch.no_grad():
-        _Recorder(gm).run(*inputs)
+    out |= {k: ValueMeta(shape, dtype) for k, (shape, dtype) in infer_meta(model).items()}
     return out
-
-
-def _on_meta(v: Any) -> Any:
-    return torch.device("meta") if isinstance(v, torch.device) else v
 
 
 TensorHook = Callable[["GraphBuilder", bool], str]
