@@ -41,7 +41,7 @@ from engine.apply import FAKE_QUANT_OP, QuantizedModel, weight_is_transposed
 from engine.errors import CorruptFileError
 from engine.fx import to_graph_module
 from engine.inventory import inventory
-from engine.ir import IRModel, Node, Ref
+from engine.ir import IRModel, Ref
 from engine.plan import LayerFormat, QuantPlan
 from engine.quant._affine import AffineQParams, signed_range
 from engine.quant._codebook import CodebookQParams
@@ -201,7 +201,7 @@ def _quantized_model(
     ranges: dict[str, tuple[float, float]],
 ) -> QuantizedModel:
     """The QuantizedModel of a loaded artifact; activation qparams from its fake-quant nodes."""
-    layers = tuple(layer for layer in inventory(_without_fake_quant(ir)).layers)
+    layers = inventory(ir).layers
     if {layer.name for layer in layers} != set(weights):
         raise ValueError("the graph's layers do not match the stored weights")
     nodes = {n.name: n for n in ir.nodes}
@@ -220,26 +220,6 @@ def _quantized_model(
                     qmax,
                 )
     return QuantizedModel(ir, plan, layers, weights, activations, ranges)
-
-
-def _without_fake_quant(ir: IRModel) -> IRModel:
-    """``ir`` with every activation fake-quant node bypassed (for the layer inventory)."""
-    bypass = {n.name: n.args[0] for n in ir.nodes if n.op == FAKE_QUANT_OP}
-
-    def sub(v: Any) -> Any:
-        if isinstance(v, Ref) and v.name in bypass:
-            return bypass[v.name]
-        if isinstance(v, list | tuple):
-            return type(v)(sub(a) for a in v)
-        return v
-
-    nodes = tuple(
-        Node(n.name, n.op, tuple(sub(a) for a in n.args), {k: sub(v) for k, v in n.kwargs.items()})
-        for n in ir.nodes
-        if n.name not in bypass
-    )
-    outputs = tuple(sub(o) for o in ir.outputs)
-    return IRModel(ir.inputs, nodes, outputs, ir.tensors, ir.output_specs)
 
 
 def _rebuild(

@@ -138,6 +138,7 @@ def finalize(
     t0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     config, targets = search.config, search.config.targets
+    floor = targets.metric_floor(search.baseline)
     records = trial_records(search)
     pareto = front(records)
     feasible = [r for r in pareto if r.feasible]
@@ -153,7 +154,7 @@ def finalize(
         "config": config.to_json(),
         "baseline": {"metric": search.baseline, "bytes": search.float_bytes},
         "targets": {
-            "metric_floor": targets.metric_floor(search.baseline),
+            "metric_floor": floor,
             "byte_ceiling": targets.byte_ceiling(search.float_bytes),
         },
         "met_targets": met,
@@ -166,10 +167,7 @@ def finalize(
                 "bytes": f.record.bytes,
                 "integer_metric": f.integer_metric,
                 "integer_only": f.integer_only,
-                "integer_meets_floor": (
-                    targets.metric_floor(search.baseline) is None
-                    or f.integer_metric >= (targets.metric_floor(search.baseline) or 0.0)
-                ),
+                "integer_meets_floor": floor is None or f.integer_metric >= floor,
             }
             for f in finalists
         ],
@@ -187,7 +185,6 @@ def finalize(
             )
     else:
         result["message"] = "no trial was evaluated; raise --trials or --timeout"
-    floor = targets.metric_floor(search.baseline)
     if chosen is not None and floor is not None and chosen.integer_metric < floor:
         result["integer_note"] = (
             f"integer-only execution of the chosen plan scores {chosen.integer_metric:.6g}, "
@@ -296,7 +293,3 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, tuple):
         return list(v)
     raise TypeError(f"not JSON serializable: {type(v).__name__}")
-
-
-def sensitivity_of(search: Search) -> Sensitivity:
-    return dict(search.study.user_attrs.get("sensitivity", {}))

@@ -41,12 +41,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import fx
 
 from engine.apply import FAKE_QUANT_OP, QuantizedModel, weight_is_transposed
 from engine.calibrate import activation_index
 from engine.errors import InvalidPlanError
-from engine.fx import to_graph_module
+from engine.fx import infer_meta
 from engine.integer._dyadic import QSpec, qspec_for_range
 from engine.integer._layers import IntWeight, accumulator_bound, int_bias, integer_weight
 from engine.ir import IRModel, Node, Ref
@@ -276,28 +275,18 @@ def _mean_ok(n: Node, probe: Mapping[str, Any]) -> bool:
 
 
 def _probe(ir: IRModel) -> dict[str, Any]:
-    """One run of the simulated model on zeros: which nodes output floating tensors."""
-    out: dict[str, Any] = {}
-
-    class _Probe(fx.Interpreter):
-        def run_node(self, node: fx.Node) -> Any:
-            result = super().run_node(node)
-            name = node.meta.get("mpq_name")
-            if name is not None and isinstance(result, torch.Tensor):
-                out[name] = result.is_floating_point()
-                args, _ = self.fetch_args_kwargs_from_env(node)
-                if args and isinstance(args[0], torch.Tensor):
-                    out[f"{name}:in"] = tuple(args[0].shape)
-            return result
-
-    inputs = [torch.zeros(s.shape, dtype=_dtype(s.dtype)) for s in ir.inputs]
-    with torch.no_grad():
-        _Probe(to_graph_module(ir)).run(*inputs)
+    """From a meta-device pass (no arithmetic): which nodes output floating tensors, and
+    the shape of each node's first operand (``"<node>:in"``)."""
+    meta = infer_meta(ir)
+    shapes = {s.name: tuple(s.shape) for s in ir.inputs}
+    shapes |= {k: tuple(t.shape) for k, t in ir.tensors.items()}
+    shapes |= {k: shape for k, (shape, _) in meta.items()}
+    out: dict[str, Any] = {k: dtype.is_floating_point for k, (_, dtype) in meta.items()}
+    for n in ir.nodes:
+        first = n.args[0] if n.args else None
+        if isinstance(first, Ref) and first.name in shapes:
+            out[f"{n.name}:in"] = shapes[first.name]
     return out
-
-
-def _dtype(name: str) -> torch.dtype:
-    return getattr(torch, name)  # type: ignore[no-any-return]
 
 
 def acc_bits(bound: int) -> int:
