@@ -41,6 +41,7 @@ __all__ = [
     "Ref",
     "TensorSpec",
     "Value",
+    "is_ir_file",
     "load_ir",
     "save_ir",
 ]
@@ -242,6 +243,27 @@ def save_ir(model: IRModel, path: Path) -> int:
     """Write ``model`` as one safetensors file; return its size in bytes."""
     meta = {"format": "mpq-ir", "mpq_ir": json.dumps(model.graph_json(), separators=(",", ":"))}
     return write_safetensors(Path(path), model.tensors, metadata=meta)
+
+
+def is_ir_file(path: Path) -> bool:
+    """Whether ``path`` is an IR file of :func:`save_ir` (reads only its header).
+
+    A safetensors file starts with an 8-byte little-endian header length, then that
+    many bytes of JSON whose ``__metadata__.format`` :func:`save_ir` sets to ``mpq-ir``.
+    """
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return False
+        size = int.from_bytes(head, "little")
+        if not 2 <= size <= 100_000_000:
+            return False
+        try:
+            header = json.loads(f.read(size))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return False
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return isinstance(meta, dict) and meta.get("format") == "mpq-ir"
 
 
 def load_ir(path: Path) -> IRModel:

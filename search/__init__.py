@@ -15,16 +15,26 @@ from __future__ import annotations
 from search._config import SAMPLERS, SearchConfig
 from search._evaluator import Evaluation, Evaluator
 from search._ilp import allocate, budget_ladder
-from search._run import best_so_far, create_search, finalize, front, join_search, open_evaluator
+from search._run import (
+    best_so_far,
+    create_search,
+    finalize,
+    front,
+    join_search,
+    open_evaluator,
+    open_search,
+)
 from search._space import DEFAULT_FORMATS, SearchSpace, choice_key, parse_choice
-from search._study import Search, TrialRecord, load_study, open_storage, run_trials, trial_records
+from search._study import Search, TrialRecord, load_study, open_storage, trial_records
 from search._targets import Targets, parse_bytes
+from search._trials import Progress, fail_stale_trials, progress, run_trials
 
 __all__ = [
     "DEFAULT_FORMATS",
     "SAMPLERS",
     "Evaluation",
     "Evaluator",
+    "Progress",
     "Search",
     "SearchConfig",
     "SearchSpace",
@@ -35,14 +45,17 @@ __all__ = [
     "budget_ladder",
     "choice_key",
     "create_search",
+    "fail_stale_trials",
     "finalize",
     "front",
     "join_search",
     "load_study",
     "open_evaluator",
+    "open_search",
     "open_storage",
     "parse_bytes",
     "parse_choice",
+    "progress",
     "run_trials",
     "trial_records",
 ]

@@ -19,10 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import optuna
+
 from engine.artifact import load_artifact, save_artifact
 from engine.data import load_dataset
 from engine.importers import import_model, sha256_file
 from engine.integer import lower_to_integer
+from engine.ir import is_ir_file, load_ir
 from engine.pipeline import pick_metric
 from search._config import SearchConfig
 from search._evaluator import Evaluator
@@ -44,16 +47,18 @@ __all__ = [
     "front",
     "join_search",
     "open_evaluator",
+    "open_search",
 ]
 
 
 def open_evaluator(config: SearchConfig, *, trust_uploads: bool = False) -> Evaluator:
-    """Import the model (safely) and load the data named by ``config``.
+    """Load the model (an IR file, or an upload imported safely) and the data of ``config``.
 
     Raises:
         InvalidDataError: the metric needs labels and the data file has none.
     """
-    ir = import_model(Path(config.model), trust_uploads=trust_uploads).ir
+    path = Path(config.model)
+    ir = load_ir(path) if is_ir_file(path) else import_model(path, trust_uploads=trust_uploads).ir
     data = load_dataset(Path(config.data), ir.inputs)
     return Evaluator(ir, data, pick_metric(config.metric, data), chunks=config.chunks)
 
@@ -83,6 +88,22 @@ def join_search(storage_url: str, name: str, *, worker: int) -> Search:
     storage = open_storage(storage_url)
     assert storage is not None
     return load_study(storage, name, worker=worker)
+
+
+def open_search(config: SearchConfig, ev: Evaluator, *, storage_url: str, name: str) -> Search:
+    """Join study ``name`` if it is complete, else (re)create it: safe to repeat after a crash.
+
+    A study whose creation was interrupted (a killed process) is deleted and made again.
+    """
+    storage = open_storage(storage_url)
+    assert storage is not None
+    try:
+        return load_study(storage, name)
+    except KeyError:
+        pass
+    if name in {s.study_name for s in optuna.get_all_study_summaries(storage, False)}:
+        optuna.delete_study(study_name=name, storage=storage)
+    return create_search(config, ev, storage_url=storage_url, name=name)
 
 
 def best_so_far(search: Search) -> TrialRecord | None:

@@ -1,4 +1,4 @@
-"""The Optuna study behind a search: create it, run trials (any number of processes), read it.
+"""The Optuna study behind a search: create it, open it, read its trials.
 
 The study is multi-objective (metric up, payload bytes down) with the targets
 as constraints (``trial.set_constraint``; feasible when ``<= 0``). Parameters are
@@ -9,11 +9,10 @@ write, so on an RDB storage a trial costs about one commit per layer plus a few
 MiniLM trial's seconds). A trial's own record is one user attribute.
 
 Creating a search measures sensitivity, solves the seeding ILP for a ladder of
-budgets and enqueues the distinct plans; then any process that opens the same
-storage can run trials. The budget holds across processes: trial numbers are
-assigned by the storage, and a trial numbered at or beyond the budget is not
-run (it is closed as FAIL with ``over_budget`` and the worker stops), so every
-trial below the budget runs exactly once.
+budgets and enqueues the distinct plans, then marks the study ``ready`` (a study a
+crashed process left half-made is not ready, and is made again). Then any process
+that opens the same storage can run trials (:mod:`search._trials`, which also
+explains how the budget holds across processes and crashes).
 
 Pruning: a plan over the size ceiling is closed as PRUNED without evaluation
 (its ``bytes`` constraint says by how much); a plan whose metric on a prefix of
@@ -26,14 +25,11 @@ serve single-objective studies only, so prefix values are kept in user attrs.
 from __future__ import annotations
 
 import math
-import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import TrialState
 
@@ -44,18 +40,19 @@ from search._sensitivity import Sensitivity
 from search._space import parse_choice
 
 __all__ = [
+    "ATTR",
     "Search",
     "TrialRecord",
     "create_study",
     "load_study",
+    "make_record",
     "open_storage",
-    "run_trials",
     "trial_records",
 ]
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-_ATTR = "mpq"
+ATTR = "mpq"
 """The one user attribute holding a trial's record (bytes, worker, metric, prefix values,
 seconds, pruned_by): one storage write instead of one per field."""
 
@@ -145,12 +142,19 @@ def create_study(
     study.set_user_attr("sensitivity", sensitivity)
     for choices, budget in _ilp_seeds(config, ev, sensitivity):
         study.enqueue_trial(choices, user_attrs={"source": f"ilp<={budget}"})
+    study.set_user_attr("ready", True)
     return Search(study, config, ev.baseline, ev.float_bytes)
 
 
 def load_study(storage: BaseStorage, name: str, *, worker: int = 0) -> Search:
-    """Open an existing search (another process's) for running trials or reading."""
+    """Open an existing search (another process's) for running trials or reading.
+
+    Raises:
+        KeyError: no study ``name``, or one whose creation never finished (not ``ready``).
+    """
     probe = optuna.load_study(study_name=name, storage=storage)
+    if not probe.user_attrs.get("ready"):
+        raise KeyError(f"study {name!r} is incomplete: its creation was interrupted")
     config = SearchConfig.from_json(probe.user_attrs["config"])
     study = optuna.load_study(study_name=name, storage=storage, sampler=_sampler(config, worker))
     attrs = probe.user_attrs
@@ -187,68 +191,6 @@ def _ilp_seeds(
     return out
 
 
-def run_trials(
-    search: Search,
-    ev: Evaluator,
-    *,
-    worker: int = 0,
-    on_trial: Callable[[TrialRecord], None] | None = None,
-) -> int:
-    """Run trials until the study's budget or this worker's timeout; return how many ran."""
-    config, study = search.config, search.study
-    space, targets = config.space, config.targets
-    dists: dict[str, BaseDistribution] = {
-        layer.name: CategoricalDistribution(
-            space.choices(layer.name, embedding=layer.name in ev.embeddings)
-        )
-        for layer in ev.layers
-    }
-    floor = targets.metric_floor(search.baseline)
-    ceiling = targets.byte_ceiling(search.float_bytes)
-    ev.prime(space)
-    start, ran = time.monotonic(), 0
-    while config.timeout_s is None or time.monotonic() - start < config.timeout_s:
-        if len(study.get_trials(deepcopy=False)) >= config.trials:
-            break  # the budget is taken (a race past this check is caught below)
-        trial = study.ask(dists)
-        if trial.number >= config.trials:
-            trial.set_user_attr("over_budget", True)
-            study.tell(trial, state=TrialState.FAIL)
-            break
-        t0 = time.perf_counter()
-        plan = space.plan({name: trial.params[name] for name in dists})
-        nbytes = ev.payload_bytes(plan)
-        rec: dict[str, Any] = {"bytes": nbytes, "worker": worker}
-        constraints: dict[str, float] = {}
-        values: list[float] | None = None
-        if ceiling is not None and nbytes > ceiling:
-            constraints["bytes"] = (nbytes - ceiling) / ceiling
-            rec["pruned_by"] = "size"
-        else:
-            result = ev.evaluate(plan, floor=floor)
-            constraints = targets.constraints(
-                result.value, nbytes, baseline=search.baseline, float_bytes=search.float_bytes
-            )
-            rec.update(metric=result.value, prefix_values=list(result.prefix_values))
-            if result.pruned:
-                rec["pruned_by"] = "metric"
-            else:
-                values = [result.value, float(nbytes)]
-        rec["seconds"] = time.perf_counter() - t0  # evaluation only: storage writes follow
-        for key, value in constraints.items():
-            trial.set_constraint(key, value)
-        trial.set_user_attr(_ATTR, rec)
-        state = TrialState.COMPLETE if values is not None else TrialState.PRUNED
-        study.tell(trial, values, state=state)
-        ran += 1
-        if on_trial is not None:
-            source = str(trial.user_attrs.get("source", "sampler"))
-            on_trial(
-                _make_record(trial.number, state, dict(trial.params), rec, constraints, source)
-            )
-    return ran
-
-
 def trial_records(search: Search) -> list[TrialRecord]:
     """Every trial that ran (those closed for being over budget are left out)."""
     return [
@@ -261,12 +203,12 @@ def trial_records(search: Search) -> list[TrialRecord]:
 def _record(t: optuna.trial.FrozenTrial) -> TrialRecord:
     attrs = t.user_attrs
     source = str(attrs.get("source", "sampler"))
-    return _make_record(
-        t.number, t.state, dict(t.params), attrs.get(_ATTR, {}), t.constraints, source
+    return make_record(
+        t.number, t.state, dict(t.params), attrs.get(ATTR, {}), t.constraints, source
     )
 
 
-def _make_record(
+def make_record(
     number: int,
     state: TrialState,
     params: dict[str, Any],
