@@ -1,4 +1,5 @@
-# Two commands: `make run` (set up + inspect the example model) and `make test`.
+# `make run` (set up + serve the API and a worker), `make demo` (the CLI on the example
+# model) and `make test`.
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
@@ -6,16 +7,21 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 EXAMPLES := examples/out
 
-.PHONY: install system run test lint typecheck pytest examples clean
+.PHONY: install system run demo test lint typecheck pytest examples clean
 
 install: system $(STAMP)
 
-# bubblewrap isolates the .pt2 importer (see engine/sandbox.py); installed when we can.
+# bubblewrap isolates the .pt2 importer (see engine/sandbox.py); docker-compose (v1, no
+# engine needed) validates docker-compose.yml in tests/test_compose.py. Installed when we can.
 system:
 	@command -v bwrap >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null; \
 	  else echo "warning: bubblewrap (bwrap) missing; .pt2 import will be refused" >&2; fi; }
+	@command -v docker-compose >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && apt-get install -y -qq docker-compose) >/dev/null; \
+	  else echo "warning: docker-compose missing; tests/test_compose.py skips (fails when CI=true)" >&2; fi; }
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +35,14 @@ $(EXAMPLES)/digits.pt2: examples/digits.py $(STAMP)
 
 examples: $(EXAMPLES)/digits.pt2
 
-run: install examples
+# The service on this machine: migrate, then the API and a worker (`mpq up` prints the URL
+# and, on a fresh database, a first API key). Ctrl-C stops both.
+run: install
+	$(VENV)/bin/mpq db upgrade
+	$(VENV)/bin/mpq up
+
+# The CLI on the example model: its layer inventory, then a mixed-precision search.
+demo: install examples
 	$(VENV)/bin/mpq inspect $(EXAMPLES)/digits.pt2
 	$(VENV)/bin/mpq search $(EXAMPLES)/digits.pt2 --data $(EXAMPLES)/digits.npz \
 	  --metric accuracy --max-drop 0.01 --trials 60 --out $(EXAMPLES)/search

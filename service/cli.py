@@ -25,7 +25,8 @@ from service.admin import add_admin_commands
 from service.api import add_api_command
 from service.cli_export import add_export_command
 from service.cli_search import add_search_command
-from workers.cli import add_worker_command
+from service.up import add_up_command
+from workers.cli import add_beat_command, add_worker_command
 
 __all__ = ["main"]
 
@@ -99,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     add_admin_commands(sub)
     add_api_command(sub)
     add_worker_command(sub)
+    add_beat_command(sub)
+    add_up_command(sub)
     return parser
 
 

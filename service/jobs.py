@@ -64,7 +64,9 @@ def submit_job(
             f"budget.trials is {request.budget.trials}; this service allows at most "
             f"{settings.max_trials}"
         )
-    config = search_config(request, model_path=model.blob_path, data_path=dataset.blob_path)
+    # Workers load the importer's IR, never the upload (rows from before IR was kept: the upload).
+    model_key = model.ir_blob_path or model.blob_path
+    config = search_config(request, model_path=model_key, data_path=dataset.blob_path)
     document: dict[str, Any] = {
         **config.to_json(),
         "parallelism": min(request.parallelism, settings.max_parallelism),

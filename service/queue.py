@@ -19,9 +19,14 @@ from sqlalchemy.engine import make_url
 
 from service.settings import Settings
 
-__all__ = ["RUN_JOB", "make_celery"]
+__all__ = ["FINALIZE", "RUN_JOB", "RUN_TRIALS", "make_celery"]
 
 RUN_JOB = "mpq.run_job"
+"""Prepare a job (sensitivity, seeded study, baseline), then send its trial runners."""
+RUN_TRIALS = "mpq.run_trials"
+"""One of a job's trial runners: ``args=[job_id, runner_index]``."""
+FINALIZE = "mpq.finalize"
+"""Finalists, integer-only check and artifacts of a job whose budget is spent."""
 # Publishing to an unreachable broker gives up after about this long (seconds).
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5}
 

@@ -65,6 +65,12 @@ class Settings(BaseSettings):
         broker_polling_interval_s: how often a worker polls a broker that cannot push
             (the embedded SQLAlchemy transport), in seconds.
         max_trials: cap on a job's trial budget.
+        heartbeat_s: how often a task working on a job writes the job's heartbeat,
+            and a trial runner its running trial's, in seconds.
+        grace_s: seconds without a heartbeat after which a job's tasks, or a running
+            trial's runner, count as dead: the job is resumed, the trial retried.
+            Several ``heartbeat_s``, so that a busy machine is not declared dead.
+        recovery_interval_s: how often each worker looks for jobs to resume, in seconds.
     """
 
     model_config = SettingsConfigDict(env_prefix="MPQ_", extra="ignore")
@@ -81,6 +87,9 @@ class Settings(BaseSettings):
     queue: str = Field(default="mpq", min_length=1)
     broker_polling_interval_s: float = Field(default=0.05, gt=0)
     max_trials: int = Field(default=10_000, ge=1)
+    heartbeat_s: float = Field(default=5.0, gt=0)
+    grace_s: float = Field(default=60.0, gt=0)
+    recovery_interval_s: float = Field(default=15.0, gt=0)
 
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:
@@ -93,6 +102,11 @@ class Settings(BaseSettings):
             self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.db'}"
         blobs = self.blob_dir if self.blob_dir is not None else self.data_dir / "blobs"
         self.blob_dir = blobs.expanduser().resolve()
+        if self.grace_s <= 2 * self.heartbeat_s:
+            raise ValueError(
+                f"MPQ_GRACE_S ({self.grace_s}) must exceed twice MPQ_HEARTBEAT_S "
+                f"({self.heartbeat_s}), or live tasks would be declared dead"
+            )
         return self
 
     @property

@@ -29,10 +29,10 @@ from engine.data import load_dataset
 from engine.errors import InvalidRequestError, UploadTooLargeError
 from engine.importers import import_model
 from engine.inventory import inventory
-from engine.ir import TensorSpec
+from engine.ir import TensorSpec, save_ir
 from service.blobs import BlobStore
 from service.db import crud
-from service.db.models import Dataset, Model, ModelKind, Team
+from service.db.models import ApiKey, Dataset, Model, ModelKind, Team
 
 __all__ = ["MAX_FIELD_BYTES", "MAX_PARTS", "Upload", "add_dataset", "add_model", "receive_upload"]
 
@@ -215,9 +215,19 @@ def _too_large(max_bytes: int) -> UploadTooLargeError:
 
 
 def add_model(
-    session: Session, *, store: BlobStore, team: Team, name: str, upload: Upload, trust: bool
+    session: Session,
+    *,
+    store: BlobStore,
+    team: Team,
+    name: str,
+    upload: Upload,
+    trust: bool,
+    created_by: ApiKey | None = None,
 ) -> Model:
     """Import an uploaded model through the isolated importer and record its next version.
+
+    Two blobs are kept: the file as uploaded (``models/<sha256>.<ext>``) and the IR the
+    importer made of it (``ir/<sha256 of the upload>.ir``), which is all workers load.
 
     Args:
         session: the database session (no pending changes).
@@ -226,29 +236,50 @@ def add_model(
         name: the model's name; versions count up per (team, name).
         upload: the received file (moved or removed by this call).
         trust: import .pt2 files without isolation where bubblewrap is unavailable.
+        created_by: the API key that uploaded it.
 
     Raises:
         MPQError: the importer's error for an unacceptable file, or the repository's.
     """
+    made: list[str] = []
     try:
         imported = import_model(upload.path, trust_uploads=trust)
         document = inventory(imported.ir).to_json()
+        ir_temp = store.new_temp()
+        try:
+            save_ir(imported.ir, ir_temp)
+            ir_key, created = store.commit(ir_temp, kind="ir", sha256=upload.sha256, ext="ir")
+        finally:
+            ir_temp.unlink(missing_ok=True)
+        made += [ir_key] if created else []
         key, created = store.commit(upload.path, kind="models", sha256=upload.sha256,
                                     ext=imported.kind)  # fmt: skip
+        made += [key] if created else []
+    except BaseException:
+        _forget(session, store, made)
+        raise
     finally:
         upload.discard()
     try:
         return crud.create_model(
             session, team=team, name=name, kind=ModelKind(imported.kind), sha256=upload.sha256,
-            size_bytes=upload.size, blob_path=key, inventory=document,
+            size_bytes=upload.size, blob_path=key, ir_blob_path=ir_key, inventory=document,
+            created_by=created_by,
         )  # fmt: skip
     except BaseException:
-        _forget(session, store, key, created)
+        _forget(session, store, made)
         raise
 
 
 def add_dataset(
-    session: Session, *, store: BlobStore, team: Team, name: str, model: Model, upload: Upload
+    session: Session,
+    *,
+    store: BlobStore,
+    team: Team,
+    name: str,
+    model: Model,
+    upload: Upload,
+    created_by: ApiKey | None = None,
 ) -> Dataset:
     """Validate an uploaded data file against ``model``'s inputs and record it.
 
@@ -259,6 +290,7 @@ def add_dataset(
         name: the dataset's name.
         model: the model whose inputs the arrays must match (its stored inventory).
         upload: the received file (moved or removed by this call).
+        created_by: the API key that uploaded it.
 
     Raises:
         InvalidDataError: a subclass naming what does not match (see :mod:`engine.data`).
@@ -276,10 +308,10 @@ def add_dataset(
     try:
         return crud.create_dataset(
             session, team=team, name=name, sha256=upload.sha256, size_bytes=upload.size,
-            blob_path=key, num_samples=n, inputs=inputs,
+            blob_path=key, num_samples=n, inputs=inputs, model=model, created_by=created_by,
         )  # fmt: skip
     except BaseException:
-        _forget(session, store, key, created)
+        _forget(session, store, [key] if created else [])
         raise
 
 
@@ -287,12 +319,13 @@ def _inputs(model: Model) -> list[dict[str, Any]]:
     return list(model.inventory["inputs"])
 
 
-def _forget(session: Session, store: BlobStore, key: str, created: bool) -> None:
-    # Undo a commit whose row failed: delete the blob unless another row refers to it.
+def _forget(session: Session, store: BlobStore, keys: list[str]) -> None:
+    # Undo blobs this upload created when its row failed, unless a row refers to them.
     session.rollback()
-    if not created:
-        return
-    for table in (Model, Dataset):
-        if session.scalar(select(table.id).where(table.blob_path == key).limit(1)) is not None:
-            return
-    store.delete(key)
+    for key in keys:
+        refs = (
+            select(Model.id).where((Model.blob_path == key) | (Model.ir_blob_path == key)),
+            select(Dataset.id).where(Dataset.blob_path == key),
+        )
+        if all(session.scalar(q.limit(1)) is None for q in refs):
+            store.delete(key)

@@ -1,4 +1,7 @@
-"""``mpq worker``: a real Celery worker serving the job queue.
+"""``mpq worker``: a real Celery worker serving the job queue; ``mpq beat``: its scheduler.
+
+``mpq beat`` runs Celery beat for the same app, keeping its schedule state in
+``celerybeat-schedule`` under the data directory (never the current directory).
 
 Kept light (no Celery or torch import) until the command runs, because the ``mpq`` CLI
 registers it on every invocation.
@@ -9,7 +12,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-__all__ = ["add_worker_command"]
+__all__ = ["add_beat_command", "add_worker_command"]
+
+SCHEDULE_FILE = "celerybeat-schedule"
 
 
 def add_worker_command(subparsers: Any) -> None:
@@ -37,4 +42,25 @@ def _worker(args: argparse.Namespace) -> int:
     if args.hostname:
         argv += ["--hostname", args.hostname]
     app.worker_main(argv)
+    return 0
+
+
+def add_beat_command(subparsers: Any) -> None:
+    """Register ``mpq beat [--loglevel L]``: Celery beat, sending the workers' periodic tasks."""
+    beat = subparsers.add_parser("beat", help="run Celery beat (the periodic-task scheduler)")
+    beat.add_argument(
+        "--loglevel", type=str.upper, default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+    )  # fmt: skip
+    beat.set_defaults(func=_beat)
+
+
+def _beat(args: argparse.Namespace) -> int:
+    from service.settings import get_settings
+    from workers.app import app
+
+    data_dir = get_settings().data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # Beat's SIGTERM/SIGINT handler saves the schedule and raises SystemExit: status 0.
+    app.Beat(loglevel=args.loglevel, schedule=str(data_dir / SCHEDULE_FILE)).run()
     return 0

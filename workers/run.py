@@ -1,168 +1,229 @@
-"""One job, start to finish, on a worker: the body of the ``mpq.run_job`` task.
+"""A job on the workers, in three idempotent steps, each the body of one Celery task.
 
-Steps, each re-reading the job's row (the task gets only its id):
+1. :func:`prepare` (``mpq.run_job``): open the evaluator on the job's IR and data,
+   create the Optuna study ``job-<id>`` (sensitivity, ILP seeds) or join it when an
+   earlier delivery made it, mark the job running with its float baseline, and send
+   ``parallelism`` trial runners.
+2. :func:`run_runner` (``mpq.run_trials``): pull trials from the shared study until
+   its budget is taken or the job's deadline passes (see :mod:`search._trials` for
+   how the budget holds across runners and crashes), storing progress after each
+   trial. The runner that finds the budget spent and nothing running claims the
+   finalize (once, in the database) and sends it.
+3. :func:`finalize_job` (``mpq.finalize``): finalists, integer-only check, artifacts
+   under ``<blob_dir>/jobs/<id>/``, the job succeeded.
 
-1. skip a job that is no longer queued or running (cancelled, or already finished:
-   a redelivered message is harmless);
-2. open the evaluator on the job's model and data blobs, create the Optuna study
-   ``job-<id>`` in the study storage (``Settings.study_url``), or join it when a
-   previous delivery created it; mark the job running with its float baseline;
-3. run trials until the budget, storing ``trials_done`` and the best plan so far after
-   each one and stopping when the job has been cancelled;
-4. finalize into ``<blob_dir>/jobs/<id>/`` and record the files as artifacts, the job
-   succeeded.
-
-A domain error (:class:`engine.errors.MPQError`: a bad plan, a data file that does not
-fit) is deterministic, so the job is marked failed with its code and message. Database
-and broker outages are transient: they propagate, and the task retries.
+Every step re-reads the job's row (tasks get ids only), skips a job no longer in the
+state it expects (a redelivered or duplicate message is harmless), and writes the
+job's heartbeat while it works; :mod:`workers.recovery` resumes a job whose heartbeat
+stops. A domain error (:class:`engine.errors.MPQError`) is deterministic: the job is
+marked failed with its code and message. Database and broker outages propagate, and
+the task retries.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from optuna.trial import TrialState
 from sqlalchemy import text
-from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import MPQError
 from search import (
-    Evaluator,
     Search,
     SearchConfig,
     TrialRecord,
     best_so_far,
-    create_search,
     finalize,
     join_search,
-    open_evaluator,
+    open_search,
+    progress,
     run_trials,
 )
 from service.blobs import BlobStore
-from service.db import crud
-from service.db.models import JobStatus
-from service.settings import STUDY_SCHEMA, Settings
+from service.db import crud, liveness
+from service.db.models import Job, JobStatus, Model
+from service.queue import FINALIZE, RUN_TRIALS
+from service.settings import STUDY_SCHEMA
+from workers.context import WorkerContext
 
-__all__ = ["ARTIFACTS", "JobCancelled", "run_job"]
+__all__ = ["ARTIFACTS", "JobCancelled", "finalize_job", "prepare", "run_runner"]
 
 log = logging.getLogger("workers.run")
 
 ARTIFACTS = ("model.mpq", "result.json", "pareto.png", "layers.png")
 """Files of a job's output directory recorded as artifacts (when present)."""
 
-_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-
 
 class JobCancelled(Exception):
     """Raised between trials to stop a job the user cancelled."""
 
 
-def run_job(
-    job_id: int, *, settings: Settings, sessions: sessionmaker[Session], trust_uploads: bool
-) -> str:
-    """Run job ``job_id`` to a final state; return the state it ended in (for the log)."""
-    blobs = BlobStore(settings.blobs)
-    with sessions() as session:
+def prepare(ctx: WorkerContext, job_id: int) -> str:
+    """Step 1: create (or join) the job's study, mark it running, send its runners."""
+    with ctx.sessions() as session:
         job = crud.find_job_by_id(session, job_id)
         if job is None:
             log.warning("job %s does not exist; dropping its message", job_id)
             return "missing"
-        if job.status not in crud.ACTIVE:
-            return job.status.value
-        config = _config(job.config, blobs, settings)
-        study_name = job.study_name or f"job-{job_id}"
-        source_sha256 = _model_sha(session, job.model_id)
-    try:
-        ev = open_evaluator(config, trust_uploads=trust_uploads)
-        _prepare_study_storage(settings, sessions)
-        search = _open_search(config, ev, settings.study_url, study_name)
+        if job.status != JobStatus.QUEUED:
+            return job.status.value  # already prepared (a redelivery) or finished
+        config, parallelism, name = _config(ctx, job), _parallelism(job), _study(job)
+    with ctx.heartbeat(job_id):
+        try:
+            ev = ctx.evaluator(config)
+            _prepare_study_storage(ctx)
+            search = open_search(config, ev, storage_url=ctx.settings.study_url, name=name)
+        except MPQError as exc:
+            return _fail(ctx, job_id, exc)
         baseline = {"metric": search.baseline, "bytes": search.float_bytes}
-        with sessions() as session:
+        with ctx.sessions() as session:
             if not crud.start_job(session, job_id=job_id, baseline=baseline):
                 return "cancelled"
-        run_trials(search, ev, worker=0, on_trial=_Progress(job_id, search, sessions))
-        out_dir = blobs.root / "jobs" / str(job_id)
-        result = finalize(search, ev, out_dir, source_sha256=source_sha256)
-    except JobCancelled:
-        log.info("job %s cancelled; stopped between trials", job_id)
+    send_runners(ctx, job_id, parallelism)
+    return "running"
+
+
+def send_runners(ctx: WorkerContext, job_id: int, parallelism: int) -> None:
+    """Enqueue the job's ``parallelism`` trial runners (a failure is left to recovery)."""
+    for runner in range(parallelism):
+        try:
+            ctx.send(RUN_TRIALS, [job_id, runner])
+        except Exception as exc:
+            log.error("job %s: could not send runner %s (%s); recovery will", job_id, runner, exc)
+            return
+
+
+def run_runner(ctx: WorkerContext, job_id: int, runner: int) -> str:
+    """Step 2: run trials of the job's study; finalize when this runner ends the budget."""
+    with ctx.sessions() as session:
+        job = crud.find_job_by_id(session, job_id)
+        if job is None or job.status != JobStatus.RUNNING:
+            return "skipped" if job is None else job.status.value
+        if job.finalize_claimed_at is not None:
+            return "finalizing"
+        config, name = _config(ctx, job), _study(job)
+        deadline = None
+        if config.timeout_s is not None and job.started_at is not None:
+            deadline = job.started_at.timestamp() + config.timeout_s
+    settings = ctx.settings
+    with ctx.heartbeat(job_id):
+        try:
+            ev = ctx.evaluator(config)
+            search = join_search(settings.study_url, name, worker=runner)
+            # The study keeps the row's blob keys; this worker's paths are in `config`.
+            search = Search(search.study, config, search.baseline, search.float_bytes)
+            ran = run_trials(
+                search, ev, worker=runner, on_trial=_Progress(ctx, job_id, search),
+                deadline=deadline, heartbeat_s=settings.heartbeat_s, grace_s=settings.grace_s,
+            )  # fmt: skip
+        except JobCancelled:
+            log.info("job %s cancelled; runner %s stopped between trials", job_id, runner)
+            return "cancelled"
+        except MPQError as exc:
+            return _fail(ctx, job_id, exc)
+        state = progress(search)
+        spent = state.done >= state.budget or (deadline is not None and time.time() >= deadline)
+        if not (spent and state.settled):
+            return f"ran {ran}"  # others are still running; the last one finalizes
+        _Progress(ctx, job_id, search).store(state.done)
+        with ctx.sessions() as session:
+            claimed = liveness.claim_finalize(session, job_id=job_id)
+    if claimed:
+        try:
+            ctx.send(FINALIZE, [job_id])
+        except Exception as exc:
+            log.error("job %s: could not send finalize (%s); recovery will", job_id, exc)
+    return f"ran {ran}"
+
+
+def finalize_job(ctx: WorkerContext, job_id: int) -> str:
+    """Step 3: choose the result, write the artifacts, mark the job succeeded."""
+    with ctx.sessions() as session:
+        job = crud.find_job_by_id(session, job_id)
+        if job is None or job.status != JobStatus.RUNNING:
+            return "skipped" if job is None else job.status.value
+        config, name = _config(ctx, job), _study(job)
+        model = session.get(Model, job.model_id)
+        source_sha256 = "" if model is None else model.sha256
+    blobs = ctx.blobs
+    out_dir = blobs.root / "jobs" / str(job_id)
+    with ctx.heartbeat(job_id):
+        try:
+            ev = ctx.evaluator(config)
+            search = join_search(ctx.settings.study_url, name, worker=0)
+            search = Search(search.study, config, search.baseline, search.float_bytes)
+            result = finalize(search, ev, out_dir, source_sha256=source_sha256)
+        except MPQError as exc:
+            return _fail(ctx, job_id, exc)
+        files = [_artifact(blobs, out_dir, n) for n in ARTIFACTS if (out_dir / n).is_file()]
+        summary = {k: v for k, v in result.items() if k != "trials"}
+        with ctx.sessions() as session:
+            done = crud.finish_job(
+                session, job_id=job_id, result=summary, trials_done=progress(search).done,
+                artifacts=files,
+            )  # fmt: skip
+    if not done:  # cancelled while finalizing: nothing refers to the files
+        shutil.rmtree(out_dir, ignore_errors=True)
         return "cancelled"
-    except MPQError as exc:
-        with sessions() as session:
-            crud.fail_job(session, job_id=job_id, code=exc.code, message=exc.message)
-        return "failed"
-    artifacts = [
-        _artifact(blobs, out_dir, name) for name in ARTIFACTS if (out_dir / name).is_file()
-    ]
-    summary = {k: v for k, v in result.items() if k != "trials"}
-    with sessions() as session:
-        done = crud.finish_job(
-            session, job_id=job_id, result=summary, trials_done=_finished(search),
-            artifacts=artifacts,
-        )  # fmt: skip
-    return "succeeded" if done else "cancelled"
+    return "succeeded"
 
 
-def _config(document: dict[str, Any], blobs: BlobStore, settings: Settings) -> SearchConfig:
+def _fail(ctx: WorkerContext, job_id: int, exc: MPQError) -> str:
+    with ctx.sessions() as session:
+        crud.fail_job(session, job_id=job_id, code=exc.code, message=exc.message)
+    return "failed"
+
+
+def _config(ctx: WorkerContext, job: Job) -> SearchConfig:
     # The row keeps blob keys; this worker resolves them under its own blob directory.
-    fields = {k: v for k, v in document.items() if k != "parallelism"}
+    fields = {k: v for k, v in job.config.items() if k != "parallelism"}
     config = SearchConfig.from_json(fields)
+    blobs = ctx.blobs
     return replace(
         config,
         model=str(blobs.path(config.model)),
         data=str(blobs.path(config.data)),
-        cache_dir=str(settings.data_dir / "cache"),
+        cache_dir=str(ctx.settings.data_dir / "cache"),
     )
 
 
-def _prepare_study_storage(settings: Settings, sessions: sessionmaker[Session]) -> None:
+def _parallelism(job: Job) -> int:
+    return max(1, int(job.config.get("parallelism", 1)))
+
+
+def _study(job: Job) -> str:
+    return job.study_name or f"job-{job.id}"
+
+
+def _prepare_study_storage(ctx: WorkerContext) -> None:
     # On PostgreSQL the studies live in their own schema of the service database.
-    if settings.study_url.startswith("postgresql"):
-        with sessions() as session:
+    if ctx.settings.study_url.startswith("postgresql"):
+        with ctx.sessions() as session:
             session.execute(text(f"CREATE SCHEMA IF NOT EXISTS {STUDY_SCHEMA}"))
             session.commit()
-
-
-def _model_sha(session: Session, model_id: int) -> str:
-    from service.db.models import Model
-
-    model = session.get(Model, model_id)
-    return "" if model is None else model.sha256
-
-
-def _open_search(config: SearchConfig, ev: Evaluator, storage_url: str, name: str) -> Search:
-    """Join the job's study if an earlier delivery created it, else create it."""
-    try:
-        search = join_search(storage_url, name, worker=0)
-    except KeyError:
-        return create_search(config, ev, storage_url=storage_url, name=name)
-    # The evaluator's configuration carries this worker's paths; the study's, the row's.
-    return Search(search.study, config, search.baseline, search.float_bytes)
-
-
-def _finished(search: Search) -> int:
-    trials = search.study.get_trials(deepcopy=False, states=_FINISHED)
-    return sum(1 for t in trials if not t.user_attrs.get("over_budget"))
 
 
 class _Progress:
     """``run_trials``'s callback: store progress, and stop when the job was cancelled."""
 
-    def __init__(self, job_id: int, search: Search, sessions: sessionmaker[Session]) -> None:
-        self.job_id, self.search, self.sessions = job_id, search, sessions
+    def __init__(self, ctx: WorkerContext, job_id: int, search: Search) -> None:
+        self.ctx, self.job_id, self.search = ctx, job_id, search
 
     def __call__(self, record: TrialRecord) -> None:
+        if self.store(progress(self.search).done) != JobStatus.RUNNING:
+            raise JobCancelled
+
+    def store(self, done: int) -> JobStatus | None:
         best = best_so_far(self.search)
-        with self.sessions() as session:
-            state = crud.record_progress(
-                session, job_id=self.job_id, trials_done=_finished(self.search),
+        with self.ctx.sessions() as session:
+            return crud.record_progress(
+                session, job_id=self.job_id, trials_done=done,
                 best=None if best is None else best.to_json(),
             )  # fmt: skip
-        if state != JobStatus.RUNNING:
-            raise JobCancelled
 
 
 def _artifact(blobs: BlobStore, out_dir: Path, name: str) -> tuple[str, str, int, str]:

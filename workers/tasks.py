@@ -1,8 +1,10 @@
 """The Celery tasks: thin, named, given ids only; the work is in :mod:`workers.run`.
 
-``mpq.run_job`` is acknowledged late (a worker lost mid-job leaves the message to be
-redelivered) and retried only on transient errors: the database or broker briefly
-unreachable. Everything deterministic ends in the job's row instead (failed, with a code).
+``mpq.run_job`` prepares a job and sends its ``mpq.run_trials`` runners; the runner
+that spends the budget sends ``mpq.finalize``. All are acknowledged late (a pool
+process lost mid-task leaves its message to be redelivered) and retried only on
+transient errors: the database or broker briefly unreachable. Everything
+deterministic ends in the job's row instead (failed, with a code).
 """
 
 from __future__ import annotations
@@ -10,19 +12,21 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from celery import Task
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import crud
 from service.db.session import make_engine, session_factory
 from service.settings import get_settings
 from workers import run
 from workers.app import app
+from workers.context import WorkerContext
 
-__all__ = ["run_job"]
+__all__ = ["finalize", "run_job", "run_trials"]
 
 log = logging.getLogger("workers.tasks")
 
@@ -31,39 +35,61 @@ TRANSIENT = (OperationalError, DBAPIError, ConnectionError, TimeoutError)
 
 MAX_RETRIES = 5
 
+_OPTIONS: dict[str, Any] = {
+    "bind": True,
+    "acks_late": True,
+    "autoretry_for": TRANSIENT,
+    "max_retries": MAX_RETRIES,
+    "retry_backoff": True,
+    "retry_jitter": False,
+}
+
 
 @functools.lru_cache(maxsize=1)
-def _sessions() -> sessionmaker[Session]:
-    # One engine per worker process, made on first use (after any fork).
-    return session_factory(make_engine(get_settings().database_url))
+def context() -> WorkerContext:
+    """This worker process's context, made on first use (after any fork)."""
+    settings = get_settings()
+    sessions = session_factory(make_engine(settings.database_url))
+
+    def send(name: str, args: list[Any]) -> None:
+        app.send_task(name, args=args)
+
+    trust = os.environ.get("MPQ_TRUST_UPLOADS") == "1"
+    return WorkerContext(settings, sessions, send, trust_uploads=trust)
 
 
-@app.task(  # type: ignore[untyped-decorator]
-    name="mpq.run_job",
-    bind=True,
-    acks_late=True,
-    autoretry_for=TRANSIENT,
-    max_retries=MAX_RETRIES,
-    retry_backoff=True,
-    retry_jitter=False,
-)
-def run_job(self: Task, job_id: int) -> str:
-    """Run the search of job ``job_id``; return the state it ended in."""
+def _guarded(job_id: int, step: Callable[[WorkerContext], str]) -> str:
     # Workers share the machine's cores: one thread each, parallelism comes from processes.
     torch.set_num_threads(1)
-    trust = os.environ.get("MPQ_TRUST_UPLOADS") == "1"
+    ctx = context()
     try:
-        return run.run_job(
-            int(job_id), settings=get_settings(), sessions=_sessions(), trust_uploads=trust
-        )
+        return step(ctx)
     except TRANSIENT:
         raise
     except Exception as exc:
         # A bug, not the user's input: fail the job rather than redeliver it forever.
         log.exception("job %s failed with an unexpected %s", job_id, type(exc).__name__)
-        with _sessions()() as session:
+        with ctx.sessions() as session:
             crud.fail_job(
-                session, job_id=int(job_id), code="internal",
+                session, job_id=job_id, code="internal",
                 message=f"internal error ({type(exc).__name__}); it has been logged",
             )  # fmt: skip
         return "failed"
+
+
+@app.task(name="mpq.run_job", **_OPTIONS)  # type: ignore[untyped-decorator]
+def run_job(self: Task, job_id: int) -> str:
+    """Prepare job ``job_id`` and send its trial runners; return the state it is in."""
+    return _guarded(int(job_id), lambda ctx: run.prepare(ctx, int(job_id)))
+
+
+@app.task(name="mpq.run_trials", **_OPTIONS)  # type: ignore[untyped-decorator]
+def run_trials(self: Task, job_id: int, runner: int) -> str:
+    """Run trials of job ``job_id`` as runner ``runner``; finalize if it spends the budget."""
+    return _guarded(int(job_id), lambda ctx: run.run_runner(ctx, int(job_id), int(runner)))
+
+
+@app.task(name="mpq.finalize", **_OPTIONS)  # type: ignore[untyped-decorator]
+def finalize(self: Task, job_id: int) -> str:
+    """Finalize job ``job_id``: finalists, artifacts, succeeded."""
+    return _guarded(int(job_id), lambda ctx: run.finalize_job(ctx, int(job_id)))

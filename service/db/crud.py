@@ -185,6 +185,7 @@ def create_model(
     size_bytes: int,
     blob_path: str,
     inventory: dict[str, Any],
+    ir_blob_path: str | None = None,
     created_by: ApiKey | None = None,
 ) -> Model:
     """Record an uploaded model as the next version of ``name`` in ``team``.
@@ -209,8 +210,8 @@ def create_model(
         )
         row = Model(
             team_id=team.id, name=name, version=(latest or 0) + 1, kind=kind, sha256=sha256,
-            size_bytes=size_bytes, blob_path=blob_path, inventory=inventory,
-            created_by_key_id=None if created_by is None else created_by.id,
+            size_bytes=size_bytes, blob_path=blob_path, ir_blob_path=ir_blob_path,
+            inventory=inventory, created_by_key_id=None if created_by is None else created_by.id,
         )  # fmt: skip
         session.add(row)
         try:
@@ -263,6 +264,7 @@ def create_dataset(
     blob_path: str,
     num_samples: int,
     inputs: dict[str, Any],
+    model: Model | None = None,
     created_by: ApiKey | None = None,
 ) -> Dataset:
     """Record an uploaded, validated data file of ``team``.
@@ -276,7 +278,7 @@ def create_dataset(
         )
     row = Dataset(
         team_id=team.id, name=name, sha256=sha256, size_bytes=size_bytes, blob_path=blob_path,
-        num_samples=num_samples, inputs=inputs,
+        num_samples=num_samples, inputs=inputs, model_id=None if model is None else model.id,
         created_by_key_id=None if created_by is None else created_by.id,
     )  # fmt: skip
     session.add(row)
@@ -419,10 +421,14 @@ def start_job(session: Session, *, job_id: int, baseline: dict[str, Any]) -> boo
 def record_progress(
     session: Session, *, job_id: int, trials_done: int, best: dict[str, Any] | None
 ) -> JobStatus | None:
-    """Store a running job's progress; return its state now (``None``: the job is gone)."""
+    """Store a running job's progress; return its state now (``None``: the job is gone).
+
+    Several trial runners report; a report older than one already stored (fewer trials
+    done) changes nothing, so ``trials_done`` never goes back.
+    """
     session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
+        .where(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.trials_done <= trials_done)
         .values(trials_done=trials_done, best=best)
     )
     session.commit()

@@ -87,7 +87,11 @@ def _created_by() -> Mapped[int | None]:
 
 
 class Model(Base):
-    """An uploaded model: ``version`` counts up from 1 per (team, name)."""
+    """An uploaded model: ``version`` counts up from 1 per (team, name).
+
+    ``blob_path`` keeps the file as uploaded (for the user's records); ``ir_blob_path``
+    the IR the isolated importer made of it, which is all the workers ever load.
+    """
 
     __tablename__ = "models"
     __table_args__ = (
@@ -103,19 +107,26 @@ class Model(Base):
     sha256: Mapped[str] = mapped_column(String(SHA256_LENGTH))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     blob_path: Mapped[str] = mapped_column(String(1024))
+    ir_blob_path: Mapped[str | None] = mapped_column(String(1024))
     inventory: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by_key_id: Mapped[int | None] = _created_by()
 
 
 class Dataset(Base):
-    """An uploaded calibration/evaluation data file; ``inputs`` maps input name → spec."""
+    """An uploaded calibration/evaluation data file; ``inputs`` maps input name → spec.
+
+    ``model_id`` is the model whose inputs the file was validated against at upload.
+    """
 
     __tablename__ = "datasets"
     __table_args__ = (Index(None, "team_id", "created_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    model_id: Mapped[int | None] = mapped_column(
+        ForeignKey("models.id", ondelete="SET NULL"), index=True
+    )
     name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     sha256: Mapped[str] = mapped_column(String(SHA256_LENGTH))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
@@ -133,6 +144,11 @@ class Job(Base):
     budget, seed, parallelism); ``study_name`` names its Optuna study in the same
     database; ``baseline``/``best``/``result`` are filled in as the job runs; a failed
     job keeps the :class:`engine.errors.MPQError` code and message it failed with.
+
+    ``heartbeat_at`` is written every few seconds by whichever task works on the job
+    (prepare, trial runners, finalize): an active job whose heartbeat stops is resumed
+    by the workers' recovery sweep (``workers/recovery.py``). ``finalize_claimed_at``
+    is set once, by the runner that saw the budget spent, so one finalize is sent.
     """
 
     __tablename__ = "jobs"
@@ -161,6 +177,8 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    finalize_claimed_at: Mapped[datetime | None]
     created_by_key_id: Mapped[int | None] = _created_by()
 
 

@@ -1,0 +1,182 @@
+"""``mpq up`` as users run it: migrations, a first key, the API and a worker as real processes."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from service.db import Team, make_engine
+from tests.service.api.conftest import ROOT, _free_port
+
+STARTUP_S = 90
+STOP_S = 30
+KEY_LINE = re.compile(r"^API key: (mpq_\S+)$")
+PIDS_LINE = re.compile(r"^started the API \(pid (\d+)\) and a worker \(pid (\d+), concurrency 2\)$")
+
+
+class Up:
+    """A running ``mpq up``: its process and the stdout lines read so far."""
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MPQ_")}
+        env |= {"MPQ_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = data_dir.parent / f"{data_dir.name}-up-{port}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 -- closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "up", "--host", "127.0.0.1", "--port", str(port)],
+            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, text=True,
+        )  # fmt: skip
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        # A thread drains stdout so the pipe never fills, whatever the test is doing.
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def read_until(self, prefix: str, timeout: float = STARTUP_S) -> str:
+        """Read stdout lines until one starts with ``prefix``; return it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no line {prefix!r} in {timeout} s: {self.lines}\n{self.stderr()}"
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                continue
+            assert line is not None, f"mpq up exited: {self.lines}\n{self.stderr()}"
+            self.lines.append(line)
+            if line.startswith(prefix):
+                return line
+
+    def descendants(self) -> set[int]:
+        """Pids of every live process below ``mpq up`` (Linux /proc)."""
+        parents: dict[int, int] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        found: set[int] = set()
+        frontier = {self.process.pid}
+        while frontier:
+            frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
+            found |= frontier
+        return found
+
+    def stderr(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+@contextmanager
+def mpq_up(data_dir: Path) -> Iterator[Up]:
+    """Start ``mpq up`` on a free port over ``data_dir``; kill it if the test did not stop it."""
+    up = Up(data_dir, _free_port())
+    try:
+        yield up
+    finally:
+        up.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent has yet to reap it
+
+
+def _teams(data_dir: Path) -> int:
+    engine = make_engine(f"sqlite:///{data_dir / 'mpq.db'}")
+    try:
+        with engine.connect() as conn:
+            return conn.scalar(select(func.count()).select_from(Team)) or 0
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_up_serves_with_a_first_key_and_stops_its_children(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with mpq_up(data) as up:
+        key = KEY_LINE.match(up.read_until("API key: "))
+        assert key is not None, up.lines
+        pids = PIDS_LINE.match(up.read_until("started the API"))
+        assert pids is not None, up.lines
+        children = {int(pids[1]), int(pids[2])}
+        assert up.read_until("MPQ is serving at ") == f"MPQ is serving at {up.url}"
+        assert up.read_until("API docs: ").startswith(f"API docs: {up.url}/docs")
+        assert up.lines[0].startswith("migrated sqlite:///") and up.lines[0].endswith(" up to head")
+
+        assert httpx.get(f"{up.url}/healthz", timeout=10).status_code == 200
+        auth = {"Authorization": f"Bearer {key[1]}"}
+        assert httpx.get(f"{up.url}/v1/models", headers=auth, timeout=10).status_code == 200
+        anonymous = httpx.get(f"{up.url}/v1/models", timeout=10)
+        assert anonymous.status_code == 401
+        assert anonymous.json()["error"]["code"] == "unauthorized"
+
+        below = up.descendants()
+        assert children <= below
+        up.process.send_signal(signal.SIGTERM)
+        assert up.process.wait(timeout=STOP_S) == 0, up.stderr()
+        left = {pid for pid in below if _alive(pid)}
+        assert not left, f"processes left running: {left}"
+    assert _teams(data) == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_up_again_makes_no_new_key_and_prints_how_to_make_one(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for run in range(2):
+        with mpq_up(data) as up:
+            up.read_until("MPQ is serving at ")
+            keys = [line for line in up.lines if line.startswith("API key: ")]
+            hints = [line for line in up.lines if "mpq admin create-key --team default" in line]
+            assert (len(keys), len(hints)) == ((1, 0) if run == 0 else (0, 1)), up.lines
+            up.process.send_signal(signal.SIGINT)
+            assert up.process.wait(timeout=STOP_S) == 0, up.stderr()
+    assert _teams(data) == 1
+
+
+def test_up_refuses_a_port_in_use(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MPQ_")}
+        env["MPQ_DATA_DIR"] = str(tmp_path / "data")
+        proc = subprocess.run(
+            [sys.executable, "-m", "service.cli", "up", "--host", "127.0.0.1", "--port", str(port)],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr.startswith(f"error[address_unavailable]: cannot listen on 127.0.0.1:{port}")
+    assert not (tmp_path / "data" / "mpq.db").exists()
