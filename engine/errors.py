@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "ArchiveLimitError",
+    "BrokerUnavailableError",
     "ConflictError",
     "CorruptFileError",
     "DataDtypeError",
@@ -283,3 +284,9 @@ class QueueUnavailableError(MPQError):
     """The job queue (the Celery broker) cannot be reached to enqueue work."""
 
     code = "queue_unavailable"
+
+
+class BrokerUnavailableError(MPQError):
+    """The Celery broker cannot be reached within the probe's timeout (readiness, metrics)."""
+
+    code = "broker_unavailable"

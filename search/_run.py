@@ -83,9 +83,12 @@ def create_search(
     return create_study(config, ev, sensitivity, storage=open_storage(storage_url), name=name)
 
 
-def join_search(storage_url: str, name: str, *, worker: int) -> Search:
-    """Open a search another process created (same storage), as worker ``worker``."""
-    storage = open_storage(storage_url)
+def join_search(storage_url: str, name: str, *, worker: int, read_only: bool = False) -> Search:
+    """Open a search another process created (same storage), as worker ``worker``.
+
+    ``read_only``: only to read trials (see :func:`search._study.open_storage`).
+    """
+    storage = open_storage(storage_url, read_only=read_only)
     assert storage is not None
     return load_study(storage, name, worker=worker)
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
@@ -71,13 +71,18 @@ class TrialRecord:
     seconds: float
     prefix_values: tuple[float, ...]
     pruned_by: str | None
+    retry_of: int | None = None
+    """The number of the trial this one re-runs (its runner died), if any."""
+    runner: int | None = None
+    """The index of the trial runner that evaluated it."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "number": self.number, "state": self.state, "metric": self.metric,
             "bytes": self.bytes, "feasible": self.feasible, "source": self.source,
             "seconds": self.seconds, "prefix_values": list(self.prefix_values),
-            "pruned_by": self.pruned_by, "plan": self.choices,
+            "pruned_by": self.pruned_by, "retry_of": self.retry_of, "runner": self.runner,
+            "plan": self.choices,
         }  # fmt: skip
 
 
@@ -91,8 +96,19 @@ class Search:
     float_bytes: int
 
 
-def open_storage(url: str | None) -> BaseStorage | None:
-    """Optuna storage for ``url`` (None: in memory). SQLite gets WAL + synchronous=NORMAL."""
+def open_storage(url: str | None, *, read_only: bool = False) -> BaseStorage | None:
+    """Optuna storage for ``url`` (None: in memory).
+
+    On SQLite: WAL and ``synchronous=NORMAL`` (a commit per ``suggest`` stays cheap),
+    and every transaction starts with ``BEGIN IMMEDIATE``. Optuna guards its
+    read-then-write state changes (WAITING -> RUNNING, RUNNING -> FAIL) with ``SELECT
+    ... FOR UPDATE``, which PostgreSQL honours and SQLite ignores; pysqlite also runs
+    SELECTs outside any transaction. Two runners could then both "win" the same
+    transition -- seen here as a dead trial retried twice. Taking SQLite's write lock
+    at BEGIN makes each such change atomic, at the price of serialising storage access.
+    A ``read_only`` reader (the API listing trials) begins deferred instead: under WAL
+    it reads the last commit without waiting for a writer, even a stalled one.
+    """
     if url is None:
         return None
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
@@ -101,12 +117,19 @@ def open_storage(url: str | None) -> BaseStorage | None:
         from sqlalchemy import event
 
         def _pragmas(conn: Any, _: Any) -> None:
+            conn.isolation_level = None  # pysqlite's implicit BEGIN off: SQLAlchemy's below
             cur = conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
+        begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql(begin)
+
         event.listen(storage.engine, "connect", _pragmas)
+        event.listen(storage.engine, "begin", _begin)
         storage.engine.dispose()  # reconnect with the pragmas
     return storage
 
@@ -203,9 +226,12 @@ def trial_records(search: Search) -> list[TrialRecord]:
 def _record(t: optuna.trial.FrozenTrial) -> TrialRecord:
     attrs = t.user_attrs
     source = str(attrs.get("source", "sampler"))
-    return make_record(
+    history = t.system_attrs.get("retry_history") or [None]
+    record = make_record(
         t.number, t.state, dict(t.params), attrs.get(ATTR, {}), t.constraints, source
     )
+    runner = attrs.get(ATTR, {}).get("worker")
+    return replace(record, retry_of=history[-1], runner=None if runner is None else int(runner))
 
 
 def make_record(

@@ -92,6 +92,7 @@ def run_trials(
     deadline: float | None = None,
     heartbeat_s: float | None = None,
     grace_s: float = 60.0,
+    should_stop: Callable[[], bool] | None = None,
 ) -> int:
     """Run trials until the budget is taken or the deadline passes; return how many ran.
 
@@ -107,6 +108,7 @@ def run_trials(
             search whose runners all live in one process tree, like ``mpq search``).
         grace_s: seconds without a heartbeat after which a running trial is dead;
             several ``heartbeat_s`` so a busy runner is not declared dead.
+        should_stop: asked before each trial; True ends the run (a cancelled job).
     """
     config, study = search.config, search.study
     space = config.space
@@ -121,6 +123,8 @@ def run_trials(
     ev.prime(space)
     ran = 0
     while deadline is None or time.time() < deadline:
+        if should_stop is not None and should_stop():
+            break
         if heartbeat_s is not None:
             fail_stale_trials(study, grace_s=grace_s)
         if progress(search).exhausted:

@@ -95,7 +95,7 @@ def job_trials(job: Job, *, settings: Settings) -> tuple[list[dict[str, Any]], l
     if job.study_name is None:
         return [], []
     try:
-        search = join_search(settings.study_url, job.study_name, worker=0)
+        search = join_search(settings.study_url, job.study_name, worker=0, read_only=True)
     except (KeyError, MPQError):
         return [], []
     records = trial_records(search)

@@ -15,8 +15,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.api.errors import install_error_handlers
-from service.api.routes import api_router, health_router
+from service.api.routes import api_router, health_router, metrics_router
 from service.db.session import make_engine, session_factory
+from service.metrics import install_metrics
 from service.queue import make_celery
 from service.settings import Settings, get_settings
 
@@ -27,7 +28,8 @@ DESCRIPTION = """\
 Mixed-precision quantization as a service: upload a model (`.pt2` or `.onnx`) and its
 data, then search per-layer numeric formats.
 
-Every route except `/healthz` and `/readyz` needs `Authorization: Bearer <API key>`.
+Every route except `/healthz`, `/readyz` and `/metrics` (Prometheus) needs
+`Authorization: Bearer <API key>`.
 Errors always have the body `{"error": {"code": "...", "message": "..."}}`; clients
 match on `code`.
 """
@@ -41,8 +43,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             (the ``MPQ_*`` environment).
 
     Returns:
-        The app, with its routers and error handlers; ``app.state`` holds ``settings``,
-        ``trust_uploads`` and, while it runs, ``engine``, ``sessions`` and ``queue``.
+        The app, with its routers, error handlers and request-metrics middleware;
+        ``app.state`` holds ``settings``, ``trust_uploads``, ``metrics`` (its Prometheus
+        registry) and, while it runs, ``engine``, ``sessions`` and ``queue``.
     """
     settings = get_settings() if settings is None else settings
 
@@ -61,7 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.trust_uploads = os.environ.get("MPQ_TRUST_UPLOADS") == "1"
     install_error_handlers(app)
+    install_metrics(app)
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(api_router)
     return app
 

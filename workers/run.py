@@ -110,7 +110,7 @@ def run_runner(ctx: WorkerContext, job_id: int, runner: int) -> str:
         if config.timeout_s is not None and job.started_at is not None:
             deadline = job.started_at.timestamp() + config.timeout_s
     settings = ctx.settings
-    with ctx.heartbeat(job_id):
+    with ctx.heartbeat(job_id) as alive:
         try:
             ev = ctx.evaluator(config)
             search = join_search(settings.study_url, name, worker=runner)
@@ -119,12 +119,15 @@ def run_runner(ctx: WorkerContext, job_id: int, runner: int) -> str:
             ran = run_trials(
                 search, ev, worker=runner, on_trial=_Progress(ctx, job_id, search),
                 deadline=deadline, heartbeat_s=settings.heartbeat_s, grace_s=settings.grace_s,
+                should_stop=lambda: alive.state != JobStatus.RUNNING,
             )  # fmt: skip
         except JobCancelled:
             log.info("job %s cancelled; runner %s stopped between trials", job_id, runner)
             return "cancelled"
         except MPQError as exc:
             return _fail(ctx, job_id, exc)
+        if alive.state != JobStatus.RUNNING:
+            return "cancelled" if alive.state == JobStatus.CANCELLED else "stopped"
         state = progress(search)
         spent = state.done >= state.budget or (deadline is not None and time.time() >= deadline)
         if not (spent and state.settled):

@@ -48,6 +48,7 @@ STATUS: dict[str, int] = {
     "conflict": 409,
     "upload_too_large": 413,
     "internal": 500,
+    "broker_unavailable": 503,
     "database_schema": 503,
     "database_unavailable": 503,
     "queue_unavailable": 503,

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from engine.errors import ConflictError, InvalidNameError, NotFoundError
 from service.db.base import utcnow
 from service.db.models import ApiKey, Artifact, Dataset, Job, JobStatus, Model, ModelKind, Team
+from service.db.session import end_reads
 
 __all__ = [
     "ACTIVE",
@@ -76,6 +77,7 @@ def create_team(session: Session, *, name: str) -> Team:
         InvalidNameError: ``name`` does not fit the pattern.
         ConflictError: a team called ``name`` exists already.
     """
+    end_reads(session)
     if not TEAM_NAME.fullmatch(name):
         raise InvalidNameError(
             f"invalid team name {name!r}: use 1 to 64 letters, digits, '_', '.' or '-', "
@@ -137,6 +139,7 @@ def create_api_key(session: Session, *, team: Team, name: str) -> tuple[ApiKey, 
     Raises:
         InvalidNameError: ``name`` is empty, too long or has control characters.
     """
+    end_reads(session)
     if not 0 < len(name) <= MAX_LABEL or not name.isprintable():
         raise InvalidNameError(
             f"invalid key name {name!r}: use 1 to {MAX_LABEL} printable characters"
@@ -169,6 +172,7 @@ def find_team_by_key(session: Session, secret: str) -> Team | None:
 
 def revoke_api_key(session: Session, *, key: ApiKey) -> ApiKey:
     """Revoke ``key`` (idempotent: the first revocation time is kept)."""
+    end_reads(session)
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         session.commit()
@@ -272,6 +276,7 @@ def create_dataset(
     Raises:
         InvalidNameError: ``name`` is empty, too long or has control characters.
     """
+    end_reads(session)
     if not 0 < len(name) <= MAX_LABEL or not name.isprintable():
         raise InvalidNameError(
             f"invalid dataset name {name!r}: use 1 to {MAX_LABEL} printable characters"
@@ -328,6 +333,7 @@ def create_job(
     created_by: ApiKey | None = None,
 ) -> Job:
     """Record a queued job of ``team`` (committed: the caller enqueues it afterwards)."""
+    end_reads(session)
     row = Job(
         team_id=team.id, model_id=model.id, dataset_id=dataset.id, status=JobStatus.QUEUED,
         config=config, trials_total=trials_total, trials_done=0,
@@ -394,6 +400,7 @@ def cancel_job(session: Session, *, job: Job) -> Job:
     Raises:
         ConflictError: the job has already succeeded or failed.
     """
+    end_reads(session)
     done = session.execute(
         update(Job)
         .where(Job.id == job.id, Job.status.in_(ACTIVE))
@@ -408,6 +415,7 @@ def cancel_job(session: Session, *, job: Job) -> Job:
 
 def start_job(session: Session, *, job_id: int, baseline: dict[str, Any]) -> bool:
     """Mark job ``job_id`` running with its float ``baseline``; False if it is not active."""
+    end_reads(session)
     done = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status.in_(ACTIVE))
@@ -426,6 +434,7 @@ def record_progress(
     Several trial runners report; a report older than one already stored (fewer trials
     done) changes nothing, so ``trials_done`` never goes back.
     """
+    end_reads(session)
     session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.trials_done <= trials_done)
@@ -448,6 +457,7 @@ def finish_job(
     Idempotent: artifacts already recorded (a re-run finalize) are replaced. Returns
     False, changing nothing, when the job is no longer running (cancelled meanwhile).
     """
+    end_reads(session)
     done = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
@@ -470,6 +480,7 @@ def finish_job(
 
 def fail_job(session: Session, *, job_id: int, code: str, message: str) -> bool:
     """Mark an active job failed with an error ``code`` and ``message``; False if not active."""
+    end_reads(session)
     done = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status.in_(ACTIVE))

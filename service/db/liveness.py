@@ -21,12 +21,14 @@ from sqlalchemy.orm import Session
 from service.db.base import utcnow
 from service.db.crud import ACTIVE
 from service.db.models import Job, JobStatus
+from service.db.session import end_reads
 
 __all__ = ["beat", "claim_finalize", "claim_stale", "stale_jobs"]
 
 
 def beat(session: Session, *, job_id: int) -> JobStatus | None:
     """Write job ``job_id``'s heartbeat if it is active; return its state (None: gone)."""
+    end_reads(session)
     session.execute(
         update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE)).values(heartbeat_at=utcnow())
     )
@@ -36,6 +38,7 @@ def beat(session: Session, *, job_id: int) -> JobStatus | None:
 
 def claim_finalize(session: Session, *, job_id: int) -> bool:
     """Claim the finalize of running job ``job_id``; True for the one caller that gets it."""
+    end_reads(session)
     done = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.RUNNING,
@@ -68,6 +71,7 @@ def claim_stale(session: Session, *, job_id: int, seen: datetime) -> bool:
     Moves the heartbeat to now, so the job is not stale again until the tasks the
     claimant sends have had a grace period to start beating.
     """
+    end_reads(session)
     done = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status.in_(ACTIVE), Job.heartbeat_at == seen)

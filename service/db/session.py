@@ -63,6 +63,20 @@ def _sqlite_on_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN")
 
 
+def end_reads(session: Session) -> None:
+    """End ``session``'s read transaction before it writes (it must hold no changes).
+
+    On SQLite in WAL mode a transaction that has read and then writes fails at once with
+    "database is locked" when another connection committed since its read began (its
+    snapshot cannot become a write); a fresh transaction instead waits for the write lock
+    (the busy timeout). With workers writing heartbeats every few seconds that is the
+    common case, so every repository function that writes starts here. On PostgreSQL it
+    only ends a read-only transaction early. Rows read before stay usable
+    (``expire_on_commit=False``).
+    """
+    session.commit()
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """A session maker bound to ``engine``; objects stay readable after commit.
 

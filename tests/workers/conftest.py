@@ -6,19 +6,36 @@ and, by default, the embedded SQLAlchemy/SQLite broker in it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+from tests.conftest import Digits
 from tests.service.api.conftest import ROOT, Server
 from tests.service.conftest import postgres_url
 
-__all__ = ["postgres_url", "redis_url", "start_worker"]
+__all__ = [
+    "job_body",
+    "postgres_url",
+    "redis_url",
+    "start_worker",
+    "upload_digits",
+    "wait_for",
+    "worker_log",
+]
+
+JOB_TIMEOUT_S = 600
+FINAL = {"succeeded", "failed", "cancelled"}
 
 REDIS_URL = os.environ.get("MPQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -43,9 +60,13 @@ def redis_url() -> str:
 
 @contextmanager
 def start_worker(
-    server: Server, name: str = "w1", **extra: str
+    server: Server, name: str = "w1", *, concurrency: int = 1, **extra: str
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``mpq worker`` against ``server``'s data directory and database; stop it after."""
+    """Run ``mpq worker`` against ``server``'s data directory and database; stop it after.
+
+    The worker leads a process group of its own (its pool processes included), so a
+    test can SIGKILL all of it with ``os.killpg(proc.pid, signal.SIGKILL)``.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("MPQ_")}
     env |= {
         "MPQ_DATA_DIR": str(server.data_dir), "MPQ_DATABASE_URL": server.database_url,
@@ -54,21 +75,73 @@ def start_worker(
     log_path = server.data_dir / f"worker-{name}.log"
     log = open(log_path, "wb")  # noqa: SIM115 -- closed after the worker stops
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "worker", "--hostname", f"{name}@%h"],
-        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "service.cli", "worker", "--hostname", f"{name}@%h",
+         "--concurrency", str(concurrency)],
+        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # pool processes a SIGKILLed main left behind
         log.close()
 
 
 def worker_log(server: Server, name: str = "w1") -> str:
     path: Path = server.data_dir / f"worker-{name}.log"
     return path.read_text(errors="replace") if path.exists() else ""
+
+
+def upload_digits(c: httpx.Client, digits: Digits) -> tuple[int, int]:
+    """Upload the digits model and its data; return (model id, dataset id)."""
+    with open(digits.pt2, "rb") as f:
+        r = c.post("/v1/models", files={"file": ("digits.pt2", f)}, data={"name": "digits"})
+    assert r.status_code == 201, r.text
+    model_id = r.json()["id"]
+    with open(digits.npz, "rb") as f:
+        r = c.post(
+            "/v1/datasets", files={"file": ("digits.npz", f)},
+            data={"name": "digits", "model_id": str(model_id)},
+        )  # fmt: skip
+    assert r.status_code == 201, r.text
+    return model_id, int(r.json()["id"])
+
+
+def job_body(model_id: int, dataset_id: int, **over: Any) -> dict[str, Any]:
+    """A digits job request (16 trials, one runner) with ``over`` replacing fields."""
+    body: dict[str, Any] = {
+        "model_id": model_id, "dataset_id": dataset_id, "metric": "accuracy",
+        "targets": {"max_drop": 0.01}, "space": ["int2", "int3", "int4", "int8", "cb16"],
+        "budget": {"trials": 16}, "seed": 0, "parallelism": 1,
+    }  # fmt: skip
+    return body | over
+
+
+def wait_for(
+    server: Server,
+    c: httpx.Client,
+    job_id: int,
+    done: Callable[[dict[str, Any]], bool],
+    *,
+    timeout_s: float = JOB_TIMEOUT_S,
+    logs: tuple[str, ...] = ("w1",),
+) -> dict[str, Any]:
+    """Poll ``GET /v1/jobs/{job_id}`` until ``done(job)``; fail with the workers' logs."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        r = c.get(f"/v1/jobs/{job_id}")
+        assert r.status_code == 200, r.text
+        job: dict[str, Any] = r.json()
+        if done(job):
+            return job
+        if time.monotonic() > deadline:
+            text = "\n".join(worker_log(server, n) for n in logs)
+            pytest.fail(f"job {job_id} stuck in {job['status']} ({job['trials_done']}):\n{text}")
+        time.sleep(0.25)

@@ -7,22 +7,19 @@ evaluate it here, and compare with what the API reported: metric and bytes exact
 from __future__ import annotations
 
 import hashlib
-import time
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from engine.artifact import load_artifact
 from engine.pipeline import evaluate_file
 from tests.conftest import Digits
 from tests.service.api.conftest import Server, start_server
-from tests.workers.conftest import start_worker, worker_log
-
-JOB_TIMEOUT_S = 600
+from tests.workers.conftest import FINAL, job_body, start_worker, upload_digits, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -31,41 +28,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     for server in start_server(tmp_path_factory.mktemp("jobs")):
         with start_worker(server):
             yield server
-
-
-def _upload(c: httpx.Client, digits: Digits) -> tuple[int, int]:
-    with open(digits.pt2, "rb") as f:
-        r = c.post("/v1/models", files={"file": ("digits.pt2", f)}, data={"name": "digits"})
-    assert r.status_code == 201, r.text
-    model_id = r.json()["id"]
-    with open(digits.npz, "rb") as f:
-        r = c.post(
-            "/v1/datasets", files={"file": ("digits.npz", f)},
-            data={"name": "digits", "model_id": str(model_id)},
-        )  # fmt: skip
-    assert r.status_code == 201, r.text
-    return model_id, r.json()["id"]
-
-
-def _job(model_id: int, dataset_id: int, **over: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "model_id": model_id, "dataset_id": dataset_id, "metric": "accuracy",
-        "targets": {"max_drop": 0.01}, "space": ["int2", "int3", "int4", "int8", "cb16"],
-        "budget": {"trials": 16}, "seed": 0, "parallelism": 1,
-    }  # fmt: skip
-    return body | over
-
-
-def _wait(server: Server, c: httpx.Client, job_id: int, states: set[str]) -> dict[str, Any]:
-    deadline = time.monotonic() + JOB_TIMEOUT_S
-    while True:
-        r = c.get(f"/v1/jobs/{job_id}")
-        assert r.status_code == 200, r.text
-        job: dict[str, Any] = r.json()
-        if job["status"] in states:
-            return job
-        assert time.monotonic() < deadline, f"job stuck in {job['status']}:\n{worker_log(server)}"
-        time.sleep(0.5)
 
 
 def test_job_runs_to_success_and_its_artifact_matches(
@@ -80,20 +42,25 @@ def test_job_on_postgres_and_redis(
     # A queue of its own: other test runs may share this Redis server.
     extra = {"MPQ_BROKER_URL": redis_url, "MPQ_QUEUE": f"mpq-test-{uuid.uuid4().hex[:8]}"}
     for server in start_server(tmp_path / "data", database_url=postgres_url, **extra):
-        with start_worker(server, **extra):
-            _run_and_check(server, digits, tmp_path)
+        with start_worker(server, concurrency=2, **extra):
+            job = _run_and_check(server, digits, tmp_path)
+    # Both runners ran (whether the second got trials depends on how fast the first went).
+    log = (server.data_dir / "worker-w1.log").read_text()
+    done = re.findall(r"Task (mpq\.\w+)\[[-\w]+\] succeeded", log)
+    assert sorted(done) == ["mpq.finalize", "mpq.run_job", "mpq.run_trials", "mpq.run_trials"]
+    assert {t["runner"] for t in job["trials"]} <= {0, 1}
 
 
-def _run_and_check(stack: Server, digits: Digits, tmp_path: Path) -> None:
+def _run_and_check(stack: Server, digits: Digits, tmp_path: Path) -> dict[str, Any]:
     with stack.client(stack.key_a) as c:
-        model_id, dataset_id = _upload(c, digits)
-        r = c.post("/v1/jobs", json=_job(model_id, dataset_id))
+        model_id, dataset_id = upload_digits(c, digits)
+        r = c.post("/v1/jobs", json=job_body(model_id, dataset_id, parallelism=2))
         assert r.status_code == 202, r.text
         queued = r.json()
         assert queued["status"] in ("queued", "running")
         assert queued["trials_total"] == 16
-        job = _wait(stack, c, queued["id"], {"succeeded", "failed", "cancelled"})
-        assert job["status"] == "succeeded", (job, worker_log(stack))
+        job = wait_for(stack, c, queued["id"], lambda j: j["status"] in FINAL)
+        assert job["status"] == "succeeded", job
         assert job["trials_done"] == 16
         assert job["baseline"]["metric"] > 0.9
         chosen = job["chosen"]
@@ -120,6 +87,7 @@ def _run_and_check(stack: Server, digits: Digits, tmp_path: Path) -> None:
     report = evaluate_file(path, digits.npz, metric="accuracy")
     assert report.value == chosen["metric"]
     assert load_artifact(path).payload_bytes == chosen["payload_bytes"]
+    return job | {"trials": trials["data"]}
 
 
 def test_job_listing_filters_and_other_teams_see_404(stack: Server) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.routes import datasets, health, jobs, models
+from service.api.routes import datasets, health, jobs, metrics, models
 
-__all__ = ["api_router", "health_router"]
+__all__ = ["api_router", "health_router", "metrics_router"]
 
 api_router = APIRouter(prefix="/v1")
 api_router.include_router(models.router)
@@ -14,3 +14,4 @@ api_router.include_router(datasets.router)
 api_router.include_router(jobs.router)
 
 health_router = health.router
+metrics_router = metrics.router

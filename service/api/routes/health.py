@@ -7,7 +7,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from engine.errors import DatabaseUnavailableError
 from service.db.migrate import check_schema
-from service.schemas import Status
+from service.metrics import broker_queue_depth
+from service.schemas import ErrorResponse, Status
 
 __all__ = ["router"]
 
@@ -23,10 +24,18 @@ def healthz() -> Status:
 @router.get(
     "/readyz",
     response_model=Status,
-    responses={503: {"description": "`database_unavailable` or `database_schema`"}},
+    responses={
+        503: {
+            "model": ErrorResponse,
+            "description": "`database_unavailable`, `database_schema` or `broker_unavailable`",
+        }
+    },
 )
 def readyz(request: Request) -> Status:
-    """Readiness: the database is reachable and migrated to this code's schema."""
+    """Readiness: the database is reachable and migrated, and the broker answers.
+
+    The database is checked first; the broker probe gives up after about 2 s.
+    """
     engine = request.app.state.engine
     try:
         check_schema(engine)
@@ -35,4 +44,6 @@ def readyz(request: Request) -> Status:
             f"cannot reach the database ({type(exc).__name__}); check MPQ_DATABASE_URL "
             "and that the server is up"
         ) from None
+    # raises BrokerUnavailableError (503 broker_unavailable) past its timeout
+    broker_queue_depth(request.app.state.queue, request.app.state.settings.queue)
     return Status(status="ready")

@@ -1,0 +1,192 @@
+"""Jobs survive what production throws at them: a SIGKILLed worker, a Redis restart, a cancel.
+
+Real processes throughout (uvicorn, ``mpq worker`` Celery workers, Redis, PostgreSQL or
+the embedded SQLite stack), with short heartbeats so a dead worker is noticed in
+seconds: ``MPQ_HEARTBEAT_S=0.5``, ``MPQ_GRACE_S=3``, a recovery sweep every second.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Digits
+from tests.service.api.conftest import Server, start_server
+from tests.workers.conftest import FINAL, job_body, start_worker, upload_digits, wait_for
+
+FAST = {"MPQ_HEARTBEAT_S": "0.5", "MPQ_GRACE_S": "3", "MPQ_RECOVERY_INTERVAL_S": "1"}
+STACKS = ["embedded", "postgres_redis"]
+
+
+@pytest.fixture(params=STACKS)
+def stack_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """``MPQ_*`` settings of a stack: embedded (SQLite, SQLite broker) or PostgreSQL + Redis."""
+    env = dict(FAST)
+    if request.param == "postgres_redis":
+        env["MPQ_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+        env["MPQ_BROKER_URL"] = request.getfixturevalue("redis_url")
+        env["MPQ_QUEUE"] = f"mpq-test-{uuid.uuid4().hex[:8]}"  # this Redis may be shared
+    return env
+
+
+@contextmanager
+def _stack(tmp: Path, env: dict[str, str]) -> Iterator[Server]:
+    extra = {k: v for k, v in env.items() if k != "MPQ_DATABASE_URL"}
+    yield from start_server(tmp, database_url=env.get("MPQ_DATABASE_URL"), **extra)
+
+
+def _trials(c: httpx.Client, job_id: int) -> list[dict[str, Any]]:
+    r = c.get(f"/v1/jobs/{job_id}/trials")
+    assert r.status_code == 200, r.text
+    return list(r.json()["data"])
+
+
+def _freeze_while_a_trial_runs(c: httpx.Client, job_id: int, pgid: int) -> list[int]:
+    """SIGSTOP the worker at a moment one of its trials is running; return those trials.
+
+    A stopped process changes nothing, so what the API shows then is what a SIGKILL
+    would leave behind. Tries until a running trial is caught (trials run most of the
+    time; a catch comes within a few tries).
+    """
+    for _ in range(200):
+        os.killpg(pgid, signal.SIGSTOP)
+        running = [t["number"] for t in _trials(c, job_id) if t["state"] == "running"]
+        if running:
+            return running
+        os.killpg(pgid, signal.SIGCONT)
+        time.sleep(0.05)
+    pytest.fail("never caught a trial running")
+
+
+def test_a_sigkilled_worker_loses_no_trial_and_counts_none_twice(
+    stack_env: dict[str, str], digits: Digits, tmp_path: Path
+) -> None:
+    budget = 24
+    with _stack(tmp_path / "data", stack_env) as server, server.client(server.key_a) as c:
+        model_id, dataset_id = upload_digits(c, digits)
+        body = job_body(model_id, dataset_id, budget={"trials": budget}, parallelism=2)
+        with start_worker(server, "w1", concurrency=2, **stack_env) as w1:
+            job_id = c.post("/v1/jobs", json=body).json()["id"]
+            wait_for(server, c, job_id, lambda j: j["trials_done"] >= 4 or j["status"] in FINAL)
+            killed = _freeze_while_a_trial_runs(c, job_id, w1.pid)
+            os.killpg(w1.pid, signal.SIGKILL)  # the main process and its pool, mid-trial
+            w1.wait()
+        assert c.get(f"/v1/jobs/{job_id}").json()["status"] == "running"
+        with start_worker(server, "w2", concurrency=2, **stack_env):
+            job = wait_for(server, c, job_id, lambda j: j["status"] in FINAL, logs=("w1", "w2"))
+        trials = _trials(c, job_id)
+
+    assert job["status"] == "succeeded", job
+    counted = [t for t in trials if t["state"] in ("complete", "pruned")]
+    assert job["trials_done"] == len(counted) == budget  # the full budget, none twice
+    by_number = {t["number"]: t for t in trials}
+    for number in killed:  # each trial the kill interrupted failed, and was run again
+        assert by_number[number]["state"] == "fail"
+        again = [t for t in counted if t["retry_of"] == number]
+        # with the plan it had (killed while its plan was being drawn: the part drawn)
+        assert len(again) == 1
+        assert by_number[number]["plan"].items() <= again[0]["plan"].items()
+    assert all(t["state"] != "running" for t in trials)
+    assert {t["number"] for t in trials if t["state"] == "fail"} == set(killed)
+    assert job["result"]["met_targets"] is True and job["chosen"] is not None
+
+
+def test_a_cancel_stops_the_runners_within_seconds(
+    stack_env: dict[str, str], digits: Digits, tmp_path: Path
+) -> None:
+    with _stack(tmp_path / "data", stack_env) as server, server.client(server.key_a) as c:
+        model_id, dataset_id = upload_digits(c, digits)
+        body = job_body(model_id, dataset_id, budget={"trials": 2000}, parallelism=2)
+        with start_worker(server, "w1", concurrency=2, **stack_env):
+            job_id = c.post("/v1/jobs", json=body).json()["id"]
+            wait_for(server, c, job_id, lambda j: j["trials_done"] >= 3)
+            r = c.post(f"/v1/jobs/{job_id}/cancel")
+            assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+            cancelled_at = time.monotonic()
+            # Each runner ends its trial in flight, if any, and returns "cancelled".
+            log = server.data_dir / "worker-w1.log"
+            while log.read_text().count("'cancelled'") < 2:
+                assert time.monotonic() - cancelled_at < 10, log.read_text()
+                time.sleep(0.1)
+            stopped_s = time.monotonic() - cancelled_at
+            settled = _trials(c, job_id)
+            time.sleep(2 * float(FAST["MPQ_GRACE_S"]))  # long enough for a recovery sweep
+            trials = _trials(c, job_id)
+            job = c.get(f"/v1/jobs/{job_id}").json()
+            artifacts = c.get(f"/v1/jobs/{job_id}/artifacts").json()
+    assert stopped_s < 5  # "within a few seconds"
+    assert all(t["state"] != "running" for t in settled)
+    assert trials == settled  # nothing ran after the runners stopped, nothing resumed it
+    assert job["status"] == "cancelled" and job["finished_at"] is not None
+    assert job["trials_done"] <= len([t for t in trials if t["state"] in ("complete", "pruned")])
+    assert artifacts["count"] == 0 and not (server.blob_dir / "jobs" / str(job_id)).exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _redis(port: int, tmp: Path) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_job_completes_across_a_redis_restart(
+    postgres_url: str, digits: Digits, tmp_path: Path
+) -> None:
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is not installed")
+        pytest.skip("redis-server is not installed")
+    port = _free_port()
+    env = FAST | {
+        "MPQ_DATABASE_URL": postgres_url, "MPQ_BROKER_URL": f"redis://127.0.0.1:{port}/0",
+    }  # fmt: skip
+    with (
+        _redis(port, tmp_path) as first,
+        _stack(tmp_path / "data", env) as server,
+        server.client(server.key_a) as c,
+    ):
+        model_id, dataset_id = upload_digits(c, digits)
+        body = job_body(model_id, dataset_id, budget={"trials": 24}, parallelism=2)
+        with start_worker(server, "w1", concurrency=2, **env):
+            job_id = c.post("/v1/jobs", json=body).json()["id"]
+            wait_for(server, c, job_id, lambda j: j["trials_done"] >= 3)
+            first.kill()  # everything Redis held is gone: queued and unacknowledged messages
+            first.wait()
+            time.sleep(1)
+            with _redis(port, tmp_path):
+                job = wait_for(server, c, job_id, lambda j: j["status"] in FINAL)
+    assert job["status"] == "succeeded", job
+    assert job["trials_done"] == 24
