@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from engine.errors import InvalidPlanError, MPQError, QueueUnavailableError
 from search import SearchConfig, SearchSpace, Targets, front, join_search, trial_records
 from service.db import crud
-from service.db.models import Job, Team
+from service.db.models import ApiKey, Job, Team
 from service.queue import RUN_JOB
 from service.schemas import JobCreate
 from service.settings import Settings
@@ -48,7 +48,13 @@ def search_config(request: JobCreate, *, model_path: str, data_path: str) -> Sea
 
 
 def submit_job(
-    session: Session, *, team: Team, request: JobCreate, settings: Settings, queue: Celery
+    session: Session,
+    *,
+    team: Team,
+    request: JobCreate,
+    settings: Settings,
+    queue: Celery,
+    created_by: ApiKey | None = None,
 ) -> Job:
     """Validate ``request``, commit a queued job, then enqueue ``mpq.run_job`` by name.
 
@@ -74,7 +80,7 @@ def submit_job(
     # Paths are blob keys, resolved by each worker under its own blob directory.
     job = crud.create_job(
         session, team=team, model=model, dataset=dataset, config=document,
-        trials_total=config.trials,
+        trials_total=config.trials, created_by=created_by,
     )  # fmt: skip
     try:
         queue.send_task(RUN_JOB, args=[job.id])

@@ -24,6 +24,7 @@ __all__ = [
     "JobPublic",
     "JobTargets",
     "JobsPublic",
+    "KeyRef",
     "ModelDetail",
     "ModelPublic",
     "ModelsPublic",
@@ -51,6 +52,16 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+class KeyRef(BaseModel):
+    """The API key that submitted a row: its id, name and clear prefix (never the secret)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    prefix: str
+
+
 class ModelPublic(BaseModel):
     """An uploaded model (without its inventory)."""
 
@@ -63,6 +74,7 @@ class ModelPublic(BaseModel):
     sha256: str
     size_bytes: int
     created_at: datetime
+    created_by: KeyRef | None = Field(description="the key that uploaded it (null: admin CLI)")
 
 
 class ModelDetail(ModelPublic):
@@ -89,7 +101,9 @@ class DatasetPublic(BaseModel):
     size_bytes: int
     num_samples: int = Field(description="calibration + evaluation samples")
     inputs: dict[str, Any] = Field(description="model input name -> {shape, dtype}")
+    model_id: int | None = Field(description="the model it was validated against")
     created_at: datetime
+    created_by: KeyRef | None = Field(description="the key that uploaded it")
 
 
 class DatasetsPublic(BaseModel):
@@ -170,6 +184,10 @@ class JobPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    heartbeat_at: datetime | None = Field(
+        description="last sign of life of the worker task on it (a stale one is resumed)"
+    )
+    created_by: KeyRef | None = Field(description="the key that submitted it")
 
 
 class JobDetail(JobPublic):

@@ -16,12 +16,13 @@ from sqlalchemy.orm import Session
 
 from engine.errors import UnauthorizedError
 from service.blobs import BlobStore
-from service.db.crud import find_team_by_key
-from service.db.models import Team
+from service.db.crud import find_key
+from service.db.models import ApiKey, Team
 from service.settings import Settings
 
 __all__ = [
     "BlobsDep",
+    "CurrentKey",
     "CurrentTeam",
     "QueueDep",
     "SessionDep",
@@ -70,11 +71,11 @@ def get_blobs(settings: SettingsDep) -> BlobStore:
 BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
 
 
-def get_current_team(
+def get_caller(
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Team:
-    """The team of the request's ``Authorization: Bearer <key>``.
+) -> tuple[ApiKey, Team]:
+    """The API key of the request's ``Authorization: Bearer <key>``, and its team.
 
     Raises:
         UnauthorizedError: no bearer key, or an unknown or revoked one (answered 401
@@ -85,15 +86,31 @@ def get_current_team(
             "this route needs an API key: send 'Authorization: Bearer <key>' "
             "(create one with `mpq admin create-key --team TEAM`)"
         )
-    team = find_team_by_key(session, credentials.credentials)
-    if team is None:
+    found = find_key(session, credentials.credentials)
+    if found is None:
         raise UnauthorizedError(
             "the API key is unknown or revoked; create a new one with `mpq admin create-key`"
         )
-    return team
+    return found
+
+
+Caller = Annotated[tuple[ApiKey, Team], Depends(get_caller)]
+
+
+def get_current_team(caller: Caller) -> Team:
+    """The team the request acts for (every route filters its rows on it)."""
+    return caller[1]
 
 
 CurrentTeam = Annotated[Team, Depends(get_current_team)]
+
+
+def get_current_key(caller: Caller) -> ApiKey:
+    """The API key the request was made with (recorded on the rows it creates)."""
+    return caller[0]
+
+
+CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
 
 
 def get_queue(request: Request) -> Celery:

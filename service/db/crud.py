@@ -39,6 +39,7 @@ __all__ = [
     "find_dataset",
     "find_job",
     "find_job_by_id",
+    "find_key",
     "find_model",
     "find_team_by_key",
     "find_team_by_name",
@@ -151,8 +152,8 @@ def create_api_key(session: Session, *, team: Team, name: str) -> tuple[ApiKey, 
     return key, secret
 
 
-def find_team_by_key(session: Session, secret: str) -> Team | None:
-    """The team an API key acts for, or ``None`` for an unknown, malformed or revoked key.
+def find_key(session: Session, secret: str) -> tuple[ApiKey, Team] | None:
+    """The live API key ``secret`` and its team, or ``None`` (unknown, malformed, revoked).
 
     Candidates are found by the clear prefix; hashes are compared in constant time.
     """
@@ -160,14 +161,20 @@ def find_team_by_key(session: Session, secret: str) -> Team | None:
         return None
     digest = hash_secret(secret)
     rows = session.execute(
-        select(ApiKey.hash, Team)
+        select(ApiKey, Team)
         .join(Team, Team.id == ApiKey.team_id)
         .where(ApiKey.prefix == secret[:SHOWN_CHARS], ApiKey.revoked_at.is_(None))
     ).all()
-    for stored, team in rows:
-        if hmac.compare_digest(stored, digest):
-            return team
+    for key, team in rows:
+        if hmac.compare_digest(key.hash, digest):
+            return key, team
     return None
+
+
+def find_team_by_key(session: Session, secret: str) -> Team | None:
+    """The team an API key acts for, or ``None`` for an unknown, malformed or revoked key."""
+    found = find_key(session, secret)
+    return None if found is None else found[1]
 
 
 def revoke_api_key(session: Session, *, key: ApiKey) -> ApiKey:
@@ -215,7 +222,7 @@ def create_model(
         row = Model(
             team_id=team.id, name=name, version=(latest or 0) + 1, kind=kind, sha256=sha256,
             size_bytes=size_bytes, blob_path=blob_path, ir_blob_path=ir_blob_path,
-            inventory=inventory, created_by_key_id=None if created_by is None else created_by.id,
+            inventory=inventory, created_by=created_by,
         )  # fmt: skip
         session.add(row)
         try:
@@ -284,7 +291,7 @@ def create_dataset(
     row = Dataset(
         team_id=team.id, name=name, sha256=sha256, size_bytes=size_bytes, blob_path=blob_path,
         num_samples=num_samples, inputs=inputs, model_id=None if model is None else model.id,
-        created_by_key_id=None if created_by is None else created_by.id,
+        created_by=created_by,
     )  # fmt: skip
     session.add(row)
     session.commit()
@@ -337,7 +344,7 @@ def create_job(
     row = Job(
         team_id=team.id, model_id=model.id, dataset_id=dataset.id, status=JobStatus.QUEUED,
         config=config, trials_total=trials_total, trials_done=0,
-        created_by_key_id=None if created_by is None else created_by.id,
+        created_by=created_by,
     )  # fmt: skip
     session.add(row)
     session.commit()

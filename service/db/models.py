@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Enum, ForeignKey, Index, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db.base import Base, utcnow
 
@@ -111,6 +111,7 @@ class Model(Base):
     inventory: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by_key_id: Mapped[int | None] = _created_by()
+    created_by: Mapped[ApiKey | None] = relationship(lazy="joined")
 
 
 class Dataset(Base):
@@ -135,6 +136,7 @@ class Dataset(Base):
     inputs: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by_key_id: Mapped[int | None] = _created_by()
+    created_by: Mapped[ApiKey | None] = relationship(lazy="joined")
 
 
 class Job(Base):
@@ -180,6 +182,7 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None]
     finalize_claimed_at: Mapped[datetime | None]
     created_by_key_id: Mapped[int | None] = _created_by()
+    created_by: Mapped[ApiKey | None] = relationship(lazy="joined")
 
 
 class Artifact(Base):

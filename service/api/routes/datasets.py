@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import BlobsDep, CurrentTeam, SessionDep, SettingsDep
+from service.api.deps import BlobsDep, CurrentKey, CurrentTeam, SessionDep, SettingsDep
 from service.api.routes.models import multipart
 from service.db import crud
 from service.schemas import DatasetPublic, DatasetsPublic, ErrorResponse
@@ -35,8 +35,8 @@ MULTIPART = multipart(
     responses={404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}},
 )
 async def upload_dataset(
-    request: Request, session: SessionDep, team: CurrentTeam, settings: SettingsDep,
-    blobs: BlobsDep,
+    request: Request, session: SessionDep, team: CurrentTeam, key: CurrentKey,
+    settings: SettingsDep, blobs: BlobsDep,
 ) -> DatasetPublic:  # fmt: skip
     """Upload an `.npz` or `.safetensors` file with one array per input of `model_id`.
 
@@ -54,7 +54,15 @@ async def upload_dataset(
         upload.discard()
         raise
     row = await run_in_threadpool(
-        lambda: add_dataset(session, store=blobs, team=team, name=name, model=model, upload=upload)
+        lambda: add_dataset(
+            session,
+            store=blobs,
+            team=team,
+            name=name,
+            model=model,
+            upload=upload,
+            created_by=key,
+        )
     )
     return DatasetPublic.model_validate(row)
 

@@ -9,7 +9,14 @@ from fastapi.responses import FileResponse
 
 from engine.errors import NotFoundError
 from service import jobs
-from service.api.deps import BlobsDep, CurrentTeam, QueueDep, SessionDep, SettingsDep
+from service.api.deps import (
+    BlobsDep,
+    CurrentKey,
+    CurrentTeam,
+    QueueDep,
+    SessionDep,
+    SettingsDep,
+)
 from service.db import crud
 from service.db.models import Job, JobStatus
 from service.schemas import (
@@ -47,7 +54,8 @@ def _detail(job: Job) -> JobDetail:
     responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
 )
 def submit_job(
-    request: JobCreate, session: SessionDep, team: CurrentTeam, settings: SettingsDep,
+    request: JobCreate, session: SessionDep, team: CurrentTeam, key: CurrentKey,
+    settings: SettingsDep,
     queue: QueueDep,
 ) -> JobDetail:  # fmt: skip
     """Queue a search of `model_id` on `dataset_id`; workers pick it up.
@@ -55,7 +63,9 @@ def submit_job(
     Answers 202 with the queued job; follow it with `GET /v1/jobs/{id}`. Invalid
     targets, formats or metrics answer 422 (`invalid_request`, `invalid_plan`).
     """
-    job = jobs.submit_job(session, team=team, request=request, settings=settings, queue=queue)
+    job = jobs.submit_job(
+        session, team=team, request=request, settings=settings, queue=queue, created_by=key
+    )
     return _detail(job)
 
 

@@ -7,7 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import BlobsDep, CurrentTeam, SessionDep, SettingsDep, TrustUploadsDep
+from service.api.deps import (
+    BlobsDep,
+    CurrentKey,
+    CurrentTeam,
+    SessionDep,
+    SettingsDep,
+    TrustUploadsDep,
+)
 from service.db import crud
 from service.schemas import ErrorResponse, ModelDetail, ModelPublic, ModelsPublic
 from service.uploads import add_model, receive_upload
@@ -44,8 +51,8 @@ MULTIPART = multipart(name={"type": "string", "description": "versions count up 
     responses={413: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
 )
 async def upload_model(
-    request: Request, session: SessionDep, team: CurrentTeam, settings: SettingsDep,
-    blobs: BlobsDep, trust: TrustUploadsDep,
+    request: Request, session: SessionDep, team: CurrentTeam, key: CurrentKey,
+    settings: SettingsDep, blobs: BlobsDep, trust: TrustUploadsDep,
 ) -> ModelDetail:  # fmt: skip
     """Upload a `.pt2` (torch.export) or `.onnx` model as the next version of `name`.
 
@@ -60,7 +67,15 @@ async def upload_model(
         upload.discard()
         raise
     row = await run_in_threadpool(
-        lambda: add_model(session, store=blobs, team=team, name=name, upload=upload, trust=trust)
+        lambda: add_model(
+            session,
+            store=blobs,
+            team=team,
+            name=name,
+            upload=upload,
+            trust=trust,
+            created_by=key,
+        )
     )
     return ModelDetail.model_validate(row)
 

@@ -11,6 +11,7 @@ import pytest
 
 from service.api.errors import STATUS
 from tests.conftest import Digits
+from tests.engine.malicious import VECTORS, build_malicious_pt2
 from tests.service.api.conftest import Server
 
 PICKLE = b"\x80\x04K\x01."  # torch.save-style pickle protocol 4 of the int 1
@@ -52,6 +53,11 @@ def test_upload_list_get_and_versions(server: Server, digits: Digits) -> None:
         assert first.status_code == 201, first.text
         model = first.json()
         assert model["version"] == 1 and model["kind"] == "pt2"
+        # who uploaded it: the key's name and clear prefix, never the secret
+        assert model["created_by"]["prefix"] == server.key_a[:12]
+        assert set(model["created_by"]) == {"id", "name", "prefix"}
+        # the importer's IR is kept beside the upload: it is all the workers load
+        assert (server.blob_dir / "ir" / f"{model['sha256']}.ir").is_file()
         assert len(model["inventory"]["layers"]) == 4
         assert (server.blob_dir / "models" / f"{model['sha256']}.pt2").is_file()
 
@@ -73,6 +79,7 @@ def test_upload_list_get_and_versions(server: Server, digits: Digits) -> None:
         assert data.status_code == 201, data.text
         ds = data.json()
         assert ds["num_samples"] > 0 and len(ds["inputs"]) == 1
+        assert ds["model_id"] == model["id"] and ds["created_by"] == model["created_by"]
         assert (server.blob_dir / "datasets" / f"{ds['sha256']}.npz").is_file()
         assert c.get(f"/v1/datasets/{ds['id']}").json() == ds
     assert not list((server.blob_dir / "tmp").iterdir())
@@ -115,6 +122,16 @@ def test_bad_model_files(server: Server, tmp_path: Path) -> None:
     empty.write_bytes(b"")
     _bad_input(server, lambda c: _upload_model(c, pickle, "m"), 422, "torch_save_pickle")
     _bad_input(server, lambda c: _upload_model(c, empty, "m"), 422, "corrupt_file")
+
+
+@pytest.mark.parametrize("vector", VECTORS)
+def test_malicious_model_files_are_refused_and_run_nothing(
+    server: Server, vector: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker"  # the payload would create it, in any process it ran in
+    evil = build_malicious_pt2(vector, tmp_path / "evil.pt2", marker)
+    _bad_input(server, lambda c: _upload_model(c, evil, "evil"), 422, "unsafe_archive")
+    assert not marker.exists()
 
 
 def test_bad_dataset(server: Server, digits: Digits, tmp_path: Path) -> None:

@@ -70,6 +70,8 @@ def test_submit_answers_202_queued_and_cancel_is_idempotent(
         assert job["status"] == "queued" and job["trials_done"] == 0
         assert job["trials_total"] == 4 and job["chosen"] is None
         assert job["config"]["parallelism"] == 4  # capped by max_parallelism
+        assert job["created_by"]["prefix"] == jobs_server.key_a[:12]  # who submitted it
+        assert job["heartbeat_at"] is None  # no worker has touched it
         assert c.get(f"/v1/jobs/{job['id']}").json()["status"] == "queued"
         assert c.get(f"/v1/jobs/{job['id']}/trials").json() == {"data": [], "count": 0, "front": []}
         assert c.get(f"/v1/jobs/{job['id']}/artifacts").json() == {"data": [], "count": 0}
