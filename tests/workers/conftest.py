@@ -28,6 +28,7 @@ __all__ = [
     "job_body",
     "postgres_url",
     "redis_url",
+    "require_redis",
     "start_worker",
     "upload_digits",
     "wait_for",
@@ -40,8 +41,7 @@ FINAL = {"succeeded", "failed", "cancelled"}
 REDIS_URL = os.environ.get("MPQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-@pytest.fixture
-def redis_url() -> str:
+def require_redis() -> str:
     """The test Redis server's URL (skips where it is down; fails under CI)."""
     import redis
 
@@ -56,6 +56,12 @@ def redis_url() -> str:
     finally:
         client.close()
     return REDIS_URL
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The test Redis server's URL (skips where it is down; fails under CI)."""
+    return require_redis()
 
 
 @contextmanager

@@ -1,7 +1,10 @@
-"""End to end on the embedded default: uvicorn + a real Celery worker, SQLite + SQLite broker.
+"""End to end over real processes: uvicorn + a Celery worker, on both stacks.
 
-Upload the digits model and data, run a job to success, download ``model.mpq``,
-evaluate it here, and compare with what the API reported: metric and bytes exactly.
+``embedded``: SQLite database and the SQLite broker, no server. ``postgres_redis``:
+PostgreSQL and Redis, as in production. On each: upload the digits model and data, run
+a job (two trial runners) to success, download ``model.mpq``, evaluate it here, and
+compare with what the API reported (metric and bytes exactly); then every route of the
+API, called with another team's key, answers 404 for this team's rows.
 """
 
 from __future__ import annotations
@@ -10,45 +13,60 @@ import hashlib
 import re
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from engine.artifact import load_artifact
 from engine.pipeline import evaluate_file
 from tests.conftest import Digits
 from tests.service.api.conftest import Server, start_server
-from tests.workers.conftest import FINAL, job_body, start_worker, upload_digits, wait_for
+from tests.service.conftest import throwaway_postgres
+from tests.workers.conftest import (
+    FINAL,
+    job_body,
+    require_redis,
+    start_worker,
+    upload_digits,
+    wait_for,
+)
+
+DONE: dict[str, dict[str, Any]] = {}  # per stack: ids of the succeeded job's rows
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """An API server and one worker on a fresh data directory."""
-    for server in start_server(tmp_path_factory.mktemp("jobs")):
-        with start_worker(server):
-            yield server
+@pytest.fixture(scope="module", params=["embedded", "postgres_redis"])
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """An API server and a two-process worker on a fresh data directory and database."""
+    with ExitStack() as stack:
+        extra: dict[str, str] = {}
+        database_url = None
+        if request.param == "postgres_redis":
+            database_url = stack.enter_context(throwaway_postgres())
+            # A queue of its own: other test runs may share this Redis server.
+            extra = {"MPQ_BROKER_URL": require_redis(),
+                     "MPQ_QUEUE": f"mpq-test-{uuid.uuid4().hex[:8]}"}  # fmt: skip
+        tmp = tmp_path_factory.mktemp(request.param)
+        for server in start_server(tmp, database_url=database_url, **extra):
+            with start_worker(server, concurrency=2, **extra):
+                server.stack_name = request.param
+                yield server
 
 
 def test_job_runs_to_success_and_its_artifact_matches(
     stack: Server, digits: Digits, tmp_path: Path
 ) -> None:
-    _run_and_check(stack, digits, tmp_path)
-
-
-def test_job_on_postgres_and_redis(
-    postgres_url: str, redis_url: str, digits: Digits, tmp_path: Path
-) -> None:
-    # A queue of its own: other test runs may share this Redis server.
-    extra = {"MPQ_BROKER_URL": redis_url, "MPQ_QUEUE": f"mpq-test-{uuid.uuid4().hex[:8]}"}
-    for server in start_server(tmp_path / "data", database_url=postgres_url, **extra):
-        with start_worker(server, concurrency=2, **extra):
-            job = _run_and_check(server, digits, tmp_path)
+    job = _run_and_check(stack, digits, tmp_path)
     # Both runners ran (whether the second got trials depends on how fast the first went).
-    log = (server.data_dir / "worker-w1.log").read_text()
+    log = (stack.data_dir / "worker-w1.log").read_text()
     done = re.findall(r"Task (mpq\.\w+)\[[-\w]+\] succeeded", log)
     assert sorted(done) == ["mpq.finalize", "mpq.run_job", "mpq.run_trials", "mpq.run_trials"]
     assert {t["runner"] for t in job["trials"]} <= {0, 1}
+    DONE[stack.stack_name] = job
 
 
 def _run_and_check(stack: Server, digits: Digits, tmp_path: Path) -> dict[str, Any]:
@@ -90,16 +108,58 @@ def _run_and_check(stack: Server, digits: Digits, tmp_path: Path) -> dict[str, A
     return job | {"trials": trials["data"]}
 
 
-def test_job_listing_filters_and_other_teams_see_404(stack: Server) -> None:
+# Where a route's path parameters come from: team A's rows (the succeeded job's).
+_PARAMS = {"model_id": "model_id", "dataset_id": "dataset_id", "job_id": "id"}
+_OPEN = {"/healthz", "/readyz", "/metrics"}
+
+
+def test_every_route_hides_one_teams_rows_from_another(stack: Server) -> None:
+    job = DONE.get(stack.stack_name)
+    if job is None:
+        pytest.fail("the job of test_job_runs_to_success... did not succeed")
+    ids = {"model_id": job["model_id"], "dataset_id": job["dataset_id"], "id": job["id"]}
     with stack.client(stack.key_a) as a, stack.client(stack.key_b) as b:
-        jobs = a.get("/v1/jobs", params={"status": "succeeded"}).json()
-        assert jobs["count"] >= 1
-        job_id = jobs["data"][0]["id"]
-        for path in ("", "/trials", "/artifacts", "/artifacts/model.mpq"):
-            r = b.get(f"/v1/jobs/{job_id}{path}")
-            assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
-        r = b.post(f"/v1/jobs/{job_id}/cancel")
-        assert r.status_code == 404
-        assert b.get("/v1/jobs").json()["count"] == 0
-        r = a.post(f"/v1/jobs/{job_id}/cancel")
-        assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
+        routes = a.get("/openapi.json").json()["paths"]
+        covered = set()
+        for path, methods in routes.items():
+            if path in _OPEN:
+                continue
+            for method in methods:
+                covered.add((method, path))
+                _check_route(a, b, method, path, ids)
+    # Every route of the API was called: a new route cannot skip this matrix.
+    assert {(m, p) for p, ms in routes.items() if p not in _OPEN for m in ms} == covered
+    assert len(covered) >= 12
+
+
+def _check_route(
+    a: httpx.Client, b: httpx.Client, method: str, path: str, ids: dict[str, int]
+) -> None:
+    url = path.replace("{name}", "model.mpq")
+    for param, key in _PARAMS.items():
+        url = url.replace("{" + param + "}", str(ids[key]))
+    assert "{" not in url, f"no value for a parameter of {path}"
+    where = f"{method.upper()} {path}"
+    if method == "get" and "{" not in path:  # a listing: B sees none of A's rows
+        assert a.get(url).json()["count"] >= 1, where
+        assert b.get(url).json()["count"] == 0, where
+    elif method == "get":
+        assert a.get(url).status_code == 200, where
+        r = b.get(url)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", where
+    elif path == "/v1/jobs/{job_id}/cancel":
+        r = b.post(url)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", where
+        assert a.post(url).json()["error"]["code"] == "conflict", where  # A: it succeeded
+    elif path == "/v1/jobs":  # B cannot run a search on A's model or data
+        body = job_body(ids["model_id"], ids["dataset_id"])
+        r = b.post(url, json=body)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", where
+    elif path == "/v1/datasets":  # nor validate data against (and so probe) A's model
+        files = {"file": ("d.npz", b"PK\x05\x06" + bytes(18))}
+        r = b.post(url, files=files, data={"name": "probe", "model_id": str(ids["model_id"])})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", where
+    elif path == "/v1/models":  # uploads refer to no existing row; B's go to B
+        pass
+    else:
+        pytest.fail(f"{where}: add this route to the isolation matrix")

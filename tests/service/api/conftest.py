@@ -35,6 +35,7 @@ class Server:
     key_a: str
     key_b: str
     process: subprocess.Popen[bytes]
+    stack_name: str = "embedded"
 
     @property
     def blob_dir(self) -> Path:
