@@ -112,7 +112,8 @@ def open_storage(url: str | None, *, read_only: bool = False) -> BaseStorage | N
     if url is None:
         return None
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    storage = RDBStorage(url, engine_kwargs=kwargs)
+    # A reader must not create Optuna's tables (the API on a database no job used yet).
+    storage = RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=read_only)
     if url.startswith("sqlite"):
         from sqlalchemy import event
 

@@ -95,11 +95,11 @@ def submit_job(
 def job_trials(job: Job, *, settings: Settings) -> tuple[list[dict[str, Any]], list[int]]:
     """The trials of ``job``'s Optuna study so far, and the numbers of its Pareto front.
 
-    A job whose study does not exist yet (queued, or failed before the search began)
-    has no trials.
+    A job whose study does not exist yet (queued, or failed or cancelled before the
+    search began: it has no baseline) has no trials.
     """
-    if job.study_name is None:
-        return [], []
+    if job.study_name is None or job.baseline is None:
+        return [], []  # the study is made (and ready) before the job gets its baseline
     try:
         search = join_search(settings.study_url, job.study_name, worker=0, read_only=True)
     except (KeyError, MPQError):

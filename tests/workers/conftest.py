@@ -22,7 +22,7 @@ import pytest
 
 from tests.conftest import Digits
 from tests.service.api.conftest import ROOT, Server
-from tests.service.conftest import postgres_url
+from tests.service.conftest import postgres_url, require_redis
 
 __all__ = [
     "job_body",
@@ -37,25 +37,6 @@ __all__ = [
 
 JOB_TIMEOUT_S = 600
 FINAL = {"succeeded", "failed", "cancelled"}
-
-REDIS_URL = os.environ.get("MPQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def require_redis() -> str:
-    """The test Redis server's URL (skips where it is down; fails under CI)."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        reason = f"Redis unreachable at {REDIS_URL}: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    finally:
-        client.close()
-    return REDIS_URL
 
 
 @pytest.fixture

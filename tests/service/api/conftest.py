@@ -12,8 +12,9 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,7 @@ import pytest
 from sqlalchemy import func, select
 
 from service.db import Dataset, Model, make_engine
+from tests.service.conftest import require_redis, throwaway_postgres
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -119,13 +121,34 @@ def start_server(tmp: Path, *, database_url: str | None = None, **extra: str) ->
         log.close()
 
 
+STACKS = ["embedded", "postgres_redis"]
+"""The two deployments: SQLite + the SQLite broker, and PostgreSQL + Redis."""
+
+
+def start_stack(name: str, tmp: Path, **extra: str) -> Iterator[Server]:
+    """Start a server on stack ``name`` (see :data:`STACKS`); yield it; stop it.
+
+    ``postgres_redis`` gets a throwaway database and a queue of its own on the test
+    Redis (other runs may share it), deleted afterwards.
+    """
+    if name == "embedded":
+        yield from start_server(tmp, **extra)
+        return
+    queue = f"mpq-test-{uuid.uuid4().hex[:8]}"
+    redis_url = require_redis()
+    with throwaway_postgres() as url:
+        for server in start_server(
+            tmp, database_url=url, MPQ_BROKER_URL=redis_url, MPQ_QUEUE=queue, **extra
+        ):
+            yield replace(server, stack_name=name)
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.delete(queue)
+    client.close()
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One SQLite-backed server shared by a test module."""
     yield from start_server(tmp_path_factory.mktemp("api"))
-
-
-@pytest.fixture(scope="module")
-def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server whose upload limit is 4 KiB."""
-    yield from start_server(tmp_path_factory.mktemp("api_small"), MPQ_MAX_UPLOAD_BYTES="4096")

@@ -1,7 +1,11 @@
-"""The API over HTTP against a real uvicorn process: uploads, reads, isolation, bad input."""
+"""The API over HTTP against a real uvicorn process: uploads, reads, isolation, bad input.
+
+Every test runs on both stacks: SQLite + the SQLite broker, and PostgreSQL + Redis.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +16,26 @@ import pytest
 from service.api.errors import STATUS
 from tests.conftest import Digits
 from tests.engine.malicious import VECTORS, build_malicious_pt2
-from tests.service.api.conftest import Server
+from tests.service.api.conftest import STACKS, Server, start_stack
 
 PICKLE = b"\x80\x04K\x01."  # torch.save-style pickle protocol 4 of the int 1
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A server on each stack in turn, shared by this module's tests."""
+    yield from start_stack(request.param, tmp_path_factory.mktemp(request.param))
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def small_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A server whose upload limit is 4 KiB, on each stack."""
+    tmp = tmp_path_factory.mktemp(f"small-{request.param}")
+    yield from start_stack(request.param, tmp, MPQ_MAX_UPLOAD_BYTES="4096")
 
 
 def _error(response: httpx.Response, status: int, code: str) -> str:

@@ -1,7 +1,7 @@
 """``/v1/jobs`` without a worker: submission, validation, cancellation, isolation.
 
-The server is real (uvicorn on SQLite, the embedded SQLite broker); with no worker
-running, submitted jobs stay queued, which is what these tests need.
+The server is real (uvicorn; SQLite + the SQLite broker, then PostgreSQL + Redis); with
+no worker running, submitted jobs stay queued, which is what these tests need.
 """
 
 from __future__ import annotations
@@ -15,12 +15,15 @@ from sqlalchemy import func, select
 
 from service.db import Job, make_engine
 from tests.conftest import Digits
-from tests.service.api.conftest import Server, start_server
+from tests.service.api.conftest import STACKS, Server, start_stack
 
 
-@pytest.fixture(scope="module")
-def jobs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    yield from start_server(tmp_path_factory.mktemp("api_jobs"))
+@pytest.fixture(scope="module", params=STACKS)
+def jobs_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A server with no worker, on each stack (jobs sent to the broker stay queued)."""
+    yield from start_stack(request.param, tmp_path_factory.mktemp(f"jobs-{request.param}"))
 
 
 @pytest.fixture(scope="module")
