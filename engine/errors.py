@@ -28,6 +28,7 @@ __all__ = [
     "InvalidNameError",
     "InvalidPlanError",
     "InvalidRequestError",
+    "InvalidSettingsError",
     "MPQError",
     "MissingInputsError",
     "ModelFormatError",
@@ -284,6 +285,12 @@ class QueueUnavailableError(MPQError):
     """The job queue (the Celery broker) cannot be reached to enqueue work."""
 
     code = "queue_unavailable"
+
+
+class InvalidSettingsError(MPQError):
+    """An ``MPQ_*`` setting has a value the service cannot run with."""
+
+    code = "invalid_settings"
 
 
 class BrokerUnavailableError(MPQError):

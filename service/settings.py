@@ -25,9 +25,11 @@ import functools
 import os
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
+
+from engine.errors import InvalidSettingsError
 
 __all__ = ["STUDY_SCHEMA", "Settings", "default_data_dir", "get_settings"]
 
@@ -128,5 +130,17 @@ def _study_url(database_url: str, data_dir: Path) -> str:
 
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process's settings, read from the environment once and cached."""
-    return Settings()
+    """The process's settings, read from the environment once and cached.
+
+    Raises:
+        InvalidSettingsError: an ``MPQ_*`` variable has an unusable value (named).
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            (f"MPQ_{'_'.join(str(p) for p in e['loc']).upper()}: " if e["loc"] else "")
+            + str(e["msg"]).removeprefix("Value error, ")
+            for e in exc.errors()
+        )
+        raise InvalidSettingsError(f"invalid settings: {problems}") from None

@@ -161,6 +161,7 @@ def finalize_job(ctx: WorkerContext, job_id: int) -> str:
             search = Search(search.study, config, search.baseline, search.float_bytes)
             result = finalize(search, ev, out_dir, source_sha256=source_sha256)
         except MPQError as exc:
+            shutil.rmtree(out_dir, ignore_errors=True)  # no artifact row will refer to it
             return _fail(ctx, job_id, exc)
         files = [_artifact(blobs, out_dir, n) for n in ARTIFACTS if (out_dir / n).is_file()]
         summary = {k: v for k, v in result.items() if k != "trials"}

@@ -52,6 +52,7 @@ STATUS: dict[str, int] = {
     "database_schema": 503,
     "database_unavailable": 503,
     "queue_unavailable": 503,
+    "invalid_settings": 500,
     "sandbox_unavailable": 503,
 }
 """HTTP status of each error code: the one place where codes meet statuses."""

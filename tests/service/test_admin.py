@@ -92,3 +92,21 @@ def test_db_downgrade_to_base_empties_the_database(env: dict[str, str], tmp_path
     assert down.returncode == 0, down.stderr
     after = _mpq(env, "admin", "create-team", "acme")
     assert after.returncode == 2 and after.stderr.startswith("error[database_schema]: ")
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [({"MPQ_API_PORT": "abc"}, "MPQ_API_PORT"), ({"MPQ_GRACE_S": "1"}, "MPQ_GRACE_S")],
+)
+def test_bad_settings_exit_2_naming_the_variable(
+    env: dict[str, str], named: str, tmp_path: Path
+) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MPQ_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "service.cli", "db", "upgrade"],
+        env=clean | {"MPQ_DATA_DIR": str(tmp_path), **env}, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error[invalid_settings]: ") and named in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "mpq.db").exists()
