@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import func, select
 
 from service.db import Team, make_engine
-from tests.service.api.conftest import ROOT, _free_port
+from tests.service.api.conftest import ROOT, free_port
 
 STARTUP_S = 90
 STOP_S = 30
@@ -97,7 +97,7 @@ class Up:
 @contextmanager
 def mpq_up(data_dir: Path) -> Iterator[Up]:
     """Start ``mpq up`` on a free port over ``data_dir``; kill it if the test did not stop it."""
-    up = Up(data_dir, _free_port())
+    up = Up(data_dir, free_port())
     try:
         yield up
     finally:

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import Digits
-from tests.service.api.conftest import Server, start_server
+from tests.service.api.conftest import Server, free_port, start_server
 from tests.workers.conftest import FINAL, job_body, start_worker, upload_digits, wait_for
 
 FAST = {"MPQ_HEARTBEAT_S": "0.5", "MPQ_GRACE_S": "3", "MPQ_RECOVERY_INTERVAL_S": "1"}
@@ -134,12 +134,6 @@ def test_a_cancel_stops_the_runners_within_seconds(
     assert artifacts["count"] == 0 and not (server.blob_dir / "jobs" / str(job_id)).exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def _redis(port: int, tmp: Path) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(
@@ -169,7 +163,7 @@ def test_a_job_completes_across_a_redis_restart(
         if os.environ.get("CI") == "true":
             pytest.fail("redis-server is not installed")
         pytest.skip("redis-server is not installed")
-    port = _free_port()
+    port = free_port()
     env = FAST | {
         "MPQ_DATABASE_URL": postgres_url, "MPQ_BROKER_URL": f"redis://127.0.0.1:{port}/0",
     }  # fmt: skip

@@ -65,7 +65,8 @@ class Server:
         return {str(p.relative_to(self.blob_dir)) for p in self.blob_dir.rglob("*") if p.is_file()}
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -92,7 +93,7 @@ def start_server(tmp: Path, *, database_url: str | None = None, **extra: str) ->
     for team in ("alpha", "beta"):
         _mpq(env, "admin", "create-team", team)
         keys.append(_mpq(env, "admin", "create-key", "--team", team).strip())
-    port = _free_port()
+    port = free_port()
     log = open(tmp / "server.log", "wb")  # noqa: SIM115 -- closed after the server stops
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "service.main:app", "--port", str(port)],
