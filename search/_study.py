@@ -24,6 +24,7 @@ serve single-objective studies only, so prefix values are kept in user attrs.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass, replace
@@ -107,10 +108,22 @@ def open_storage(url: str | None, *, read_only: bool = False) -> BaseStorage | N
     transition -- seen here as a dead trial retried twice. Taking SQLite's write lock
     at BEGIN makes each such change atomic, at the price of serialising storage access.
     A ``read_only`` reader (the API listing trials) begins deferred instead: under WAL
-    it reads the last commit without waiting for a writer, even a stalled one.
+    it reads the last commit without waiting for a writer, even a stalled one. Readers
+    are kept per URL for the life of the process (the API reads a study on every
+    ``GET /v1/jobs/{id}/trials``; a new engine each time cost tens of milliseconds).
     """
     if url is None:
         return None
+    return _reader(url) if read_only else _new_storage(url, read_only=False)
+
+
+@functools.lru_cache(maxsize=8)
+def _reader(url: str) -> BaseStorage:
+    return _new_storage(url, read_only=True)
+
+
+def _new_storage(url: str, *, read_only: bool) -> BaseStorage:
+    """A new RDB storage for ``url`` (see :func:`open_storage`)."""
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     # A reader must not create Optuna's tables (the API on a database no job used yet).
     storage = RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=read_only)
