@@ -141,6 +141,10 @@ def run_trials(
         ran += 1
         if on_trial is not None:
             on_trial(record)
+    if heartbeat_s is not None:
+        # Past the deadline no loop turn ran: still settle dead runners' trials, or the
+        # study would never look finished (their retries wait, and are never run).
+        fail_stale_trials(study, grace_s=grace_s)
     return ran
 
 

@@ -90,3 +90,16 @@ def test_open_search_remakes_a_study_whose_creation_was_interrupted(
     assert search.study.user_attrs["ready"] is True
     again = open_search(_config(digits, tmp_path), evaluator, storage_url=url, name="s")
     assert again.study._study_id == search.study._study_id  # complete: joined, not remade
+
+
+def test_past_the_deadline_a_dead_runners_trial_is_still_settled(
+    digits: Digits, evaluator, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    search = create_search(_config(digits, tmp_path), evaluator, storage_url=url, name="s")
+    dead = _orphan(search.study, evaluator)
+    time.sleep(1.2)
+    ran = run_trials(search, evaluator, deadline=time.time() - 1, heartbeat_s=0.2, grace_s=1.0)
+    state = progress(search)
+    assert (ran, state.running) == (0, 0)  # nothing ran, and nothing is left running
+    assert search.study.get_trials()[dead.number].state == TrialState.FAIL
