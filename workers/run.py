@@ -29,6 +29,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import optuna
 from sqlalchemy import text
 
 from engine.errors import MPQError
@@ -79,6 +80,10 @@ def prepare(ctx: WorkerContext, job_id: int) -> str:
             search = open_search(config, ev, storage_url=ctx.settings.study_url, name=name)
         except MPQError as exc:
             return _fail(ctx, job_id, exc)
+        except optuna.exceptions.DuplicatedStudyError:
+            # A duplicate delivery is preparing the same job right now; it carries on.
+            log.info("job %s is being prepared by another task; leaving it to that one", job_id)
+            return "duplicate"
         baseline = {"metric": search.baseline, "bytes": search.float_bytes}
         with ctx.sessions() as session:
             if not crud.start_job(session, job_id=job_id, baseline=baseline):
