@@ -63,6 +63,10 @@ def make_celery(settings: Settings, **conf: Any) -> Celery:
         task_publish_retry_policy=PUBLISH_RETRY,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=5,
+        # A broker outage must not stop running trials: they need only the database,
+        # and every task is idempotent should its message come back (Celery 6 will
+        # default to cancelling them; pinned here).
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
         **conf,
     )
