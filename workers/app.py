@@ -17,9 +17,15 @@ from service.db.session import make_engine, session_factory
 from service.queue import make_celery
 from service.settings import get_settings
 
-__all__ = ["app"]
+__all__ = ["app", "send"]
 
 app = make_celery(get_settings(), include=["workers.tasks"])
+
+
+def send(name: str, args: list[Any]) -> None:
+    """Enqueue task ``name`` with ``args`` on the workers' queue."""
+    app.send_task(name, args=args)
+
 
 _sweepers: list[Any] = []
 
@@ -30,10 +36,6 @@ def _start_recovery(**_: Any) -> None:
 
     settings = get_settings()
     sessions = session_factory(make_engine(settings.database_url, poolclass=NullPool))
-
-    def send(name: str, args: list[Any]) -> None:
-        app.send_task(name, args=args)
-
     sweeper = Sweeper(sessions, settings, send)
     sweeper.start()
     _sweepers.append(sweeper)

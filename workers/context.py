@@ -26,7 +26,7 @@ from service.db import liveness
 from service.db.models import JobStatus
 from service.settings import Settings
 
-__all__ = ["Alive", "WorkerContext"]
+__all__ = ["Alive", "Send", "WorkerContext"]
 
 log = logging.getLogger("workers.context")
 
@@ -34,6 +34,7 @@ EVALUATORS = 2
 """Evaluators kept per worker process (a MiniLM one holds a few hundred MB)."""
 
 Send = Callable[[str, list[Any]], None]
+"""``send(task_name, args)``: enqueue a task by name."""
 
 
 @dataclass

@@ -32,7 +32,7 @@ from service.db import liveness
 from service.db.models import JobStatus
 from service.queue import FINALIZE, RUN_JOB
 from service.settings import Settings
-from workers.context import Send, WorkerContext
+from workers.context import Send
 from workers.run import send_runners
 
 __all__ = ["Sweeper", "sweep"]
@@ -50,13 +50,12 @@ def sweep(sessions: sessionmaker[Session], settings: Settings, send: Send) -> li
                 continue  # another worker's sweep took it
             log.warning("job %s has been silent for over %.0f s; resuming it", job.id,
                         settings.grace_s)  # fmt: skip
-            ctx = WorkerContext(settings, sessions, send)
             if job.status == JobStatus.QUEUED:
                 send(RUN_JOB, [job.id])
             elif job.finalize_claimed_at is not None:
                 send(FINALIZE, [job.id])
             else:
-                send_runners(ctx, job.id, max(1, int(job.config.get("parallelism", 1))))
+                send_runners(send, job.id, max(1, int(job.config.get("parallelism", 1))))
             resumed.append(job.id)
     return resumed
 

@@ -49,7 +49,7 @@ from service.db import crud, liveness
 from service.db.models import Job, JobStatus, Model
 from service.queue import FINALIZE, RUN_TRIALS
 from service.settings import STUDY_SCHEMA
-from workers.context import WorkerContext
+from workers.context import Send, WorkerContext
 
 __all__ = ["ARTIFACTS", "JobCancelled", "finalize_job", "prepare", "run_runner"]
 
@@ -88,15 +88,15 @@ def prepare(ctx: WorkerContext, job_id: int) -> str:
         with ctx.sessions() as session:
             if not crud.start_job(session, job_id=job_id, baseline=baseline):
                 return "cancelled"
-    send_runners(ctx, job_id, parallelism)
+    send_runners(ctx.send, job_id, parallelism)
     return "running"
 
 
-def send_runners(ctx: WorkerContext, job_id: int, parallelism: int) -> None:
+def send_runners(send: Send, job_id: int, parallelism: int) -> None:
     """Enqueue the job's ``parallelism`` trial runners (a failure is left to recovery)."""
     for runner in range(parallelism):
         try:
-            ctx.send(RUN_TRIALS, [job_id, runner])
+            send(RUN_TRIALS, [job_id, runner])
         except Exception as exc:
             log.error("job %s: could not send runner %s (%s); recovery will", job_id, runner, exc)
             return
@@ -118,9 +118,7 @@ def run_runner(ctx: WorkerContext, job_id: int, runner: int) -> str:
     with ctx.heartbeat(job_id) as alive:
         try:
             ev = ctx.evaluator(config)
-            search = join_search(settings.study_url, name, worker=runner)
-            # The study keeps the row's blob keys; this worker's paths are in `config`.
-            search = Search(search.study, config, search.baseline, search.float_bytes)
+            search = _join(ctx, config, name, runner)
             ran = run_trials(
                 search, ev, worker=runner, on_trial=_Progress(ctx, job_id, search),
                 deadline=deadline, heartbeat_s=settings.heartbeat_s, grace_s=settings.grace_s,
@@ -162,8 +160,7 @@ def finalize_job(ctx: WorkerContext, job_id: int) -> str:
     with ctx.heartbeat(job_id):
         try:
             ev = ctx.evaluator(config)
-            search = join_search(ctx.settings.study_url, name, worker=0)
-            search = Search(search.study, config, search.baseline, search.float_bytes)
+            search = _join(ctx, config, name, 0)
             result = finalize(search, ev, out_dir, source_sha256=source_sha256)
         except MPQError as exc:
             shutil.rmtree(out_dir, ignore_errors=True)  # no artifact row will refer to it
@@ -198,6 +195,12 @@ def _config(ctx: WorkerContext, job: Job) -> SearchConfig:
         data=str(blobs.path(config.data)),
         cache_dir=str(ctx.settings.data_dir / "cache"),
     )
+
+
+def _join(ctx: WorkerContext, config: SearchConfig, name: str, worker: int) -> Search:
+    search = join_search(ctx.settings.study_url, name, worker=worker)
+    # The study keeps the row's blob keys; this worker's paths are in `config`.
+    return Search(search.study, config, search.baseline, search.float_bytes)
 
 
 def _parallelism(job: Job) -> int:

@@ -23,7 +23,7 @@ from service.db import crud
 from service.db.session import make_engine, session_factory
 from service.settings import get_settings
 from workers import run
-from workers.app import app
+from workers.app import app, send
 from workers.context import WorkerContext
 
 __all__ = ["finalize", "run_job", "run_trials"]
@@ -50,10 +50,6 @@ def context() -> WorkerContext:
     """This worker process's context, made on first use (after any fork)."""
     settings = get_settings()
     sessions = session_factory(make_engine(settings.database_url))
-
-    def send(name: str, args: list[Any]) -> None:
-        app.send_task(name, args=args)
-
     trust = os.environ.get("MPQ_TRUST_UPLOADS") == "1"
     return WorkerContext(settings, sessions, send, trust_uploads=trust)
 

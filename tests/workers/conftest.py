@@ -20,8 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Digits
-from tests.service.api.conftest import ROOT, Server
+from tests.service.api.conftest import ROOT, Server, upload_digits
 from tests.service.conftest import postgres_url, require_redis
 
 __all__ = [
@@ -49,15 +48,15 @@ def redis_url() -> str:
 def start_worker(
     server: Server, name: str = "w1", *, concurrency: int = 1, **extra: str
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``mpq worker`` against ``server``'s data directory and database; stop it after.
+    """Run ``mpq worker`` with ``server``'s settings (plus ``extra``); stop it after.
 
     The worker leads a process group of its own (its pool processes included), so a
     test can SIGKILL all of it with ``os.killpg(proc.pid, signal.SIGKILL)``.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("MPQ_")}
     env |= {
-        "MPQ_DATA_DIR": str(server.data_dir), "MPQ_DATABASE_URL": server.database_url,
-        "PYTHONUNBUFFERED": "1", **extra,
+        **server.env, "MPQ_DATA_DIR": str(server.data_dir),
+        "MPQ_DATABASE_URL": server.database_url, "PYTHONUNBUFFERED": "1", **extra,
     }  # fmt: skip
     log_path = server.data_dir / f"worker-{name}.log"
     log = open(log_path, "wb")  # noqa: SIM115 -- closed after the worker stops
@@ -84,21 +83,6 @@ def start_worker(
 def worker_log(server: Server, name: str = "w1") -> str:
     path: Path = server.data_dir / f"worker-{name}.log"
     return path.read_text(errors="replace") if path.exists() else ""
-
-
-def upload_digits(c: httpx.Client, digits: Digits) -> tuple[int, int]:
-    """Upload the digits model and its data; return (model id, dataset id)."""
-    with open(digits.pt2, "rb") as f:
-        r = c.post("/v1/models", files={"file": ("digits.pt2", f)}, data={"name": "digits"})
-    assert r.status_code == 201, r.text
-    model_id = r.json()["id"]
-    with open(digits.npz, "rb") as f:
-        r = c.post(
-            "/v1/datasets", files={"file": ("digits.npz", f)},
-            data={"name": "digits", "model_id": str(model_id)},
-        )  # fmt: skip
-    assert r.status_code == 201, r.text
-    return model_id, int(r.json()["id"])
 
 
 def job_body(model_id: int, dataset_id: int, **over: Any) -> dict[str, Any]:

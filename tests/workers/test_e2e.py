@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +21,10 @@ import pytest
 from engine.artifact import load_artifact
 from engine.pipeline import evaluate_file
 from tests.conftest import Digits
-from tests.service.api.conftest import Server, start_server
-from tests.service.conftest import throwaway_postgres
+from tests.service.api.conftest import STACKS, Server, start_stack
 from tests.workers.conftest import (
     FINAL,
     job_body,
-    require_redis,
     start_worker,
     upload_digits,
     wait_for,
@@ -37,24 +33,14 @@ from tests.workers.conftest import (
 DONE: dict[str, dict[str, Any]] = {}  # per stack: ids of the succeeded job's rows
 
 
-@pytest.fixture(scope="module", params=["embedded", "postgres_redis"])
+@pytest.fixture(scope="module", params=STACKS)
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     """An API server and a two-process worker on a fresh data directory and database."""
-    with ExitStack() as stack:
-        extra: dict[str, str] = {}
-        database_url = None
-        if request.param == "postgres_redis":
-            database_url = stack.enter_context(throwaway_postgres())
-            # A queue of its own: other test runs may share this Redis server.
-            extra = {"MPQ_BROKER_URL": require_redis(),
-                     "MPQ_QUEUE": f"mpq-test-{uuid.uuid4().hex[:8]}"}  # fmt: skip
-        tmp = tmp_path_factory.mktemp(request.param)
-        for server in start_server(tmp, database_url=database_url, **extra):
-            with start_worker(server, concurrency=2, **extra):
-                server.stack_name = request.param
-                yield server
+    for server in start_stack(request.param, tmp_path_factory.mktemp(request.param)):
+        with start_worker(server, concurrency=2):
+            yield server
 
 
 def test_job_runs_to_success_and_its_artifact_matches(

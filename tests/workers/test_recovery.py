@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,28 +22,16 @@ import httpx
 import pytest
 
 from tests.conftest import Digits
-from tests.service.api.conftest import Server, free_port, start_server
+from tests.service.api.conftest import STACKS, Server, free_port, start_server, start_stack
 from tests.workers.conftest import FINAL, job_body, start_worker, upload_digits, wait_for
 
 FAST = {"MPQ_HEARTBEAT_S": "0.5", "MPQ_GRACE_S": "3", "MPQ_RECOVERY_INTERVAL_S": "1"}
-STACKS = ["embedded", "postgres_redis"]
 
 
 @pytest.fixture(params=STACKS)
-def stack_env(request: pytest.FixtureRequest) -> dict[str, str]:
-    """``MPQ_*`` settings of a stack: embedded (SQLite, SQLite broker) or PostgreSQL + Redis."""
-    env = dict(FAST)
-    if request.param == "postgres_redis":
-        env["MPQ_DATABASE_URL"] = request.getfixturevalue("postgres_url")
-        env["MPQ_BROKER_URL"] = request.getfixturevalue("redis_url")
-        env["MPQ_QUEUE"] = f"mpq-test-{uuid.uuid4().hex[:8]}"  # this Redis may be shared
-    return env
-
-
-@contextmanager
-def _stack(tmp: Path, env: dict[str, str]) -> Iterator[Server]:
-    extra = {k: v for k, v in env.items() if k != "MPQ_DATABASE_URL"}
-    yield from start_server(tmp, database_url=env.get("MPQ_DATABASE_URL"), **extra)
+def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """An API server on each stack, with heartbeats fast enough to notice a death."""
+    yield from start_stack(request.param, tmp_path / "data", **FAST)
 
 
 def _trials(c: httpx.Client, job_id: int) -> list[dict[str, Any]]:
@@ -71,20 +58,21 @@ def _freeze_while_a_trial_runs(c: httpx.Client, job_id: int, pgid: int) -> list[
 
 
 def test_a_sigkilled_worker_loses_no_trial_and_counts_none_twice(
-    stack_env: dict[str, str], digits: Digits, tmp_path: Path
+    stack: Server, digits: Digits
 ) -> None:
     budget = 60  # a few seconds of digits trials: the kill lands mid-job
-    with _stack(tmp_path / "data", stack_env) as server, server.client(server.key_a) as c:
+    server = stack
+    with server.client(server.key_a) as c:
         model_id, dataset_id = upload_digits(c, digits)
         body = job_body(model_id, dataset_id, budget={"trials": budget}, parallelism=2)
-        with start_worker(server, "w1", concurrency=2, **stack_env) as w1:
+        with start_worker(server, "w1", concurrency=2) as w1:
             job_id = c.post("/v1/jobs", json=body).json()["id"]
             wait_for(server, c, job_id, lambda j: j["trials_done"] >= 4 or j["status"] in FINAL)
             killed = _freeze_while_a_trial_runs(c, job_id, w1.pid)
             os.killpg(w1.pid, signal.SIGKILL)  # the main process and its pool, mid-trial
             w1.wait()
         assert c.get(f"/v1/jobs/{job_id}").json()["status"] == "running"
-        with start_worker(server, "w2", concurrency=2, **stack_env):
+        with start_worker(server, "w2", concurrency=2):
             job = wait_for(server, c, job_id, lambda j: j["status"] in FINAL, logs=("w1", "w2"))
         trials = _trials(c, job_id)
 
@@ -103,13 +91,12 @@ def test_a_sigkilled_worker_loses_no_trial_and_counts_none_twice(
     assert job["result"]["met_targets"] is True and job["chosen"] is not None
 
 
-def test_a_cancel_stops_the_runners_within_seconds(
-    stack_env: dict[str, str], digits: Digits, tmp_path: Path
-) -> None:
-    with _stack(tmp_path / "data", stack_env) as server, server.client(server.key_a) as c:
+def test_a_cancel_stops_the_runners_within_seconds(stack: Server, digits: Digits) -> None:
+    server = stack
+    with server.client(server.key_a) as c:
         model_id, dataset_id = upload_digits(c, digits)
         body = job_body(model_id, dataset_id, budget={"trials": 2000}, parallelism=2)
-        with start_worker(server, "w1", concurrency=2, **stack_env):
+        with start_worker(server, "w1", concurrency=2):
             job_id = c.post("/v1/jobs", json=body).json()["id"]
             wait_for(server, c, job_id, lambda j: j["trials_done"] >= 3)
             r = c.post(f"/v1/jobs/{job_id}/cancel")
@@ -164,17 +151,15 @@ def test_a_job_completes_across_a_redis_restart(
             pytest.fail("redis-server is not installed")
         pytest.skip("redis-server is not installed")
     port = free_port()
-    env = FAST | {
-        "MPQ_DATABASE_URL": postgres_url, "MPQ_BROKER_URL": f"redis://127.0.0.1:{port}/0",
-    }  # fmt: skip
+    env = FAST | {"MPQ_BROKER_URL": f"redis://127.0.0.1:{port}/0"}
     with (
         _redis(port, tmp_path) as first,
-        _stack(tmp_path / "data", env) as server,
+        contextmanager(start_server)(tmp_path / "data", database_url=postgres_url, **env) as server,
         server.client(server.key_a) as c,
     ):
         model_id, dataset_id = upload_digits(c, digits)
         body = job_body(model_id, dataset_id, budget={"trials": 120}, parallelism=2)
-        with start_worker(server, "w1", concurrency=2, **env):
+        with start_worker(server, "w1", concurrency=2):
             job_id = c.post("/v1/jobs", json=body).json()["id"]
             wait_for(server, c, job_id, lambda j: j["trials_done"] >= 3)
             first.kill()  # everything Redis held is gone: queued and unacknowledged messages

@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import func, select
 
 from service.db import Dataset, Model, make_engine
+from tests.conftest import Digits
 from tests.service.conftest import require_redis, throwaway_postgres
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -38,6 +39,9 @@ class Server:
     key_b: str
     process: subprocess.Popen[bytes]
     stack_name: str = "embedded"
+    env: dict[str, str] = field(default_factory=dict)
+    """The ``MPQ_*`` settings it was started with beyond the data directory and
+    database (broker, queue, heartbeats...): a worker for it needs the same."""
 
     @property
     def blob_dir(self) -> Path:
@@ -111,7 +115,7 @@ def start_server(tmp: Path, *, database_url: str | None = None, **extra: str) ->
                 pass
             assert time.monotonic() < deadline, "the API did not come up in 60 s"
             time.sleep(0.2)
-        yield Server(url, tmp, db_url, keys[0], keys[1], proc)
+        yield Server(url, tmp, db_url, keys[0], keys[1], proc, env=dict(extra))
     finally:
         proc.terminate()
         try:
@@ -153,3 +157,18 @@ def start_stack(name: str, tmp: Path, **extra: str) -> Iterator[Server]:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One SQLite-backed server shared by a test module."""
     yield from start_server(tmp_path_factory.mktemp("api"))
+
+
+def upload_digits(c: httpx.Client, digits: Digits) -> tuple[int, int]:
+    """Upload the digits model and its data; return (model id, dataset id)."""
+    with open(digits.pt2, "rb") as f:
+        r = c.post("/v1/models", files={"file": ("digits.pt2", f)}, data={"name": "digits"})
+    assert r.status_code == 201, r.text
+    model_id = r.json()["id"]
+    with open(digits.npz, "rb") as f:
+        r = c.post(
+            "/v1/datasets", files={"file": ("digits.npz", f)},
+            data={"name": "digits", "model_id": str(model_id)},
+        )  # fmt: skip
+    assert r.status_code == 201, r.text
+    return model_id, int(r.json()["id"])

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from service.db import Job, make_engine
 from tests.conftest import Digits
-from tests.service.api.conftest import STACKS, Server, start_stack
+from tests.service.api.conftest import STACKS, Server, start_stack, upload_digits
 
 
 @pytest.fixture(scope="module", params=STACKS)
@@ -28,17 +28,8 @@ def jobs_server(
 
 @pytest.fixture(scope="module")
 def ids(jobs_server: Server, digits: Digits) -> tuple[int, int]:
-    with jobs_server.client(jobs_server.key_a) as c, open(digits.pt2, "rb") as f:
-        r = c.post("/v1/models", files={"file": ("digits.pt2", f)}, data={"name": "digits"})
-        assert r.status_code == 201, r.text
-        model_id = r.json()["id"]
-        with open(digits.npz, "rb") as g:
-            r = c.post(
-                "/v1/datasets", files={"file": ("digits.npz", g)},
-                data={"name": "d", "model_id": str(model_id)},
-            )  # fmt: skip
-        assert r.status_code == 201, r.text
-        return model_id, r.json()["id"]
+    with jobs_server.client(jobs_server.key_a) as c:
+        return upload_digits(c, digits)
 
 
 def _body(ids: tuple[int, int], **over: Any) -> dict[str, Any]:
