@@ -162,8 +162,78 @@ _OTHER_OPS = (
     "full_like.default",
 )
 
+_MODEL_ZOO_OPS = (
+    # Added for the ops real exports of common models emit (torch.export of transformers
+    # ResNet/MobileNet/Segformer/GPT-2/Llama/T5/Wav2Vec2..., and what the ONNX importer maps
+    # Pad/Resize/Trilu/CumSum/Tile/Mod/... to). Functional, plain-data arguments only.
+    # comparisons and logic
+    "lt.Tensor",
+    "le.Tensor",
+    "gt.Tensor",
+    "ge.Tensor",
+    "ne.Tensor",
+    "__or__.Tensor",
+    "__xor__.Tensor",
+    "isnan.default",
+    "isinf.default",
+    # elementwise math
+    "sin.default",
+    "cos.default",
+    "floor.default",
+    "ceil.default",
+    "round.default",
+    "sign.default",
+    "minimum.default",
+    "maximum.default",
+    "min.other",
+    "max.other",
+    "floor_divide.default",
+    "remainder.Tensor",
+    "remainder.Scalar",
+    "fmod.Tensor",
+    "fmod.Scalar",
+    "masked_fill.Tensor",
+    # activations
+    "softplus.default",
+    "elu.default",
+    "selu.default",
+    "prelu.default",
+    "mish.default",
+    "relu6.default",
+    # normalisation
+    "group_norm.default",
+    "instance_norm.default",
+    "_weight_norm.default",
+    # resampling
+    "upsample_nearest1d.vec",
+    "upsample_nearest2d.vec",
+    "_upsample_nearest_exact2d.vec",
+    "upsample_linear1d.vec",
+    "upsample_bilinear2d.vec",
+    "upsample_bicubic2d.vec",
+    # reductions and scans
+    "amin.default",
+    "argmin.default",
+    "prod.dim_int",
+    "logsumexp.default",
+    "cumsum.default",
+    # matrix products
+    "einsum.default",
+    "baddbmm.default",
+    # shape, data movement and creation
+    "tril.default",
+    "triu.default",
+    "repeat.default",
+    "tile.default",
+    "flip.default",
+    "roll.default",
+    "new_zeros.default",
+    "arange.start_step",
+)
+"""The ops added for real models' exports, kept apart so each exporter can be checked for them."""
+
 ALLOWED_OPS: frozenset[str] = frozenset(
-    QUANTIZABLE_OPS | {"aten." + o for o in _OTHER_OPS} | {"getitem"}
+    QUANTIZABLE_OPS | {"aten." + o for o in (*_OTHER_OPS, *_MODEL_ZOO_OPS)} | {"getitem"}
 )
 
 
