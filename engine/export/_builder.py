@@ -57,11 +57,14 @@ class GraphBuilder:
         hooks: IR tensor name -> emitter of its value (quantized weights); other
             IR tensors become plain initializers on first use.
         tensors: the IR's tensors.
+        outputs: IR name of a multi-output node (split, ``max.dim``, ...) -> the ONNX
+            names of its outputs, in order; ``getitem`` nodes pick from them.
     """
 
     meta: dict[str, ValueMeta]
     tensors: dict[str, torch.Tensor]
     hooks: dict[str, TensorHook] = field(default_factory=dict)
+    outputs: dict[str, list[str]] = field(default_factory=dict)
     nodes: list[bytes] = field(default_factory=list)
     initializers: list[bytes] = field(default_factory=list)
     initializer_bytes: int = 0
@@ -87,6 +90,15 @@ class GraphBuilder:
         encoded = [_proto.attribute(k, v) for k, v in attrs.items()]
         self.nodes.append(_proto.node(op_type, inputs, [name], name=name, attributes=encoded))
         return name
+
+    def add_multi(
+        self, op_type: str, inputs: Sequence[str], count: int, *, hint: str = "v", **attrs: Any
+    ) -> list[str]:
+        """Append a node ``op_type(inputs)`` with ``count`` made-up outputs; return their names."""
+        names = [self.fresh(f"{hint}/{op_type}") for _ in range(count)]
+        encoded = [_proto.attribute(k, v) for k, v in attrs.items()]
+        self.nodes.append(_proto.node(op_type, inputs, names, name=names[0], attributes=encoded))
+        return names
 
     def initializer(self, name: str, data_type: int, dims: Sequence[int], raw: bytes) -> str:
         """Add an initializer with raw (already packed) data; return its name."""

@@ -2,9 +2,11 @@
 
 The exported graph computes what MPQ's simulated model computes:
 
-- every IR node becomes the ONNX nodes of its converter
-  (:mod:`engine.export._ops_nn`, :mod:`engine.export._ops_tensor`); a model
-  using an op without one is refused before anything is written;
+- every IR node becomes the ONNX nodes of its converter (``engine.export._ops_*``:
+  tensor, activation, compare, create, reduce, rounding, shape, nn, norm, resize);
+  a model using an op without one is refused before anything is written; a
+  multi-output op (split, ``max.dim``, ``native_layer_norm``) records its outputs
+  for ``getitem`` to pick;
 - each quantized layer's weight is stored in its own format and dequantized in
   the graph (:mod:`engine.export._weights`): ``DequantizeLinear(q, s) = q * s``
   reproduces the simulated weight bit for bit;
@@ -26,7 +28,15 @@ from engine.apply import FAKE_QUANT_OP, QuantizedModel, weight_is_transposed
 from engine.errors import UnsupportedExportError
 from engine.export import _proto
 from engine.export._builder import GraphBuilder, TensorHook, value_meta
+from engine.export._ops_activation import ACTIVATION_OPS
+from engine.export._ops_compare import COMPARE_OPS
+from engine.export._ops_create import CREATE_OPS
 from engine.export._ops_nn import NN_OPS, activation_storage
+from engine.export._ops_norm import NORM_OPS
+from engine.export._ops_reduce import REDUCE_OPS
+from engine.export._ops_resize import RESIZE_OPS
+from engine.export._ops_rounding import ROUNDING_OPS
+from engine.export._ops_shape import SHAPE_OPS
 from engine.export._ops_tensor import TENSOR_OPS
 from engine.export._tensors import onnx_dtype
 from engine.export._weights import WeightRecord, emit_weight
@@ -44,7 +54,18 @@ __all__ = [
     "export_onnx",
 ]
 
-CONVERTERS = {**TENSOR_OPS, **NN_OPS}
+CONVERTERS = {
+    **TENSOR_OPS,
+    **ACTIVATION_OPS,
+    **COMPARE_OPS,
+    **CREATE_OPS,
+    **REDUCE_OPS,
+    **ROUNDING_OPS,
+    **SHAPE_OPS,
+    **NN_OPS,
+    **NORM_OPS,
+    **RESIZE_OPS,
+}
 """IR op name -> converter: the ops the exporter writes."""
 
 IR_VERSIONS = {21: 10, 22: 10, 23: 11}

@@ -1,10 +1,12 @@
-"""ATen -> ONNX: layers (conv, linear, matmul, embedding), pooling, norms, attention, fake-quant.
+"""ATen -> ONNX: layers (conv, linear, matmul, embedding), pooling, attention, fake-quant.
 
 Formulas (torch semantics, written with ONNX ops):
 
 - ``linear(x, W, b) = x @ W^T + b``: ``MatMul(x, W^T) (+ Add b)``; ``W^T`` is
   taken from storage already transposed (see :mod:`engine.export._weights`);
 - ``addmm(c, a, w, beta, alpha) = beta * c + alpha * (a @ w)``: ``Gemm``;
+  ``baddbmm(c, a, w, beta, alpha)``: the same batched, ``MatMul`` then ``Mul`` / ``Add``
+  (``beta = 0`` drops ``c``); ``einsum(eq, xs)`` -> ``Einsum(equation=eq)``;
 - ``scaled_dot_product_attention(q, k, v, mask) =
   softmax(q @ k^T * scale + mask) @ v`` with ``scale = 1/sqrt(E)`` by default,
   a boolean mask applied as ``Where(mask, s, -inf)``, ``is_causal`` as an
@@ -113,6 +115,26 @@ def _matmul(b: GraphBuilder, n: Node) -> None:
     b.add("MatMul", [b.value(pos(n)[0]), b.value(pos(n)[1])], out=n.name)
 
 
+def _baddbmm(b: GraphBuilder, n: Node) -> None:
+    dtype = b.meta[n.name].dtype
+    beta, alpha = arg(n, 3, "beta", 1), arg(n, 4, "alpha", 1)
+    product = b.add("MatMul", [b.value(pos(n)[1]), b.value(pos(n)[2])], hint=n.name)
+    if alpha != 1:
+        product = b.add("Mul", [product, b.scalar(alpha, dtype)], hint=n.name)
+    if beta == 0:  # torch ignores the input then (its NaNs too)
+        b.add("Identity", [product], out=n.name)
+        return
+    shift = b.value(pos(n)[0])
+    if beta != 1:
+        shift = b.add("Mul", [shift, b.scalar(beta, dtype)], hint=n.name)
+    b.add("Add", [shift, product], out=n.name)
+
+
+def _einsum(b: GraphBuilder, n: Node) -> None:
+    equation, operands = str(pos(n)[0]), [b.value(v) for v in pos(n)[1]]
+    b.add("Einsum", operands, out=n.name, equation=equation)
+
+
 def _embedding(b: GraphBuilder, n: Node) -> None:
     b.add("Gather", [b.value(pos(n)[0]), b.value(pos(n)[1])], out=n.name, axis=0)
 
@@ -151,30 +173,6 @@ def _adaptive_avg(b: GraphBuilder, n: Node) -> None:
         )
     kernel = [i // o for i, o in zip(in_shape[2:], out_size, strict=True)]
     b.add("AveragePool", [x], out=n.name, kernel_shape=kernel, strides=kernel)
-
-
-def _layer_norm(b: GraphBuilder, n: Node) -> None:
-    shape = list(pos(n)[1])
-    x_meta = b.meta[pos(n)[0].name]
-    weight, bias = arg(n, 2, "weight"), arg(n, 3, "bias")
-    scale = b.value(weight) if weight is not None else b.constant(torch.ones(shape))
-    inputs = [b.value(pos(n)[0]), scale] + ([b.value(bias)] if bias is not None else [])
-    eps = float(arg(n, 4, "eps", 1e-5))
-    b.add(
-        "LayerNormalization", inputs, out=n.name, axis=len(x_meta.shape) - len(shape), epsilon=eps
-    )
-
-
-def _batch_norm(b: GraphBuilder, n: Node) -> None:
-    if arg(n, 5, "training", False):
-        raise UnsupportedExportError(f"{n.name}: batch norm in training mode is not exported")
-    c = b.meta[pos(n)[0].name].shape[1]
-    weight, bias = arg(n, 1, "weight"), arg(n, 2, "bias")
-    scale = b.value(weight) if weight is not None else b.constant(torch.ones(c))
-    shift = b.value(bias) if bias is not None else b.constant(torch.zeros(c))
-    stats = [b.value(pos(n)[3]), b.value(pos(n)[4])]
-    eps = float(arg(n, 7, "eps", 1e-5))
-    b.add("BatchNormalization", [b.value(pos(n)[0]), scale, shift, *stats], out=n.name, epsilon=eps)
 
 
 def _sdpa(b: GraphBuilder, n: Node) -> None:
@@ -236,6 +234,8 @@ NN_OPS: dict[str, Converter] = {
     _A + "mm.default": _matmul,
     _A + "bmm.default": _matmul,
     _A + "matmul.default": _matmul,
+    _A + "baddbmm.default": _baddbmm,
+    _A + "einsum.default": _einsum,
     _A + "embedding.default": _embedding,
     _A + "max_pool1d.default": _pool("MaxPool", 1),
     _A + "max_pool2d.default": _pool("MaxPool", 2),
@@ -243,8 +243,6 @@ NN_OPS: dict[str, Converter] = {
     _A + "avg_pool2d.default": _pool("AveragePool", 2),
     _A + "adaptive_avg_pool1d.default": _adaptive_avg,
     _A + "adaptive_avg_pool2d.default": _adaptive_avg,
-    _A + "layer_norm.default": _layer_norm,
-    _A + "batch_norm.default": _batch_norm,
     _A + "scaled_dot_product_attention.default": _sdpa,
     _A + "fake_quantize_per_tensor_affine.default": _fake_quant,
 }

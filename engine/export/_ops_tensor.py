@@ -1,10 +1,13 @@
-"""ATen -> ONNX: elementwise arithmetic, activations, reductions, shapes, data movement.
+"""ATen -> ONNX: elementwise arithmetic and math, shapes, data movement.
 
 Each converter emits the ONNX nodes computing one IR node, whose output keeps
 the IR node's name. Semantics follow torch: a Python scalar operand takes the
 result's dtype (``int64_tensor * 0.5`` is float32), so every operand is cast to
 the output dtype first; shape ops (view, reshape, flatten, squeeze, unsqueeze,
-unflatten) are one ``Reshape`` to the node's static output shape.
+unflatten) are one ``Reshape`` to the node's static output shape; dtype moves
+(``to``, ``_to_copy``, ``type_as``) are one ``Cast``; ``rsqrt(x) =
+Reciprocal(Sqrt(x))``; ``floor`` / ``ceil`` / ``round`` are ``Floor`` / ``Ceil`` /
+``Round`` (half to even in both) on floats and ``Identity`` on integers.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from engine.export._builder import GraphBuilder
 from engine.export._tensors import onnx_dtype
 from engine.ir import Node, Ref
 
-__all__ = ["TENSOR_OPS", "Converter", "arg", "operand", "pos"]
+__all__ = ["TENSOR_OPS", "Converter", "arg", "operand", "pos", "unary"]
 
 Converter = Callable[[GraphBuilder, Node], None]
 INT64_MAX = 2**63 - 1
@@ -50,7 +53,9 @@ def _out(b: GraphBuilder, n: Node) -> tuple[tuple[int, ...], torch.dtype]:
     return m.shape, m.dtype
 
 
-def _unary(op_type: str, **attrs: Any) -> Converter:
+def unary(op_type: str, **attrs: Any) -> Converter:
+    """``op_type(x, **attrs)`` of the first argument."""
+
     def convert(b: GraphBuilder, n: Node) -> None:
         b.add(op_type, [b.value(pos(n)[0])], out=n.name, **attrs)
 
@@ -71,23 +76,19 @@ def _binary(op_type: str, *, reverse: bool = False) -> Converter:
     return convert
 
 
-def _div_mode(b: GraphBuilder, n: Node) -> None:
-    if arg(n, 2, "rounding_mode") is not None:
-        raise UnsupportedExportError(f"{n.name}: div with rounding_mode is not exported")
-    _binary("Div")(b, n)
-
-
 def _rsqrt(b: GraphBuilder, n: Node) -> None:
     b.add("Reciprocal", [b.add("Sqrt", [b.value(pos(n)[0])], hint=n.name)], out=n.name)
 
 
-def _silu(b: GraphBuilder, n: Node) -> None:
-    x = b.value(pos(n)[0])
-    b.add("Mul", [x, b.add("Sigmoid", [x], hint=n.name)], out=n.name)
+def _rounding(op_type: str) -> Converter:
+    """Floor / Ceil / Round (half to even, as torch) of floats; integers are already whole."""
 
+    def convert(b: GraphBuilder, n: Node) -> None:
+        x = pos(n)[0]
+        whole = not b.meta[x.name].dtype.is_floating_point
+        b.add("Identity" if whole else op_type, [b.value(x)], out=n.name)
 
-def _gelu(b: GraphBuilder, n: Node) -> None:
-    b.add("Gelu", [b.value(pos(n)[0])], out=n.name, approximate=arg(n, 1, "approximate", "none"))
+    return convert
 
 
 def _clip(lo: tuple[int, str] | None, hi: tuple[int, str] | None) -> Converter:
@@ -100,35 +101,6 @@ def _clip(lo: tuple[int, str] | None, hi: tuple[int, str] | None) -> Converter:
             v = arg(n, *where) if where is not None else None
             bounds.append("" if v is None else operand(b, v, dtype))
         b.add("Clip", [b.value(pos(n)[0]), *bounds], out=n.name)
-
-    return convert
-
-
-def _hardtanh(b: GraphBuilder, n: Node) -> None:
-    _, dtype = _out(b, n)
-    lo, hi = arg(n, 1, "min_val", -1.0), arg(n, 2, "max_val", 1.0)
-    b.add("Clip", [b.value(pos(n)[0]), b.scalar(lo, dtype), b.scalar(hi, dtype)], out=n.name)
-
-
-def _softmax(op_type: str) -> Converter:
-    def convert(b: GraphBuilder, n: Node) -> None:
-        b.add(op_type, [b.value(pos(n)[0])], out=n.name, axis=int(pos(n)[1]))
-
-    return convert
-
-
-def _reduce(op_type: str) -> Converter:
-    """``op_type(x, axes, keepdims)``; no ``dims`` (or ``[]``) reduces everything."""
-
-    def convert(b: GraphBuilder, n: Node) -> None:
-        dims = arg(n, 1, "dim", None)
-        if isinstance(dims, int):
-            dims = [dims]
-        keep = int(bool(arg(n, 2, "keepdim", False)))
-        inputs = [b.value(pos(n)[0])]
-        if dims:
-            inputs.append(b.ints(dims))
-        b.add(op_type, inputs, out=n.name, keepdims=keep)
 
     return convert
 
@@ -195,35 +167,19 @@ def _index_select(b: GraphBuilder, n: Node) -> None:
     b.add("Gather", [b.value(pos(n)[0]), b.value(pos(n)[2])], out=n.name, axis=int(pos(n)[1]))
 
 
-def _where(b: GraphBuilder, n: Node) -> None:
-    _, dtype = _out(b, n)
-    x, y = operand(b, pos(n)[1], dtype), operand(b, pos(n)[2], dtype)
-    b.add("Where", [b.value(pos(n)[0]), x, y], out=n.name)
-
-
-def _masked_fill(b: GraphBuilder, n: Node) -> None:
-    _, dtype = _out(b, n)
-    x, value = b.value(pos(n)[0]), b.scalar(pos(n)[2], dtype)
-    b.add("Where", [b.value(pos(n)[1]), value, x], out=n.name)
-
-
 _A = "aten."
 TENSOR_OPS: dict[str, Converter] = {
     **{_A + f"{op}.Tensor": _binary(t) for op, t in [("add", "Add"), ("sub", "Sub")]},
     **{_A + f"{op}.Scalar": _binary(t) for op, t in [("add", "Add"), ("sub", "Sub")]},
     **{_A + f"mul.{k}": _binary("Mul") for k in ("Tensor", "Scalar")},
     **{_A + f"div.{k}": _binary("Div") for k in ("Tensor", "Scalar")},
-    _A + "div.Tensor_mode": _div_mode,
     _A + "rsub.Scalar": _binary("Sub", reverse=True),
     _A + "rsub.Tensor": _binary("Sub", reverse=True),
     _A + "pow.Tensor_Scalar": _binary("Pow"),
     _A + "pow.Tensor_Tensor": _binary("Pow"),
     **{
-        _A + f"{op}.default": _unary(t)
+        _A + f"{op}.default": unary(t)
         for op, t in [
-            ("relu", "Relu"),
-            ("sigmoid", "Sigmoid"),
-            ("tanh", "Tanh"),
             ("erf", "Erf"),
             ("exp", "Exp"),
             ("log", "Log"),
@@ -231,26 +187,19 @@ TENSOR_OPS: dict[str, Converter] = {
             ("abs", "Abs"),
             ("neg", "Neg"),
             ("reciprocal", "Reciprocal"),
-            ("hardswish", "HardSwish"),
+            ("cos", "Cos"),
+            ("sin", "Sin"),
+            ("sign", "Sign"),
         ]
     },
-    _A + "hardsigmoid.default": _unary("HardSigmoid", alpha=1 / 6, beta=0.5),
+    **{
+        _A + f"{op}.default": _rounding(t)
+        for op, t in [("floor", "Floor"), ("ceil", "Ceil"), ("round", "Round")]
+    },
     _A + "rsqrt.default": _rsqrt,
-    _A + "silu.default": _silu,
-    _A + "gelu.default": _gelu,
-    _A + "hardtanh.default": _hardtanh,
     _A + "clamp.default": _clip((1, "min"), (2, "max")),
     _A + "clamp_min.default": _clip((1, "min"), None),
     _A + "clamp_max.default": _clip(None, (1, "max")),
-    _A + "softmax.int": _softmax("Softmax"),
-    _A + "_softmax.default": _softmax("Softmax"),
-    _A + "log_softmax.int": _softmax("LogSoftmax"),
-    _A + "_log_softmax.default": _softmax("LogSoftmax"),
-    _A + "mean.dim": _reduce("ReduceMean"),
-    _A + "mean.default": _reduce("ReduceMean"),
-    _A + "sum.dim_IntList": _reduce("ReduceSum"),
-    _A + "sum.default": _reduce("ReduceSum"),
-    _A + "amax.default": _reduce("ReduceMax"),
     **{
         _A + op: _reshape
         for op in (
@@ -281,11 +230,18 @@ TENSOR_OPS: dict[str, Converter] = {
             "dropout.default",
         )
     },
-    **{_A + op: _cast for op in ("to.dtype", "to.dtype_layout", "to.device", "_to_copy.default")},
+    **{
+        _A + op: _cast
+        for op in (
+            "to.dtype",
+            "to.dtype_layout",
+            "to.device",
+            "_to_copy.default",
+            "type_as.default",
+        )
+    },
     _A + "cat.default": _cat,
     _A + "slice.Tensor": _slice,
     _A + "select.int": _select,
     _A + "index_select.default": _index_select,
-    _A + "where.self": _where,
-    _A + "masked_fill.Scalar": _masked_fill,
 }
