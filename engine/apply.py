@@ -217,4 +217,6 @@ def _insert_fake_quant(
             args[idx] = Ref(fq.name)
             n = Node(n.name, n.op, tuple(args), n.kwargs)
         out.append(n)
-    return IRModel(folded.inputs, tuple(out), folded.outputs, tensors, folded.output_specs)
+    return IRModel(
+        folded.inputs, tuple(out), folded.outputs, tensors, folded.output_specs, batch=folded.batch
+    )

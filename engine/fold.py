@@ -136,7 +136,7 @@ def fold_batch_norm(model: IRModel) -> tuple[IRModel, FoldReport]:
         drop[bn.name] = layer.name
     nodes = tuple(_rewire(replace.get(n.name, n), drop) for n in model.nodes if n.name not in drop)
     outputs = tuple(Ref(drop.get(r.name, r.name)) for r in model.outputs)
-    result = IRModel(model.inputs, nodes, outputs, tensors, model.output_specs)
+    result = IRModel(model.inputs, nodes, outputs, tensors, model.output_specs, batch=model.batch)
     result = result.without_unused_tensors()
     return result, FoldReport(tuple((layer, bn) for bn, layer in drop.items()), unfolded)
 

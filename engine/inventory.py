@@ -2,8 +2,10 @@
 
 For each quantizable layer -- conv1d/conv2d (incl. grouped and depthwise),
 linear, matmul/mm/bmm with a stored-tensor operand, embedding -- the inventory
-gives a stable name, the op, the weight shape, parameter count, MACs for the
-model's example input, and whether a foldable batch norm follows. MACs:
+gives a stable name, the op, the weight shape, parameter count, MACs per example
+(one sample of the batch: the graph at batch 1 when it runs at any batch, else the
+exported batch's MACs divided by that batch), and whether a foldable batch norm
+follows. MACs:
 
 - conv: ``numel(out) * (C_in / groups) * prod(kernel)``;
 - linear / matmul: ``numel(out) * K`` (K = the contracted dimension);
@@ -57,6 +59,8 @@ class Inventory:
     float_bytes: int
     total_macs: int
     unfoldable_bn: dict[str, str]
+    fixed_batch: int | None = None
+    """The one batch the model runs at, or None when it runs at any batch."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict; each input as ``{"name", "shape", "dtype"}``."""
@@ -67,7 +71,9 @@ class Inventory:
 
 def inventory(model: IRModel) -> Inventory:
     """Inventory of ``model`` (shapes from a meta-device run on its input specs)."""
-    shapes = infer_shapes(model)
+    fixed = None if model.batch is not None else model.batch_size
+    shapes = infer_shapes(model.at_batch(1) if model.batch is not None else model)
+    per_example = fixed or 1
     users = model.users()
     _, report = fold_batch_norm(model)
     folded_layers = {layer for layer, _ in report.folded}
@@ -91,7 +97,7 @@ def inventory(model: IRModel) -> Inventory:
                 weight=weight,
                 weight_shape=w_shape,
                 params=math.prod(w_shape) + _bias_params(n, model),
-                macs=_macs(n, weight, w_shape, shapes.get(n.name, ())),
+                macs=_macs(n, weight, w_shape, shapes.get(n.name, ())) // per_example,
                 bn_follows=n.name in folded_layers,
             )
         )
@@ -105,6 +111,7 @@ def inventory(model: IRModel) -> Inventory:
         float_bytes=sum(t.numel() * t.element_size() for t in model.tensors.values()),
         total_macs=sum(layer.macs for layer in layers),
         unfoldable_bn={k: v for k, v in report.unfolded.items()},
+        fixed_batch=fixed,
     )
 
 

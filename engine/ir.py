@@ -32,6 +32,8 @@ from engine.ops import ALLOWED_OPS
 
 __all__ = [
     "IR_VERSION",
+    "BatchDim",
+    "BatchSite",
     "DType",
     "Device",
     "IRModel",
@@ -138,6 +140,50 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
+class BatchSite:
+    """An integer argument of a node that is ``coeff`` times the batch size.
+
+    ``path`` locates it: ``(2,)`` is ``args[2]``, ``(1, 0)`` is ``args[1][0]``, and a
+    string first element names a keyword argument (``("size", 0)``).
+    """
+
+    node: str
+    path: tuple[int | str, ...]
+    coeff: int
+
+    def __post_init__(self) -> None:
+        ok = (
+            bool(self.path)
+            and isinstance(self.path[0], int | str)
+            and all(isinstance(i, int) and not isinstance(i, bool) for i in self.path[1:])
+        )
+        if not ok or not isinstance(self.coeff, int) or self.coeff < 1:
+            raise InvalidIRError(f"malformed batch site {self!r}")
+
+
+@dataclass(frozen=True)
+class BatchDim:
+    """How a graph stored at batch ``size`` runs at any batch ``n``.
+
+    The graph as stored is a valid static graph at batch ``size``. At batch ``n``,
+    dimension 0 of each input in ``inputs`` becomes ``n``, every :class:`BatchSite`
+    becomes ``coeff * n``, and output ``i``'s dimension 0 becomes ``outputs[i] * n``
+    (``0``: that output has no batch dimension).
+    """
+
+    size: int
+    inputs: tuple[str, ...]
+    sites: tuple[BatchSite, ...] = ()
+    outputs: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.size, int) or self.size < 1 or not self.inputs:
+            raise InvalidIRError(f"malformed batch dimension {self!r}")
+        if not all(isinstance(c, int) and c >= 0 for c in self.outputs):
+            raise InvalidIRError(f"malformed batch dimension outputs {self.outputs!r}")
+
+
+@dataclass(frozen=True)
 class Node:
     """One operator application: ``name = op(*args, **kwargs)``."""
 
@@ -145,6 +191,37 @@ class Node:
     op: str
     args: tuple[Value, ...] = ()
     kwargs: Mapping[str, Value] = field(default_factory=dict)
+
+    def arg_at(self, path: tuple[int | str, ...]) -> Value:
+        """The argument at ``path`` (see :class:`BatchSite`): ``args[i][j]`` or ``kwargs[k][j]``.
+
+        Raises:
+            IndexError, KeyError, TypeError: nothing is at ``path``.
+        """
+        head, rest = path[0], path[1:]
+        v = self.kwargs[head] if isinstance(head, str) else self.args[head]
+        for i in rest:
+            if not isinstance(v, list):
+                raise TypeError(f"{v!r} is not a list")
+            v = v[int(i)]
+        return v
+
+    def with_arg(self, path: tuple[int | str, ...], value: Any) -> Node:
+        """A copy with the argument at ``path`` replaced by ``value``."""
+        head, rest = path[0], path[1:]
+
+        def put(v: Any, p: tuple[int | str, ...]) -> Any:
+            if not p:
+                return value
+            out = list(v)
+            out[int(p[0])] = put(v[int(p[0])], p[1:])
+            return out
+
+        if isinstance(head, str):
+            return replace(self, kwargs={**self.kwargs, head: put(self.kwargs.get(head), rest)})
+        args = list(self.args)
+        args[head] = put(args[head], rest)
+        return replace(self, args=tuple(args))
 
     def refs(self) -> list[str]:
         """Names this node reads, in argument order."""
@@ -168,9 +245,60 @@ class IRModel:
     tensors: Mapping[str, torch.Tensor]
     output_specs: tuple[TensorSpec, ...] = ()
     version: int = IR_VERSION
+    batch: BatchDim | None = None
+    """Set when the graph runs at any batch size (:meth:`at_batch`); None: a fixed batch."""
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    @property
+    def batch_size(self) -> int | None:
+        """The batch the graph is stored at: ``batch.size``, else dim 0 of the first input.
+
+        None for a model whose first input has no dimensions.
+        """
+        if self.batch is not None:
+            return self.batch.size
+        first = self.inputs[0].shape if self.inputs else ()
+        return first[0] if first else None
+
+    def at_batch(self, n: int) -> IRModel:
+        """The same model as a static graph at batch ``n`` (itself when ``n`` is its batch).
+
+        Raises:
+            ValueError: ``n < 1``, or the model has a fixed batch other than ``n``.
+            InvalidIRError: a batch site no longer holds ``coeff * size`` (a pass broke it).
+        """
+        if n < 1:
+            raise ValueError(f"batch size must be >= 1, got {n}")
+        if self.batch is None or n == self.batch.size:
+            if n != self.batch_size:
+                raise ValueError(f"the model has a fixed batch of {self.batch_size}, not {n}")
+            return self
+        b = self.batch
+        by_node: dict[str, list[BatchSite]] = {}
+        for site in b.sites:
+            by_node.setdefault(site.node, []).append(site)
+        nodes = []
+        for node in self.nodes:
+            for site in by_node.get(node.name, ()):
+                node = _set_site(node, site, b.size, n)
+            nodes.append(node)
+        inputs = tuple(
+            replace(s, shape=(n, *s.shape[1:])) if s.name in b.inputs else s for s in self.inputs
+        )
+        coeffs = b.outputs or (0,) * len(self.output_specs)
+        outputs = tuple(
+            replace(s, shape=(c * n, *s.shape[1:])) if c and s.shape else s
+            for s, c in zip(self.output_specs, coeffs, strict=True)
+        )
+        return replace(
+            self,
+            inputs=inputs,
+            nodes=tuple(nodes),
+            output_specs=outputs,
+            batch=replace(b, size=n),
+        )
 
     def node(self, name: str) -> Node:
         """The node called ``name``; raises KeyError if there is none."""
@@ -196,7 +324,7 @@ class IRModel:
 
     def graph_json(self) -> dict[str, Any]:
         """The graph without tensor data, as a JSON-ready dict."""
-        return {
+        out: dict[str, Any] = {
             "version": self.version,
             "inputs": [_spec_json(s) for s in self.inputs],
             "outputs": [r.name for r in self.outputs],
@@ -211,6 +339,9 @@ class IRModel:
                 for n in self.nodes
             ],
         }
+        if self.batch is not None:
+            out["batch"] = _batch_json(self.batch)
+        return out
 
     @classmethod
     def from_json(cls, graph: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> IRModel:
@@ -234,6 +365,7 @@ class IRModel:
                 outputs=tuple(Ref(_str(r)) for r in graph["outputs"]),
                 tensors=dict(tensors),
                 output_specs=tuple(_spec(s) for s in graph.get("output_specs", [])),
+                batch=_batch(graph["batch"]) if graph.get("batch") is not None else None,
             )
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise InvalidIRError(f"malformed IR graph JSON ({type(exc).__name__}: {exc})") from None
@@ -312,6 +444,29 @@ def _validate(m: IRModel) -> None:
             raise InvalidIRError(f"output {r.name!r} is not defined in the graph")
     if not m.outputs:
         raise InvalidIRError("the graph has no outputs")
+    if m.batch is not None:
+        names = {s.name: s for s in m.inputs}
+        for name in m.batch.inputs:
+            if name not in names or not names[name].shape:
+                raise InvalidIRError(f"batch input {name!r} is not an input with a dimension")
+            if names[name].shape[0] != m.batch.size:
+                raise InvalidIRError(
+                    f"batch input {name!r} has dimension 0 of {names[name].shape[0]}, not the "
+                    f"batch size {m.batch.size}"
+                )
+        if m.batch.outputs and len(m.batch.outputs) != len(m.output_specs):
+            raise InvalidIRError("batch outputs do not match the output specs")
+
+
+def _set_site(node: Node, site: BatchSite, old: int, new: int) -> Node:
+    """``node`` with the integer at ``site.path`` moved from ``coeff * old`` to ``coeff * new``."""
+    try:
+        v = node.arg_at(site.path)
+    except (IndexError, KeyError, TypeError):
+        raise InvalidIRError(f"batch site {site!r} does not match node {node.name!r}") from None
+    if isinstance(v, bool) or not isinstance(v, int) or v != site.coeff * old:
+        raise InvalidIRError(f"batch site {site!r} holds {v!r}, not {site.coeff} x {old}")
+    return node.with_arg(site.path, site.coeff * new)
 
 
 _NAME = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")
@@ -373,6 +528,26 @@ def _decode(v: Any) -> Value:
 
 def _spec_json(s: TensorSpec) -> dict[str, Any]:
     return {"name": s.name, "shape": list(s.shape), "dtype": s.dtype}
+
+
+def _batch_json(b: BatchDim) -> dict[str, Any]:
+    return {
+        "size": b.size,
+        "inputs": list(b.inputs),
+        "sites": [{"node": s.node, "path": list(s.path), "coeff": s.coeff} for s in b.sites],
+        "outputs": list(b.outputs),
+    }
+
+
+def _batch(d: Any) -> BatchDim:
+    return BatchDim(
+        size=d["size"],
+        inputs=tuple(_str(x) for x in d["inputs"]),
+        sites=tuple(
+            BatchSite(_str(s["node"]), tuple(s["path"]), s["coeff"]) for s in d.get("sites", [])
+        ),
+        outputs=tuple(d.get("outputs", [])),
+    )
 
 
 def _spec(d: Any) -> TensorSpec:

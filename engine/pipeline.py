@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import torch
 
 from engine.apply import apply
 from engine.artifact import load_artifact, predict_model_payload, save_artifact
+from engine.batch import fit_batch
 from engine.data import Dataset, load_dataset
 from engine.errors import InvalidDataError, MPQError
 from engine.fx import to_graph_module
@@ -86,8 +87,7 @@ def quantize_file(
     """Quantize ``model_path`` with ``plan`` (or one format for every layer) into ``out``."""
     out = Path(out)
     imported = import_model(model_path, trust_uploads=trust_uploads)
-    ir = imported.ir
-    data = load_dataset(data_path, ir.inputs)
+    ir, data = fit_batch(imported.ir, load_dataset(data_path, imported.ir.inputs))
     metric = pick_metric(metric, data)
     if isinstance(plan, LayerFormat):
         plan = QuantPlan.uniform([layer.name for layer in inventory(ir).layers], plan)
@@ -142,7 +142,7 @@ def evaluate_file(
     with int8 weights and 8-bit activations (calibration split), and a note says so.
     """
     ir, kind = _load_any(path, trust_uploads)
-    data = load_dataset(data_path, ir.inputs)
+    ir, data = fit_batch(ir, load_dataset(data_path, ir.inputs))
     metric = pick_metric(metric, data)
     if not METRICS[metric].needs_labels and kind == "mpq" and reference is None:
         raise MPQError(
@@ -151,7 +151,7 @@ def evaluate_file(
     ref_outputs = None  # the float model's outputs, where the metric compares with them
     if not METRICS[metric].needs_labels:
         if reference is not None:
-            ref_ir = _load_any(reference, trust_uploads)[0]
+            ref_ir = _at(_load_any(reference, trust_uploads)[0], data)
             ref_outputs = evaluate(to_graph_module(ref_ir), data, "evaluation")
         elif integer_only and kind != "mpq":
             ref_outputs = evaluate(to_graph_module(ir), data, "evaluation")
@@ -163,6 +163,7 @@ def evaluate_file(
     notes: tuple[str, ...] = ()
     if kind == "mpq":
         qm = load_artifact(path).quantized
+        qm = replace(qm, ir=_at(qm.ir, data))
     else:
         plan = QuantPlan.uniform([layer.name for layer in inventory(ir).layers], LayerFormat())
         qm = apply(ir, plan, [b.tensors for b in data.batches("calibration")])
@@ -183,6 +184,11 @@ def evaluate_file(
         integer=integer_model.report.to_json(),
         notes=notes,
     )
+
+
+def _at(ir: IRModel, data: Dataset) -> IRModel:
+    """``ir`` at the batch ``data`` is batched in (when it runs at any batch)."""
+    return ir.at_batch(data.batch_size) if ir.batch is not None else ir
 
 
 def _load_any(path: Path, trust_uploads: bool) -> tuple[IRModel, str]:

@@ -22,6 +22,7 @@ from typing import Any
 import optuna
 
 from engine.artifact import load_artifact, save_artifact
+from engine.batch import fit_batch
 from engine.data import load_dataset
 from engine.importers import import_model, sha256_file
 from engine.integer import lower_to_integer
@@ -59,7 +60,7 @@ def open_evaluator(config: SearchConfig, *, trust_uploads: bool = False) -> Eval
     """
     path = Path(config.model)
     ir = load_ir(path) if is_ir_file(path) else import_model(path, trust_uploads=trust_uploads).ir
-    data = load_dataset(Path(config.data), ir.inputs)
+    ir, data = fit_batch(ir, load_dataset(Path(config.data), ir.inputs))
     return Evaluator(ir, data, pick_metric(config.metric, data), chunks=config.chunks)
 
 

@@ -12,6 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.batch import generalize_batch
 from engine.importers._sniff import ArchiveLimits, ModelKind, sniff
 from engine.importers.onnx import import_onnx
 from engine.importers.pt2 import import_pt2
@@ -39,6 +40,9 @@ def import_model(
 ) -> ImportedModel:
     """Import a .pt2 or .onnx file into validated IR.
 
+    Whatever batch the model was exported with (fixed or dynamic), the IR runs at any
+    batch when :func:`engine.batch.generalize_batch` can show it (``ir.batch``).
+
     Raises:
         MPQError: a subclass with a specific code for every way the file can be
             unacceptable (see :mod:`engine.errors`).
@@ -51,7 +55,7 @@ def import_model(
         )
     else:
         ir = import_onnx(path, max_bytes=archive_limits.max_total_bytes)
-    return ImportedModel(ir=ir, kind=kind, sha256=sha256_file(path))
+    return ImportedModel(ir=generalize_batch(ir), kind=kind, sha256=sha256_file(path))
 
 
 def sha256_file(path: Path) -> str:

@@ -15,23 +15,41 @@ from torch import fx
 from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind, OutputKind
 
+from engine.batch import DYNAMIC_BATCH
 from engine.errors import TrainingModeError, UnsupportedOpsError
 from engine.ir import Device, DType, IRModel, Layout, MemoryFormat, Node, Ref, TensorSpec, Value
 
 __all__ = ["exported_program_to_ir"]
 
-_DROPPED = {"aten._assert_tensor_metadata.default", "aten._assert_scalar.default"}
+_DROPPED = {
+    "aten._assert_tensor_metadata.default",
+    "aten._assert_scalar.default",
+    "aten.sym_constrain_range_for_size.default",
+    "aten._assert_async.msg",
+}
 """Checks with no output and no effect on values; the IR leaves them out."""
 
 
 def exported_program_to_ir(ep: ExportedProgram) -> IRModel:
     """IR of ``ep``: user inputs become IR inputs, parameters/buffers/constants tensors.
 
+    In-place ops (``add_``, ``relu_``, ``hardtanh_``, ``dropout_``, ``copy_``, ...) are
+    removed first by functionalising the program (``run_decompositions({})``, which
+    decomposes nothing else except batch norm, mapped back here). A dynamic batch
+    (dimension 0 of the inputs, one symbol) is specialised at
+    :data:`engine.batch.DYNAMIC_BATCH`, or the nearest size its range allows: every
+    symbolic size becomes an integer, and :func:`engine.batch.generalize_batch` later
+    finds which of them carry the batch.
+
     Raises:
         TrainingModeError: the program mutates buffers or runs batch norm in training mode.
-        UnsupportedOpsError: it uses ops off the allow-list, or non-tensor inputs.
+        UnsupportedOpsError: it uses ops off the allow-list, non-tensor inputs, or a
+            symbolic dimension other than the batch.
     """
+    if any(_mutates(n) for n in ep.graph.nodes):
+        ep = ep.run_decompositions({})
     sig = ep.graph_signature
+    sizes = _Specializer(ep)
     if any(s.kind != OutputKind.USER_OUTPUT for s in sig.output_specs):
         raise TrainingModeError(
             "the exported program updates buffers in place (batch-norm statistics in training "
@@ -44,7 +62,7 @@ def exported_program_to_ir(ep: ExportedProgram) -> IRModel:
         ph = spec.arg.name
         if spec.kind == InputKind.USER_INPUT:
             val = _placeholder_val(ep, ph)
-            inputs.append(TensorSpec(ph, tuple(int(d) for d in val.shape), _dtype(val.dtype)))
+            inputs.append(TensorSpec(ph, sizes.shape(val, ph), _dtype(val.dtype)))
             names[ph] = ph
             continue
         target = spec.target
@@ -64,7 +82,14 @@ def exported_program_to_ir(ep: ExportedProgram) -> IRModel:
         if n.op != "call_function":
             continue
         op = "getitem" if n.target is operator.getitem else str(n.target)
-        if op in _DROPPED:
+        if op in _DROPPED or sizes.record(n):
+            continue
+        if op == _BN_NO_TRAINING:
+            x, w, b, mean, var, momentum, eps = n.args
+            n.args, n.kwargs = (x, w, b, mean, var, False, momentum, eps, False), {}
+            op = "aten.batch_norm.default"
+        elif op == "getitem" and str(getattr(n.args[0], "target", "")) == _BN_NO_TRAINING:
+            names[n.name] = names[n.args[0].name]
             continue
         if op == "aten.batch_norm.default" and _arg(n, 5, "training"):
             raise TrainingModeError(
@@ -72,8 +97,8 @@ def exported_program_to_ir(ep: ExportedProgram) -> IRModel:
                 "torch.export.export and export again"
             )
         try:
-            args = tuple(_value(a, names, bad) for a in n.args)
-            kwargs = {k: _value(v, names, bad) for k, v in n.kwargs.items()}
+            args = tuple(_value(a, names, sizes.values) for a in n.args)
+            kwargs = {k: _value(v, names, sizes.values) for k, v in n.kwargs.items()}
         except _Unsupported as exc:
             bad.add(f"{op} (argument {exc})")
             continue
@@ -86,7 +111,7 @@ def exported_program_to_ir(ep: ExportedProgram) -> IRModel:
     if not all(isinstance(a, fx.Node) for a in outs):
         raise UnsupportedOpsError("the model returns a non-tensor output; return tensors only")
     output_specs = tuple(
-        TensorSpec(a.name, tuple(int(d) for d in a.meta["val"].shape), _dtype(a.meta["val"].dtype))
+        TensorSpec(a.name, sizes.shape(a.meta["val"], a.name), _dtype(a.meta["val"].dtype))
         for a in outs
         if isinstance(a.meta.get("val"), torch.Tensor)
     )
@@ -103,16 +128,98 @@ class _Unsupported(Exception):
     pass
 
 
+_BN_NO_TRAINING = "aten._native_batch_norm_legit_no_training.default"
+
+
+def _mutates(n: fx.Node) -> bool:
+    """Whether ``n`` calls an op that writes into one of its inputs (``add_``, ``copy_``)."""
+    target = n.target
+    return isinstance(target, torch._ops.OpOverload) and target._schema.is_mutable
+
+
+class _Specializer:
+    """Integer values for a program's symbolic sizes, with its batch symbol at one size.
+
+    The batch symbol is dimension 0 of the inputs; it takes
+    :data:`engine.batch.DYNAMIC_BATCH` clipped to the program's range for it. Any
+    other free symbol is refused.
+    """
+
+    def __init__(self, ep: ExportedProgram) -> None:
+        self.values: dict[str, int] = {}
+        self.symbol: Any = None
+        user = {
+            s.arg.name for s in ep.graph_signature.input_specs if s.kind == InputKind.USER_INPUT
+        }
+        for n in ep.graph.nodes:
+            val = n.meta.get("val")
+            if n.op == "placeholder" and n.name in user and isinstance(val, torch.Tensor):
+                for i, d in enumerate(val.shape):
+                    if isinstance(d, torch.SymInt):
+                        self._batch_symbol(d, i, n.name)
+        self.size = DYNAMIC_BATCH
+        if self.symbol is not None:
+            lo, hi = _range(ep, self.symbol)
+            self.size = max(lo, min(hi, DYNAMIC_BATCH))
+
+    def _batch_symbol(self, d: torch.SymInt, dim: int, name: str) -> None:
+        expr = d.node.expr
+        if dim == 0 and expr.is_Symbol and self.symbol in (None, expr):
+            self.symbol = expr
+            return
+        raise UnsupportedOpsError(
+            f"model input {name!r} has a dynamic dimension {dim} ({expr}); MPQ takes a dynamic "
+            "batch (dimension 0, the same for every input) and fixed other dimensions. Export "
+            "with dynamic_shapes only on dimension 0 of each input"
+        )
+
+    def size_of(self, v: Any, what: str) -> int:
+        """The integer value of a size (an int, or a SymInt in the batch symbol)."""
+        if not isinstance(v, torch.SymInt):
+            return int(v)
+        expr = v.node.expr
+        if self.symbol is not None:
+            expr = expr.xreplace({self.symbol: self.size})
+        if not (isinstance(expr, int) or getattr(expr, "is_Integer", False)):
+            raise UnsupportedOpsError(f"{what} has the symbolic size {v.node.expr}")
+        return int(expr)
+
+    def shape(self, val: torch.Tensor, what: str) -> tuple[int, ...]:
+        return tuple(self.size_of(d, what) for d in val.shape)
+
+    def record(self, n: fx.Node) -> bool:
+        """True (and remember its value) when ``n`` computes a size rather than a tensor."""
+        val = n.meta.get("val")
+        if isinstance(val, torch.SymBool | torch.SymFloat):
+            if n.users:
+                raise UnsupportedOpsError(f"{n.name} computes a symbolic {type(val).__name__}")
+            return True
+        if not isinstance(val, torch.SymInt):
+            return False
+        self.values[n.name] = self.size_of(val, n.name)
+        return True
+
+
+def _range(ep: ExportedProgram, symbol: Any) -> tuple[int, int]:
+    """The (lower, upper) sizes ``symbol`` may take; unbounded ends become 1 and DYNAMIC_BATCH."""
+    vr = ep.range_constraints.get(symbol)
+    lo = _finite(vr.lower, 1) if vr is not None else 1
+    hi = _finite(vr.upper, DYNAMIC_BATCH) if vr is not None else DYNAMIC_BATCH
+    return max(1, lo), max(1, lo, hi)
+
+
+def _finite(bound: Any, default: int) -> int:
+    try:
+        return int(bound)
+    except (TypeError, ValueError, AttributeError, OverflowError):  # sympy / torch infinities
+        return default
+
+
 def _placeholder_val(ep: ExportedProgram, name: str) -> torch.Tensor:
     node = next(n for n in ep.graph.nodes if n.op == "placeholder" and n.name == name)
     val = node.meta.get("val")
     if not isinstance(val, torch.Tensor):
         raise UnsupportedOpsError(f"model input {name!r} is not a tensor; MPQ takes tensor inputs")
-    if not all(isinstance(d, int) for d in val.shape):
-        raise UnsupportedOpsError(
-            f"model input {name!r} has a dynamic shape {tuple(val.shape)}; export with fixed "
-            "shapes (no dynamic_shapes) for now"
-        )
     return val
 
 
@@ -124,15 +231,17 @@ def _dtype(d: torch.dtype) -> str:
     return str(d).removeprefix("torch.")
 
 
-def _value(v: Any, names: dict[str, str], bad: set[str]) -> Value:
+def _value(v: Any, names: dict[str, str], sizes: dict[str, int]) -> Value:
     if isinstance(v, fx.Node):
+        if v.name in sizes:
+            return sizes[v.name]
         if v.name not in names:
             raise _Unsupported(f"reference to dropped value {v.name}")
         return Ref(names[v.name])
     if v is None or isinstance(v, bool | int | float | str):
         return v
     if isinstance(v, list | tuple):
-        return [_value(x, names, bad) for x in v]
+        return [_value(x, names, sizes) for x in v]
     if isinstance(v, torch.dtype):
         return DType(_dtype(v))
     if isinstance(v, torch.device):

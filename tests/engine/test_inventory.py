@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from engine.batch import generalize_batch
 from engine.importers._export_to_ir import exported_program_to_ir
 from engine.inventory import inventory
 
@@ -14,15 +15,12 @@ def test_digits_inventory_hand_computed(digits_program) -> None:  # type: ignore
     by_name = {layer.name: layer for layer in inv.layers}
     assert list(by_name) == ["features.0", "features.4", "features.7", "classifier"]
     conv0, conv1, dw, fc = by_name.values()
-    # conv: numel(out) * C_in/groups * kh * kw, batch 32
-    assert (conv0.weight_shape, conv0.params, conv0.macs) == (
-        (16, 1, 3, 3),
-        144,
-        32 * 16 * 8 * 8 * 9,
-    )
-    assert conv1.macs == 32 * 32 * 4 * 4 * 16 * 9
-    assert dw.kind == "conv2d depthwise" and dw.macs == 32 * 32 * 4 * 4 * 1 * 9
-    assert (fc.kind, fc.params, fc.macs) == ("linear", 32 * 10 + 10, 32 * 10 * 32)
+    # conv: numel(out) * C_in/groups * kh * kw, per example (exported at batch 32)
+    assert (conv0.weight_shape, conv0.params, conv0.macs) == ((16, 1, 3, 3), 144, 16 * 8 * 8 * 9)
+    assert conv1.macs == 32 * 4 * 4 * 16 * 9
+    assert dw.kind == "conv2d depthwise" and dw.macs == 32 * 4 * 4 * 1 * 9
+    assert (fc.kind, fc.params, fc.macs) == ("linear", 32 * 10 + 10, 10 * 32)
+    assert inv.fixed_batch == 32  # the raw export; import_model generalizes it
     assert [layer.bn_follows for layer in inv.layers] == [True, True, True, False]
     assert inv.other_ops == {
         "adaptive_avg_pool2d": 1, "batch_norm": 3, "flatten": 1, "max_pool2d": 1, "relu": 3,
@@ -31,6 +29,16 @@ def test_digits_inventory_hand_computed(digits_program) -> None:  # type: ignore
     assert inv.total_params == 144 + 4608 + 288 + 330 + 4 * (16 + 32 + 32)
     assert inv.float_bytes == 4 * inv.total_params
     assert inv.layer_params == 144 + 4608 + 288 + 330
+
+
+def test_macs_are_per_example_at_any_batch(digits_program) -> None:  # type: ignore[no-untyped-def]
+    ir = generalize_batch(exported_program_to_ir(digits_program))
+    assert ir.batch is not None
+    invs = [inventory(ir.at_batch(n)) for n in (1, 7, 32)]
+    assert {inv.total_macs for inv in invs} == {
+        inventory(exported_program_to_ir(digits_program)).total_macs
+    }
+    assert {inv.fixed_batch for inv in invs} == {None}
 
 
 def test_embedding_matmul_and_grouped_conv_are_found() -> None:
@@ -52,5 +60,5 @@ def test_embedding_matmul_and_grouped_conv_are_found() -> None:
     assert layers["emb"].kind == "embedding" and layers["emb"].macs == 0
     assert layers["emb"].params == 400
     proj = next(x for x in layers.values() if x.weight == "proj")
-    assert proj.macs == 2 * 5 * 6 * 8
-    assert layers["conv"].kind == "conv1d grouped(2)" and layers["conv"].macs == 2 * 8 * 7 * 2 * 3
+    assert proj.macs == 5 * 6 * 8  # per example of the batch of 2
+    assert layers["conv"].kind == "conv1d grouped(2)" and layers["conv"].macs == 8 * 7 * 2 * 3
