@@ -2,7 +2,8 @@
 
 - ``eq/ne/lt/gt/le/ge(x, y)`` -> ``Equal`` / ``Not(Equal)`` / ``Less`` / ``Greater`` /
   ``LessOrEqual`` / ``GreaterOrEqual`` on both operands cast to their promoted type
-  (``torch.result_type``: ``int_tensor < 0.5`` compares in float32); a bool result;
+  (``torch.result_type``: ``int_tensor < 0.5`` compares in float32; bools are ordered
+  as int32); a bool result;
 - ``__and__`` / ``__or__`` / ``__xor__`` -> ``And`` / ``Or`` / ``Xor`` on bools,
   ``BitwiseAnd`` / ``BitwiseOr`` / ``BitwiseXor`` on integers; ``bitwise_not`` ->
   ``Not`` / ``BitwiseNot``;
@@ -11,7 +12,8 @@
 - ``where(c, x, y)`` (tensors or scalars) -> ``Where(c, x, y)`` in the output dtype;
   ``masked_fill(x, m, v) = Where(m, v, x)``;
 - ``clamp.Tensor(x, lo, hi) = Min(Max(x, lo), hi)`` (``Clip`` takes scalar bounds only);
-  ``maximum`` / ``minimum`` / ``max.other`` / ``min.other`` -> ``Max`` / ``Min``.
+  ``maximum`` / ``minimum`` / ``max.other`` / ``min.other`` -> ``Max`` / ``Min`` (on
+  bools ``Or`` / ``And``).
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from engine.export._builder import GraphBuilder
 from engine.export._ops_tensor import Converter, arg, operand, pos
 from engine.ir import Node, Ref
 
-__all__ = ["COMPARE_OPS", "result_dtype"]
+__all__ = ["COMPARE_OPS"]
 
 
-def result_dtype(b: GraphBuilder, x: Any, y: Any) -> torch.dtype:
+def _result_dtype(b: GraphBuilder, x: Any, y: Any) -> torch.dtype:
     """The dtype torch computes ``x op y`` in (tensor refs or Python scalars)."""
 
     def probe(v: Any) -> Any:
@@ -42,7 +44,9 @@ def result_dtype(b: GraphBuilder, x: Any, y: Any) -> torch.dtype:
 def _compare(op_type: str, *, negate: bool = False) -> Converter:
     def convert(b: GraphBuilder, n: Node) -> None:
         x, y = pos(n)[0], pos(n)[1]
-        dtype = result_dtype(b, x, y)
+        dtype = _result_dtype(b, x, y)
+        if dtype == torch.bool and op_type != "Equal":  # ONNX orders numbers only
+            dtype = torch.int32
         inputs = [operand(b, x, dtype), operand(b, y, dtype)]
         if negate:
             b.add("Not", [b.add(op_type, inputs, hint=n.name)], out=n.name)
@@ -52,12 +56,12 @@ def _compare(op_type: str, *, negate: bool = False) -> Converter:
     return convert
 
 
-def _logical(bool_op: str, int_op: str) -> Converter:
-    """``bool_op`` on bool outputs, ``int_op`` (bitwise) on integer ones; 1 or 2 operands."""
+def _logical(bool_op: str, int_op: str, arity: int) -> Converter:
+    """``bool_op`` on bool outputs, ``int_op`` (bitwise) on integer ones."""
 
     def convert(b: GraphBuilder, n: Node) -> None:
         dtype = b.meta[n.name].dtype
-        inputs = [operand(b, v, dtype) for v in pos(n)[: 1 if bool_op == "Not" else 2]]
+        inputs = [operand(b, v, dtype) for v in pos(n)[:arity]]
         b.add(bool_op if dtype == torch.bool else int_op, inputs, out=n.name)
 
     return convert
@@ -68,14 +72,13 @@ def _logical_not(b: GraphBuilder, n: Node) -> None:
 
 
 def _float_test(op_type: str) -> Converter:
+    """``IsNaN`` / ``IsInf`` (float inputs only in ONNX; an integer is never either)."""
+
     def convert(b: GraphBuilder, n: Node) -> None:
         x = pos(n)[0]
         dtype = b.meta[x.name].dtype
-        b.add(
-            op_type,
-            [operand(b, x, dtype if dtype.is_floating_point else torch.float32)],
-            out=n.name,
-        )
+        as_float = operand(b, x, dtype if dtype.is_floating_point else torch.float32)
+        b.add(op_type, [as_float], out=n.name)
 
     return convert
 
@@ -103,10 +106,13 @@ def _clamp_tensor(b: GraphBuilder, n: Node) -> None:
     b.add("Identity", [out], out=n.name)
 
 
-def _extreme(op_type: str) -> Converter:
+def _extreme(numeric: str, boolean: str) -> Converter:
+    """``Max`` / ``Min``; on bools (which ONNX does not order) ``Or`` / ``And``."""
+
     def convert(b: GraphBuilder, n: Node) -> None:
         dtype = b.meta[n.name].dtype
-        b.add(op_type, [operand(b, pos(n)[0], dtype), operand(b, pos(n)[1], dtype)], out=n.name)
+        inputs = [operand(b, pos(n)[0], dtype), operand(b, pos(n)[1], dtype)]
+        b.add(boolean if dtype == torch.bool else numeric, inputs, out=n.name)
 
     return convert
 
@@ -123,12 +129,12 @@ _COMPARISONS = {
 COMPARE_OPS: dict[str, Converter] = {
     **{_A + f"{op}.Scalar": _compare(t, negate=neg) for op, (t, neg) in _COMPARISONS.items()},
     **{_A + f"{op}.Tensor": _compare(t, negate=neg) for op, (t, neg) in _COMPARISONS.items()},
-    _A + "__and__.Tensor": _logical("And", "BitwiseAnd"),
-    _A + "__or__.Tensor": _logical("Or", "BitwiseOr"),
-    _A + "__xor__.Tensor": _logical("Xor", "BitwiseXor"),
+    _A + "__and__.Tensor": _logical("And", "BitwiseAnd", 2),
+    _A + "__or__.Tensor": _logical("Or", "BitwiseOr", 2),
+    _A + "__xor__.Tensor": _logical("Xor", "BitwiseXor", 2),
     _A + "isnan.default": _float_test("IsNaN"),
     _A + "isinf.default": _float_test("IsInf"),
-    _A + "bitwise_not.default": _logical("Not", "BitwiseNot"),
+    _A + "bitwise_not.default": _logical("Not", "BitwiseNot", 1),
     _A + "logical_not.default": _logical_not,
     _A + "where.self": _where,
     _A + "where.ScalarOther": _where,
@@ -136,8 +142,8 @@ COMPARE_OPS: dict[str, Converter] = {
     _A + "masked_fill.Scalar": _masked_fill,
     _A + "masked_fill.Tensor": _masked_fill,
     _A + "clamp.Tensor": _clamp_tensor,
-    _A + "maximum.default": _extreme("Max"),
-    _A + "minimum.default": _extreme("Min"),
-    _A + "max.other": _extreme("Max"),
-    _A + "min.other": _extreme("Min"),
+    _A + "maximum.default": _extreme("Max", "Or"),
+    _A + "minimum.default": _extreme("Min", "And"),
+    _A + "max.other": _extreme("Max", "Or"),
+    _A + "min.other": _extreme("Min", "And"),
 }

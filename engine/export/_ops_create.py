@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import torch
 
-from engine.errors import UnsupportedExportError
 from engine.export._builder import GraphBuilder
 from engine.export._ops_tensor import Converter
 from engine.fx import bind
@@ -24,15 +23,14 @@ __all__ = ["CREATE_OPS"]
 
 def _value(b: GraphBuilder, n: Node) -> torch.Tensor:
     """The factory's output, computed with torch; tensor operands as zeros of their shape."""
-    env = {}
+    env: dict[str, torch.Tensor] = {}
     for name in n.refs():
         m = b.meta[name]
         env[name] = torch.zeros(m.shape, dtype=m.dtype)
     args = [bind(a, env) for a in n.args]
     kwargs = {k: bind(v, env) for k, v in n.kwargs.items()}
     out = resolve(n.op)(*args, **kwargs)
-    if not isinstance(out, torch.Tensor):
-        raise UnsupportedExportError(f"{n.name}: {n.op} did not produce a tensor")
+    assert isinstance(out, torch.Tensor), f"{n.op} is a factory"
     return out
 
 

@@ -50,9 +50,8 @@ def _split(b: GraphBuilder, n: Node) -> None:
         if n.op == "aten.chunk.default":
             step = max(1, math.ceil(length / step))
         sizes = [min(step, length - start) for start in range(0, length, step)] or [0]
-    hint = n.name
-    outs = b.add_multi("Split", [b.value(x), b.ints(sizes)], len(sizes), hint=hint, axis=dim)
-    b.outputs[n.name] = outs
+    inputs = [b.value(x), b.ints(sizes)]
+    b.outputs[n.name] = b.add_multi("Split", inputs, len(sizes), hint=n.name, axis=dim)
 
 
 def _getitem(b: GraphBuilder, n: Node) -> None:

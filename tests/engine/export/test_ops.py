@@ -148,6 +148,9 @@ ARITHMETIC = [
     case("minimum.default", X, Y, inputs=xy(INTS, f(4))),
     case("max.other", X, Y, inputs=xy(f(2, 3, 4), f(2, 3, 4))),
     case("min.other", X, Y, inputs=xy(f(2, 3, 4), f(2, 3, 4))),
+    case("maximum.default", X, Y, inputs=xy(INTS, INTS.flip(0)), tag="int"),
+    case("minimum.default", X, Y, inputs=xy(MASK, MASK.flip(0)), tag="bool"),
+    case("max.other", X, Y, inputs=xy(MASK, MASK.flip(0)), tag="bool"),
 ]
 UNARY = [
     *[case(f"{op}.default", X, inputs={"x": POS}) for op in ("log", "sqrt", "rsqrt")],
@@ -190,6 +193,10 @@ LOGIC = [
     ],
     case("lt.Scalar", X, 2.5, inputs={"x": INTS}, tag="int-vs-float"),
     *[
+        case(f"{op}.Tensor", X, Y, inputs=xy(MASK, MASK.flip(0)), tag="bool")
+        for op in ("eq", "ne", "lt", "gt", "le", "ge")
+    ],
+    *[
         case(f"{op}.Tensor", X, Y, inputs=xy(i(0, 3, 2, 3, 4), i(0, 3, 3, 4).float()))
         for op in ("eq", "ne", "lt", "gt", "le", "ge")
     ],
@@ -222,13 +229,16 @@ REDUCTIONS = [
     case("sum.default", X, inputs={"x": i(0, 9, 2, 3, dtype=torch.int32)}, tag="int32"),
     case("prod.dim_int", X, 1, inputs={"x": f(2, 3, 4) * 0.5 + 1}),
     case("amax.default", X, [1]),
+    case("amax.default", X, [1], inputs={"x": MASK}, tag="bool"),
     case("amin.default", X, [-1], True),
     case("logsumexp.default", X, [1, 2]),
     case("argmax.default", X, inputs={"x": i(0, 3, 2, 3, 4).float()}, tag="ties"),
     case("argmax.default", X, 1, True),
+    case("argmax.default", X, 1, inputs={"x": INTS}, tag="int"),
     case("argmin.default", X, -1, inputs={"x": i(0, 3, 2, 3, 4).float()}, tag="ties"),
     case("argmin.default", X, None, True, tag="all-keepdim"),
     case("max.dim", X, 1, picks=2),
+    case("max.dim", X, 0, picks=2, inputs={"x": INTS}, tag="int"),
     case("max.dim", X, -1, True, picks=2, inputs={"x": i(0, 3, 2, 3, 4).float()}, tag="ties"),
     *[
         case("linalg_vector_norm.default", X, p, [-1], tag=str(p))
@@ -478,6 +488,7 @@ RESIZE = [
     case("upsample_bilinear2d.vec", X, [7, 4], False, None, inputs={"x": IMG}, tag="size"),
     case("upsample_bilinear2d.vec", X, [3, 9], True, None, inputs={"x": IMG}, tag="corners"),
     case("upsample_bilinear2d.vec", X, [1, 4], False, None, inputs={"x": IMG}, tag="size-1"),
+    case("upsample_bilinear2d.vec", X, [1, 4], True, None, inputs={"x": IMG}, tag="corners-1"),
     case("upsample_bilinear2d.vec", X, None, False, [0.5, 0.75], inputs={"x": IMG}, tag="down"),
     case("upsample_bicubic2d.vec", X, None, False, [2.0, 1.5], inputs={"x": IMG}),
     case("upsample_bicubic2d.vec", X, [8, 8], True, None, inputs={"x": IMG}, tag="corners"),
