@@ -17,6 +17,7 @@ from torch.export.graph_signature import InputKind, OutputKind
 
 from engine.batch import DYNAMIC_BATCH
 from engine.errors import TrainingModeError, UnsupportedOpsError
+from engine.importers._functional import FUNCTIONAL_OPS, rewrite_functional
 from engine.ir import Device, DType, IRModel, Layout, MemoryFormat, Node, Ref, TensorSpec, Value
 
 __all__ = ["exported_program_to_ir"]
@@ -103,7 +104,13 @@ def exported_program_to_ir(ep: ExportedProgram) -> IRModel:
             bad.add(f"{op} (argument {exc})")
             continue
         names[n.name] = n.name
-        nodes.append(Node(n.name, op, args, kwargs))
+        node = Node(n.name, op, args, kwargs)
+        if op in FUNCTIONAL_OPS:
+            base, src = n.args[0].meta["val"], n.args[1].meta["val"]
+            shape = sizes.shape(base, n.name)
+            nodes += rewrite_functional(node, shape, _dtype(base.dtype), _dtype(src.dtype))
+            continue
+        nodes.append(node)
     if bad:
         raise UnsupportedOpsError(f"unsupported argument types: {', '.join(sorted(bad))}")
     out_node = next(n for n in ep.graph.nodes if n.op == "output")
