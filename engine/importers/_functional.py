@@ -48,18 +48,18 @@ def rewrite_functional(
     if node.op == _COPY:
         out.append(Node(node.name, "aten.expand.default", (src, list(base_shape))))
         return out
-    dim = _kw(node, args, 2, "dim", 0)
+    dim = _kw(node, args, 2, "dim", 0) or 0
     rank = len(base_shape)
     dim = dim % rank if rank else 0
     size = base_shape[dim]
     if node.op == _SELECT_SCATTER:
-        index = _kw(node, args, 3, "index", 0) % size
+        index = (_kw(node, args, 3, "index", 0) or 0) % size
         start, end = index, index + 1
         unsqueeze = Node(f"{node.name}_unsqueeze", "aten.unsqueeze.default", (src, dim))
         out.append(unsqueeze)
         src = Ref(unsqueeze.name)
     else:
-        if _kw(node, args, 5, "step", 1) != 1:
+        if _kw(node, args, 5, "step", 1) not in (1, None):
             raise UnsupportedOpsError(f"{node.name}: a strided slice_scatter is not supported")
         start = _bound(_kw(node, args, 3, "start", None), 0, size)
         end = _bound(_kw(node, args, 4, "end", None), size, size)
