@@ -3,7 +3,8 @@
 The exported graph computes what MPQ's simulated model computes:
 
 - every IR node becomes the ONNX nodes of its converter (``engine.export._ops_*``:
-  tensor, activation, compare, create, reduce, rounding, shape, nn, norm, resize);
+  tensor, activation, compare, create, reduce, rounding, shape, nn, pool, norm,
+  resize);
   a model using an op without one is refused before anything is written; a
   multi-output op (split, ``max.dim``, ``native_layer_norm``) records its outputs
   for ``getitem`` to pick;
@@ -33,6 +34,7 @@ from engine.export._ops_compare import COMPARE_OPS
 from engine.export._ops_create import CREATE_OPS
 from engine.export._ops_nn import NN_OPS, activation_storage
 from engine.export._ops_norm import NORM_OPS
+from engine.export._ops_pool import POOL_OPS
 from engine.export._ops_reduce import REDUCE_OPS
 from engine.export._ops_resize import RESIZE_OPS
 from engine.export._ops_rounding import ROUNDING_OPS
@@ -63,6 +65,7 @@ CONVERTERS = {
     **ROUNDING_OPS,
     **SHAPE_OPS,
     **NN_OPS,
+    **POOL_OPS,
     **NORM_OPS,
     **RESIZE_OPS,
 }

@@ -1,4 +1,4 @@
-"""ATen -> ONNX: layers (conv, linear, matmul, embedding), pooling, attention, fake-quant.
+"""ATen -> ONNX: layers (conv, linear, matmul, embedding), attention, fake-quant.
 
 Formulas (torch semantics, written with ONNX ops):
 
@@ -10,7 +10,8 @@ Formulas (torch semantics, written with ONNX ops):
 - ``scaled_dot_product_attention(q, k, v, mask) =
   softmax(q @ k^T * scale + mask) @ v`` with ``scale = 1/sqrt(E)`` by default,
   a boolean mask applied as ``Where(mask, s, -inf)``, ``is_causal`` as an
-  upper-triangular ``-inf`` mask;
+  upper-triangular ``-inf`` mask; with ``enable_gqa`` each key/value head is
+  repeated ``H_q / H_kv`` times first (``Unsqueeze``, ``Expand``, ``Reshape``);
 - ``fake_quantize_per_tensor_affine(x, s, z, qmin, qmax)``:
   ``DequantizeLinear(QuantizeLinear(x, s, z), s, z)`` with the zero point's
   type the narrowest of uint8, int8, uint16, int16 holding ``[qmin, qmax]``
@@ -31,7 +32,7 @@ import torch
 
 from engine.errors import UnsupportedExportError
 from engine.export._builder import GraphBuilder
-from engine.export._ops_tensor import Converter, arg, operand, pos
+from engine.export._ops_tensor import Converter, arg, int_list, operand, pos
 from engine.export._tensors import INT4, INT8, INT16, UINT4, UINT8, UINT16, pack_int4
 from engine.ir import Node
 
@@ -63,28 +64,19 @@ def activation_storage(qmin: int, qmax: int) -> tuple[int, str, bool]:
     raise UnsupportedExportError(f"activation code range [{qmin}, {qmax}] fits no ONNX type")
 
 
-def _ints(v: object, n: int) -> list[int]:
-    """An int-or-list argument as a list of ``n`` ints."""
-    if isinstance(v, int):
-        return [v] * n
-    assert isinstance(v, list)
-    out = [int(x) for x in v]
-    return out * n if len(out) == 1 else out
-
-
 def _conv(b: GraphBuilder, n: Node) -> None:
     w_shape = b.meta[pos(n)[1].name].shape
     k = len(w_shape) - 2
-    stride = _ints(arg(n, 3, "stride", 1), k)
+    stride = int_list(arg(n, 3, "stride", 1), k)
     padding = arg(n, 4, "padding", 0)
-    dilation = _ints(arg(n, 5, "dilation", 1), k)
+    dilation = int_list(arg(n, 5, "dilation", 1), k)
     if padding == "valid":
         pads = [0] * (2 * k)
     elif padding == "same":
         total = [d * (s - 1) for d, s in zip(dilation, w_shape[2:], strict=True)]
         pads = [t // 2 for t in total] + [t - t // 2 for t in total]  # extra at the end
     else:
-        pads = _ints(padding, k) * 2
+        pads = int_list(padding, k) * 2
     inputs = [b.value(pos(n)[0]), b.value(pos(n)[1])]
     bias = arg(n, 2, "bias")
     if bias is not None:
@@ -139,50 +131,30 @@ def _embedding(b: GraphBuilder, n: Node) -> None:
     b.add("Gather", [b.value(pos(n)[0]), b.value(pos(n)[1])], out=n.name, axis=0)
 
 
-def _pool(op_type: str, k: int) -> Converter:
-    def convert(b: GraphBuilder, n: Node) -> None:
-        kernel = _ints(pos(n)[1], k)
-        stride = arg(n, 2, "stride", [])
-        stride = kernel if stride in ([], None) else _ints(stride, k)
-        pads = _ints(arg(n, 3, "padding", 0), k) * 2
-        attrs: dict[str, Any] = {"kernel_shape": kernel, "strides": stride}
-        if op_type == "MaxPool":
-            attrs["dilations"] = _ints(arg(n, 4, "dilation", 1), k)
-            attrs["ceil_mode"] = int(bool(arg(n, 5, "ceil_mode", False)))
-        else:
-            attrs["ceil_mode"] = int(bool(arg(n, 4, "ceil_mode", False)))
-            attrs["count_include_pad"] = int(bool(arg(n, 5, "count_include_pad", True)))
-            if arg(n, 6, "divisor_override") is not None:
-                raise UnsupportedExportError(f"{n.name}: avg_pool divisor_override")
-        b.add(op_type, [b.value(pos(n)[0])], out=n.name, pads=pads, **attrs)
-
-    return convert
-
-
-def _adaptive_avg(b: GraphBuilder, n: Node) -> None:
-    in_shape = b.meta[pos(n)[0].name].shape
-    out_size = b.meta[n.name].shape[2:]
-    x = b.value(pos(n)[0])
-    if all(o == 1 for o in out_size):
-        b.add("GlobalAveragePool", [x], out=n.name)
-        return
-    if any(i % o for i, o in zip(in_shape[2:], out_size, strict=True)):
-        raise UnsupportedExportError(
-            f"{n.name}: adaptive average pooling from {in_shape[2:]} to {list(out_size)} has "
-            "uneven windows; only output size 1 or sizes dividing the input are exported"
-        )
-    kernel = [i // o for i, o in zip(in_shape[2:], out_size, strict=True)]
-    b.add("AveragePool", [x], out=n.name, kernel_shape=kernel, strides=kernel)
+def _heads(b: GraphBuilder, ref: Any, heads: int, hint: str) -> str:
+    """Key/value ``[..., H, S, E]`` with each head repeated to ``heads`` (torch's GQA:
+    ``repeat_interleave`` on axis -3): ``Unsqueeze``, ``Expand``, ``Reshape``."""
+    shape = b.meta[ref.name].shape
+    rank, groups = len(shape), heads // shape[-3]
+    if groups == 1:
+        return b.value(ref)
+    x = b.add("Unsqueeze", [b.value(ref), b.ints([rank - 2])], hint=hint)
+    x = b.add("Expand", [x, b.ints([*shape[:-2], groups, *shape[-2:]])], hint=hint)
+    return b.add("Reshape", [x, b.ints([*shape[:-3], heads, *shape[-2:]])], hint=hint)
 
 
 def _sdpa(b: GraphBuilder, n: Node) -> None:
-    q_ref, k_ref = pos(n)[0], pos(n)[1]
-    if arg(n, 7, "enable_gqa", False) or float(arg(n, 4, "dropout_p", 0.0)) != 0.0:
-        raise UnsupportedExportError(f"{n.name}: attention with GQA or dropout is not exported")
+    q_ref, k_ref, v_ref = pos(n)[0], pos(n)[1], pos(n)[2]
+    if float(arg(n, 4, "dropout_p", 0.0)) != 0.0:
+        raise UnsupportedExportError(f"{n.name}: attention with dropout is not exported")
     q_shape, k_shape = b.meta[q_ref.name].shape, b.meta[k_ref.name].shape
     rank = len(k_shape)
+    gqa = bool(arg(n, 7, "enable_gqa", False)) and rank >= 3
+    k, v = b.value(k_ref), b.value(v_ref)
+    if gqa:
+        k, v = _heads(b, k_ref, q_shape[-3], n.name), _heads(b, v_ref, q_shape[-3], n.name)
     perm = [*range(rank - 2), rank - 1, rank - 2]
-    k_t = b.add("Transpose", [b.value(k_ref)], hint=n.name, perm=perm)
+    k_t = b.add("Transpose", [k], hint=n.name, perm=perm)
     scores = b.add("MatMul", [b.value(q_ref), k_t], hint=n.name)
     scale = arg(n, 6, "scale")
     scale = 1.0 / math.sqrt(q_shape[-1]) if scale is None else float(scale)
@@ -199,7 +171,7 @@ def _sdpa(b: GraphBuilder, n: Node) -> None:
         causal = torch.full((lq, lk), -math.inf).triu(1)
         scores = b.add("Add", [scores, b.constant(causal, "causal")], hint=n.name)
     probs = b.add("Softmax", [scores], hint=n.name, axis=-1)
-    b.add("MatMul", [probs, b.value(pos(n)[2])], out=n.name)
+    b.add("MatMul", [probs, v], out=n.name)
 
 
 def _fake_quant(b: GraphBuilder, n: Node) -> None:
@@ -237,12 +209,6 @@ NN_OPS: dict[str, Converter] = {
     _A + "baddbmm.default": _baddbmm,
     _A + "einsum.default": _einsum,
     _A + "embedding.default": _embedding,
-    _A + "max_pool1d.default": _pool("MaxPool", 1),
-    _A + "max_pool2d.default": _pool("MaxPool", 2),
-    _A + "avg_pool1d.default": _pool("AveragePool", 1),
-    _A + "avg_pool2d.default": _pool("AveragePool", 2),
-    _A + "adaptive_avg_pool1d.default": _adaptive_avg,
-    _A + "adaptive_avg_pool2d.default": _adaptive_avg,
     _A + "scaled_dot_product_attention.default": _sdpa,
     _A + "fake_quantize_per_tensor_affine.default": _fake_quant,
 }

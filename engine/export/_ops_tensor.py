@@ -22,7 +22,7 @@ from engine.export._builder import GraphBuilder
 from engine.export._tensors import onnx_dtype
 from engine.ir import Node, Ref
 
-__all__ = ["TENSOR_OPS", "Converter", "arg", "operand", "pos", "unary"]
+__all__ = ["TENSOR_OPS", "Converter", "arg", "int_list", "operand", "pos", "unary"]
 
 Converter = Callable[[GraphBuilder, Node], None]
 INT64_MAX = 2**63 - 1
@@ -36,6 +36,15 @@ def arg(n: Node, i: int, name: str, default: Any = None) -> Any:
 def pos(n: Node) -> tuple[Any, ...]:
     """The positional arguments of ``n``, untyped (converters check what they use)."""
     return tuple(n.args)
+
+
+def int_list(v: object, n: int) -> list[int]:
+    """An int-or-list argument (``stride=2``, ``[2]``, ``[2, 1]``) as a list of ``n`` ints."""
+    if isinstance(v, int):
+        return [v] * n
+    assert isinstance(v, list)
+    out = [int(x) for x in v]
+    return out * n if len(out) == 1 else out
 
 
 def operand(b: GraphBuilder, v: Any, dtype: torch.dtype) -> str:

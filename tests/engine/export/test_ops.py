@@ -402,8 +402,22 @@ LAYERS = [
     case("max_pool2d.default", X, [3, 3], [2, 2], [1, 1], [1, 1], True, inputs={"x": IMG}),
     case("avg_pool1d.default", X, [3], [2], [1], False, False, inputs={"x": SEQ}),
     case("avg_pool2d.default", X, [2, 2], inputs={"x": IMG}),
+    case(
+        "avg_pool2d.default",
+        X,
+        [3, 2],
+        [2, 2],
+        [1, 1],
+        False,
+        True,
+        4,
+        inputs={"x": IMG},
+        tag="divisor",
+    ),
     case("adaptive_avg_pool1d.default", X, [1], inputs={"x": SEQ}),
+    case("adaptive_avg_pool1d.default", X, [3], inputs={"x": SEQ}, tag="uneven"),
     case("adaptive_avg_pool2d.default", X, [5, 3], inputs={"x": IMG}),
+    case("adaptive_avg_pool2d.default", X, [3, 4], inputs={"x": IMG}, tag="uneven"),
     case(
         "batch_norm.default",
         X,
@@ -472,6 +486,15 @@ LAYERS = [
         inputs=xyz(f(2, 3, 4), f(2, 5, 4), f(2, 5, 6)),
     ),
     case("scaled_dot_product_attention.default", X, X, X, is_causal=True, tag="causal"),
+    case(
+        "scaled_dot_product_attention.default",
+        X,
+        Y,
+        Z,
+        inputs=xyz(f(2, 6, 3, 4), f(2, 2, 5, 4), f(2, 2, 5, 3)),
+        enable_gqa=True,
+        tag="gqa",
+    ),
     case("fake_quantize_per_tensor_affine.default", X, 0.02, 128, 0, 255),
 ]
 RESIZE = [
