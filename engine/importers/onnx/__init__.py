@@ -27,13 +27,22 @@ from engine.errors import (
     ModelFormatError,
     UnsupportedOpsError,
 )
+from engine.importers.onnx._activation import ACTIVATION_CONVERTERS
 from engine.importers.onnx._attrs import dtype_name, torch_dtype
+from engine.importers.onnx._create import CREATE_CONVERTERS
+from engine.importers.onnx._einsum import EINSUM_CONVERTERS
 from engine.importers.onnx._elementwise import ELEMENTWISE_CONVERTERS
 from engine.importers.onnx._external import ExternalDataReader
 from engine.importers.onnx._graph import GraphBuilder, Val
+from engine.importers.onnx._index import INDEX_CONVERTERS
+from engine.importers.onnx._math import MATH_CONVERTERS
 from engine.importers.onnx._names import layer_renames, rename_tensors
 from engine.importers.onnx._nn import NN_CONVERTERS
+from engine.importers.onnx._norm import NORM_CONVERTERS
+from engine.importers.onnx._pad import PAD_CONVERTERS
 from engine.importers.onnx._proto import decode_model
+from engine.importers.onnx._reduce import REDUCE_CONVERTERS
+from engine.importers.onnx._resize import RESIZE_CONVERTERS
 from engine.importers.onnx._shape import SHAPE_CONVERTERS
 from engine.importers.onnx._types import OnnxGraph, OnnxModel, OnnxValueInfo
 from engine.ir import DType, IRModel, TensorSpec
@@ -45,7 +54,20 @@ MAX_OPSET = 25
 """The ``ai.onnx`` opsets whose semantics for the supported ops were checked (onnx 1.23)."""
 
 _MAX_INPUT_NUMEL = 1 << 40
-_CONVERTERS = {**NN_CONVERTERS, **ELEMENTWISE_CONVERTERS, **SHAPE_CONVERTERS}
+_CONVERTERS = {
+    **NN_CONVERTERS,
+    **ELEMENTWISE_CONVERTERS,
+    **SHAPE_CONVERTERS,
+    **ACTIVATION_CONVERTERS,
+    **MATH_CONVERTERS,
+    **REDUCE_CONVERTERS,
+    **NORM_CONVERTERS,
+    **PAD_CONVERTERS,
+    **RESIZE_CONVERTERS,
+    **INDEX_CONVERTERS,
+    **CREATE_CONVERTERS,
+    **EINSUM_CONVERTERS,
+}
 SUPPORTED_ONNX_OPS = frozenset(_CONVERTERS)
 """ONNX operator types (domain ``ai.onnx``) the importer maps to IR."""
 
@@ -145,7 +167,8 @@ def _convert(
             raise CorruptFileError(f"ONNX node {node.name!r} ({node.op_type}) has no output")
         b.begin(node)
         b.bind(node.outputs[0], _CONVERTERS[node.op_type](b, node))
-        used = [o for o in node.outputs[1:] if o and consumers.get(o)]
+        # a multi-output converter (Split) binds the outputs after the first itself
+        used = [o for o in node.outputs[1:] if o and consumers.get(o) and o not in b.values]
         if used:
             raise UnsupportedOpsError(
                 f"ONNX node {node.name!r} ({node.op_type}) has its optional output(s) {used} "

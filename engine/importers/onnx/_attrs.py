@@ -19,6 +19,7 @@ from engine.importers.onnx._types import AttributeType, AttributeValue, OnnxNode
 __all__ = [
     "TORCH_DTYPES",
     "attr_float",
+    "attr_floats",
     "attr_int",
     "attr_ints",
     "attr_str",
@@ -52,6 +53,12 @@ def attr_float(n: OnnxNode, name: str, default: float) -> float:
     """Float attribute ``name`` of ``n``, or ``default``."""
     v = _get(n, name, AttributeType.FLOAT)
     return default if v is None else float(cast(float, v))
+
+
+def attr_floats(n: OnnxNode, name: str) -> list[float] | None:
+    """Float-list attribute ``name`` of ``n``, or None when absent."""
+    v = _get(n, name, AttributeType.FLOATS)
+    return None if v is None else [float(x) for x in cast(tuple[float, ...], v)]
 
 
 def attr_ints(n: OnnxNode, name: str) -> list[int] | None:

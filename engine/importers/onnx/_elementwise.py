@@ -1,10 +1,12 @@
-"""ONNX elementwise operators and reductions -> ATen.
+"""ONNX elementwise operators -> ATen: math, comparisons, logic, casts.
 
 ONNX broadcasting is numpy's, which is torch's, so binary operators map one to one. A
 one-element constant operand is passed as a Python number (``aten.mul.Scalar(x, 0.5)``)
-instead of being stored as a tensor. An ``Add`` of a 1-D constant to the output of a bias-less
-``aten.linear.default`` that nothing else reads becomes that linear's bias, so ``MatMul + Add``
-pairs (how torch.onnx writes ``nn.Linear`` on 3-D inputs) import as one linear layer.
+instead of being stored as a tensor; on the left of a comparison or of ``Sub`` the op is
+mirrored (``c < x`` is ``gt.Scalar(x, c)``). An ``Add`` of a 1-D constant to the output of a
+bias-less ``aten.linear.default`` that nothing else reads becomes that linear's bias, so
+``MatMul + Add`` pairs (how torch.onnx writes ``nn.Linear`` on 3-D inputs) import as one
+linear layer.
 """
 
 from __future__ import annotations
@@ -13,20 +15,18 @@ import math
 
 import torch
 
-from engine.errors import TrainingModeError, UnsupportedOpsError
+from engine.errors import TrainingModeError
 from engine.importers.onnx._attrs import (
     attr_float,
     attr_int,
-    attr_ints,
     dtype_name,
-    normalize_axis,
     torch_dtype,
 )
 from engine.importers.onnx._graph import GraphBuilder, Val
 from engine.importers.onnx._types import OnnxNode
 from engine.ir import DType, Node, Ref
 
-__all__ = ["ELEMENTWISE_CONVERTERS"]
+__all__ = ["ELEMENTWISE_CONVERTERS", "scalar_operand"]
 
 _UNARY = {
     "Relu": "aten.relu.default",
@@ -36,8 +36,22 @@ _UNARY = {
     "Sqrt": "aten.sqrt.default",
     "Neg": "aten.neg.default",
     "HardSwish": "aten.hardswish.default",
+    "Exp": "aten.exp.default",
+    "Log": "aten.log.default",
+    "Abs": "aten.abs.default",
+    "Reciprocal": "aten.reciprocal.default",
+    "Sin": "aten.sin.default",
+    "Cos": "aten.cos.default",
+    "Floor": "aten.floor.default",
+    "Ceil": "aten.ceil.default",
+    "Round": "aten.round.default",  # both round half to even
+    "Sign": "aten.sign.default",
+    "IsNaN": "aten.isnan.default",
+    "Not": "aten.logical_not.default",
+    "Softplus": "aten.softplus.default",  # log(1 + exp(x)); ATen's is x above 20 (rel. 1e-9)
+    "Mish": "aten.mish.default",
 }
-# op_type -> (tensor-tensor op, tensor-scalar op)
+# op_type -> (tensor-tensor op, tensor-scalar op or None)
 _BINARY = {
     "Add": ("aten.add.Tensor", "aten.add.Scalar"),
     "Sub": ("aten.sub.Tensor", "aten.sub.Scalar"),
@@ -45,8 +59,25 @@ _BINARY = {
     "Div": ("aten.div.Tensor", "aten.div.Scalar"),
     "Pow": ("aten.pow.Tensor_Tensor", "aten.pow.Tensor_Scalar"),
     "Equal": ("aten.eq.Tensor", "aten.eq.Scalar"),
+    "Less": ("aten.lt.Tensor", "aten.lt.Scalar"),
+    "LessOrEqual": ("aten.le.Tensor", "aten.le.Scalar"),
+    "Greater": ("aten.gt.Tensor", "aten.gt.Scalar"),
+    "GreaterOrEqual": ("aten.ge.Tensor", "aten.ge.Scalar"),
+    "And": ("aten.__and__.Tensor", None),  # on bool tensors, as ONNX requires
+    "Or": ("aten.__or__.Tensor", None),
+    "Xor": ("aten.__xor__.Tensor", None),
 }
-_COMMUTATIVE = {"Add": "aten.add.Scalar", "Mul": "aten.mul.Scalar", "Equal": "aten.eq.Scalar"}
+# op_type -> the scalar op computing ``c op x`` as ``x op' c``
+_SWAPPED = {
+    "Add": "aten.add.Scalar",
+    "Mul": "aten.mul.Scalar",
+    "Equal": "aten.eq.Scalar",
+    "Sub": "aten.rsub.Scalar",
+    "Less": "aten.gt.Scalar",
+    "LessOrEqual": "aten.ge.Scalar",
+    "Greater": "aten.lt.Scalar",
+    "GreaterOrEqual": "aten.le.Scalar",
+}
 
 
 def _item(t: torch.Tensor) -> bool | int | float:
@@ -56,7 +87,7 @@ def _item(t: torch.Tensor) -> bool | int | float:
     return value
 
 
-def _scalar(v: Val, other: Val) -> bool | int | float | None:
+def scalar_operand(v: Val, other: Val) -> bool | int | float | None:
     """``v`` as a Python number if it is a one-element constant that broadcasts away."""
     if v.const is None or other.const is not None or v.const.numel() != 1:
         return None
@@ -114,19 +145,18 @@ def _fuse_bias(b: GraphBuilder, n: OnnxNode, x: Val, y: Val) -> Val | None:
 
 
 def binary(b: GraphBuilder, n: OnnxNode) -> Val:
-    """Add/Sub/Mul/Div/Pow/Equal; integer Div truncates toward zero, as ONNX does."""
+    """Arithmetic, comparisons and logic; integer Div truncates toward zero, as ONNX does."""
     x, y = b.input(n, 0), b.input(n, 1)
     tensor_op, scalar_op = _BINARY[n.op_type]
     if n.op_type == "Add" and (fused := _fuse_bias(b, n, x, y)) is not None:
         return fused
     if n.op_type == "Div" and not (x.dtype.is_floating_point or y.dtype.is_floating_point):
         return b.emit("aten.div.Tensor_mode", x, y, rounding_mode="trunc")  # ONNX int Div
-    if (c := _scalar(y, x)) is not None and not (n.op_type == "Div" and isinstance(c, int)):
+    c = scalar_operand(y, x)
+    if scalar_op is not None and c is not None and not (n.op_type == "Div" and isinstance(c, int)):
         out = b.emit(scalar_op, x, c)
-    elif (c := _scalar(x, y)) is not None and n.op_type in _COMMUTATIVE:
-        out = b.emit(_COMMUTATIVE[n.op_type], y, c)
-    elif c is not None and n.op_type == "Sub":
-        out = b.emit("aten.rsub.Scalar", y, c)
+    elif (c := scalar_operand(x, y)) is not None and n.op_type in _SWAPPED:
+        out = b.emit(_SWAPPED[n.op_type], y, c)
     else:
         out = b.emit(tensor_op, x, y)
     if n.op_type == "Pow" and out.dtype != x.dtype:  # ONNX Pow keeps the base's type
@@ -140,9 +170,15 @@ def where(b: GraphBuilder, n: OnnxNode) -> Val:
 
 
 def cast(b: GraphBuilder, n: OnnxNode) -> Val:
-    """``to.dtype``; a cast to the type the value already has is dropped."""
+    """``to.dtype``; a cast to the type the value already has is dropped.
+
+    ``CastLike`` casts to the type of its second input.
+    """
     x = b.input(n, 0)
-    target = torch_dtype(attr_int(n, "to", 0), f"Cast {n.name!r} target")
+    if n.op_type == "CastLike":
+        target = b.input(n, 1).dtype
+    else:
+        target = torch_dtype(attr_int(n, "to", 0), f"Cast {n.name!r} target")
     if x.dtype == target:
         return x
     return b.emit("aten.to.dtype", x, DType(dtype_name(target)))
@@ -159,24 +195,6 @@ def identity(b: GraphBuilder, n: OnnxNode) -> Val:
     return b.input(n, 0)
 
 
-def reduce(b: GraphBuilder, n: OnnxNode) -> Val:
-    """ReduceMean/ReduceSum; axes an attribute before opset 18/13, an input from then."""
-    x = b.input(n, 0)
-    axes_from_input = b.opset >= (18 if n.op_type == "ReduceMean" else 13)
-    axes = b.ints(n, 1, "axes") if axes_from_input else attr_ints(n, "axes")
-    if not axes:
-        if axes_from_input and attr_int(n, "noop_with_empty_axes", 0):
-            return x
-        axes = list(range(x.dim()))
-    dims = sorted({normalize_axis(a, x.dim(), n) for a in axes})
-    keep = bool(attr_int(n, "keepdims", 1))
-    if n.op_type == "ReduceMean":
-        if not x.dtype.is_floating_point:
-            raise UnsupportedOpsError(f"ReduceMean {n.name!r} on {x.dtype}; MPQ needs floats")
-        return b.emit("aten.mean.dim", x, dims, keep)
-    return b.emit("aten.sum.dim_IntList", x, dims, keep)
-
-
 ELEMENTWISE_CONVERTERS = {
     **dict.fromkeys(_UNARY, unary),
     **dict.fromkeys(_BINARY, binary),
@@ -184,8 +202,7 @@ ELEMENTWISE_CONVERTERS = {
     "Clip": clip,
     "Where": where,
     "Cast": cast,
+    "CastLike": cast,
     "Identity": identity,
     "Dropout": identity,
-    "ReduceMean": reduce,
-    "ReduceSum": reduce,
 }

@@ -192,13 +192,14 @@ def global_avg_pool(b: GraphBuilder, n: OnnxNode) -> Val:
 
 
 def softmax(b: GraphBuilder, n: OnnxNode) -> Val:
-    """Opset >= 13: softmax over ``axis``. Before: over all dims from ``axis`` on, as one."""
+    """Opset >= 13: (log-)softmax over ``axis``. Before: over all dims from ``axis`` on, as one."""
     x = b.input(n, 0)
+    op = "aten.softmax.int" if n.op_type == "Softmax" else "aten.log_softmax.int"
     axis = normalize_axis(attr_int(n, "axis", -1 if b.opset >= 13 else 1), x.dim(), n)
     if b.opset >= 13 or axis == x.dim() - 1:
-        return b.emit("aten.softmax.int", x, axis)
+        return b.emit(op, x, axis)
     flat = [math.prod(x.shape[:axis]), math.prod(x.shape[axis:])]
-    y = b.emit("aten.softmax.int", b.emit("aten.reshape.default", x, flat), 1)
+    y = b.emit(op, b.emit("aten.reshape.default", x, flat), 1)
     return b.emit("aten.reshape.default", y, x.shape)
 
 
@@ -226,5 +227,6 @@ NN_CONVERTERS = {
     "AveragePool": avg_pool,
     "GlobalAveragePool": global_avg_pool,
     "Softmax": softmax,
+    "LogSoftmax": softmax,
     "LayerNormalization": layer_norm,
 }
