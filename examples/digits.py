@@ -1,7 +1,9 @@
 """Train the example CNN on scikit-learn's digits and export it.
 
-Writes ``digits.pt2`` (a ``torch.export`` archive), ``digits.onnx`` and
-``digits.npz`` into the output directory. The data file holds the held-out split
+Writes ``digits.pt2`` (a ``torch.export`` archive) and ``digits.onnx`` exported at a
+batch of 32, ``digits_dynamic.pt2`` and ``digits_dynamic.onnx`` exported with a
+dynamic batch (``dynamic_shapes`` / ``dynamic_axes``), and ``digits.npz`` into the
+output directory. The data file holds the held-out split
 as the evaluation data (``x`` float32 [N, 1, 8, 8], ``labels`` int64 [N]) and
 ``CALIB_SAMPLES`` training images as the calibration data (``calib/x``,
 ``calib/labels``), so quantization never calibrates on what it is scored on.
@@ -94,6 +96,19 @@ def main() -> None:
     example = (torch.from_numpy(x_te[:32]),)
     torch.export.save(torch.export.export(model, example), args.out / "digits.pt2")
     torch.onnx.export(model, example, args.out / "digits.onnx", dynamo=False, input_names=["x"])
+    # the same model with a dynamic batch, the way it is usually exported
+    batch = ({0: torch.export.Dim("batch")},)
+    program = torch.export.export(model, example, dynamic_shapes=batch)
+    torch.export.save(program, args.out / "digits_dynamic.pt2")
+    torch.onnx.export(
+        model,
+        example,
+        args.out / "digits_dynamic.onnx",
+        dynamo=False,
+        input_names=["x"],
+        output_names=["logits"],
+        dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+    )
     arrays = {
         "x": x_te,
         "labels": y_te,

@@ -24,6 +24,8 @@ import optuna
 from engine.artifact import load_artifact, save_artifact
 from engine.batch import fit_batch
 from engine.data import load_dataset
+from engine.errors import MPQError
+from engine.export import export_artifact_onnx
 from engine.importers import import_model, sha256_file
 from engine.integer import lower_to_integer
 from engine.ir import is_ir_file, load_ir
@@ -203,6 +205,7 @@ def finalize(
     }
     if chosen is not None:
         result["chosen"] = _pack(search, ev, chosen, out_dir / "model.mpq", source_sha256)
+        result["chosen"]["onnx"] = _export_onnx(out_dir / "model.mpq", out_dir / "model.onnx")
         if not met:
             result["message"] = (
                 "no plan met the targets; the chosen plan is the closest miss "
@@ -294,6 +297,26 @@ def _pack(
         "payload_bytes": loaded.payload_bytes,
         "file_bytes": file_bytes,
         "compression": search.float_bytes / loaded.payload_bytes,
+    }
+
+
+def _export_onnx(artifact: Path, path: Path) -> dict[str, Any]:
+    """Write the artifact as QDQ ONNX beside it; say what was written, or why nothing was."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        exported = export_artifact_onnx(artifact)
+        exported.save(partial)
+        os.replace(partial, path)
+    except MPQError as exc:
+        return {"file": None, "error": {"code": exc.code, "message": exc.message}}
+    finally:
+        partial.unlink(missing_ok=True)
+    report = exported.report
+    return {
+        "file": path.name,
+        "file_bytes": report.file_bytes,
+        "opset": report.opset,
+        "notes": list(report.notes),
     }
 
 

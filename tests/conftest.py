@@ -22,6 +22,8 @@ class Digits:
     pt2: Path
     onnx: Path
     npz: Path
+    pt2_dynamic: Path
+    onnx_dynamic: Path
 
     def batch(self, n: int = 32) -> torch.Tensor:
         """The first ``n`` held-out images, float32 [n, 1, 8, 8]."""
@@ -40,7 +42,13 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Digits:
         check=True,
         capture_output=True,
     )
-    return Digits(out / "digits.pt2", out / "digits.onnx", out / "digits.npz")
+    return Digits(
+        out / "digits.pt2",
+        out / "digits.onnx",
+        out / "digits.npz",
+        out / "digits_dynamic.pt2",
+        out / "digits_dynamic.onnx",
+    )
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ __all__ = ["ARTIFACTS", "JobCancelled", "finalize_job", "prepare", "run_runner"]
 
 log = logging.getLogger("workers.run")
 
-ARTIFACTS = ("model.mpq", "result.json", "pareto.png", "layers.png")
+ARTIFACTS = ("model.mpq", "model.onnx", "result.json", "pareto.png", "layers.png")
 """Files of a job's output directory recorded as artifacts (when present)."""
 
 

@@ -48,9 +48,11 @@ def test_digits_search_meets_the_target_with_true_numbers(
     run_trials(search, evaluator)
     result = finalize(search, evaluator, tmp_path / "out")
     assert result["met_targets"] and result["chosen"] is not None
-    for name in ("result.json", "model.mpq", "pareto.png", "layers.png"):
+    for name in ("result.json", "model.mpq", "model.onnx", "pareto.png", "layers.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     chosen = result["chosen"]
+    assert chosen["onnx"]["file"] == "model.onnx"
+    assert chosen["onnx"]["file_bytes"] == (tmp_path / "out" / "model.onnx").stat().st_size
     floor = result["targets"]["metric_floor"]
     assert chosen["metric"] >= floor and floor == pytest.approx(search.baseline - 0.01)
     # the numbers are the file's: its tensor bytes and what evaluating it gives

@@ -3,7 +3,8 @@
 The file is decoded by MPQ's own protobuf reader (:mod:`engine.importers.onnx._proto`); each
 node of the ``ai.onnx`` subset that CNNs and BERT-style encoders use becomes allow-listed ATen
 ops (the converters in ``_nn``, ``_elementwise`` and ``_shape``). Every input
-must have a static shape; shape computations on those are folded at import, so the IR holds
+must have a static shape but dimension 0, which may be dynamic (see :func:`_input_spec`);
+shape computations on those are folded at import, so the IR holds
 only tensor arithmetic. Stored tensors keep their initializer names (for torch exports, the
 module path: ``features.0.weight``); the weights torch.onnx names itself (``onnx::MatMul_725``,
 e.g. for transposed or BN-folded weights) are renamed after their layer when that is
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from engine.batch import DYNAMIC_BATCH
 from engine.errors import (
     ArchiveLimitError,
     CorruptFileError,
@@ -194,14 +196,33 @@ def _convert(
 
 
 def _input_spec(v: OnnxValueInfo) -> TensorSpec:
-    """The IR input for a graph input; refuses unknown, symbolic or absurd dims."""
-    dims = tuple(d for d in v.shape or () if isinstance(d, int) and d >= 0)
-    if v.shape is None or len(dims) != len(v.shape):
-        shape = "unknown rank" if v.shape is None else f"shape {list(v.shape)}"
+    """The IR input for a graph input; refuses unknown rank, symbolic or absurd dims.
+
+    A symbolic or unknown dimension 0 (``dim_param``: a dynamic batch) is given
+    :data:`engine.batch.DYNAMIC_BATCH`; :func:`engine.batch.generalize_batch` then
+    makes the imported graph run at any batch.
+    """
+    if v.shape is None:
         raise UnsupportedOpsError(
-            f"model input {v.name!r} has {shape}; MPQ needs static shapes. Export with fixed "
-            "shapes: torch.onnx.export without dynamic_axes (or dynamic_shapes), or fix the "
-            "dims with onnx.tools.update_model_dims.update_inputs_outputs_dims"
+            f"model input {v.name!r} has unknown rank; export the model with input shapes "
+            "(torch.onnx.export records them)"
+        )
+    dims: list[int] = []
+    for i, d in enumerate(v.shape):
+        if i == 0 and not (isinstance(d, int) and d > 0):
+            d = DYNAMIC_BATCH
+        if not (isinstance(d, int) and d >= 0):
+            bad = i
+            break
+        dims.append(d)
+    else:
+        bad = None
+    if bad is not None:
+        raise UnsupportedOpsError(
+            f"model input {v.name!r} has shape {list(v.shape)}: dimension {bad} is dynamic. "
+            "MPQ takes a dynamic batch (dimension 0) and fixed other dimensions: export with "
+            "dynamic_axes only on dimension 0 (e.g. {'input': {0: 'batch'}}), or fix the dims "
+            "with onnx.tools.update_model_dims.update_inputs_outputs_dims"
         )
     if math.prod(dims) > _MAX_INPUT_NUMEL:
         raise UnsupportedOpsError(
@@ -209,4 +230,4 @@ def _input_spec(v: OnnxValueInfo) -> TensorSpec:
             "export the model with a realistic example input"
         )
     dtype = torch_dtype(v.elem_type, f"model input {v.name!r}")
-    return TensorSpec(v.name, dims, dtype_name(dtype))
+    return TensorSpec(v.name, tuple(dims), dtype_name(dtype))

@@ -339,11 +339,27 @@ def test_unsupported_ops_are_all_listed_at_once(tmp_path: Path) -> None:
     assert all(op in err.value.message for op in ("BitShift", "Foo", "com.microsoft.FusedMatMul"))
 
 
-@pytest.mark.parametrize("shape", [["batch", 6], [None, 6], None], ids=["param", "unknown", "rank"])
-def test_dynamic_input_dims_are_refused(shape: list[Any] | None, tmp_path: Path) -> None:
+@pytest.mark.parametrize("dim0", ["batch", None], ids=["param", "unknown"])
+def test_dynamic_batch_is_imported_and_runs_at_any_batch(dim0: str | None, tmp_path: Path) -> None:
+    model = Case("d", [N("Relu", ["x"])], {"x": X2}).proto()
+    model.graph.input[0].CopyFrom(h.make_tensor_value_info("x", T.FLOAT, [dim0, 6]))
+    ir = import_model(_write(tmp_path, model)).ir
+    assert ir.batch is not None and ir.inputs[0].shape[1:] == (6,)
+    x = torch.randn(5, 6)
+    assert torch.equal(to_graph_module(ir.at_batch(5))(x), x.relu())
+
+
+@pytest.mark.parametrize(
+    ("shape", "match"),
+    [([4, "seq"], "dimension 1 is dynamic"), ([4, None], "dimension 1 is dynamic"), (None, "rank")],
+    ids=["param", "unknown", "rank"],
+)
+def test_dynamic_non_batch_dims_are_refused(
+    shape: list[Any] | None, match: str, tmp_path: Path
+) -> None:
     model = Case("d", [N("Relu", ["x"])], {"x": X2}).proto()
     model.graph.input[0].CopyFrom(h.make_tensor_value_info("x", T.FLOAT, shape))
-    with pytest.raises(UnsupportedOpsError, match="static shapes"):
+    with pytest.raises(UnsupportedOpsError, match=match):
         import_onnx(_write(tmp_path, model), max_bytes=LIMIT)
 
 
