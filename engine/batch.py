@@ -58,8 +58,8 @@ _NEW_FACTORIES = {"aten.new_ones.default", "aten.new_zeros.default", "aten.new_f
 _BATCH_LOCAL = {"aten.select.int", "aten.split.Tensor", "aten.split_with_sizes.default"}
 """Ops that would pick samples out of the batch when applied along it."""
 
-ACTIVATION_BUDGET = 512 * 2**20
-"""Bytes of node outputs one evaluation batch may produce (sum over the graph)."""
+ACTIVATION_BUDGET = 256 * 2**20
+"""Bytes of activations one evaluation batch may hold alive at once."""
 MAX_EVALUATION_BATCH = 64
 
 
@@ -91,17 +91,28 @@ def evaluation_batch(model: IRModel, samples: int | None = None) -> int:
     """A batch for evaluating ``model``: as large as memory allows, up to 64.
 
     A fixed-batch model gets its own batch. Otherwise the largest ``n <=
-    MAX_EVALUATION_BATCH`` (and ``<= samples`` when given) whose node outputs,
-    summed over the graph at ``n`` samples, stay within :data:`ACTIVATION_BUDGET`.
+    MAX_EVALUATION_BATCH`` (and ``<= samples`` when given) whose peak of live
+    activations -- node outputs alive at once when each is freed after its last
+    reader, from a meta-device pass at one sample, times ``n`` -- stays within
+    :data:`ACTIVATION_BUDGET`.
     """
     if model.batch is None:
         return model.batch_size or 1
     one = model.at_batch(1)
-    per_sample = sum(
-        math.prod(shape) * (torch.finfo(dt).bits if dt.is_floating_point else 64) // 8
-        for shape, dt in infer_meta(one).values()
-    )
-    n = max(1, min(MAX_EVALUATION_BATCH, ACTIVATION_BUDGET // max(1, per_sample)))
+    sizes = {
+        name: math.prod(shape) * (torch.finfo(dt).bits if dt.is_floating_point else 64) // 8
+        for name, (shape, dt) in infer_meta(one).items()
+    }
+    last_use: dict[str, int] = {}
+    for i, node in enumerate(one.nodes):
+        for name in node.refs():
+            last_use[name] = i
+    live = peak = 0
+    for i, node in enumerate(one.nodes):
+        live += sizes.get(node.name, 0)
+        peak = max(peak, live)
+        live -= sum(sizes.get(r, 0) for r in set(node.refs()) if last_use.get(r) == i)
+    n = max(1, min(MAX_EVALUATION_BATCH, ACTIVATION_BUDGET // max(1, peak)))
     return max(1, min(n, samples)) if samples else n
 
 
