@@ -100,8 +100,8 @@ def resize(b: GraphBuilder, n: OnnxNode) -> Val:
         raise _refuse(n, f"resizing the batch or channel axis ({x.shape} -> {out})")
     if min(out) <= 0 or (scales is not None and min(scales) <= 0):
         raise UnsupportedOpsError(f"{n.op_type} {n.name!r} resizes {x.shape} to {out}")
-    if out == x.shape:
-        return x
+    if out == x.shape and (scales is None or set(scales) == {1.0}):
+        return x  # a scale near 1 keeps the size but still moves the sampling points
     mode = attr_str(n, "mode", "nearest")
     legacy = n.op_type == "Upsample" or b.opset == 10
     coords = "asymmetric" if legacy else attr_str(n, "coordinate_transformation_mode", "half_pixel")
