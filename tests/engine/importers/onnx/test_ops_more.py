@@ -15,6 +15,7 @@ from onnx import helper as h
 from onnx import numpy_helper as nh
 
 from engine.errors import CorruptFileError, UnsupportedOpsError
+from engine.fx import infer_meta
 from engine.importers.onnx import import_onnx
 from engine.ir import IRModel
 from tests.engine.importers.onnx.test_import import LIMIT, Case, N, _chain, _compare, _ops
@@ -39,8 +40,11 @@ def proto(case: Case) -> onnx.ModelProto:
 
 
 def check_case(case: Case, tmp: Path) -> None:
-    """The import of ``case`` matches onnxruntime and passes its IR check."""
+    """The import of ``case`` matches onnxruntime, also on the meta device, and passes its check."""
     ir = _compare(proto(case), case.feeds, tmp)
+    out = ir.outputs[0].name
+    if out in {n.name for n in ir.nodes}:
+        assert infer_meta(ir)[out][0] == ir.output_specs[0].shape
     if case.check is not None:
         assert case.check(ir), f"IR check failed: {[(n.op, n.args) for n in ir.nodes]}"
 
