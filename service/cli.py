@@ -126,7 +126,15 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _table(inv: Inventory) -> str:
-    lines = ["inputs: " + ", ".join(f"{n} {d}{list(s)}" for n, s, d in inv.inputs), ""]
+    def shape(s: tuple[int, ...]) -> str:
+        dims = ["N", *map(str, s[1:])] if inv.fixed_batch is None and s else map(str, s)
+        return "[" + ", ".join(dims) + "]"
+
+    batch = "any batch N" if inv.fixed_batch is None else f"a fixed batch of {inv.fixed_batch}"
+    lines = [
+        "inputs: " + ", ".join(f"{n} {d}{shape(s)}" for n, s, d in inv.inputs) + f" ({batch})",
+        "",
+    ]
     head = ("layer", "kind", "weight shape", "params", "MACs", "BN")
     rows = [
         (

@@ -77,7 +77,7 @@ def _run_and_check(stack: Server, digits: Digits, tmp_path: Path) -> dict[str, A
 
         listed = c.get(f"/v1/jobs/{job['id']}/artifacts").json()
         names = {a["name"]: a for a in listed["data"]}
-        assert {"model.mpq", "result.json"} <= set(names)
+        assert {"model.mpq", "model.onnx", "result.json"} <= set(names)
         r = c.get(f"/v1/jobs/{job['id']}/artifacts/model.mpq")
         assert r.status_code == 200
         digest = hashlib.sha256(r.content).hexdigest()
@@ -92,6 +92,39 @@ def _run_and_check(stack: Server, digits: Digits, tmp_path: Path) -> dict[str, A
     assert report.value == chosen["metric"]
     assert load_artifact(path).payload_bytes == chosen["payload_bytes"]
     return job | {"trials": trials["data"]}
+
+
+@pytest.mark.parametrize("kind", ["pt2", "onnx"])
+def test_dynamic_batch_exports_run_a_job_and_evaluate_as_reported(
+    stack: Server, digits: Digits, kind: str, tmp_path: Path
+) -> None:
+    source = digits.pt2_dynamic if kind == "pt2" else digits.onnx_dynamic
+    with stack.client(stack.key_a) as c:
+        with open(source, "rb") as f:
+            r = c.post("/v1/models", files={"file": (source.name, f)}, data={"name": source.stem})
+        assert r.status_code == 201, r.text
+        model = r.json()
+        assert model["inventory"]["fixed_batch"] is None  # runs at any batch
+        assert model["inventory"]["total_macs"] > 0
+        with open(digits.npz, "rb") as f:
+            r = c.post(
+                "/v1/datasets",
+                files={"file": ("digits.npz", f)},
+                data={"name": "digits", "model_id": str(model["id"])},
+            )
+        assert r.status_code == 201, r.text
+        assert r.json()["num_samples"] == 540 + 256  # evaluation + calib/ samples
+        r = c.post("/v1/jobs", json=job_body(model["id"], r.json()["id"]))
+        assert r.status_code == 202, r.text
+        job = wait_for(stack, c, r.json()["id"], lambda j: j["status"] in FINAL)
+        assert job["status"] == "succeeded", job
+        r = c.get(f"/v1/jobs/{job['id']}/artifacts/model.mpq")
+        assert r.status_code == 200
+        path = tmp_path / "model.mpq"
+        path.write_bytes(r.content)
+    chosen = job["chosen"]
+    assert evaluate_file(path, digits.npz, metric="accuracy").value == chosen["metric"]
+    assert load_artifact(path).payload_bytes == chosen["payload_bytes"]
 
 
 # Where a route's path parameters come from: team A's rows (the succeeded job's).
