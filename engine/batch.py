@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from engine.data import Dataset
-from engine.fx import bind, infer_meta
+from engine.fx import bind, infer_meta, to_graph_module
 from engine.ir import BatchDim, BatchSite, DType, IRModel, Node, Ref, Value
 from engine.ops import resolve
 
@@ -119,11 +119,55 @@ def evaluation_batch(model: IRModel, samples: int | None = None) -> int:
 def fit_batch(model: IRModel, data: Dataset) -> tuple[IRModel, Dataset]:
     """``model`` at its :func:`evaluation_batch` for ``data``, and ``data`` batched to match.
 
-    A fixed-batch model is returned as is (``data`` pads its last batch to it).
+    The move is checked on the data itself: the first evaluation batch must give, row
+    for row, what the graph gives at its stored batch (to float rounding). Where it
+    does not -- a graph whose literals the trace placed wrongly -- the model keeps its
+    stored batch and a note says so. A fixed-batch model is returned as is (``data``
+    pads its last batch to it).
     """
     samples = max(data.calibration.num_samples, data.evaluation.num_samples)
-    model = model.at_batch(evaluation_batch(model, samples))
-    return model, replace(data, inputs=model.inputs)
+    moved = model.at_batch(evaluation_batch(model, samples))
+    if moved is not model and not _same_rows(model, moved, data):
+        note = (
+            f"the model did not compute the same outputs at batch {moved.batch_size} as at "
+            f"its exported batch {model.batch_size}; evaluated in batches of "
+            f"{model.batch_size}"
+        )
+        fixed = replace(model, batch=None)
+        return fixed, replace(data, inputs=fixed.inputs, notes=(*data.notes, note))
+    return moved, replace(data, inputs=moved.inputs)
+
+
+def _same_rows(stored: IRModel, moved: IRModel, data: Dataset) -> bool:
+    """Whether the first evaluation rows give the same outputs at both batches."""
+    size, n = stored.batch_size or 1, moved.batch_size or 1
+    a = next(replace(data, inputs=stored.inputs).batches("evaluation", size))
+    b = next(replace(data, inputs=moved.inputs).batches("evaluation", n))
+    rows = min(a.n_valid, b.n_valid)
+    with torch.no_grad():
+        out_a = to_graph_module(stored)(*a.tensors)
+        out_b = to_graph_module(moved)(*b.tensors)
+    pairs = zip(_tensors(out_a), _tensors(out_b), strict=True)
+    return all(_close(x[:rows], y[:rows]) for x, y in pairs)
+
+
+def _tensors(out: Any) -> list[torch.Tensor]:
+    return list(out) if isinstance(out, tuple | list) else [out]
+
+
+def _close(x: torch.Tensor, y: torch.Tensor) -> bool:
+    """Equal up to float rounding of a different batch: ``max|x - y| <= 1e-4·max|y| + 1e-6``."""
+    if x.shape != y.shape:
+        return False
+    if not x.is_floating_point():
+        return bool(torch.equal(x, y))
+    x, y = x.double(), y.double()
+    if not bool(torch.isfinite(x).eq(torch.isfinite(y)).all()):
+        return False
+    fin = torch.isfinite(y)
+    scale = float(y[fin].abs().max()) if bool(fin.any()) else 0.0
+    diff = (x[fin] - y[fin]).abs()
+    return (float(diff.max()) if diff.numel() else 0.0) <= 1e-4 * scale + 1e-6
 
 
 def _trace(

@@ -8,14 +8,17 @@ samples -- or keep its fixed batch when a literal really cannot follow the batch
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.export import Dim
 
-from engine.batch import evaluation_batch, generalize_batch
+from engine.batch import evaluation_batch, fit_batch, generalize_batch
+from engine.data import load_dataset
 from engine.errors import InvalidIRError
 from engine.fx import to_graph_module
 from engine.importers._export_to_ir import exported_program_to_ir
@@ -161,3 +164,31 @@ def test_evaluation_batch_is_bounded_by_memory_and_samples() -> None:
 def _export_conv(x: torch.Tensor) -> IRModel:
     model = nn.Sequential(*[nn.Conv2d(3 if i == 0 else 8, 8, 3, padding=1) for i in range(8)])
     return exported_program_to_ir(torch.export.export(model.eval(), (x,)))
+
+
+class SumOverRows(nn.Module):
+    """Exported at batch 1, ``view(x, [2, 3]).sum(0)`` is per sample; at batch n it is not."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(2, 3).sum(0, keepdim=True) * 1.0
+
+
+def test_fit_batch_checks_the_move_on_the_data_and_keeps_the_batch_when_rows_differ(
+    tmp_path: Path,
+) -> None:
+    ep = torch.export.export(SumOverRows(), (torch.randn(1, 6),))
+    ir = generalize_batch(exported_program_to_ir(ep))
+    assert ir.batch is not None  # shapes alone cannot tell
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(0).standard_normal((20, 6), np.float32))
+    data = load_dataset(tmp_path / "d.npz", ir.inputs)
+    fitted, batched = fit_batch(ir, data)
+    assert fitted.batch is None and batched.batch_size == 1
+    assert "did not compute the same outputs" in batched.notes[-1]
+    good = generalize_batch(_export(Attention(), 3, False))
+    np.savez(
+        tmp_path / "a.npz",
+        **{k: v.numpy() for k, v in zip(("x", "mask"), _inputs(20), strict=True)},
+    )
+    fitted, batched = fit_batch(good, load_dataset(tmp_path / "a.npz", good.inputs))
+    # 5 of the 20 samples calibrate, 15 evaluate: one batch of 15
+    assert fitted.batch is not None and batched.batch_size == fitted.batch_size == 15
