@@ -18,12 +18,14 @@ and message ``TypeName: msg``); a stage runs only when the ones it needs did:
 5. ``integer``: :func:`engine.integer.lower_to_integer`: mean cosine of the
    integer-only outputs to the float IR's, ``full``/``partial``, float islands.
 6. ``onnx``: :func:`engine.export.export_onnx` of the quantized model run in
-   onnxruntime on the evaluation samples: max relative error to MPQ's simulated outputs.
+   onnxruntime on the evaluation samples: max relative error and mean cosine to MPQ's
+   simulated outputs.
 """
 
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _zoo_models import ZooModel
+from _zoo_build import ZooModel
 
 from engine.apply import apply
 from engine.data import CALIB_PREFIX, Dataset, load_dataset
@@ -46,6 +48,7 @@ from engine.ir import IRModel
 from engine.metrics import cosine, evaluate
 from engine.plan import LayerFormat, QuantPlan
 
+_ROOT = str(Path(__file__).resolve().parent.parent) + "/"
 N_EVAL = 8
 N_CALIB = 8
 
@@ -57,11 +60,19 @@ class _Failed(Exception):
 
 
 def error_of(exc: BaseException) -> dict[str, str]:
-    """``{"code", "message"}``: an MPQError's own, else code ``crash`` and ``TypeName: msg``."""
+    """``{"code", "message"}``: an MPQError's own, else code ``crash`` and ``TypeName: msg``.
+
+    A crash also gets ``where``: the innermost frame in MPQ's own code (``engine/...py:line``).
+    """
     if isinstance(exc, MPQError):
         return {"code": exc.code, "message": exc.message}
     text = (str(exc).strip().splitlines() or [""])[0][:500]
-    return {"code": "crash", "message": f"{type(exc).__name__}: {text}"}
+    error = {"code": "crash", "message": f"{type(exc).__name__}: {text}"}
+    ours = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(_ROOT)]
+    if ours:
+        frame = ours[-1]
+        error["where"] = f"{frame.filename.removeprefix(_ROOT)}:{frame.lineno} in {frame.name}"
+    return error
 
 
 @contextmanager
@@ -85,7 +96,10 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _first(out: Any) -> torch.Tensor:
-    return out[0] if isinstance(out, tuple | list) else out
+    first = out[0] if isinstance(out, tuple | list) else out
+    if not isinstance(first, torch.Tensor):
+        raise TypeError(f"the IR module returned {type(first).__name__}, not a tensor")
+    return first
 
 
 def _by_ir_names(ir: IRModel, model: ZooModel, tensors: tuple[torch.Tensor, ...]) -> list[Any]:
@@ -185,4 +199,6 @@ def _quantize(cell: Cell, ir: IRModel, model: ZooModel, data_path: Path) -> None
     with _stage(cell, "onnx"):
         exported = export_onnx(qm)
         cell["onnx_bytes"] = exported.report.file_bytes
-        cell["onnx_rel_err"] = rel_err(_ort(exported.data, data), simulated)
+        ort_out = _ort(exported.data, data)
+        cell["onnx_rel_err"] = rel_err(ort_out, simulated)
+        cell["onnx_cosine"] = cosine(ort_out, simulated)

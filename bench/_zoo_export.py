@@ -13,7 +13,7 @@ A model's exports live in ``OUT/<model>/<way>.pt2|.onnx`` with ``<way>.json``
 beside each: the op counts of the exported graph (ATen targets for ``.pt2``,
 ``op_type`` for ONNX), or the exporter's error. ``OUT/<model>/meta.json`` holds
 the torch and transformers versions, the model's description and the sha256 of
-``_zoo_models.py``; when any changes the model's exports are made again,
+``_zoo_build.py`` + ``_zoo_models.py``; when any changes the model's exports are made again,
 otherwise the cached files are used.
 """
 
@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import _zoo_build
 import _zoo_models
 import torch
-from _zoo_models import ZooModel
+from _zoo_build import ZooModel
 from torch import nn
 
 BATCH = 2
@@ -64,7 +65,8 @@ def prepare_dir(out: Path, model: ZooModel, *, fresh: bool) -> Path:
     """``out/<model>``, emptied when ``fresh`` or when the versions or description changed."""
     import transformers
 
-    zoo_code = Path(_zoo_models.__file__).read_bytes()  # a changed zoo makes its exports again
+    # a changed zoo makes its exports again
+    zoo_code = b"".join(Path(str(m.__file__)).read_bytes() for m in (_zoo_build, _zoo_models))
     meta = {
         "torch": torch.__version__,
         "transformers": transformers.__version__,

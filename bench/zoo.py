@@ -15,11 +15,14 @@ folded, int8 w8a8 simulated and integer-only mean cosine to the float IR (with
 integer-only full/partial and its float islands), and MPQ's QDQ ONNX export run
 in onnxruntime against MPQ's simulated outputs (max relative error).
 
-Printed: a markdown table (a row per model, a column per export way), the
-summary line, every failure once with the cells it hit, and the ATen / ONNX
-ops seen in the exports that MPQ's importers do not accept, with counts.
-The JSON (``--json``, default ``OUT/zoo.json``) holds every figure of every cell.
-Exporter failures are not MPQ's: they are counted apart.
+Printed (``bench/_zoo_report.py``): a markdown table (a row per model, a
+column per export way), the summary line (``imported N of M``), every failure
+once with the cells it hit (an MPQError's code and message, anything else as
+``crash``), the exporters' own failures (not MPQ's, counted apart), the ATen /
+ONNX ops in the exports that MPQ's importers do not accept with counts, the
+figures that point at a bug, and the float islands of the integer-only models.
+The JSON (``--json``, default ``OUT/zoo.json``) holds every figure of every
+cell. What the exporters and torch print goes to ``OUT/<model>/<way>.log``.
 """
 
 from __future__ import annotations
@@ -29,13 +32,13 @@ import json
 import logging
 import os
 import platform
-import re
+import subprocess
 import sys
 import time
 import warnings
-from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -44,12 +47,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _zoo_build import ZooModel
 from _zoo_cells import Cell, run_cell
 from _zoo_export import WAYS, cached_export, export, prepare_dir
-from _zoo_models import ZooModel, zoo
-
-from engine.importers.onnx import SUPPORTED_ONNX_OPS
-from engine.ops import ALLOWED_OPS
+from _zoo_models import zoo
+from _zoo_report import report, summary_cell
 
 THREADS = 2
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "zoo"
@@ -79,6 +81,28 @@ class Subject:
         return torch.from_numpy(np.load(path))
 
 
+@contextmanager
+def captured(path: Path) -> Iterator[None]:
+    """Send this process's (and its children's) stdout and stderr to ``path`` meanwhile."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        with open(path, "w") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+    finally:
+        os.close(saved[0])
+        os.close(saved[1])
+
+
 def run_model(
     model: ZooModel, ways: list[str], out: Path, *, quant: bool, fresh: bool
 ) -> dict[str, Cell]:
@@ -86,166 +110,31 @@ def run_model(
     cells: dict[str, Cell] = {}
     for way in ways:
         t0 = time.perf_counter()
-        made = cached_export(subject.folder, way)
-        if made is None:
-            made = export(subject.folder, way, subject.module(), model)
-        cell: Cell = {"export": made.error or ("cached" if made.cached else "ok"), "ops": made.ops}
-        if made.path is not None:
-            cell.update(run_cell(made.path, model, subject.eager, quant=quant))
+        with captured(subject.folder / f"{way}.log"):  # exporters and torch print a lot
+            made = cached_export(subject.folder, way)
+            if made is None:
+                made = export(subject.folder, way, subject.module(), model)
+            cell: Cell = {"export": made.error or ("cached" if made.cached else "ok")}
+            cell["ops"] = made.ops
+            if made.path is not None:
+                cell.update(run_cell(made.path, model, subject.eager, quant=quant))
         cell["wall_s"] = round(time.perf_counter() - t0, 1)
         cells[way] = cell
         say(f"  {model.name:<16} {way:<13} {cell['wall_s']:>6.1f}s  {summary_cell(cell)}")
     return cells
 
 
-def _e(x: float) -> str:
-    return "0" if x == 0 else f"{x:.0e}" if x < 0.01 else f"{x:.2f}"
+def engine_version() -> str:
+    """``HEAD``'s short sha, and how many files under engine/ differ from it (others' edits)."""
+    root = Path(__file__).resolve().parent.parent
 
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else "?"
 
-def summary_cell(cell: Cell, refs: dict[tuple[str, str, str], str] | None = None) -> str:
-    """One table cell: the figures measured, and the first failing stage's code."""
-    if cell["export"] not in ("ok", "cached"):
-        return "export failed"
-    errors: dict[str, dict[str, str]] = cell.get("errors", {})
-
-    def fail(stage: str) -> str:
-        err = errors[stage]
-        ref = refs.get((stage, err["code"], err["message"]), "") if refs else ""
-        return f"✗ {stage}: `{err['code']}`{' ' + ref if ref else ''}"
-
-    if "import" in errors:
-        return fail("import")
-    parts = [f"ir {_e(cell['ir_rel_err'])}" if "ir_rel_err" in cell else fail("ir")]
-    if "bn" in cell:
-        parts.append(f"bn {cell['bn']['folded']}/{cell['bn']['left']}")
-    if "quantize" in errors:
-        parts.append(fail("quantize"))
-    elif "sim_cosine" in cell:
-        parts.append(f"w8a8 {cell['sim_cosine']:.3f}")
-        if "integer" in errors:
-            parts.append(fail("integer"))
-        else:
-            parts.append(f"int {cell['int_cosine']:.3f} {cell['integer_only']}")
-        parts.append(fail("onnx") if "onnx" in errors else f"ort {_e(cell['onnx_rel_err'])}")
-    return " · ".join(parts)
-
-
-def failure_groups(results: dict[str, dict[str, Cell]]) -> list[dict[str, Any]]:
-    """Identical (stage, code, message) failures grouped, most frequent first."""
-    groups: dict[tuple[str, str, str], list[str]] = defaultdict(list)
-    for name, cells in results.items():
-        for way, cell in cells.items():
-            for stage, err in cell.get("errors", {}).items():
-                groups[(stage, err["code"], _generic(err["message"]))].append(f"{name}/{way}")
-    ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-    return [
-        {"ref": f"[{i + 1}]", "stage": s, "code": c, "message": m, "cells": where}
-        for i, ((s, c, m), where) in enumerate(ordered)
-    ]
-
-
-def _generic(message: str) -> str:
-    """``message`` with torch's symbol names (``s43``) made equal, so such failures group."""
-    return re.sub(r"\bs\d+\b", "sN", message)
-
-
-def export_failures(results: dict[str, dict[str, Cell]]) -> dict[str, list[str]]:
-    failed: dict[str, list[str]] = defaultdict(list)
-    for name, cells in results.items():
-        for way, cell in cells.items():
-            if cell["export"] not in ("ok", "cached"):
-                failed[cell["export"]].append(f"{name}/{way}")
-    return dict(failed)
-
-
-def unsupported_ops(results: dict[str, dict[str, Cell]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{"aten"|"onnx": {op: {"models": {model: nodes}, "named": bool}}}``: ops not accepted.
-
-    An op counts when it is off the importer's list (``engine.ops.ALLOWED_OPS``,
-    ``SUPPORTED_ONNX_OPS``) and no file holding it imported (the ``.pt2``
-    importer rewrites some ops, e.g. in-place ones, before checking), or when an
-    import error names it. ``named`` says an import error named it; otherwise
-    every file holding it failed earlier (a dynamic shape, another op).
-    A model's node count is its largest over its files of that kind; ``aten._assert_*``
-    checks are left out (the importer drops them).
-    """
-    seen: dict[str, dict[str, dict[str, Any]]] = {"aten": {}, "onnx": {}}
-    accepted: set[str] = set()
-    named: set[str] = set()
-    for cells in results.values():
-        for cell in cells.values():
-            err = cell.get("errors", {}).get("import")
-            if cell["export"] in ("ok", "cached") and err is None:
-                accepted.update(cell["ops"])
-            elif err is not None and err["code"] == "unsupported_ops":
-                named.update(op for op in cell["ops"] if _names_op(short(err["message"]), op))
-    for name, cells in results.items():
-        for way, cell in cells.items():
-            kind = "aten" if way.startswith("pt2") else "onnx"
-            known = ALLOWED_OPS if kind == "aten" else SUPPORTED_ONNX_OPS
-            for op, count in cell["ops"].items():
-                off_list = op not in known and op not in accepted
-                if (off_list or op in named) and not op.startswith("aten._assert_"):
-                    entry = seen[kind].setdefault(op, {"models": {}, "named": op in named})
-                    entry["models"][name] = max(entry["models"].get(name, 0), count)
-    return seen
-
-
-def _names_op(message: str, op: str) -> bool:
-    return re.search(rf"(?<![\w.]){re.escape(op)}(?!\.?\w)", message) is not None
-
-
-def short(message: str) -> str:
-    """A message without the long list of supported ops that some errors append."""
-    return re.sub(r" (Supported: |Supported operators are listed).*", " …", message)
-
-
-def report(results: dict[str, dict[str, Cell]], ways: list[str]) -> dict[str, Any]:
-    groups = failure_groups(results)
-    refs = {(g["stage"], g["code"], g["message"]): g["ref"] for g in groups}
-    for cells in results.values():  # each cell's own message -> its group's reference
-        for cell in cells.values():
-            for stage, err in cell.get("errors", {}).items():
-                key = (stage, err["code"], _generic(err["message"]))
-                refs[(stage, err["code"], err["message"])] = refs[key]
-    say("| model | " + " | ".join(ways) + " |")
-    say("| --- |" + " --- |" * len(ways))
-    for name, cells in results.items():
-        row = [summary_cell(cells[w], refs) if w in cells else "" for w in ways]
-        say(f"| {name} | " + " | ".join(row) + " |")
-    cells = [c for per in results.values() for c in per.values()]
-    exported = [c for c in cells if c["export"] in ("ok", "cached")]
-    imported = [c for c in exported if "import" not in c.get("errors", {})]
-    close = [c for c in imported if c.get("ir_rel_err", 1.0) <= 1e-4]
-    ort = [c for c in imported if "onnx_rel_err" in c]
-    full = [c for c in imported if c.get("integer_only") == "full"]
-    say()
-    say(
-        f"imported {len(imported)} of {len(exported)} exported files ({len(cells)} cells, "
-        f"{len(cells) - len(exported)} exports failed); IR within 1e-4 of eager: {len(close)}; "
-        f"int8 integer-only full: {len(full)}; quantized ONNX ran in onnxruntime: {len(ort)}"
-    )
-    say()
-    say("Failures (stage, code, message; cells):")
-    for g in groups:
-        say(f"{g['ref']} {g['stage']} `{g['code']}`: {short(g['message'])}")
-        say(f"    {len(g['cells'])} cells: {', '.join(g['cells'])}")
-    say()
-    say("Exporter failures (not MPQ's):")
-    failed = export_failures(results)
-    for message, where in failed.items():
-        say(f"- {message}\n    {', '.join(where)}")
-    ops = unsupported_ops(results)
-    for kind, title in (("aten", "ATen ops in .pt2 exports"), ("onnx", "ONNX ops")):
-        say()
-        say(f"{title} MPQ's importer does not accept (op: nodes, models):")
-        entries = sorted(ops[kind].items(), key=lambda kv: (-len(kv[1]["models"]), kv[0]))
-        for op, entry in entries:
-            models = entry["models"]
-            tag = "" if entry["named"] else " (not reached: every file failed before)"
-            count = f"{sum(models.values())} nodes, {len(models)} models"
-            say(f"- {op}: {count} ({', '.join(models)}){tag}")
-    return {"failures": groups, "export_failures": failed, "unsupported_ops": ops}
+    changed = git("status", "--porcelain", "--", "engine")
+    edits = len(changed.splitlines()) if changed != "?" else "?"
+    return f"{git('rev-parse', '--short', 'HEAD')} + {edits} uncommitted engine/ files"
 
 
 def main() -> None:
@@ -258,7 +147,11 @@ def main() -> None:
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="exports cache (default %(default)s)"
     )
-    parser.add_argument("--json", type=Path, help="write every figure here (default OUT/zoo.json)")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        help="every figure (default OUT/zoo.json; OUT/zoo-partial.json with --only or --ways)",
+    )
     parser.add_argument("--no-quant", action="store_true", help="import + IR check only")
     parser.add_argument("--reexport", action="store_true", help="ignore cached exports")
     args = parser.parse_args()
@@ -272,9 +165,10 @@ def main() -> None:
     for noisy in ("torch.onnx", "torch.export", "torch._dynamo", "transformers"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    code = engine_version()
     say(
         f"bench/zoo.py: torch {torch.__version__}, {THREADS} threads, {os.cpu_count()} CPUs, "
-        f"load avg {load}, {platform.machine()}; exports in {args.out}"
+        f"load avg {load}, {platform.machine()}; code {code}; exports in {args.out}"
     )
     start = time.perf_counter()
     results: dict[str, dict[str, Cell]] = {}
@@ -286,9 +180,11 @@ def main() -> None:
     say()
     summary = report(results, ways)
     say(f"\ntotal {time.perf_counter() - start:.1f}s")
-    path = args.json or args.out / "zoo.json"
+    partial = args.only or args.ways != ",".join(WAYS)  # a partial run keeps the full one's
+    path = args.json or args.out / ("zoo-partial.json" if partial else "zoo.json")
     sources = {m.name: m.source for m in zoo() if m.name in results}
-    path.write_text(json.dumps({"models": sources, "cells": results, **summary}, indent=1))
+    head = {"code": code, "torch": torch.__version__, "seconds": round(time.perf_counter() - start)}
+    path.write_text(json.dumps({**head, "models": sources, "cells": results, **summary}, indent=1))
     say(f"wrote {path}")
 
 
