@@ -106,9 +106,11 @@ def exported_program_to_ir(ep: ExportedProgram) -> IRModel:
         names[n.name] = n.name
         node = Node(n.name, op, args, kwargs)
         if op in FUNCTIONAL_OPS:
-            base, src = n.args[0].meta["val"], n.args[1].meta["val"]
+            base = n.args[0].meta["val"]
+            src = n.args[1].meta.get("val") if isinstance(n.args[1], fx.Node) else None
+            src_dtype = _dtype(src.dtype) if isinstance(src, torch.Tensor) else _dtype(base.dtype)
             shape = sizes.shape(base, n.name)
-            nodes += rewrite_functional(node, shape, _dtype(base.dtype), _dtype(src.dtype))
+            nodes += rewrite_functional(node, shape, _dtype(base.dtype), src_dtype)
             continue
         nodes.append(node)
     if bad:

@@ -1,4 +1,4 @@
-"""The copy and scatter ops functionalisation writes, as slices and concatenation.
+"""Ops MPQ writes with others it already has: copy, scatter, diff; views as reshapes.
 
 Functionalising a program (``ExportedProgram.run_decompositions({})``) turns a write
 into a view -- ``y[:, :2].add_(1)``, ``z.copy_(y)`` -- into out-of-place ops that
@@ -8,7 +8,12 @@ writing them with ops it already imports, runs integer-only and exports:
 
 - ``copy(dst, src) = expand(src.to(dst.dtype), dst.shape)``;
 - ``slice_scatter(base, src, d, s, e) = cat([base[s0:s], src, base[e:]], d)`` (step 1);
-- ``select_scatter(base, src, d, i) = slice_scatter(base, unsqueeze(src, d), d, i, i+1)``.
+- ``select_scatter(base, src, d, i) = slice_scatter(base, unsqueeze(src, d), d, i, i+1)``;
+- ``diff(x, 1, d, prepend, append) = y[1:] - y[:-1]`` along ``d``, ``y = cat([prepend, x,
+  append], d)`` (what ``transformers`` masks use);
+- ``view(x, s) = reshape(x, s)``: equal wherever the view is valid, and valid on any
+  layout (a view after attention's transpose is valid on the CPU kernel's strides but
+  not on the meta device's, where MPQ infers shapes).
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ __all__ = ["FUNCTIONAL_OPS", "rewrite_functional"]
 _COPY = "aten.copy.default"
 _SLICE_SCATTER = "aten.slice_scatter.default"
 _SELECT_SCATTER = "aten.select_scatter.default"
-FUNCTIONAL_OPS = frozenset({_COPY, _SLICE_SCATTER, _SELECT_SCATTER})
+_DIFF = "aten.diff.default"
+_VIEW = "aten.view.default"
+FUNCTIONAL_OPS = frozenset({_COPY, _SLICE_SCATTER, _SELECT_SCATTER, _DIFF, _VIEW})
 _END = 2**63 - 1
 
 
@@ -34,6 +41,10 @@ def rewrite_functional(
     Raises:
         UnsupportedOpsError: a strided scatter (step != 1).
     """
+    if node.op == _VIEW:
+        return [Node(node.name, "aten.reshape.default", node.args, node.kwargs)]
+    if node.op == _DIFF:
+        return _diff(node, base_shape)
     args = list(node.args) + [None] * 6
     base, src = args[0], args[1]
     if not isinstance(base, Ref) or not isinstance(src, Ref):
@@ -75,6 +86,27 @@ def rewrite_functional(
         out.append(Node(node.name, "aten.clone.default", (src,)))
     else:
         out.append(Node(node.name, "aten.cat.default", (parts, dim)))
+    return out
+
+
+def _diff(node: Node, shape: tuple[int, ...]) -> list[Node]:
+    args = list(node.args) + [None] * 5
+    x, n = args[0], node.kwargs.get("n", args[1] if args[1] is not None else 1)
+    dim = node.kwargs.get("dim", args[2] if args[2] is not None else -1)
+    prepend = node.kwargs.get("prepend", args[3])
+    append = node.kwargs.get("append", args[4])
+    if n != 1 or not isinstance(dim, int):
+        raise UnsupportedOpsError(f"{node.name}: diff of order {n} is not supported (order 1 is)")
+    dim = dim % max(1, len(shape))
+    out: list[Node] = []
+    parts: list[Value] = [p for p in (prepend, x, append) if p is not None]
+    if len(parts) > 1:
+        out.append(Node(f"{node.name}_cat", "aten.cat.default", (parts, dim)))
+        x = Ref(f"{node.name}_cat")
+    out.append(Node(f"{node.name}_hi", "aten.slice.Tensor", (x, dim, 1, _END)))
+    out.append(Node(f"{node.name}_lo", "aten.slice.Tensor", (x, dim, 0, -1)))
+    hi, lo = Ref(f"{node.name}_hi"), Ref(f"{node.name}_lo")
+    out.append(Node(node.name, "aten.sub.Tensor", (hi, lo)))
     return out
 
 

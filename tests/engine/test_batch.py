@@ -192,3 +192,30 @@ def test_fit_batch_checks_the_move_on_the_data_and_keeps_the_batch_when_rows_dif
     fitted, batched = fit_batch(good, load_dataset(tmp_path / "a.npz", good.inputs))
     # 5 of the 20 samples calibrate, 15 evaluate: one batch of 15
     assert fitted.batch is not None and batched.batch_size == fitted.batch_size == 15
+
+
+class FoldedAtItsBatch(nn.Module):
+    """What exports fold: a per-sample constant stored at the batch, masks indexed by arange(B)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("offset", torch.arange(4.0).expand(3, 1, 4).clone())  # equal rows
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(3)  # the batch's indices, written at the exported batch
+        keep = mask[rows][:, :, None].float()
+        return (x + self.offset) * keep
+
+
+def test_row_constants_and_batch_aranges_are_moved_with_the_batch() -> None:
+    model = FoldedAtItsBatch().eval()
+    x, mask = _inputs(3)
+    ep = torch.export.export(model, (x[..., :4].contiguous(), mask))
+    ir = generalize_batch(exported_program_to_ir(ep))
+    assert ir.batch is not None
+    assert ir.tensors["offset"].shape == (1, 1, 4)  # one row stored, expanded in the graph
+    for n in (1, 7):
+        x, mask = _inputs(n, seed=n)
+        x = x[..., :4].contiguous()
+        want = (x + torch.arange(4.0)) * mask[:, :, None].float()
+        torch.testing.assert_close(to_graph_module(ir.at_batch(n))(x, mask), want)

@@ -95,3 +95,18 @@ def test_a_dynamic_dimension_other_than_the_batch_is_refused_clearly() -> None:
     )
     with pytest.raises(UnsupportedOpsError, match=r"dynamic dimension 1.*dimension 0"):
         exported_program_to_ir(ep)
+
+
+def test_diff_and_views_of_transposed_attention_outputs_import() -> None:
+    class Decoderish(nn.Module):
+        def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+            packed = torch.diff(ids, prepend=ids[:, :1], dim=-1)  # transformers' mask code
+            q = x.view(2, 5, 2, 4).transpose(1, 2)
+            a = torch.nn.functional.scaled_dot_product_attention(q, q, q)
+            return a.transpose(1, 2).contiguous().view(2, 5, 8) + packed[..., None]
+
+    x, ids = torch.randn(2, 5, 8), torch.randint(0, 9, (2, 5))
+    ir = exported_program_to_ir(torch.export.export(Decoderish(), (x, ids)))
+    ops = {n.op for n in ir.nodes}
+    assert "aten.diff.default" not in ops and "aten.view.default" not in ops
+    torch.testing.assert_close(to_graph_module(ir)(x, ids), Decoderish()(x, ids))
