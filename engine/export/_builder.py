@@ -6,7 +6,9 @@ the IR's nodes are converted one by one. IR value names are dotted identifiers
 never collide with one of them. Shapes and dtypes of every IR value come from
 one run of the graph on the meta device (:func:`value_meta`): the IR has static
 shapes, so shape arguments (``Reshape`` targets, ``Expand`` sizes) are written
-as constants.
+as constants. Each node and initializer remembers the IR node whose converter
+wrote it (:attr:`GraphBuilder.source`), so that :mod:`engine.export._batch` can
+say which one ties an export to its batch.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from engine.export._tensors import onnx_dtype, raw_bytes
 from engine.fx import infer_meta
 from engine.ir import DType, IRModel, Ref
 
-__all__ = ["GraphBuilder", "TensorHook", "ValueMeta", "value_meta"]
+__all__ = ["GraphBuilder", "Initializer", "TensorHook", "ValueMeta", "value_meta"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,21 @@ def value_meta(model: IRModel) -> dict[str, ValueMeta]:
     return out
 
 
+@dataclass(frozen=True, eq=False)
+class Initializer:
+    """One initializer: a ``TensorProto`` with ``raw_data``, and the IR node that added it."""
+
+    name: str
+    data_type: int
+    dims: tuple[int, ...]
+    raw: bytes
+    source: str = ""
+
+    def encode(self) -> bytes:
+        """The encoded ``TensorProto``."""
+        return _proto.tensor(self.name, self.data_type, self.dims, self.raw)
+
+
 TensorHook = Callable[["GraphBuilder", bool], str]
 """Emits the nodes producing a stored tensor (``transpose``: want its 2-D transpose)."""
 
@@ -59,6 +76,13 @@ class GraphBuilder:
         tensors: the IR's tensors.
         outputs: IR name of a multi-output node (split, ``max.dim``, ...) -> the ONNX
             names of its outputs, in order; ``getitem`` nodes pick from them.
+        nodes: the encoded ``NodeProto`` s, in graph order; ``sources`` the IR node
+            that wrote each.
+        initializers: in the order they were added.
+        source: the IR node being converted ("" outside any).
+        any_batch: the model runs at any batch: where a converter has the choice it
+            computes a size in the graph rather than writing the values it gives
+            (``arange`` as ``Range``), so that :mod:`engine.export._batch` can move it.
     """
 
     meta: dict[str, ValueMeta]
@@ -66,8 +90,11 @@ class GraphBuilder:
     hooks: dict[str, TensorHook] = field(default_factory=dict)
     outputs: dict[str, list[str]] = field(default_factory=dict)
     nodes: list[bytes] = field(default_factory=list)
-    initializers: list[bytes] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    initializers: list[Initializer] = field(default_factory=list)
     initializer_bytes: int = 0
+    source: str = ""
+    any_batch: bool = False
     _names: dict[tuple[str, bool], str] = field(default_factory=dict)
     _counter: int = 0
 
@@ -89,6 +116,7 @@ class GraphBuilder:
         name = out if out is not None else self.fresh(f"{hint}/{op_type}")
         encoded = [_proto.attribute(k, v) for k, v in attrs.items()]
         self.nodes.append(_proto.node(op_type, inputs, [name], name=name, attributes=encoded))
+        self.sources.append(self.source)
         return name
 
     def add_multi(
@@ -98,13 +126,20 @@ class GraphBuilder:
         names = [self.fresh(f"{hint}/{op_type}") for _ in range(count)]
         encoded = [_proto.attribute(k, v) for k, v in attrs.items()]
         self.nodes.append(_proto.node(op_type, inputs, names, name=names[0], attributes=encoded))
+        self.sources.append(self.source)
         return names
 
     def initializer(self, name: str, data_type: int, dims: Sequence[int], raw: bytes) -> str:
         """Add an initializer with raw (already packed) data; return its name."""
-        self.initializers.append(_proto.tensor(name, data_type, dims, raw))
+        self.initializers.append(Initializer(name, data_type, tuple(dims), raw, self.source))
         self.initializer_bytes += len(raw)
         return name
+
+    def drop_initializers(self, names: set[str]) -> None:
+        """Remove the initializers called ``names`` (values the graph computes instead)."""
+        dropped = [i for i in self.initializers if i.name in names]
+        self.initializers = [i for i in self.initializers if i.name not in names]
+        self.initializer_bytes -= sum(len(i.raw) for i in dropped)
 
     def constant(self, t: torch.Tensor, hint: str = "const") -> str:
         """A new initializer holding ``t``."""

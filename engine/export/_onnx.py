@@ -11,7 +11,12 @@ The exported graph computes what MPQ's simulated model computes:
 - each quantized layer's weight is stored in its own format and dequantized in
   the graph (:mod:`engine.export._weights`): ``DequantizeLinear(q, s) = q * s``
   reproduces the simulated weight bit for bit;
-- each activation fake-quant node becomes ``QuantizeLinear -> DequantizeLinear``.
+- each activation fake-quant node becomes ``QuantizeLinear -> DequantizeLinear``;
+- a model that runs at any batch (:attr:`IRModel.batch`) gets a graph that does
+  too: ``dim_param: "batch"`` on its batched inputs and outputs, and every shape
+  constant holding the batch computed from the first batched input's shape
+  (:mod:`engine.export._batch`); where a converter cannot follow the batch the
+  file keeps the stored batch and :attr:`ExportReport.notes` says so.
 
 Opset 21 or later is needed: it is the first with INT4 tensors and blocked
 (``block_size``) dequantization.
@@ -28,6 +33,7 @@ from typing import Any
 from engine.apply import FAKE_QUANT_OP, QuantizedModel, weight_is_transposed
 from engine.errors import UnsupportedExportError
 from engine.export import _proto
+from engine.export._batch import PROBES, Shape, dynamic_batch, written
 from engine.export._builder import GraphBuilder, TensorHook, value_meta
 from engine.export._ops_activation import ACTIVATION_OPS
 from engine.export._ops_compare import COMPARE_OPS
@@ -85,7 +91,10 @@ class ExportReport:
         initializer_bytes: bytes of tensor data (packed weights, scales, other tensors).
         layers: per quantized layer, how its weight is stored (empty for a float export).
         activations: number of activation QDQ pairs per storage type (``{"uint8": 4}``).
-        notes: what differs from MPQ's own artifact (e.g. widths stored in wider types).
+        notes: what differs from MPQ's own artifact (e.g. widths stored in wider types),
+            and why a model that runs at any batch was exported at its fixed batch.
+        dynamic_batch: the graph takes any batch: dimension 0 of each batched input
+            is ``dim_param: "batch"`` (see :mod:`engine.export._batch`).
     """
 
     opset: int
@@ -94,6 +103,7 @@ class ExportReport:
     layers: tuple[WeightRecord, ...]
     activations: dict[str, int]
     notes: tuple[str, ...]
+    dynamic_batch: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (``layers`` as a list of objects)."""
@@ -180,20 +190,23 @@ def export_layers_onnx(
             f"{', '.join(missing)}. Export the float model with torch.onnx.export instead, "
             "or open an issue asking for them"
         )
-    b = GraphBuilder(meta=value_meta(ir), tensors=dict(ir.tensors))
     records: dict[str, WeightRecord] = {}
-    for layer in layers:
-        b.hooks[layer.tensor] = _hook(layer, records)
-    for n in ir.nodes:
-        CONVERTERS[n.op](b, n)
-    inputs = [
-        _proto.value_info(s.name, onnx_dtype(b.meta[s.name].dtype), s.shape) for s in ir.inputs
-    ]
-    outputs = []
-    for r in ir.outputs:
-        m = b.meta[r.name]
-        outputs.append(_proto.value_info(b.value(r), onnx_dtype(m.dtype), m.shape))
-    graph = _proto.graph("mpq", b.nodes, b.initializers, inputs, outputs)
+    g = _convert(ir, layers, records)
+    b = g.builder
+    in_dims, out_dims, batch_note = _any_batch(ir, layers, g)
+    graph = _proto.graph(
+        "mpq",
+        b.nodes,
+        [i.encode() for i in b.initializers],
+        [
+            _proto.value_info(name, elem, dims)
+            for (name, elem), dims in zip(g.input_types, in_dims, strict=True)
+        ],
+        [
+            _proto.value_info(name, elem, dims)
+            for (name, elem), dims in zip(g.output_types, out_dims, strict=True)
+        ],
+    )
     data = _proto.model(graph, ir_version=IR_VERSIONS[opset], opset=opset)
     order = [layer.name for layer in layers if layer.name in records]
     weight_records = tuple(records[name] for name in order)
@@ -203,6 +216,7 @@ def export_layers_onnx(
         if n.op == FAKE_QUANT_OP
     )
     notes = sorted({r.note for r in weight_records if r.note})
+    notes += [batch_note] if batch_note else []
     report = ExportReport(
         opset=opset,
         file_bytes=len(data),
@@ -210,8 +224,67 @@ def export_layers_onnx(
         layers=weight_records,
         activations=dict(sorted(activations.items())),
         notes=tuple(notes),
+        dynamic_batch=ir.batch is not None and not batch_note,
     )
     return OnnxExport(data, report)
+
+
+@dataclass(frozen=True, eq=False)
+class _Converted:
+    """One conversion of an IR: the graph built, and its inputs' and outputs' names and types."""
+
+    builder: GraphBuilder
+    input_types: list[tuple[str, int]]
+    input_shapes: list[tuple[int, ...]]
+    output_types: list[tuple[str, int]]
+    output_shapes: list[tuple[int, ...]]
+
+
+def _any_batch(
+    ir: IRModel, layers: Sequence[QuantizedLayer], g: _Converted
+) -> tuple[list[Shape], list[Shape], str]:
+    """Input and output shapes of the file, and a note when it keeps a fixed batch.
+
+    A model with a batch is converted again at two probe batches and ``g`` made to
+    run at any batch (:func:`engine.export._batch.dynamic_batch`); the shapes then
+    carry ``dim_param`` s.
+    """
+    shapes: tuple[list[Shape], list[Shape]] = (list(g.input_shapes), list(g.output_shapes))
+    if ir.batch is None:
+        return (*shapes, "")
+    probes = [written(g.builder, ir.batch.size, g.input_shapes, g.output_shapes)]
+    for n in [p for p in PROBES if p != ir.batch.size][:2]:
+        try:
+            at = _convert(ir.at_batch(n), layers, {})
+        except Exception as exc:  # any failure here: the fixed-batch file is still right
+            why = f"converting it at batch {n} failed ({type(exc).__name__}: {exc})"
+            return (*shapes, f"exported with a fixed batch of {ir.batch.size}: {why}")
+        probes.append(written(at.builder, n, at.input_shapes, at.output_shapes))
+    found = dynamic_batch(ir, g.builder, probes)
+    if isinstance(found, str):
+        return (*shapes, found)
+    return (*found, "")
+
+
+def _convert(
+    ir: IRModel, layers: Sequence[QuantizedLayer], records: dict[str, WeightRecord]
+) -> _Converted:
+    """Run every node's converter on a new builder (weights of ``layers`` through hooks)."""
+    b = GraphBuilder(meta=value_meta(ir), tensors=dict(ir.tensors), any_batch=ir.batch is not None)
+    for layer in layers:
+        b.hooks[layer.tensor] = _hook(layer, records)
+    for n in ir.nodes:
+        b.source = n.name
+        CONVERTERS[n.op](b, n)
+    b.source = ""
+    outputs = [(b.value(r), b.meta[r.name]) for r in ir.outputs]
+    return _Converted(
+        b,
+        [(s.name, onnx_dtype(b.meta[s.name].dtype)) for s in ir.inputs],
+        [s.shape for s in ir.inputs],
+        [(name, onnx_dtype(m.dtype)) for name, m in outputs],
+        [m.shape for _, m in outputs],
+    )
 
 
 def _hook(layer: QuantizedLayer, records: dict[str, WeightRecord]) -> TensorHook:

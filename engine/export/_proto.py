@@ -108,13 +108,13 @@ def tensor(name: str, data_type: int, dims: Sequence[int], raw: bytes) -> bytes:
     return out + _str(8, name) + _bytes(9, raw)
 
 
-def value_info(name: str, elem_type: int, shape: Sequence[int]) -> bytes:
-    """A ``ValueInfoProto`` of a tensor with a static shape.
+def value_info(name: str, elem_type: int, shape: Sequence[int | str]) -> bytes:
+    """A ``ValueInfoProto`` of a tensor; an int dim is fixed, a str dim symbolic.
 
     ``ValueInfoProto{name (1), type (2): TypeProto{tensor_type (1): Tensor{elem_type (1),
-    shape (2): TensorShapeProto{dim (1): Dimension{dim_value (1)}}}}}``.
+    shape (2): TensorShapeProto{dim (1): Dimension{dim_value (1) | dim_param (2)}}}}}``.
     """
-    dims = b"".join(_bytes(1, _int(1, d)) for d in shape)
+    dims = b"".join(_bytes(1, _str(2, d) if isinstance(d, str) else _int(1, d)) for d in shape)
     tensor_type = _int(1, elem_type) + _bytes(2, dims)
     return _str(1, name) + _bytes(2, _bytes(1, tensor_type))
 

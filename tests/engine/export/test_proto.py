@@ -70,3 +70,9 @@ def test_messages_match_the_onnx_package_byte_for_byte() -> None:
     )
     assert ours == theirs.SerializeToString()
     onnx.checker.check_model(onnx.load_from_string(ours), full_check=True)
+
+
+def test_symbolic_dims_match_the_onnx_package_byte_for_byte() -> None:
+    ours = _proto.value_info("x", FLOAT, ["batch", 3, "5*batch"])
+    theirs = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, "5*batch"])
+    assert ours == theirs.SerializeToString()
