@@ -61,7 +61,13 @@ _RESHAPES = {"aten.view.default", "aten.reshape.default", "aten._unsafe_view.def
 _FACTORIES = {"aten.zeros.default", "aten.ones.default", "aten.full.default"}
 _NEW_FACTORIES = {"aten.new_ones.default", "aten.new_zeros.default", "aten.new_full.default"}
 _ARANGES = {"aten.arange.default", "aten.arange.start", "aten.arange.start_step"}
-_BATCH_LOCAL = {"aten.select.int", "aten.split.Tensor", "aten.split_with_sizes.default"}
+_BATCH_LOCAL = {
+    "aten.select.int",
+    "aten.split.Tensor",
+    "aten.split_with_sizes.default",
+    "aten.index_select.default",
+    "aten.gather.default",
+}
 """Ops that would pick samples out of the batch when applied along it."""
 
 ACTIVATION_BUDGET = 256 * 2**20
@@ -267,6 +273,8 @@ def _trace(
         a, b = runs[0][ref.name], runs[1][ref.name]
         dim0 = _Dim(a.shape[0], b.shape[0]) if isinstance(a, torch.Tensor) and a.dim() else None
         outputs.append(tracer.coeff(dim0) or 0)
+    if not any(outputs):
+        raise _NotGeneric("no output follows the batch")
     return nodes, tracer.sites, outputs
 
 
@@ -323,9 +331,16 @@ class _Tracer:
         shape = _dims(runs[0].get(first), runs[1].get(first)) if first else []
         batch_dims = [i for i, d in enumerate(shape) if self.coeff(d)]
         if op in _BATCH_LOCAL and batch_dims:
-            dim = _int_arg(node, 1 if op == "aten.select.int" else 2, "dim", 0)
+            split = op.startswith("aten.split")
+            dim = _int_arg(node, 2 if split else 1, "dim", 0)
             if dim % len(shape) in batch_dims:
                 raise _NotGeneric(f"{node.name} ({op}) picks samples out of the batch")
+        if op == "aten.index.Tensor" and batch_dims and 0 in batch_dims:
+            index = args[1][0] if isinstance(args[1], list) and args[1] else None
+            if isinstance(index, Ref):
+                pair = _dims(runs[0].get(index.name), runs[1].get(index.name))
+                if not any(self.coeff(d) for d in pair):
+                    raise _NotGeneric(f"{node.name} indexes the batch with fixed indices")
         if op in _RESHAPES and batch_dims and isinstance(args[1], list):
             return node.with_arg((1,), self._reshape(node, shape, batch_dims, args[1]))
         if op == "aten.expand.default" and isinstance(args[1], list):
