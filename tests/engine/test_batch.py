@@ -167,10 +167,10 @@ def _export_conv(x: torch.Tensor) -> IRModel:
 
 
 class SumOverRows(nn.Module):
-    """Exported at batch 1, ``view(x, [2, 3]).sum(0)`` is per sample; at batch n it is not."""
+    """Exported at batch 1, ``view(x, [2, 3]).mean(0)`` is per sample; at batch n it is not."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.view(2, 3).sum(0, keepdim=True) * 1.0
+        return x + x.view(2, 3).mean(0, keepdim=True).repeat(1, 2)
 
 
 def test_fit_batch_checks_the_move_on_the_data_and_keeps_the_batch_when_rows_differ(
