@@ -18,8 +18,12 @@ and message ``TypeName: msg``); a stage runs only when the ones it needs did:
 5. ``integer``: :func:`engine.integer.lower_to_integer`: mean cosine of the
    integer-only outputs to the float IR's, ``full``/``partial``, float islands.
 6. ``onnx``: :func:`engine.export.export_onnx` of the quantized model run in
-   onnxruntime on the evaluation samples: max relative error and mean cosine to MPQ's
-   simulated outputs.
+   onnxruntime on the evaluation samples: max relative error and mean cosine to
+   MPQ's simulated outputs, with all graph optimizations (what users run: ORT
+   fuses Q/DQ into integer kernels that round differently at ties) and with none
+   (``ORT_DISABLE_ALL``: the graph as written), and how many samples differ by
+   more than ``ROW_TOLERANCE`` there (all of them: the graph differs; a few: values
+   that summation order moved across a rounding boundary, one step amplified).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from engine.plan import LayerFormat, QuantPlan
 _ROOT = str(Path(__file__).resolve().parent.parent) + "/"
 N_EVAL = 8
 N_CALIB = 8
+ROW_TOLERANCE = 1e-4
 
 Cell = dict[str, Any]
 
@@ -95,6 +100,17 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a64 - b64).abs().max() / b64.abs().max().clamp_min(1e-30))
 
 
+def rows_off(a: torch.Tensor, b: torch.Tensor, tolerance: float) -> int:
+    """Rows (samples) whose ``max|a - b|`` exceeds ``tolerance * max|b|``.
+
+    A graph that computes something else moves every row; a value that float
+    summation order pushes across a rounding boundary moves the few rows it is in.
+    """
+    diff = (a.detach().to(torch.float64) - b.detach().to(torch.float64)).abs()
+    bound = tolerance * float(b.detach().abs().max())
+    return int((diff.reshape(len(diff), -1).max(dim=1).values > bound).sum())
+
+
 def _first(out: Any) -> torch.Tensor:
     first = out[0] if isinstance(out, tuple | list) else out
     if not isinstance(first, torch.Tensor):
@@ -122,11 +138,13 @@ def write_data(path: Path, ir: IRModel, model: ZooModel) -> None:
     np.savez(path, **data)  # type: ignore[arg-type]
 
 
-def _ort(data: bytes, dataset: Dataset) -> torch.Tensor:
+def _ort(data: bytes, dataset: Dataset, *, optimize: bool) -> torch.Tensor:
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = 2, 1
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
     outs = []
     for batch in dataset.batches("evaluation"):
@@ -199,6 +217,10 @@ def _quantize(cell: Cell, ir: IRModel, model: ZooModel, data_path: Path) -> None
     with _stage(cell, "onnx"):
         exported = export_onnx(qm)
         cell["onnx_bytes"] = exported.report.file_bytes
-        ort_out = _ort(exported.data, data)
+        ort_out = _ort(exported.data, data, optimize=True)
         cell["onnx_rel_err"] = rel_err(ort_out, simulated)
         cell["onnx_cosine"] = cosine(ort_out, simulated)
+        plain = _ort(exported.data, data, optimize=False)
+        cell["onnx_unoptimized_rel_err"] = rel_err(plain, simulated)
+        cell["onnx_unoptimized_rows_off"] = rows_off(plain, simulated, ROW_TOLERANCE)
+        cell["rows"] = len(simulated)

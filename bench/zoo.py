@@ -132,9 +132,13 @@ def engine_version() -> str:
         done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
         return done.stdout.strip() if done.returncode == 0 else "?"
 
-    changed = git("status", "--porcelain", "--", "engine")
-    edits = len(changed.splitlines()) if changed != "?" else "?"
-    return f"{git('rev-parse', '--short', 'HEAD')} + {edits} uncommitted engine/ files"
+    head, changed = (
+        git("rev-parse", "--short", "HEAD"),
+        git("status", "--porcelain", "--", "engine"),
+    )
+    if head == "?":
+        return f"{root} (not a git checkout)"
+    return f"{head} + {len(changed.splitlines())} uncommitted engine/ files"
 
 
 def main() -> None:
