@@ -16,7 +16,9 @@ same model.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -149,11 +151,17 @@ def _convert(
     consumers.update(o.name for o in graph.outputs)
     b = GraphBuilder(opset=opset, fold_budget=fold_budget, consumers=consumers, loader=reader)
     inits = {t.name: t for t in graph.initializers}
-    specs = [_input_spec(v) for v in graph.inputs if v.name not in inits]
-    for spec in specs:
+    specs: list[TensorSpec] = []
+    for info in graph.inputs:
+        if info.name in inits:
+            continue
+        spec = _input_spec(info)
+        # torch.onnx names unnamed inputs like "onnx::Reshape_0"; IR names are identifiers
+        spec = replace(spec, name=_input_name(spec.name, {s.name for s in specs}))
+        specs.append(spec)
         b.names.reserve(spec.name)
         meta = torch.empty(spec.shape, dtype=DType(spec.dtype).torch, device="meta")
-        b.bind(spec.name, Val(meta, ref=spec.name))
+        b.bind(info.name, Val(meta, ref=spec.name))
     b.names.hold(inits)  # initializer names go to their tensors, not to nodes
     for name, t in inits.items():
         if name in consumers and name not in b.values:
@@ -193,6 +201,15 @@ def _convert(
         tensors=tensors,
         output_specs=tuple(output_specs),
     )
+
+
+def _input_name(name: str, taken: set[str]) -> str:
+    """``name`` if it is a valid IR name, else its non-identifier characters as ``_``."""
+    parts = [re.sub(r"[^A-Za-z0-9_]", "_", p) or "_" for p in name.split(".")]
+    out = ".".join(parts) or "input"
+    while out in taken:
+        out += "_"
+    return out
 
 
 def _input_spec(v: OnnxValueInfo) -> TensorSpec:

@@ -522,3 +522,17 @@ def test_torch_exported_block_keeps_batch_norm_foldable(tmp_path: Path) -> None:
     assert [(la.name, la.kind, la.bn_follows) for la in layers] == [
         ("conv", "conv2d", True), ("fc", "linear", False),
     ]  # fmt: skip
+
+
+def test_inputs_torch_onnx_names_itself_become_ir_names(tmp_path: Path) -> None:
+    class Flat(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.reshape(x.shape[0], -1).relu()
+
+    path = tmp_path / "noname.onnx"
+    x = torch.randn(2, 3, 4)
+    torch.onnx.export(Flat(), (x,), str(path), dynamo=False)  # no input_names
+    assert onnx.load(str(path)).graph.input[0].name == "onnx::Reshape_0"
+    ir = import_model(path).ir
+    assert [s.name for s in ir.inputs] == ["onnx__Reshape_0"]
+    assert torch.equal(to_graph_module(ir)(x), Flat()(x))
