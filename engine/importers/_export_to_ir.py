@@ -85,6 +85,8 @@ def exported_program_to_ir(ep: ExportedProgram) -> IRModel:
         op = "getitem" if n.target is operator.getitem else str(n.target)
         if op in _DROPPED or sizes.record(n):
             continue
+        if op == _WEIGHT_NORM and _fold_weight_norm(n, names, tensors):
+            continue
         if op == _BN_NO_TRAINING:
             x, w, b, mean, var, momentum, eps = n.args
             n.args, n.kwargs = (x, w, b, mean, var, False, momentum, eps, False), {}
@@ -138,6 +140,35 @@ class _Unsupported(Exception):
 
 
 _BN_NO_TRAINING = "aten._native_batch_norm_legit_no_training.default"
+_WEIGHT_NORM = "aten._weight_norm.default"
+
+
+def _fold_weight_norm(n: fx.Node, names: dict[str, str], tensors: dict[str, torch.Tensor]) -> bool:
+    """Store ``_weight_norm(v, g, dim)`` of stored ``v``, ``g`` as the weight it computes.
+
+    ``w = v · g / ||v||``, the norm over every dimension but ``dim`` (torch's
+    ``weight_norm`` parametrization). Stored under ``<module>.weight`` (from ``v``'s
+    ``<module>.parametrizations.weight.original1``), so the layer reading it is
+    quantizable and named like any other. False (left as an op) when ``v`` or ``g``
+    is computed.
+    """
+    v_node, g_node = n.args[0], n.args[1]
+    if not isinstance(v_node, fx.Node) or not isinstance(g_node, fx.Node):
+        return False
+    v_name, g_name = names.get(v_node.name), names.get(g_node.name)
+    if v_name not in tensors or g_name not in tensors:
+        return False
+    dim = n.args[2] if len(n.args) > 2 else n.kwargs.get("dim", 0)
+    if not isinstance(dim, int):
+        return False
+    w = torch._weight_norm(tensors[v_name].double(), tensors[g_name].double(), dim)
+    head, found, _ = f".{v_name}".partition(".parametrizations.")
+    name = f"{head[1:]}.weight".lstrip(".") if found else f"{n.name}.weight"
+    while name in tensors or name in names.values():
+        name = f"{name}_"
+    tensors[name] = w.to(tensors[v_name].dtype).contiguous()
+    names[n.name] = name
+    return True
 
 
 def _mutates(n: fx.Node) -> bool:

@@ -15,6 +15,7 @@ from engine.batch import DYNAMIC_BATCH, generalize_batch
 from engine.errors import UnsupportedOpsError
 from engine.fx import to_graph_module
 from engine.importers._export_to_ir import exported_program_to_ir
+from engine.inventory import inventory
 
 
 class InPlace(nn.Module):
@@ -110,3 +111,15 @@ def test_diff_and_views_of_transposed_attention_outputs_import() -> None:
     ops = {n.op for n in ir.nodes}
     assert "aten.diff.default" not in ops and "aten.view.default" not in ops
     torch.testing.assert_close(to_graph_module(ir)(x, ids), Decoderish()(x, ids))
+
+
+def test_weight_norm_of_stored_tensors_becomes_a_quantizable_weight() -> None:
+    torch.manual_seed(0)
+    conv = nn.utils.parametrizations.weight_norm(nn.Conv1d(4, 6, 3, padding=1), dim=2)
+    model = nn.Sequential(conv).eval()  # Wav2Vec2's positional conv is built like this
+    x = torch.randn(2, 4, 9)
+    ir = exported_program_to_ir(torch.export.export(model, (x,)))
+    assert "aten._weight_norm.default" not in {n.op for n in ir.nodes}
+    assert [(x.name, x.weight_shape) for x in inventory(ir).layers] == [("0", (6, 4, 3))]
+    with torch.no_grad():
+        torch.testing.assert_close(to_graph_module(ir)(x), model(x))
