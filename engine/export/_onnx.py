@@ -288,11 +288,20 @@ def _convert(
 
 
 def _hook(layer: QuantizedLayer, records: dict[str, WeightRecord]) -> TensorHook:
+    """Emit the layer's weight once; a read in the other orientation (a tied embedding
+    and LM head) transposes the dequantized value instead of storing the codes twice."""
+    emitted: dict[bool, str] = {}
+
     def emit(b: GraphBuilder, transpose: bool) -> str:
-        name, record = emit_weight(
-            b, layer.name, layer.tensor, layer.weight, flip=layer.transposed != transpose
-        )
+        flip = layer.transposed != transpose
+        if flip in emitted:
+            return emitted[flip]
+        if (not flip) in emitted:
+            emitted[flip] = b.add("Transpose", [emitted[not flip]], hint=layer.tensor, perm=[1, 0])
+            return emitted[flip]
+        name, record = emit_weight(b, layer.name, layer.tensor, layer.weight, flip=flip)
         records.setdefault(layer.name, record)
+        emitted[flip] = name
         return name
 
     return emit
