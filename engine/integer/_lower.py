@@ -11,7 +11,8 @@ token ids, masks, shapes (``i``). Walking the graph in order:
   weights gathers codes;
 - add/sub of two code tensors (or of codes and a float island's output,
   quantized at ``BOUNDARY_BITS`` on its observed range: the residual add after
-  a LayerNorm), activation matmul, average pools and means,
+  a LayerNorm -- unless that range is ``SWAMP_RATIO`` times the codes', as for an
+  attention mask of ``finfo.min``, when the add stays float), activation matmul, average pools and means,
   concatenation run integer kernels; reshapes, max pools, ReLU and clamps act on
   codes with unchanged qparams; multiplying by a positive constant changes only
   the scale;
@@ -142,7 +143,9 @@ def analyse(
             ]
             if len(q_in) + len(floats) < 2:
                 step = Step("float", reason="no integer kernel")
-            for i in floats:  # a float island's output joins here: quantize it at 16 bits
+            elif _swamps(qm, [refs[i].name for i in floats], [r.name for r in q_in]):
+                step = Step("float", reason="an operand's range swamps the other's")
+            for i in floats if step.kind == "add" else ():  # quantize a float island's output
                 lo, hi = qm.ranges[refs[i].name]
                 step.extra[f"quantize_{i}"] = qspec_for_range(lo, hi, BOUNDARY_BITS)
         elif n.op in SCALE_OPS and first_q and len(refs) == 1 and _positive(n.args[1:2]):
@@ -219,6 +222,20 @@ def _assign_targets(qm: QuantizedModel, steps: dict[str, Step], internal_bits: i
         lo, hi = qm.ranges[end]
         to_matmul = all(_kind(steps, u) == "matmul" for u in nxt)
         step.target = qspec_for_range(lo, hi, MATMUL_OPERAND_BITS if to_matmul else internal_bits)
+
+
+SWAMP_RATIO = 256.0
+"""A float operand whose observed range is this many times the code operand's keeps the add
+in float: at 16 bits the sum would leave the code operand under 8 bits of resolution (an
+attention mask of ``finfo.min`` added to attention scores would leave it none)."""
+
+
+def _swamps(qm: QuantizedModel, floats: Sequence[str], codes: Sequence[str]) -> bool:
+    widths = [qm.ranges[c][1] - qm.ranges[c][0] for c in codes if c in qm.ranges]
+    if not widths or not floats:
+        return False
+    width = max(widths)
+    return any(qm.ranges[f][1] - qm.ranges[f][0] > SWAMP_RATIO * width for f in floats)
 
 
 def _kind(steps: Mapping[str, Step], name: str) -> str:
