@@ -12,8 +12,8 @@ token ids, masks, shapes (``i``). Walking the graph in order:
 - add/sub of two code tensors (or of codes and a float island's output,
   quantized at ``BOUNDARY_BITS`` on its observed range: the residual add after
   a LayerNorm -- unless that range is ``SWAMP_RATIO`` times the codes', as for an
-  attention mask of ``finfo.min``, when the add stays float), activation matmul, average pools and means,
-  concatenation run integer kernels; reshapes, max pools, ReLU and clamps act on
+  attention mask of ``finfo.min``, when the add stays float), activation matmul,
+  average pools and means, concatenation run integer kernels; reshapes, max pools, ReLU and clamps act on
   codes with unchanged qparams; multiplying by a positive constant changes only
   the scale;
 - any other op computes in float on dequantized inputs: a *float island*,
