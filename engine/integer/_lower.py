@@ -14,8 +14,8 @@ token ids, masks, shapes (``i``). Walking the graph in order:
   a LayerNorm -- unless that range is ``SWAMP_RATIO`` times the codes', as for an
   attention mask of ``finfo.min``, when the add stays float), activation matmul,
   average pools and means, concatenation run integer kernels; reshapes, max pools,
-  ReLU and clamps act on codes with unchanged qparams; multiplying by a positive constant changes only
-  the scale;
+  ReLU and clamps act on codes with unchanged qparams; multiplying by a positive
+  constant changes only the scale;
 - any other op computes in float on dequantized inputs: a *float island*,
   listed in the report (moving float data -- reshapes, transposes -- is not
   arithmetic and is not listed).
