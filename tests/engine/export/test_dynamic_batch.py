@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
@@ -32,6 +31,7 @@ from engine.inventory import inventory
 from engine.ir import BatchDim, BatchSite, Device, DType, IRModel, Node, Ref, TensorSpec
 from engine.plan import LayerFormat, QuantPlan
 from tests.conftest import Digits
+from tests.engine.export._ort import session as _session
 from tests.engine.export.test_quantized_ops import Mixed
 from tests.engine.test_batch import Attention
 
@@ -91,15 +91,6 @@ def _generic(model: nn.Module, *args: torch.Tensor) -> IRModel:
     ir = generalize_batch(exported_program_to_ir(torch.export.export(model.eval(), args)))
     assert ir.batch is not None
     return ir
-
-
-def _session(data: bytes, *, optimize: bool = False) -> ort.InferenceSession:
-    """Without graph optimizations unless asked: they may flip one-step roundings of QDQ pairs."""
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = so.inter_op_num_threads = 1
-    if not optimize:
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
 
 
 Shapes = list[list[int | str]]

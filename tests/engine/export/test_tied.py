@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from torch import nn
 
@@ -13,6 +12,7 @@ from engine.export import export_onnx
 from engine.importers._export_to_ir import exported_program_to_ir
 from engine.inventory import inventory
 from engine.plan import LayerFormat, QuantPlan
+from tests.engine.export._ort import session
 
 
 class TiedLM(nn.Module):
@@ -37,9 +37,7 @@ def test_a_tied_weight_is_stored_once_and_the_export_matches_the_simulation() ->
     model = onnx.load_from_string(exported.data)
     names = [i.name for i in model.graph.initializer]
     assert len(names) == len(set(names))
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(exported.data, opts, providers=["CPUExecutionProvider"])
+    sess = session(exported.data)
     got = sess.run(None, {model.graph.input[0].name: ids.numpy()})[0]
     with torch.no_grad():
         want = qm.module()(ids).numpy()

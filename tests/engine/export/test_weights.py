@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 
@@ -12,16 +11,9 @@ from engine.apply import apply
 from engine.export import export_onnx
 from engine.ir import IRModel, Node, Ref, TensorSpec
 from engine.plan import LayerFormat, QuantPlan
+from tests.engine.export._ort import session as _session
 
 torch.set_num_threads(1)
-
-
-def _session(data: bytes, *, optimize: bool = False) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = so.inter_op_num_threads = 1
-    if not optimize:
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
 
 
 def conv_ir(weight: torch.Tensor, x_shape: tuple[int, ...]) -> IRModel:
