@@ -25,15 +25,19 @@ from search._run import (
     open_search,
 )
 from search._space import DEFAULT_FORMATS, SearchSpace, choice_key, parse_choice
+from search._spec import METRICS, SPEC_VERSION, JobSpec
 from search._study import Search, TrialRecord, load_study, open_storage, trial_records
 from search._targets import Targets, parse_bytes
 from search._trials import Progress, fail_stale_trials, progress, run_trials
 
 __all__ = [
     "DEFAULT_FORMATS",
+    "METRICS",
     "SAMPLERS",
+    "SPEC_VERSION",
     "Evaluation",
     "Evaluator",
+    "JobSpec",
     "Progress",
     "Search",
     "SearchConfig",

@@ -1,0 +1,299 @@
+"""One job spec: what a user asks of a search, the same from the CLI, the API and a schedule.
+
+A :class:`JobSpec` is everything a user chooses about a search except which model and
+data it runs on: the metric, the targets, the space (weight formats, roundings,
+activation formats, pinned layers), the budget, the seed, the sampler and how many
+trial runners share the work. ``mpq search`` builds one from its flags, ``POST /v1/jobs``
+from its JSON body, and the job row stores :meth:`JobSpec.to_json` as is; workers read it
+back with :meth:`JobSpec.from_json` and add the model and data to get a
+:class:`~search.SearchConfig`.
+
+Its JSON (version 1) is the job body of the REST API without the model and dataset ids::
+
+    {"version": 1, "metric": "accuracy",
+     "targets": {"max_drop": 0.01, "max_drop_rel": null, "min_metric": null,
+                 "max_bytes": null, "min_ratio": null},
+     "space": ["int4", "int8", "cb16"], "rounding": ["nearest", "gptq"],
+     "activation": ["a8"], "pins": {"classifier": "int8"},
+     "budget": {"trials": 100, "timeout_s": null},
+     "seed": 0, "sampler": "tpe", "parallelism": 1}
+
+Validation lives here once: every front door raises the same
+:class:`~engine.errors.InvalidPlanError` with the same message.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from engine.errors import InvalidPlanError
+from search._config import SAMPLERS, SearchConfig
+from search._space import DEFAULT_ACTIVATIONS, DEFAULT_ROUNDINGS, SearchSpace
+from search._targets import Targets, parse_bytes
+
+__all__ = ["METRICS", "SPEC_VERSION", "JobSpec"]
+
+SPEC_VERSION = 1
+METRICS = ("accuracy", "agreement", "cosine", "sqnr")
+_ROUNDINGS = ("nearest", "gptq")
+_METRIC_TARGETS = ("max_drop", "max_drop_rel", "min_metric")
+_SIZE_TARGETS = ("max_bytes", "min_ratio")
+_BUDGET = ("trials", "timeout_s")
+_TOP = (
+    "version",
+    "metric",
+    "targets",
+    "space",
+    "rounding",
+    "activation",
+    "pins",
+    "budget",
+    "seed",
+    "sampler",
+    "parallelism",
+)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A search job as the user asked for it (model and data aside).
+
+    Attributes:
+        metric: ``accuracy``, ``agreement``, ``cosine`` or ``sqnr``.
+        targets: at most one metric target (``max_drop``, ``max_drop_rel``, ``min_metric``)
+            and at most one size target (``max_bytes``, ``min_ratio``); none at all asks for
+            the trade-off front alone.
+        space: weight formats to search (``None``: the search's default formats).
+        rounding: roundings of uniform formats (``nearest``, ``gptq``).
+        activation: activation formats (``a8``, ``a16``, ``float``, ...).
+        pins: layer-name pattern (``fnmatch``) -> format, in order; the first match wins.
+        trials: trial budget over all runners (seeds included).
+        timeout_s: wall-clock budget of each runner in seconds, or ``None``.
+        seed: seeds the sampler (runner ``w`` uses ``seed + w``).
+        sampler: ``tpe``, ``nsga2`` or ``random``.
+        parallelism: trial runners sharing the study (a service may cap it).
+        version: the JSON layout's version (:data:`SPEC_VERSION`).
+    """
+
+    metric: str = "accuracy"
+    targets: Targets = field(default_factory=Targets)
+    space: tuple[str, ...] | None = None
+    rounding: tuple[str, ...] = DEFAULT_ROUNDINGS
+    activation: tuple[str, ...] = DEFAULT_ACTIVATIONS
+    pins: tuple[tuple[str, str], ...] = ()
+    trials: int = 100
+    timeout_s: float | None = None
+    seed: int = 0
+    sampler: str = "tpe"
+    parallelism: int = 1
+    version: int = SPEC_VERSION
+
+    def __post_init__(self) -> None:
+        if self.version != SPEC_VERSION:
+            raise InvalidPlanError(
+                f"job spec version {self.version} is not known; this service reads version "
+                f"{SPEC_VERSION}"
+            )
+        if self.metric not in METRICS:
+            raise InvalidPlanError(
+                f"cannot search on metric {self.metric!r}; use {', '.join(METRICS)}"
+            )
+        _check_targets(self.targets, self.metric)
+        if self.space is not None and not self.space:
+            raise InvalidPlanError("space must list at least one weight format, e.g. int4, int8")
+        if not self.rounding or not set(self.rounding) <= set(_ROUNDINGS):
+            raise InvalidPlanError(
+                f"rounding must list one or more of {', '.join(_ROUNDINGS)}, got "
+                f"{list(self.rounding)}"
+            )
+        if self.sampler not in SAMPLERS:
+            raise InvalidPlanError(
+                f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}"
+            )
+        _check_int("trials", self.trials, low=1)
+        _check_int("seed", self.seed, low=0, high=2**63 - 1)
+        _check_int("parallelism", self.parallelism, low=1)
+        if self.timeout_s is not None and not (
+            math.isfinite(self.timeout_s) and self.timeout_s > 0
+        ):
+            raise InvalidPlanError(
+                f"timeout_s must be a positive number of seconds, got {self.timeout_s}"
+            )
+        self.search_space()  # every format, rounding, activation and pin parses
+
+    def search_space(self) -> SearchSpace:
+        """The :class:`SearchSpace` this spec names (pins as full choice keys)."""
+        return SearchSpace.parse(
+            ",".join(self.space) if self.space is not None else None,
+            pins=[f"{pattern}={fmt}" for pattern, fmt in self.pins],
+            roundings=tuple(self.rounding),
+            activations=tuple(self.activation),
+        )
+
+    def search_config(self, *, model: str, data: str, cache_dir: str | None = None) -> SearchConfig:
+        """The search's configuration for this spec on ``model`` and ``data`` (paths)."""
+        return SearchConfig(
+            model=model,
+            data=data,
+            metric=self.metric,
+            targets=self.targets,
+            space=self.search_space(),
+            trials=self.trials,
+            timeout_s=self.timeout_s,
+            seed=self.seed,
+            sampler=self.sampler,
+            cache_dir=cache_dir,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec as the API's job body (without ids); see the module docstring."""
+        return {
+            "version": self.version,
+            "metric": self.metric,
+            "targets": self.targets.to_json(),
+            "space": None if self.space is None else list(self.space),
+            "rounding": list(self.rounding),
+            "activation": list(self.activation),
+            "pins": dict(self.pins),
+            "budget": {"trials": self.trials, "timeout_s": self.timeout_s},
+            "seed": self.seed,
+            "sampler": self.sampler,
+            "parallelism": self.parallelism,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> JobSpec:
+        """Read a spec document; missing options take their defaults.
+
+        ``targets.max_bytes`` may be a byte count or a size string (``"8KB"``, ``"1.5MiB"``).
+
+        Raises:
+            InvalidPlanError: an unknown option, a value of the wrong type, or an invalid spec.
+        """
+        _known("job", doc, _TOP)
+        targets = _mapping(doc, "targets")
+        _known("targets", targets, _METRIC_TARGETS + _SIZE_TARGETS)
+        budget = _mapping(doc, "budget")
+        _known("budget", budget, _BUDGET)
+        max_bytes = targets.get("max_bytes")
+        if isinstance(max_bytes, str):
+            max_bytes = parse_bytes(max_bytes)
+        d = cls()
+        pins = _mapping(doc, "pins")
+        return cls(
+            version=_int(doc.get("version", SPEC_VERSION), "version"),
+            metric=_str(doc.get("metric", d.metric), "metric"),
+            targets=Targets(
+                max_drop=_num(targets.get("max_drop"), "targets.max_drop"),
+                max_drop_rel=_num(targets.get("max_drop_rel"), "targets.max_drop_rel"),
+                min_metric=_num(targets.get("min_metric"), "targets.min_metric"),
+                max_bytes=None if max_bytes is None else _int(max_bytes, "targets.max_bytes"),
+                min_ratio=_num(targets.get("min_ratio"), "targets.min_ratio"),
+            ),
+            space=None if doc.get("space") is None else _strs(doc["space"], "space"),
+            rounding=_strs(doc.get("rounding", d.rounding), "rounding"),
+            activation=_strs(doc.get("activation", d.activation), "activation"),
+            pins=tuple((_str(k, "pins"), _str(v, f"pins[{k!r}]")) for k, v in pins.items()),
+            trials=_int(budget.get("trials", d.trials), "budget.trials"),
+            timeout_s=_num(budget.get("timeout_s"), "budget.timeout_s"),
+            seed=_int(doc.get("seed", d.seed), "seed"),
+            sampler=_str(doc.get("sampler", d.sampler), "sampler"),
+            parallelism=_int(doc.get("parallelism", d.parallelism), "parallelism"),
+        )
+
+    @classmethod
+    def from_stored(cls, doc: Mapping[str, Any]) -> JobSpec:
+        """A spec from a job row: version 1 documents, or the older search-config layout.
+
+        Rows written before the spec existed hold ``SearchConfig.to_json()`` plus
+        ``parallelism``; they are read into the equivalent spec so queued jobs survive an
+        upgrade.
+        """
+        if "version" in doc:
+            return cls.from_json(doc)
+        space = doc.get("space") or {}
+        return cls(
+            metric=doc["metric"],
+            targets=Targets.from_json(doc.get("targets", {})),
+            space=tuple(space.get("formats", ())) or None,
+            rounding=tuple(space.get("roundings", DEFAULT_ROUNDINGS)),
+            activation=tuple(space.get("activations", DEFAULT_ACTIVATIONS)),
+            pins=tuple(dict(space.get("pins", {})).items()),
+            trials=int(doc.get("trials", 100)),
+            timeout_s=doc.get("timeout_s"),
+            seed=int(doc.get("seed", 0)),
+            sampler=doc.get("sampler", "tpe"),
+            parallelism=int(doc.get("parallelism", 1)),
+        )
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """Every option a user can set: the dataclass fields, ``targets`` spelled out."""
+        names = [f.name for f in fields(cls) if f.name not in ("targets", "version")]
+        return (*_METRIC_TARGETS, *_SIZE_TARGETS, *names)
+
+
+def _check_targets(targets: Targets, metric: str) -> None:
+    given = {n: getattr(targets, n) for n in _METRIC_TARGETS + _SIZE_TARGETS}
+    for name, value in given.items():
+        if value is not None and not math.isfinite(value):
+            raise InvalidPlanError(f"{name} must be a finite number, got {value}")
+    metric_given = [n for n in _METRIC_TARGETS if given[n] is not None]
+    size_given = [n for n in _SIZE_TARGETS if given[n] is not None]
+    if len(metric_given) > 1 or len(size_given) > 1:
+        raise InvalidPlanError(
+            "give at most one of max_drop, max_drop_rel, min_metric and at most one of "
+            f"max_bytes, min_ratio; got {', '.join(metric_given + size_given)}"
+        )
+    if metric == "sqnr" and metric_given and metric_given[0] != "min_metric":
+        raise InvalidPlanError(
+            "sqnr has no finite float baseline to drop from; give min_metric (in dB) instead"
+        )
+
+
+def _check_int(name: str, value: int, *, low: int, high: int | None = None) -> None:
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise InvalidPlanError(f"{name} must be {bound}, got {value}")
+
+
+def _known(where: str, doc: Mapping[str, Any], names: Sequence[str]) -> None:
+    unknown = sorted(set(doc) - set(names))
+    if unknown:
+        raise InvalidPlanError(f"unknown {where} option {unknown[0]!r}; known: {', '.join(names)}")
+
+
+def _mapping(doc: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = doc.get(name) or {}
+    if not isinstance(value, Mapping):
+        raise InvalidPlanError(f"{name} must be an object, got {type(value).__name__}")
+    return value
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidPlanError(f"{name} must be an integer, got {value!r}")
+    return value
+
+
+def _num(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidPlanError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def _str(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidPlanError(f"{name} must be a string, got {value!r}")
+    return value
+
+
+def _strs(value: Any, name: str) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise InvalidPlanError(f"{name} must be a list of strings, got {value!r}")
+    return tuple(dict.fromkeys(_str(v, name) for v in value))  # duplicates dropped, in order
