@@ -68,8 +68,11 @@ def workdir(tmp_path: Path, digits: Digits) -> Path:
 
 
 def user_env(tmp_path: Path) -> dict[str, str]:
-    """The environment of a user's shell: no ``MPQ_*`` but state under ``tmp_path``,
-    and ``mpq`` on ``PATH`` running this checkout's code."""
+    """A user's shell: ``mpq`` on ``PATH`` (this checkout's code), MPQ state in ``tmp_path``.
+
+    Every inherited ``MPQ_*`` variable is dropped, so the README runs on the defaults
+    except the data and cache directories.
+    """
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     shim = bin_dir / "mpq"
@@ -91,8 +94,13 @@ def run_block(name: str, *, cwd: Path, env: dict[str, str], timeout: float) -> s
     """Run README block ``name`` under ``bash -euo pipefail``; return its stdout."""
     proc = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", readme_block(name)],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert proc.returncode == 0, f"README block {name!r} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
@@ -108,8 +116,11 @@ class MpqUp:
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", CLI_MODULE, "up", "--host", "127.0.0.1", "--port", port],
-                cwd=tmp_path, env=env, stdout=out, stderr=err,
-            )  # fmt: skip
+                cwd=tmp_path,
+                env=env,
+                stdout=out,
+                stderr=err,
+            )
 
     def wait_ready(self) -> str:
         """Wait for ``MPQ is serving at URL``; return the first API key it printed."""
