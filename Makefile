@@ -12,12 +12,17 @@ EXAMPLES := examples/out
 install: system $(STAMP)
 
 # bubblewrap isolates the .pt2 importer (see engine/sandbox.py); docker-compose (v1, no
-# engine needed) validates docker-compose.yml in tests/test_compose.py. Installed when we can.
+# engine needed) validates docker-compose.yml in tests/test_compose.py; curl and jq run the
+# README's quickstart in tests/test_readme.py. Installed when we can.
 system:
 	@command -v bwrap >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null; \
 	  else echo "warning: bubblewrap (bwrap) missing; .pt2 import will be refused" >&2; fi; }
+	@command -v jq >/dev/null && command -v curl >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && apt-get install -y -qq curl jq) >/dev/null; \
+	  else echo "warning: curl or jq missing; tests/test_readme.py skips (fails when CI=true)" >&2; fi; }
 	@command -v docker-compose >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    (apt-get update -qq && apt-get install -y -qq docker-compose) >/dev/null; \
