@@ -12,7 +12,7 @@ import pytest
 from service.db import find_team_by_key, get_team_by_name, make_engine, session_factory
 from service.settings import Settings
 
-MPQ = [sys.executable, "-m", "service.cli"]
+MPQ = [sys.executable, "-m", "commands"]
 
 
 def _mpq(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -103,7 +103,7 @@ def test_bad_settings_exit_2_naming_the_variable(
 ) -> None:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MPQ_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "service.cli", "db", "upgrade"],
+        [sys.executable, "-m", "commands", "db", "upgrade"],
         env=clean | {"MPQ_DATA_DIR": str(tmp_path), **env}, capture_output=True, text=True,
         check=False,
     )  # fmt: skip
