@@ -82,9 +82,9 @@ def service_env(data_dir: Path, *, database_url: str | None = None, **extra: str
 
 
 def mpq(env: dict[str, str], *args: str) -> str:
-    """Run ``python -m service.cli ARGS`` under ``env``; its stdout (StackError on failure)."""
+    """Run ``python -m commands ARGS`` under ``env``; its stdout (StackError on failure)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "service.cli", *args],
+        [sys.executable, "-m", "commands", *args],
         env=env, cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     if proc.returncode != 0:
@@ -154,7 +154,7 @@ def start_worker(stack: Stack, name: str, *, concurrency: int = 1) -> Iterator[W
     log_path = stack.data_dir / f"worker-{name}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "worker", "--hostname", f"{name}@%h",
+            [sys.executable, "-m", "commands", "worker", "--hostname", f"{name}@%h",
              "--concurrency", str(concurrency)],
             env=stack.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -77,9 +77,19 @@ from engine.artifact import load_artifact
 from engine.fx import to_graph_module
 from engine.metrics import cosine
 from engine.plan import QuantPlan
-from search import SearchConfig, SearchSpace, Targets, TrialRecord, run_trials, trial_records
-from search._evaluator import Evaluation, Evaluator
-from search._run import create_search, finalize, open_evaluator
+from search import (
+    Evaluation,
+    Evaluator,
+    SearchConfig,
+    SearchSpace,
+    Targets,
+    TrialRecord,
+    create_search,
+    finalize,
+    open_evaluator,
+    run_trials,
+    trial_records,
+)
 
 THREADS = 1
 BATCH = 32

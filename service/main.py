@@ -8,7 +8,6 @@ the disk: the engine is made at startup and disposed at shutdown.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -62,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="MPQ", version=VERSION, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
-    app.state.trust_uploads = os.environ.get("MPQ_TRUST_UPLOADS") == "1"
+    app.state.trust_uploads = settings.trust_uploads
     install_error_handlers(app)
     install_metrics(app)
     app.include_router(health_router)

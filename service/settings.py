@@ -1,6 +1,6 @@
 """The service's one configuration object, read from ``MPQ_*`` environment variables.
 
-Every knob of the API, the workers and the admin CLI lives on :class:`Settings`;
+Every knob of the API, the workers and the ``mpq`` command line lives on :class:`Settings`;
 code reaches it through :func:`get_settings` (FastAPI routes through a ``SettingsDep``
 dependency, so tests override it instead of editing the environment).
 
@@ -25,13 +25,13 @@ import functools
 import os
 from pathlib import Path
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from engine.errors import InvalidSettingsError
 
-__all__ = ["STUDY_SCHEMA", "Settings", "default_data_dir", "get_settings"]
+__all__ = ["STUDY_SCHEMA", "Settings", "default_cache_dir", "default_data_dir", "get_settings"]
 
 STUDY_SCHEMA = "optuna"
 """PostgreSQL schema of the jobs' Optuna studies (see ``Settings.study_url``)."""
@@ -41,6 +41,11 @@ def default_data_dir() -> Path:
     """``$XDG_DATA_HOME/mpq``, or ``~/.local/share/mpq`` when ``XDG_DATA_HOME`` is unset."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "mpq"
+
+
+def default_cache_dir() -> Path:
+    """``~/.cache/mpq``: where ``mpq search`` keeps measured layer sensitivities."""
+    return Path.home() / ".cache" / "mpq"
 
 
 class Settings(BaseSettings):
@@ -73,6 +78,12 @@ class Settings(BaseSettings):
             trial's runner, count as dead: the job is resumed, the trial retried.
             Several ``heartbeat_s``, so that a busy machine is not declared dead.
         recovery_interval_s: how often each worker looks for jobs to resume, in seconds.
+        trust_uploads: import ``.pt2`` files without the bubblewrap sandbox
+            (``MPQ_TRUST_UPLOADS=1``; only for files you trust, where bubblewrap is missing).
+        cache_dir: where ``mpq search`` caches layer sensitivities, per model and data
+            sha256 (``~/.cache/mpq``).
+        debug: print the traceback of an unexpected internal error in the CLI
+            (``MPQ_DEBUG=1``).
     """
 
     model_config = SettingsConfigDict(env_prefix="MPQ_", extra="ignore")
@@ -92,10 +103,20 @@ class Settings(BaseSettings):
     heartbeat_s: float = Field(default=5.0, gt=0)
     grace_s: float = Field(default=60.0, gt=0)
     recovery_interval_s: float = Field(default=15.0, gt=0)
+    trust_uploads: bool = False
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+    debug: bool = False
+
+    @field_validator("trust_uploads", "debug", mode="before")
+    @classmethod
+    def _empty_is_false(cls, value: object) -> object:
+        # ``MPQ_DEBUG=`` (set but empty) has always meant off.
+        return False if value == "" else value
 
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:
         self.data_dir = self.data_dir.expanduser().resolve()
+        self.cache_dir = self.cache_dir.expanduser()
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'mpq.db'}"
         if not self.study_url:

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from commands.main import _parser
 from service.api.routes.health import router as health_router
-from service.cli import _parser
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

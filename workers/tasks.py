@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -50,8 +49,7 @@ def context() -> WorkerContext:
     """This worker process's context, made on first use (after any fork)."""
     settings = get_settings()
     sessions = session_factory(make_engine(settings.database_url))
-    trust = os.environ.get("MPQ_TRUST_UPLOADS") == "1"
-    return WorkerContext(settings, sessions, send, trust_uploads=trust)
+    return WorkerContext(settings, sessions, send, trust_uploads=settings.trust_uploads)
 
 
 def _guarded(job_id: int, step: Callable[[WorkerContext], str]) -> str:

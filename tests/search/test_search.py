@@ -12,8 +12,18 @@ import torch
 
 from engine.artifact import load_artifact
 from engine.metrics import accuracy, evaluate
-from search import SearchConfig, SearchSpace, Targets, run_trials, trial_records
-from search._run import best_so_far, create_search, finalize, front, open_evaluator
+from search import (
+    SearchConfig,
+    SearchSpace,
+    Targets,
+    best_so_far,
+    create_search,
+    finalize,
+    front,
+    open_evaluator,
+    run_trials,
+    trial_records,
+)
 from search._study import load_study, open_storage
 
 SPACE = SearchSpace(formats=("int2", "int3", "int4", "int8", "cb4", "cb16", "fp16"))
@@ -107,7 +117,7 @@ def test_two_processes_share_the_budget_exactly(digits, evaluator, tmp_path: Pat
             [
                 sys.executable,
                 "-m",
-                "service.cli",
+                "commands",
                 "search-worker",
                 "--storage",
                 url,

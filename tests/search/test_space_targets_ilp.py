@@ -9,15 +9,10 @@ import pytest
 
 from engine.errors import MPQError
 from engine.plan import LayerFormat
-from search import (
-    SearchSpace,
-    Targets,
-    allocate,
-    budget_ladder,
-    choice_key,
-    parse_bytes,
-    parse_choice,
-)
+from search import SearchSpace, Targets
+from search._ilp import allocate, budget_ladder
+from search._space import choice_key, parse_choice
+from search._targets import parse_bytes
 
 
 def test_choice_keys_round_trip() -> None:

@@ -7,7 +7,8 @@ import math
 import pytest
 
 from engine.errors import InvalidPlanError
-from search import SPEC_VERSION, JobSpec, SearchSpace, Targets
+from search import JobSpec, SearchSpace, Targets
+from search._spec import SPEC_VERSION
 
 
 def test_defaults_round_trip_and_build_the_search_config() -> None:

@@ -10,9 +10,18 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search import SearchConfig, SearchSpace, Targets, fail_stale_trials, progress, run_trials
-from search._run import create_search, open_evaluator, open_search
+from search import (
+    SearchConfig,
+    SearchSpace,
+    Targets,
+    create_search,
+    open_evaluator,
+    open_search,
+    progress,
+    run_trials,
+)
 from search._study import load_study, open_storage
+from search._trials import fail_stale_trials
 from tests.conftest import Digits
 
 SPACE = SearchSpace(formats=("int2", "int4", "int8"))

@@ -61,7 +61,7 @@ def start_worker(
     log_path = server.data_dir / f"worker-{name}.log"
     log = open(log_path, "wb")  # noqa: SIM115 -- closed after the worker stops
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "worker", "--hostname", f"{name}@%h",
+        [sys.executable, "-m", "commands", "worker", "--hostname", f"{name}@%h",
          "--concurrency", str(concurrency)],
         env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip

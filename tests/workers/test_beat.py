@@ -25,7 +25,7 @@ def test_beat_starts_keeps_its_schedule_in_the_data_dir_and_stops_cleanly(
     log_path = tmp_path / "beat.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "beat", "--loglevel", "INFO"],
+            [sys.executable, "-m", "commands", "beat", "--loglevel", "INFO"],
             env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-MPQ = [sys.executable, "-m", "service.cli"]
+MPQ = [sys.executable, "-m", "commands"]
 
 
 def _mpq(*args: str) -> subprocess.CompletedProcess[str]:

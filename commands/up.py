@@ -151,9 +151,11 @@ def _spawn(*args: str) -> subprocess.Popen[bytes]:
     # A process group of its own, so a Ctrl-C at the terminal reaches the child once,
     # forwarded by us, rather than twice (Celery takes a second SIGINT as a cold shutdown).
     return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", *args],
-        stdin=subprocess.DEVNULL, stdout=STDERR_FD, process_group=0,
-    )  # fmt: skip
+        [sys.executable, "-m", "commands", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=STDERR_FD,
+        process_group=0,
+    )
 
 
 def _migrate(settings: Settings) -> None:

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from service.db import find_team_by_key, get_team_by_name, make_engine, session_factory
-from service.settings import Settings
 
-MPQ = [sys.executable, "-m", "service.cli"]
+MPQ = [sys.executable, "-m", "commands"]
 
 
 def _mpq(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -24,23 +23,6 @@ def env(tmp_path: Path) -> dict[str, str]:
     """An environment whose MPQ data directory is a fresh temporary one."""
     out = {k: v for k, v in os.environ.items() if not k.startswith("MPQ_")}
     return out | {"MPQ_DATA_DIR": str(tmp_path / "data")}
-
-
-def test_settings_derive_every_path_from_the_data_dir(tmp_path: Path) -> None:
-    s = Settings(data_dir=tmp_path / "d")
-    assert s.database_url == f"sqlite:///{tmp_path}/d/mpq.db"
-    assert s.broker_url == f"sqla+sqlite:///{tmp_path}/d/broker.db"
-    assert s.blobs == tmp_path / "d" / "blobs"
-    given = Settings(data_dir=tmp_path, database_url="postgresql+psycopg://h/db")
-    assert given.database_url == "postgresql+psycopg://h/db"
-
-
-def test_settings_read_mpq_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("MPQ_BLOB_DIR", str(tmp_path / "b"))
-    monkeypatch.setenv("MPQ_MAX_PARALLELISM", "7")
-    monkeypatch.setenv("MPQ_API_PORT", "9001")
-    s = Settings()
-    assert (s.blobs, s.max_parallelism, s.api_port) == (tmp_path / "b", 7, 9001)
 
 
 def test_admin_commands_create_a_team_and_a_key_that_authenticates(
@@ -103,7 +85,7 @@ def test_bad_settings_exit_2_naming_the_variable(
 ) -> None:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MPQ_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "service.cli", "db", "upgrade"],
+        [sys.executable, "-m", "commands", "db", "upgrade"],
         env=clean | {"MPQ_DATA_DIR": str(tmp_path), **env}, capture_output=True, text=True,
         check=False,
     )  # fmt: skip

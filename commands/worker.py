@@ -3,8 +3,8 @@
 ``mpq beat`` runs Celery beat for the same app, keeping its schedule state in
 ``celerybeat-schedule`` under the data directory (never the current directory).
 
-Kept light (no Celery or torch import) until the command runs, because the ``mpq`` CLI
-registers it on every invocation.
+Kept light (no Celery or torch import) until the command runs, because the ``mpq``
+command line registers it on every invocation.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ def add_worker_command(subparsers: Any) -> None:
     """Register ``mpq worker [--concurrency N] [--loglevel L]``."""
     worker = subparsers.add_parser("worker", help="run a Celery worker for search jobs")
     worker.add_argument(
-        "--concurrency", type=int, default=1,
+        "--concurrency",
+        type=int,
+        default=1,
         help="jobs run at once (processes; default 1: the solo pool, one job at a time)",
-    )  # fmt: skip
+    )
     worker.add_argument("--loglevel", default="INFO", help="DEBUG, INFO, WARNING, ...")
     worker.add_argument("--hostname", help="the worker's node name (default: celery@HOST)")
     worker.set_defaults(func=_worker)
@@ -33,8 +35,8 @@ def _worker(args: argparse.Namespace) -> int:
     from workers.app import app
 
     queue = app.conf.task_default_queue
-    argv = ["worker", "--loglevel", args.loglevel, "--queues", queue, "--without-gossip",
-            "--without-mingle", "--without-heartbeat"]  # fmt: skip
+    argv = ["worker", "--loglevel", args.loglevel, "--queues", queue]
+    argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
     if args.concurrency <= 1:
         argv += ["--pool", "solo", "--concurrency", "1"]
     else:
@@ -49,9 +51,11 @@ def add_beat_command(subparsers: Any) -> None:
     """Register ``mpq beat [--loglevel L]``: Celery beat, sending the workers' periodic tasks."""
     beat = subparsers.add_parser("beat", help="run Celery beat (the periodic-task scheduler)")
     beat.add_argument(
-        "--loglevel", type=str.upper, default="INFO",
+        "--loglevel",
+        type=str.upper,
+        default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-    )  # fmt: skip
+    )
     beat.set_defaults(func=_beat)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-MPQ = [sys.executable, "-m", "service.cli"]
+MPQ = [sys.executable, "-m", "commands"]
 
 
 def _mpq(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:

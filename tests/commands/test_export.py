@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-MPQ = [sys.executable, "-m", "service.cli"]
+MPQ = [sys.executable, "-m", "commands"]
 
 
 def _mpq(*args: str) -> subprocess.CompletedProcess[str]:

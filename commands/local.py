@@ -1,64 +1,29 @@
-"""The ``mpq`` command line.
+"""``mpq inspect``, ``mpq quantize``, ``mpq eval`` and ``mpq ops``: the engine on model files.
 
-``mpq inspect MODEL [--json]`` imports a .pt2 or .onnx file and prints its
-layer inventory; ``mpq quantize MODEL --data DATA (--plan P | --uniform FMT) --out
-model.mpq`` applies a plan and writes the artifact; ``mpq eval MODEL_OR_MPQ --data
-DATA`` measures a model or artifact; ``mpq ops`` lists the operators MPQ accepts. Errors print as
-``error[code]: message`` on stderr with exit status 2 -- never a traceback
-(set ``MPQ_DEBUG=1`` to see one for an unexpected internal error).
+``mpq inspect MODEL [--json]`` imports a .pt2 or .onnx file and prints its layer
+inventory; ``mpq quantize MODEL --data DATA (--plan P | --uniform FMT) --out model.mpq``
+applies a plan and writes the artifact; ``mpq eval MODEL_OR_MPQ --data DATA`` measures a
+model or artifact; ``mpq ops`` lists the operators MPQ accepts. All run in this process.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
-import sys
-import traceback
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from engine.errors import FileMissingError, InvalidPlanError, MPQError
+from engine.errors import FileMissingError, InvalidPlanError
 from engine.inventory import Inventory
-from service.admin import add_admin_commands
-from service.api import add_api_command
-from service.cli_export import add_export_command
-from service.cli_search import add_search_command
-from service.up import add_up_command
-from workers.cli import add_beat_command, add_worker_command
+from service.settings import get_settings
 
-__all__ = ["main"]
+__all__ = ["add_local_commands"]
 
 METRIC_NAMES = ("accuracy", "agreement", "cosine", "sqnr", "kl_divergence")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; return the exit status (0 ok, 2 user error, 1 internal error)."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.func(args))
-    except MPQError as exc:
-        print(f"error[{exc.code}]: {exc.message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        if os.environ.get("MPQ_DEBUG") == "1":
-            traceback.print_exc()
-        print(
-            f"error[internal]: unexpected {type(exc).__name__}; this is a bug in MPQ. "
-            "Re-run with MPQ_DEBUG=1 and report the traceback.",
-            file=sys.stderr,
-        )
-        return 1
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mpq", description="Mixed-precision quantization.")
-    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+def add_local_commands(sub: Any) -> None:
+    """Register ``inspect``, ``quantize``, ``eval`` and ``ops`` on the ``mpq`` subparsers."""
     inspect = sub.add_parser("inspect", help="print the layer inventory of a .pt2/.onnx model")
     inspect.add_argument("model", type=Path, help="a torch.export .pt2 archive or an .onnx file")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -95,14 +60,6 @@ def _parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_eval)
     ops = sub.add_parser("ops", help="list the operators MPQ accepts")
     ops.set_defaults(func=_ops)
-    add_export_command(sub)
-    add_search_command(sub)
-    add_admin_commands(sub)
-    add_api_command(sub)
-    add_worker_command(sub)
-    add_beat_command(sub)
-    add_up_command(sub)
-    return parser
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -114,7 +71,7 @@ def _inspect(args: argparse.Namespace) -> int:
         raise FileMissingError(
             f"no such file: {str(path)!r}; give the path of a .pt2 or .onnx file"
         )
-    imported = import_model(path, trust_uploads=_trusted())
+    imported = import_model(path, trust_uploads=get_settings().trust_uploads)
     inv = inventory(imported.ir)
     if args.json:
         out = {"file": str(path), "format": imported.kind, "sha256": imported.sha256}
@@ -188,7 +145,12 @@ def _quantize(args: argparse.Namespace) -> int:
             bias_correction=args.bias_correction,
         )
     report = quantize_file(
-        args.model, args.data, plan, args.out, metric=args.metric, trust_uploads=_trusted()
+        args.model,
+        args.data,
+        plan,
+        args.out,
+        metric=args.metric,
+        trust_uploads=get_settings().trust_uploads,
     )
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
@@ -219,7 +181,7 @@ def _eval(args: argparse.Namespace) -> int:
         metric=args.metric,
         reference=args.reference,
         integer_only=args.integer_only,
-        trust_uploads=_trusted(),
+        trust_uploads=get_settings().trust_uploads,
     )
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
@@ -239,17 +201,9 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trusted() -> bool:
-    return os.environ.get("MPQ_TRUST_UPLOADS") == "1"
-
-
 def _ops(args: argparse.Namespace) -> int:
     from engine.ops import ALLOWED_OPS, QUANTIZABLE_OPS
 
     for op in sorted(ALLOWED_OPS):
         print(op + ("  (quantizable)" if op in QUANTIZABLE_OPS else ""))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""A whole search: open the model and data, create or join the study, finalize the result.
+"""Finalize a search: choose the result, pack it, write its report and plots.
 
 ``finalize`` reads every trial, takes the Pareto front (metric up, bytes down),
 keeps the plans that meet the targets, re-evaluates those finalists integer-only
@@ -14,134 +14,19 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import optuna
-
 from engine.artifact import load_artifact, save_artifact
-from engine.batch import fit_batch
-from engine.data import load_dataset
 from engine.errors import MPQError
 from engine.export import export_artifact_onnx
-from engine.importers import import_model, sha256_file
 from engine.integer import lower_to_integer
-from engine.ir import is_ir_file, load_ir
-from engine.pipeline import pick_metric
-from search._config import SearchConfig
 from search._evaluator import Evaluator
-from search._sensitivity import Sensitivity, cache_path, measure_sensitivity
-from search._study import (
-    Search,
-    TrialRecord,
-    create_study,
-    load_study,
-    open_storage,
-    trial_records,
-)
+from search._front import front
+from search._study import Search, TrialRecord, trial_records
 
-__all__ = [
-    "Finalist",
-    "best_so_far",
-    "create_search",
-    "finalize",
-    "front",
-    "join_search",
-    "open_evaluator",
-    "open_search",
-]
-
-
-def open_evaluator(config: SearchConfig, *, trust_uploads: bool = False) -> Evaluator:
-    """Load the model (an IR file, or an upload imported safely) and the data of ``config``.
-
-    Raises:
-        InvalidDataError: the metric needs labels and the data file has none.
-    """
-    path = Path(config.model)
-    ir = load_ir(path) if is_ir_file(path) else import_model(path, trust_uploads=trust_uploads).ir
-    ir, data = fit_batch(ir, load_dataset(Path(config.data), ir.inputs))
-    return Evaluator(ir, data, pick_metric(config.metric, data), chunks=config.chunks)
-
-
-def create_search(
-    config: SearchConfig,
-    ev: Evaluator,
-    *,
-    storage_url: str | None = None,
-    name: str = "mpq-search",
-    progress: Callable[[int, int], None] | None = None,
-) -> Search:
-    """Measure sensitivity (cached), seed by ILP, and create the study."""
-    cache = None
-    if config.cache_dir is not None:
-        model_sha = sha256_file(Path(config.model))
-        data_sha = sha256_file(Path(config.data))
-        cache = cache_path(Path(config.cache_dir), model_sha, data_sha, config.metric)
-    sensitivity: Sensitivity = {}
-    if config.ilp_seeds > 0:  # only the seeding needs it; a plain TPE/random search skips it
-        sensitivity = measure_sensitivity(ev, config.space, cache_file=cache, progress=progress)
-    return create_study(config, ev, sensitivity, storage=open_storage(storage_url), name=name)
-
-
-def join_search(storage_url: str, name: str, *, worker: int, read_only: bool = False) -> Search:
-    """Open a search another process created (same storage), as worker ``worker``.
-
-    ``read_only``: only to read trials (see :func:`search._study.open_storage`).
-    """
-    storage = open_storage(storage_url, read_only=read_only)
-    assert storage is not None
-    return load_study(storage, name, worker=worker)
-
-
-def open_search(config: SearchConfig, ev: Evaluator, *, storage_url: str, name: str) -> Search:
-    """Join study ``name`` if it is complete, else (re)create it: safe to repeat after a crash.
-
-    A study whose creation was interrupted (a killed process) is deleted and made again.
-    """
-    storage = open_storage(storage_url)
-    assert storage is not None
-    try:
-        return load_study(storage, name)
-    except KeyError:
-        pass
-    if name in {s.study_name for s in optuna.get_all_study_summaries(storage, False)}:
-        optuna.delete_study(study_name=name, storage=storage)
-    return create_search(config, ev, storage_url=storage_url, name=name)
-
-
-def best_so_far(search: Search) -> TrialRecord | None:
-    """The plan the search would choose now among finished trials (readable at any moment).
-
-    The smallest trial meeting the targets when there is a metric target, else the
-    most accurate one within the size ceiling; None while no trial meets them.
-    """
-    feasible = [r for r in trial_records(search) if r.feasible and r.metric is not None]
-    if not feasible:
-        return None
-    if search.config.targets.has_metric_target:
-        return min(feasible, key=lambda r: (r.bytes, -(r.metric or 0.0)))
-    return max(feasible, key=lambda r: (r.metric or 0.0, -r.bytes))
-
-
-def front(records: list[TrialRecord]) -> list[TrialRecord]:
-    """Completed trials no other completed trial beats on both metric and bytes."""
-    done = [r for r in records if r.state == "complete" and r.metric is not None]
-    out = []
-    for r in done:
-        assert r.metric is not None
-        dominated = any(
-            o.metric is not None
-            and o.metric >= r.metric
-            and o.bytes <= r.bytes
-            and (o.metric > r.metric or o.bytes < r.bytes)
-            for o in done
-        )
-        if not dominated:
-            out.append(r)
-    return sorted(out, key=lambda r: r.bytes)
+__all__ = ["Finalist", "finalize"]
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ class Up:
         self.log_path = data_dir.parent / f"{data_dir.name}-up-{port}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 -- closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "up", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "commands", "up", "--host", "127.0.0.1", "--port", str(port)],
             env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, text=True,
         )  # fmt: skip
         self.lines: list[str] = []
@@ -174,7 +174,7 @@ def test_up_refuses_a_port_in_use(tmp_path: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MPQ_")}
         env["MPQ_DATA_DIR"] = str(tmp_path / "data")
         proc = subprocess.run(
-            [sys.executable, "-m", "service.cli", "up", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "commands", "up", "--host", "127.0.0.1", "--port", str(port)],
             env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
     assert (proc.returncode, proc.stdout) == (2, "")

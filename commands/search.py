@@ -1,30 +1,32 @@
-"""``mpq search MODEL --data DATA --metric M [targets] [space] --out DIR [--json]``.
+"""``mpq search MODEL --data DATA [job spec flags] --out DIR [--json]``.
 
-Runs the mixed-precision search (:mod:`search`) in this process, or with
-``--workers N`` in N processes sharing one study (an SQLite file in the output
-directory, or ``--storage URL``). Writes ``result.json``, ``model.mpq``,
-``pareto.png`` and ``layers.png`` into ``--out``. On a terminal a progress line
-shows trials done and the best plan meeting the targets so far; ``--json``
-prints only the result summary.
+The job spec flags (:mod:`commands.spec_flags`) build the same :class:`~search.JobSpec`
+as the body of ``POST /v1/jobs``. Runs the mixed-precision search (:mod:`search`) in
+this process, or with ``--parallelism N`` (``--workers N``) in N processes sharing one
+study (an SQLite file in the output directory, or ``--storage URL``). Writes
+``result.json``, ``model.mpq``, ``pareto.png`` and ``layers.png`` into ``--out``. On a
+terminal a progress line shows trials done and the best plan meeting the targets so
+far; ``--json`` prints only the result summary.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from commands.spec_flags import add_spec_flags, spec_from_args
 from engine.errors import FileMissingError
+from service.settings import get_settings
 
 __all__ = ["add_search_command"]
 
 _STUDY = "mpq-search"
-_WORKER = [sys.executable, "-m", "service.cli", "search-worker", "--name", _STUDY]
+_WORKER = [sys.executable, "-m", "commands", "search-worker", "--name", _STUDY]
 _FILES = ("result.json", "model.mpq", "pareto.png", "layers.png")
 
 
@@ -33,25 +35,7 @@ def add_search_command(subparsers: Any) -> None:
     p = subparsers.add_parser("search", help="search per-layer formats for a target")
     p.add_argument("model", type=Path, help="a .pt2 or .onnx model")
     p.add_argument("--data", type=Path, required=True, help=".npz or .safetensors data")
-    p.add_argument("--metric", choices=["accuracy", "agreement", "cosine", "sqnr"])
-    drop = p.add_mutually_exclusive_group()
-    drop.add_argument("--max-drop", type=float, help="largest metric drop allowed (absolute)")
-    drop.add_argument("--max-drop-rel", type=float, help="largest relative metric drop")
-    p.add_argument("--min-metric", type=float, help="lowest metric allowed (e.g. cosine 0.99)")
-    size = p.add_mutually_exclusive_group()
-    size.add_argument("--max-bytes", help="largest payload, e.g. 8KB, 11.4MB (KB = 1000 B)")
-    size.add_argument("--min-ratio", type=float, help="smallest compression vs the float model")
-    p.add_argument("--space", help="weight formats, e.g. int2,int3,int4,int6,int8,cb16")
-    p.add_argument("--rounding", default="nearest,gptq", help="roundings to search")
-    p.add_argument("--activation", default="a8", help="activation formats to search (a4,a8,...)")
-    p.add_argument(
-        "--pin", action="append", default=[], help="PATTERN=FORMAT, e.g. classifier=int8"
-    )
-    p.add_argument("--trials", type=int, default=100)
-    p.add_argument("--timeout", type=float, help="seconds each worker may run trials")
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sampler", choices=["tpe", "nsga2", "random"], default="tpe")
+    add_spec_flags(p)
     p.add_argument("--storage", help="Optuna storage URL (default: in memory, or SQLite in --out)")
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--json", action="store_true", help="print the result summary as JSON")
@@ -67,53 +51,33 @@ def _search(args: argparse.Namespace) -> int:
     import torch
 
     from engine.importers import sha256_file
-    from search import SearchConfig, SearchSpace, Targets, parse_bytes, run_trials
-    from search._run import create_search, finalize, open_evaluator
+    from search import create_search, finalize, open_evaluator, run_trials
 
     for path in (args.model, args.data):
         if not path.is_file():
             raise FileMissingError(f"no such file: {str(path)!r}")
-    if args.workers > 1:
+    spec = spec_from_args(args)
+    if spec.parallelism > 1:
         torch.set_num_threads(1)
-    space = SearchSpace.parse(
-        args.space,
-        pins=args.pin,
-        roundings=tuple(r.strip() for r in args.rounding.split(",") if r.strip()),
-        activations=tuple(a.strip() for a in args.activation.split(",") if a.strip()),
-    )
-    targets = Targets(
-        max_drop=args.max_drop,
-        max_drop_rel=args.max_drop_rel,
-        min_metric=args.min_metric,
-        max_bytes=parse_bytes(args.max_bytes) if args.max_bytes else None,
-        min_ratio=args.min_ratio,
-    )
-    metric = args.metric or "accuracy"
-    config = SearchConfig(
+    settings = get_settings()
+    config = spec.search_config(
         model=str(args.model.resolve()),
         data=str(args.data.resolve()),
-        metric=metric,
-        targets=targets,
-        space=space,
-        trials=args.trials,
-        timeout_s=args.timeout,
-        seed=args.seed,
-        sampler=args.sampler,
-        cache_dir=os.environ.get("MPQ_CACHE_DIR", str(Path.home() / ".cache" / "mpq")),
+        cache_dir=str(settings.cache_dir),
     )
     args.out.mkdir(parents=True, exist_ok=True)
     storage = args.storage
-    if storage is None and args.workers > 1:
+    if storage is None and spec.parallelism > 1:
         db = args.out / "study.db"
         db.unlink(missing_ok=True)
         storage = f"sqlite:///{db.resolve()}"
     t0 = time.perf_counter()
-    ev = open_evaluator(config, trust_uploads=_trusted())
+    ev = open_evaluator(config, trust_uploads=settings.trust_uploads)
     search = create_search(config, ev, storage_url=storage, name=_STUDY)
     t_setup = time.perf_counter() - t0
     procs = [
         subprocess.Popen([*_WORKER, "--storage", str(storage), "--worker", str(w)])
-        for w in range(1, args.workers)
+        for w in range(1, spec.parallelism)
     ]
     show = not args.json and sys.stderr.isatty()
     progress = _Progress(config.trials, search.baseline) if show else None
@@ -126,9 +90,12 @@ def _search(args: argparse.Namespace) -> int:
         print(f"warning: {sum(1 for c in failed if c)} worker process(es) failed", file=sys.stderr)
     t_trials = time.perf_counter() - t1
     result = finalize(
-        search, ev, args.out, source_sha256=sha256_file(args.model),
+        search,
+        ev,
+        args.out,
+        source_sha256=sha256_file(args.model),
         timings={"setup_s": t_setup, "trials_s": t_trials},
-    )  # fmt: skip
+    )
     summary = _summary(result, args.out)
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -140,12 +107,11 @@ def _search(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     import torch
 
-    from search import run_trials
-    from search._run import join_search, open_evaluator
+    from search import join_search, open_evaluator, run_trials
 
     torch.set_num_threads(1)
     search = join_search(args.storage, args.name, worker=args.worker)
-    ev = open_evaluator(search.config, trust_uploads=_trusted())
+    ev = open_evaluator(search.config, trust_uploads=get_settings().trust_uploads)
     run_trials(search, ev, worker=args.worker)
     return 0
 
@@ -167,9 +133,7 @@ def _summary(result: dict[str, Any], out: Path) -> dict[str, Any]:
         "front": len(result["front"]),
         "evaluations_until_target": result["evaluations_until_target"],
         "timings": result["timings"],
-        "files": {
-            n: str(out / n) for n in ("result.json", "model.mpq", "pareto.png", "layers.png")
-        },
+        "files": {n: str(out / n) for n in _FILES},
     }
 
 
@@ -218,7 +182,3 @@ class _Progress:
 
     def done(self) -> None:
         print(file=sys.stderr)
-
-
-def _trusted() -> bool:
-    return os.environ.get("MPQ_TRUST_UPLOADS") == "1"

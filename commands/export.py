@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import FileMissingError
+from service.settings import get_settings
 
 __all__ = ["add_export_command"]
 
@@ -44,7 +45,7 @@ def _export(args: argparse.Namespace) -> int:
         kind = "mpq"
         exported = export_artifact_onnx(path, opset=args.opset)
     else:
-        imported = import_model(path, trust_uploads=os.environ.get("MPQ_TRUST_UPLOADS") == "1")
+        imported = import_model(path, trust_uploads=get_settings().trust_uploads)
         kind = imported.kind
         exported = export_float_onnx(imported.ir, opset=args.opset)
     out: Path = args.out

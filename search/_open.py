@@ -1,0 +1,85 @@
+"""Open a search: the evaluator on a model and its data; create, join or resume the study.
+
+:func:`open_evaluator` loads the model and the data once per process.
+:func:`create_search` measures the layers' sensitivity (cached per model and data
+sha256), seeds the study with the ILP's plans and creates it; other processes
+:func:`join_search` it on the same storage, and :func:`open_search` does whichever is
+right after a crash (join a complete study, else make it again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+
+from engine.batch import fit_batch
+from engine.data import load_dataset
+from engine.importers import import_model, sha256_file
+from engine.ir import is_ir_file, load_ir
+from engine.pipeline import pick_metric
+from search._config import SearchConfig
+from search._evaluator import Evaluator
+from search._sensitivity import Sensitivity, cache_path, measure_sensitivity
+from search._study import Search, create_study, load_study, open_storage
+
+__all__ = ["create_search", "join_search", "open_evaluator", "open_search"]
+
+
+def open_evaluator(config: SearchConfig, *, trust_uploads: bool = False) -> Evaluator:
+    """Load the model (an IR file, or an upload imported safely) and the data of ``config``.
+
+    Raises:
+        InvalidDataError: the metric needs labels and the data file has none.
+    """
+    path = Path(config.model)
+    ir = load_ir(path) if is_ir_file(path) else import_model(path, trust_uploads=trust_uploads).ir
+    ir, data = fit_batch(ir, load_dataset(Path(config.data), ir.inputs))
+    return Evaluator(ir, data, pick_metric(config.metric, data), chunks=config.chunks)
+
+
+def create_search(
+    config: SearchConfig,
+    ev: Evaluator,
+    *,
+    storage_url: str | None = None,
+    name: str = "mpq-search",
+    progress: Callable[[int, int], None] | None = None,
+) -> Search:
+    """Measure sensitivity (cached), seed by ILP, and create the study."""
+    cache = None
+    if config.cache_dir is not None:
+        model_sha = sha256_file(Path(config.model))
+        data_sha = sha256_file(Path(config.data))
+        cache = cache_path(Path(config.cache_dir), model_sha, data_sha, config.metric)
+    sensitivity: Sensitivity = {}
+    if config.ilp_seeds > 0:  # only the seeding needs it; a plain TPE/random search skips it
+        sensitivity = measure_sensitivity(ev, config.space, cache_file=cache, progress=progress)
+    return create_study(config, ev, sensitivity, storage=open_storage(storage_url), name=name)
+
+
+def join_search(storage_url: str, name: str, *, worker: int, read_only: bool = False) -> Search:
+    """Open a search another process created (same storage), as worker ``worker``.
+
+    ``read_only``: only to read trials (see :func:`search._study.open_storage`).
+    """
+    storage = open_storage(storage_url, read_only=read_only)
+    assert storage is not None
+    return load_study(storage, name, worker=worker)
+
+
+def open_search(config: SearchConfig, ev: Evaluator, *, storage_url: str, name: str) -> Search:
+    """Join study ``name`` if it is complete, else (re)create it: safe to repeat after a crash.
+
+    A study whose creation was interrupted (a killed process) is deleted and made again.
+    """
+    storage = open_storage(storage_url)
+    assert storage is not None
+    try:
+        return load_study(storage, name)
+    except KeyError:
+        pass
+    if name in {s.study_name for s in optuna.get_all_study_summaries(storage, False)}:
+        optuna.delete_study(study_name=name, storage=storage)
+    return create_search(config, ev, storage_url=storage_url, name=name)
