@@ -2,13 +2,15 @@
 
 Contents:
 
-- for each quantized layer weight ``W`` (names from the IR):
+- for each quantized layer weight ``W`` (names from the IR): the tensors its
+  format's scheme packs (:mod:`engine.quant.formats`), named ``W`` + a suffix:
   ``W.codes`` -- uint8, codes bit-packed densely (:mod:`engine.quant._packing`;
   signed affine codes offset by ``2^(b-1)``; ``int16`` codes stored as int16);
   ``W.scale`` -- float32 scales (``[C_out]`` or ``[C_out, groups]``) for
   uniform formats, or ``W.codebook`` -- float16 centroids for codebooks;
+  ``fp16`` layers store ``W`` as float16, ``fp32`` layers as it is; and
   ``W.outlier_index`` (int32, flat) and ``W.outlier_value`` (float16) when the
-  layer keeps outliers; ``fp16`` layers store ``W`` as float16;
+  layer keeps outliers;
 - every other tensor of the model as it is (biases, norms, fp32 layers);
 - header metadata ``format = "mpq-artifact"`` and ``manifest``: JSON with the
   artifact version, the simulated IR graph (activation qparams are the plain
@@ -43,9 +45,8 @@ from engine.fx import to_graph_module
 from engine.inventory import inventory
 from engine.ir import IRModel, Ref
 from engine.plan import LayerFormat, QuantPlan
-from engine.quant._affine import AffineQParams, signed_range
-from engine.quant._codebook import CodebookQParams
-from engine.quant._packing import pack_bits, packed_nbytes, unpack_bits
+from engine.quant._affine import AffineQParams
+from engine.quant.formats import scheme_for, stored_parts
 from engine.weights import QuantizedWeight
 
 __all__ = [
@@ -58,8 +59,7 @@ __all__ = [
 ]
 
 ARTIFACT_VERSION = 1
-_PARTS = ("", ".codes", ".scale", ".codebook", ".outlier_index", ".outlier_value")
-"""Stored tensors that make up one layer weight ``W``: ``W`` + suffix."""
+_OUTLIER_PARTS = (".outlier_index", ".outlier_value")
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,25 +122,7 @@ def save_artifact(
         shape = tuple(q.values.shape)
         record = {"layer": layer.name, "tensor": w, "shape": list(shape), "transposed": transposed}
         layer_records.append(record)
-        fmt = q.fmt
-        if fmt.weight == "fp32":
-            tensors[w] = q.values.contiguous()
-            continue
-        if fmt.weight == "fp16":
-            tensors[w] = q.values.half()
-            continue
-        assert q.codes is not None
-        if isinstance(q.qparams, CodebookQParams):
-            tensors[f"{w}.codebook"] = q.qparams.centroids.half()
-            codes = q.codes
-        else:
-            assert isinstance(q.qparams, AffineQParams)
-            tensors[f"{w}.scale"] = q.qparams.scale.contiguous()
-            codes = q.codes.long() + 2 ** (fmt.bits - 1)
-        if fmt.bits > 8:
-            tensors[f"{w}.codes"] = (codes - 2 ** (fmt.bits - 1)).to(torch.int16).reshape(-1)
-        else:
-            tensors[f"{w}.codes"] = pack_bits(codes.reshape(-1), fmt.bits)
+        tensors |= scheme_for(q.fmt.spec).pack(w, q.fmt.spec, q.quantized())
         if q.outlier_index is not None:
             tensors[f"{w}.outlier_index"] = q.outlier_index.to(torch.int32)
             flat = q.values.reshape(-1)[q.outlier_index]
@@ -177,7 +159,8 @@ def load_artifact(path: Path) -> LoadedArtifact:
                 f"version {ARTIFACT_VERSION}"
             )
         plan = QuantPlan.from_json(manifest["plan"])
-        parts = {f"{rec['tensor']}{suffix}" for rec in manifest["layers"] for suffix in _PARTS}
+        suffixes = {"", *stored_parts(), *_OUTLIER_PARTS}
+        parts = {f"{rec['tensor']}{suffix}" for rec in manifest["layers"] for suffix in suffixes}
         tensors = {k: v for k, v in stored.items() if k not in parts}
         weights: dict[str, QuantizedWeight] = {}
         for rec in manifest["layers"]:
@@ -226,50 +209,16 @@ def _rebuild(
     stored: Mapping[str, torch.Tensor], w: str, fmt: LayerFormat, shape: tuple[int, ...]
 ) -> QuantizedWeight:
     """A layer's quantized weight (output channel first) from its stored parts."""
-    if fmt.weight == "fp32":
-        return QuantizedWeight(fmt, stored[w])
-    if fmt.weight == "fp16":
-        return QuantizedWeight(fmt, stored[w].float())
-    n = math.prod(shape)
-    if fmt.bits > 8:
-        signed = stored[f"{w}.codes"].long()
-    else:
-        signed = unpack_bits(stored[f"{w}.codes"], fmt.bits, n)
-    qparams: AffineQParams | CodebookQParams
-    if fmt.codebook_size is not None:
-        qparams = CodebookQParams(stored[f"{w}.codebook"].float())
-        values = qparams.centroids[signed]
-    else:
-        if fmt.bits <= 8:
-            signed = signed - 2 ** (fmt.bits - 1)
-        scale = stored[f"{w}.scale"]
-        matrix = signed.reshape(shape[0], -1).float()
-        group = matrix.shape[1] // scale.shape[1] if scale.dim() == 2 else None
-        qmin, qmax = signed_range(fmt.bits)
-        qparams = AffineQParams(
-            scale, torch.zeros_like(scale, dtype=torch.int32), qmin, qmax, 0, group
-        )
-        full = scale.repeat_interleave(group, dim=1) if group is not None else scale[:, None]
-        values = matrix * full  # z = 0: the same float32 product as fake-quant
-    values = values.reshape(-1).clone()
-    outliers = None
+    q = scheme_for(fmt.spec).unpack(stored, w, fmt.spec, shape)
+    values, outliers = q.values, None
     if f"{w}.outlier_index" in stored:
         outliers = stored[f"{w}.outlier_index"].long()
+        values = values.reshape(-1).clone()
         values[outliers] = stored[f"{w}.outlier_value"].float()
-    codes = signed.reshape(shape).to(torch.int32)
-    return QuantizedWeight(fmt, values.reshape(shape), codes, qparams, outliers)
+        values = values.reshape(shape)
+    return QuantizedWeight(fmt, values, q.codes, q.qparams, outliers)
 
 
 def _layer_bytes(fmt: LayerFormat, shape: tuple[int, ...]) -> int:
-    n = math.prod(shape)
-    if fmt.weight == "fp32":
-        return 4 * n
-    if fmt.weight == "fp16":
-        return 2 * n
-    codes = 2 * n if fmt.bits > 8 else packed_nbytes(n, fmt.bits)
-    if fmt.codebook_size is not None:
-        side = 2 * fmt.codebook_size
-    else:
-        groups = (n // shape[0]) // fmt.group_size if fmt.group_size else 1
-        side = 4 * shape[0] * groups
-    return codes + side + 6 * min(fmt.outliers, n)
+    """Bytes of one layer weight: what its scheme packs, plus 6 per outlier."""
+    return scheme_for(fmt.spec).nbytes(fmt.spec, shape) + 6 * min(fmt.outliers, math.prod(shape))

@@ -13,6 +13,10 @@ Weight formats (``LayerFormat.weight``):
   layer, ``log2(K)``-bit indices;
 - ``fp16`` / ``fp32``: not quantized.
 
+Format strings are read by the weight-format registry
+(:func:`engine.quant.formats.weight_format`); :attr:`LayerFormat.spec` is the
+parsed format, and the scheme that owns it does everything format-specific.
+
 Activation formats (``LayerFormat.activation``): ``a4``, ``a8``, ``a16``
 (asymmetric, per tensor, calibrated) or ``float``.
 """
@@ -20,12 +24,12 @@ Activation formats (``LayerFormat.activation``): ``a4``, ``a8``, ``a16``
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from engine.errors import InvalidPlanError
+from engine.quant.formats import WeightFormat, weight_format
 
 __all__ = ["PLAN_VERSION", "LayerFormat", "QuantPlan"]
 
@@ -35,11 +39,6 @@ Rounding = Literal["nearest", "gptq"]
 ScaleMethod = Literal["max", "mse"]
 Calibration = Literal["minmax", "percentile", "mse"]
 
-_INT = re.compile(r"int(\d+)(?:g(\d+))?")
-_CB = re.compile(r"cb(\d+)")
-_INT_BITS = frozenset(range(2, 9)) | {16}
-_GROUPS = frozenset({32, 64, 128})
-_CB_SIZES = frozenset(2**i for i in range(1, 9))
 _ACTIVATIONS = {"a4": 4, "a8": 8, "a16": 16, "float": None}
 
 
@@ -66,21 +65,7 @@ class LayerFormat:
     bias_correction: bool = False
 
     def __post_init__(self) -> None:
-        w = self.weight
-        m_int, m_cb = _INT.fullmatch(w), _CB.fullmatch(w)
-        if m_int:
-            if int(m_int[1]) not in _INT_BITS:
-                raise InvalidPlanError(f"weight format {w!r}: int bits must be 2..8 or 16")
-            if m_int[2] is not None and int(m_int[2]) not in _GROUPS:
-                raise InvalidPlanError(f"weight format {w!r}: group size must be 32, 64 or 128")
-        elif m_cb:
-            if int(m_cb[1]) not in _CB_SIZES:
-                raise InvalidPlanError(f"weight format {w!r}: codebook size must be 2, 4, ..., 256")
-        elif w not in ("fp16", "fp32"):
-            raise InvalidPlanError(
-                f"unknown weight format {w!r}; use int2..int8, int16, int4g64 (grouped), "
-                "cb2..cb256, fp16 or fp32"
-            )
+        spec = weight_format(self.weight)
         if self.activation not in _ACTIVATIONS:
             raise InvalidPlanError(
                 f"unknown activation format {self.activation!r}; use a4, a8, a16 or float"
@@ -95,36 +80,35 @@ class LayerFormat:
             raise InvalidPlanError(
                 f"bias_correction must be true or false, not {self.bias_correction!r}"
             )
-        if self.is_float and (self.rounding != "nearest" or self.outliers or self.bias_correction):
+        if spec.is_float and (self.rounding != "nearest" or self.outliers or self.bias_correction):
             raise InvalidPlanError(
-                f"{w} weights take no rounding method, outliers or bias correction"
+                f"{self.weight} weights take no rounding method, outliers or bias correction"
             )
 
     @property
+    def spec(self) -> WeightFormat:
+        """The parsed weight format (its scheme, bits, group size, codebook size)."""
+        return weight_format(self.weight)
+
+    @property
     def is_float(self) -> bool:
-        """True for ``fp16``/``fp32`` weights."""
-        return self.weight in ("fp16", "fp32")
+        """True for weights that stay float (``fp16``/``fp32``)."""
+        return self.spec.is_float
 
     @property
     def bits(self) -> int:
         """Bits per stored weight code (16 or 32 for float formats)."""
-        if m := _INT.fullmatch(self.weight):
-            return int(m[1])
-        if m := _CB.fullmatch(self.weight):
-            return int(m[1]).bit_length() - 1
-        return 16 if self.weight == "fp16" else 32
+        return self.spec.bits
 
     @property
     def group_size(self) -> int | None:
         """Inputs per scale for grouped formats, else None (per channel)."""
-        m = _INT.fullmatch(self.weight)
-        return int(m[2]) if m and m[2] else None
+        return self.spec.group_size
 
     @property
     def codebook_size(self) -> int | None:
         """K for ``cb{K}``, else None."""
-        m = _CB.fullmatch(self.weight)
-        return int(m[1]) if m else None
+        return self.spec.codebook_size
 
     @property
     def activation_bits(self) -> int | None:

@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # files only; never a display
 
 import matplotlib.pyplot as plt
 
+from engine.quant.formats import weight_format
 from search._evaluator import Evaluator
 
 __all__ = ["plot_layers", "plot_pareto"]
@@ -57,7 +58,7 @@ def plot_layers(result: dict[str, Any], path: Path) -> None:
     """Bits per weight of the chosen plan per layer, beside each layer's int4 sensitivity."""
     layers = result["chosen"]["plan"]["layers"]
     names = list(layers)
-    bits = [_bits(layers[n]["weight"]) for n in names]
+    bits = [float(weight_format(layers[n]["weight"]).bits) for n in names]
     sens = result.get("sensitivity", {})
     damage = [_int4_damage(sens.get(n, {})) for n in names]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(names) + 2), 4.2), dpi=110)
@@ -76,14 +77,6 @@ def plot_layers(result: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-
-
-def _bits(weight: str) -> float:
-    if weight.startswith("int"):
-        return float(weight[3:].split("g")[0])
-    if weight.startswith("cb"):
-        return math.log2(int(weight[2:]))
-    return 16.0 if weight == "fp16" else 32.0
 
 
 def _int4_damage(choices: dict[str, float]) -> float:

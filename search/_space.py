@@ -15,6 +15,7 @@ from typing import Any
 
 from engine.errors import InvalidPlanError
 from engine.plan import LayerFormat, QuantPlan
+from engine.quant.formats import weight_format
 
 __all__ = ["DEFAULT_FORMATS", "SearchSpace", "choice_key", "parse_choice"]
 
@@ -75,7 +76,7 @@ class SearchSpace:
         out: list[str] = []
         for w in self.formats:
             for a in self.activations:
-                for r in ("-",) if w in ("fp16", "fp32") else self.roundings:
+                for r in ("-",) if weight_format(w).is_float else self.roundings:
                     key = f"{w}/{r}/{a}"
                     if key not in out:
                         out.append(key)

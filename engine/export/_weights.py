@@ -1,6 +1,8 @@
 """Quantized layer weights as ONNX initializers plus the nodes that dequantize them.
 
-A weight ``W`` (output channel first, shape ``S``) of each format becomes:
+A weight ``W`` (output channel first, shape ``S``) becomes what the ONNX
+emitter of its format's scheme writes (:mod:`engine.quant.formats`; the builder
+is passed to it as an :class:`~engine.quant.formats.OnnxGraph`):
 
 - ``int{b}`` per channel: codes ``q`` as an integer initializer and
   ``DequantizeLinear(q, s, axis)``: ``W = q * s[c]`` along the output-channel
@@ -25,14 +27,12 @@ moves to 1 (per channel) or 0 (blocked), so no Transpose node runs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from engine.export._builder import GraphBuilder
-from engine.export._tensors import FLOAT, INT4, INT8, INT16, INT32, UINT8, pack_int4, raw_bytes
-from engine.quant._affine import AffineQParams
-from engine.quant._codebook import CodebookQParams
+from engine.export._tensors import FLOAT
+from engine.quant.formats import scheme_for
 from engine.weights import QuantizedWeight
 
 __all__ = ["WeightRecord", "emit_weight"]
@@ -73,87 +73,13 @@ def emit_weight(
     if flip and len(shape) != 2:
         raise ValueError(f"only 2-D weights can be transposed, {tensor!r} is {shape}")
     start = b.initializer_bytes
-    out_shape = (shape[1], shape[0]) if flip else shape
-    note = ""
-    if fmt.weight in ("fp32", "fp16"):
-        values = q.values.T if flip else q.values
-        if fmt.weight == "fp32":
-            name = b.initializer(f"{tensor}/w", FLOAT, out_shape, raw_bytes(values))
-            stored = "FLOAT initializer"
-        else:
-            half = b.constant(values.half().contiguous(), f"{tensor}/w_f16")
-            name = b.add("Cast", [half], hint=tensor, to=FLOAT)
-            stored = "FLOAT16 initializer -> Cast"
-    elif isinstance(q.qparams, CodebookQParams):
-        assert q.codes is not None
-        idx = q.codes.T if flip else q.codes
-        idx_u8 = b.initializer(f"{tensor}/idx", UINT8, out_shape, raw_bytes(idx.to(torch.uint8)))
-        book = b.constant(q.qparams.centroids.half(), f"{tensor}/codebook")
-        book_f = b.add("Cast", [book], hint=tensor, to=FLOAT)
-        idx_i32 = b.add("Cast", [idx_u8], hint=tensor, to=INT32)
-        name = b.add("Gather", [book_f, idx_i32], hint=tensor, axis=0)
-        k = q.qparams.centroids.numel()
-        stored = f"UINT8 indices -> Cast(int32) -> Gather on a float16 codebook of {k}"
-    else:
-        assert isinstance(q.qparams, AffineQParams) and q.codes is not None
-        name, stored, note = _affine(b, tensor, q.codes, q.qparams, fmt.bits, shape, flip=flip)
+    emitted = scheme_for(fmt.spec).emit_onnx(b, tensor, fmt.spec, q.quantized(), flip=flip)
+    name, stored = emitted.name, emitted.stored
     if q.outlier_index is not None:
         name = _outliers(b, tensor, name, q, shape, flip=flip)
         stored += f" + ScatterND of {q.outlier_index.numel()} float16 outliers"
-    record = WeightRecord(layer, fmt.weight, stored, b.initializer_bytes - start, note)
+    record = WeightRecord(layer, fmt.weight, stored, b.initializer_bytes - start, emitted.note)
     return name, record
-
-
-def _affine(
-    b: GraphBuilder,
-    tensor: str,
-    codes: torch.Tensor,
-    qp: AffineQParams,
-    bits: int,
-    shape: tuple[int, ...],
-    *,
-    flip: bool,
-) -> tuple[str, str, str]:
-    """Integer codes + DequantizeLinear; returns (value name, storage text, note)."""
-    note = ""
-    if bits == 4:
-        data_type, type_name = INT4, "INT4"
-    elif bits == 16:
-        data_type, type_name = INT16, "INT16"
-    else:
-        data_type, type_name = INT8, "INT8"
-        if bits != 8:
-            note = f"int{bits} stored as int8 restricted to [{qp.qmin}, {qp.qmax}]"
-    scale = qp.scale
-    attrs: dict[str, Any] = {}
-    if qp.group_size is not None:
-        matrix = codes.reshape(shape[0], -1)
-        if flip:
-            matrix, scale = matrix.T, scale.T
-        attrs = {"axis": 0 if flip else 1, "block_size": qp.group_size}
-        stored_shape = tuple(matrix.shape)
-        codes = matrix
-        how = f"{type_name} codes -> DequantizeLinear(blocked, block_size={qp.group_size})"
-    else:
-        if flip:
-            codes = codes.T
-        attrs = {"axis": 1 if flip else 0}
-        stored_shape = tuple(codes.shape)
-        how = f"{type_name} codes -> DequantizeLinear(per channel, axis={attrs['axis']})"
-    if data_type == INT4:
-        raw = pack_int4(codes.contiguous(), signed=True)
-    elif data_type == INT16:
-        raw = raw_bytes(codes.to(torch.int16))
-    else:
-        raw = raw_bytes(codes.to(torch.int8))
-    q_name = b.initializer(f"{tensor}/q", data_type, stored_shape, raw)
-    s_name = b.initializer(f"{tensor}/scale", FLOAT, tuple(scale.shape), raw_bytes(scale))
-    name = b.add("DequantizeLinear", [q_name, s_name], hint=tensor, **attrs)
-    want = (shape[1], shape[0]) if flip else shape
-    if stored_shape != want:
-        name = b.add("Reshape", [name, b.ints(want)], hint=tensor)
-        how += " -> Reshape"
-    return name, how, note
 
 
 def _outliers(

@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["QuantizeColumn", "gptq_quantize", "hessian_from_inputs"]
+__all__ = ["QuantizeColumn", "gptq_quantize", "gptq_quantize_groups", "hessian_from_inputs"]
 
 QuantizeColumn = Callable[[torch.Tensor, int], torch.Tensor]
 
@@ -105,3 +105,29 @@ def _inverse_cholesky_upper(H: torch.Tensor) -> torch.Tensor:
             return upper
         extra = max(extra * 10.0, 1e-6 * float(torch.diagonal(H).mean()))
     raise ValueError("the layer's input Hessian is not positive definite even with damping")
+
+
+def gptq_quantize_groups(
+    w: torch.Tensor,
+    hessians: list[torch.Tensor],
+    quantizer_for_rows: Callable[[slice], QuantizeColumn],
+) -> torch.Tensor:
+    """:func:`gptq_quantize` per conv group: rows ``g * rows/G ...`` use the ``g``-th Hessian.
+
+    Args:
+        w: weights ``[rows, n]``, one output channel per row; not modified.
+        hessians: ``G`` Hessians ``[n, n]``, one per conv group (``G`` divides ``rows``).
+        quantizer_for_rows: the column quantizer of a slice of rows (their own scales).
+
+    Raises:
+        ValueError: ``G`` does not divide the rows.
+    """
+    rows = w.shape[0]
+    if rows % len(hessians):
+        raise ValueError(f"{len(hessians)} Hessians do not split {rows} output channels")
+    per = rows // len(hessians)
+    out = torch.empty_like(w)
+    for g, h in enumerate(hessians):
+        sl = slice(g * per, (g + 1) * per)
+        out[sl] = gptq_quantize(w[sl], h, quantizer_for_rows(sl))
+    return out
