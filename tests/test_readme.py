@@ -28,7 +28,7 @@ import pytest
 from tests.conftest import ROOT, Digits
 from tests.service.api.conftest import free_port
 
-CLI_MODULE = "service.cli"
+CLI_MODULE = "commands"
 """The module behind the ``mpq`` command (``python -m CLI_MODULE`` is ``mpq``)."""
 
 README = ROOT / "README.md"
