@@ -21,15 +21,14 @@ from typing import Any
 
 import optuna
 
-from engine.artifact import load_artifact, save_artifact
-from engine.batch import fit_batch
-from engine.data import load_dataset
+from engine import pick_metric
+from engine.data import fit_batch, load_dataset
 from engine.errors import MPQError
-from engine.export import export_artifact_onnx
-from engine.importers import import_model, sha256_file
-from engine.integer import lower_to_integer
+from engine.io import load_artifact, save_artifact
+from engine.io.export import export_artifact_onnx
+from engine.io.importers import import_model, sha256_file
 from engine.ir import is_ir_file, load_ir
-from engine.pipeline import pick_metric
+from engine.transforms.integer import lower_to_integer
 from search._config import SearchConfig
 from search._evaluator import Evaluator
 from search._sensitivity import Sensitivity, cache_path, measure_sensitivity

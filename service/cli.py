@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.errors import FileMissingError, InvalidPlanError, MPQError
-from engine.inventory import Inventory
+from engine.transforms import Inventory
 from service.admin import add_admin_commands
 from service.api import add_api_command
 from service.cli_export import add_export_command
@@ -106,8 +106,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from engine.importers import import_model
-    from engine.inventory import inventory
+    from engine.io.importers import import_model
+    from engine.transforms import inventory
 
     path: Path = args.model
     if not path.is_file():
@@ -167,8 +167,8 @@ def _table(inv: Inventory) -> str:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from engine.pipeline import quantize_file
-    from engine.plan import LayerFormat, QuantPlan
+    from engine import quantize_file
+    from engine.quant import LayerFormat, QuantPlan
 
     for path in (args.model, args.data, args.plan):
         if path is not None and not path.is_file():
@@ -208,7 +208,7 @@ def _quantize(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from engine.pipeline import evaluate_file
+    from engine import evaluate_file
 
     for path in (args.model, args.data, args.reference):
         if path is not None and not path.is_file():
@@ -244,7 +244,7 @@ def _trusted() -> bool:
 
 
 def _ops(args: argparse.Namespace) -> int:
-    from engine.ops import ALLOWED_OPS, QUANTIZABLE_OPS
+    from engine.ir import ALLOWED_OPS, QUANTIZABLE_OPS
 
     for op in sorted(ALLOWED_OPS):
         print(op + ("  (quantizable)" if op in QUANTIZABLE_OPS else ""))

@@ -66,7 +66,7 @@ def add_search_command(subparsers: Any) -> None:
 def _search(args: argparse.Namespace) -> int:
     import torch
 
-    from engine.importers import sha256_file
+    from engine.io.importers import sha256_file
     from search import SearchConfig, SearchSpace, Targets, parse_bytes, run_trials
     from search._run import create_search, finalize, open_evaluator
 

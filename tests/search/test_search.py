@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.artifact import load_artifact
-from engine.metrics import accuracy, evaluate
+from engine.data import accuracy, evaluate
+from engine.io import load_artifact
 from search import SearchConfig, SearchSpace, Targets, run_trials, trial_records
 from search._run import best_so_far, create_search, finalize, front, open_evaluator
 from search._study import load_study, open_storage

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from engine.errors import MPQError
-from engine.plan import LayerFormat
+from engine.quant import LayerFormat
 from search import (
     SearchSpace,
     Targets,
