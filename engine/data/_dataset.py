@@ -23,6 +23,10 @@ cast to the input's dtype (float64 -> float32 rounds, as the model would);
 integer inputs need integer data, cast when every value fits the target (int32
 -> int64 always, int64 -> int32 when in range); bool inputs need bool data.
 Float data must be finite after the cast.
+
+Size: one file (over 300 lines): the split and batch types, and the validation of an
+uploaded file against the model's inputs (names, shapes, dtypes, labels) they are
+built by; the error messages of every rule live next to the rule.
 """
 
 from __future__ import annotations

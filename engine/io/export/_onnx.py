@@ -20,6 +20,9 @@ The exported graph computes what MPQ's simulated model computes:
 
 Opset 21 or later is needed: it is the first with INT4 tensors and blocked
 (``block_size``) dequantization.
+
+Size: one file (just over 300 lines): the export entry points and the per-node
+driver that calls the converters (``_ops_*``, already split by op family).
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ bounds-checked against its enclosing message, nesting is capped and no allocatio
 unchecked count: malformed input raises :class:`~engine.errors.CorruptFileError` with the byte
 offset. Unknown fields are skipped, repeated numbers may be packed or not, and a singular message
 field that occurs twice is merged, as protobuf does.
+
+Size: one file (just over 300 lines): the message specs and the one decoder that
+walks them are a single wire-format reader; the bounds checks are in its inner loop.
 """
 
 from __future__ import annotations
