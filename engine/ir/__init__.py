@@ -12,8 +12,8 @@ carry code. On disk an IR is one safetensors file with the graph as JSON in its 
 Modules: ``_values`` (argument values, specs, nodes), ``_model`` (:class:`IRModel`,
 validation, JSON), ``_files`` (the file format), ``_ops`` (the op table), ``_fx``
 (to torch.fx, shapes on the meta device), ``_batch`` and ``_batch_trace`` (batch
-generalization and its two-batch trace),
-``_safetensors`` (a reader that trusts nothing, and a writer).
+generalization and its two-batch trace), ``_safetensors`` (a reader that trusts
+nothing, and a writer).
 """
 
 from __future__ import annotations
