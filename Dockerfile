@@ -7,7 +7,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# bubblewrap isolates the .pt2 importer (engine/sandbox.py); without it .pt2 uploads
+# bubblewrap isolates the .pt2 importer (engine/io/_sandbox.py); without it .pt2 uploads
 # are refused.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends bubblewrap \

@@ -11,7 +11,7 @@ EXAMPLES := examples/out
 
 install: system $(STAMP)
 
-# bubblewrap isolates the .pt2 importer (see engine/sandbox.py); docker-compose (v1, no
+# bubblewrap isolates the .pt2 importer (see engine/io/_sandbox.py); docker-compose (v1, no
 # engine needed) validates docker-compose.yml in tests/test_compose.py; curl and jq run the
 # README's quickstart in tests/test_readme.py. Installed when we can.
 system:

@@ -4,20 +4,20 @@ Stages, each catching its own exception (an :class:`~engine.errors.MPQError`
 is recorded as its ``code`` and ``message``; anything else as code ``crash``
 and message ``TypeName: msg``); a stage runs only when the ones it needs did:
 
-1. ``import``: :func:`engine.importers.import_model` (the real importer: the
+1. ``import``: :func:`engine.io.importers.import_model` (the real importer: the
    ``.pt2`` loader runs in its sandbox, ONNX through MPQ's own reader).
-2. ``ir``: :func:`engine.fx.to_graph_module` of the IR against the eager model
+2. ``ir``: :func:`engine.ir.to_graph_module` of the IR against the eager model
    on the same seeded inputs at the IR's input batch: max relative error
    ``max|ir - eager| / max|eager|``.
-3. ``bn``: :func:`engine.fold.fold_batch_norm`: batch norms folded / left.
+3. ``bn``: :func:`engine.transforms.fold_batch_norm`: batch norms folded / left.
 4. ``quantize``: a data file (``<way>.npz``: ``N_EVAL`` evaluation and
    ``N_CALIB`` ``calib/`` samples, one array per IR input, by name) read by
    :func:`engine.data.load_dataset`; every layer int8 weights + a8 activations
    (``LayerFormat()``, what ``mpq eval --integer-only`` uses for a float model)
    by :func:`engine.apply`; mean cosine of the simulated model's outputs to the float IR's.
-5. ``integer``: :func:`engine.integer.lower_to_integer`: mean cosine of the
+5. ``integer``: :func:`engine.transforms.integer.lower_to_integer`: mean cosine of the
    integer-only outputs to the float IR's, ``full``/``partial``, float islands.
-6. ``onnx``: :func:`engine.export.export_onnx` of the quantized model run in
+6. ``onnx``: :func:`engine.io.export.export_onnx` of the quantized model run in
    onnxruntime on the evaluation samples: max relative error and mean cosine to
    MPQ's simulated outputs, with all graph optimizations (what users run: ORT
    fuses Q/DQ into integer kernels that round differently at ties) and with none
@@ -39,18 +39,14 @@ import numpy as np
 import torch
 from _zoo_build import ZooModel
 
-from engine.apply import apply
-from engine.data import CALIB_PREFIX, Dataset, load_dataset
+from engine.data import CALIB_PREFIX, Dataset, cosine, evaluate, load_dataset
 from engine.errors import MPQError
-from engine.export import export_onnx
-from engine.fold import fold_batch_norm
-from engine.fx import to_graph_module
-from engine.importers import import_model
-from engine.integer import lower_to_integer
-from engine.inventory import inventory
-from engine.ir import IRModel
-from engine.metrics import cosine, evaluate
-from engine.plan import LayerFormat, QuantPlan
+from engine.io.export import export_onnx
+from engine.io.importers import import_model
+from engine.ir import IRModel, to_graph_module
+from engine.quant import LayerFormat, QuantPlan
+from engine.transforms import apply, fold_batch_norm, inventory
+from engine.transforms.integer import lower_to_integer
 
 _ROOT = str(Path(__file__).resolve().parent.parent) + "/"
 N_EVAL = 8
@@ -129,7 +125,7 @@ def _by_ir_names(ir: IRModel, model: ZooModel, tensors: tuple[torch.Tensor, ...]
 
 
 def write_data(path: Path, ir: IRModel, model: ZooModel) -> None:
-    """``path``: N_EVAL evaluation + N_CALIB calibration samples per IR input (engine/data.py)."""
+    """``path``: N_EVAL evaluation + N_CALIB calibration samples per IR input (engine/data/)."""
     arrays = _by_ir_names(ir, model, model.example(N_EVAL + N_CALIB))
     data: dict[str, np.ndarray] = {}
     for spec, t in zip(ir.inputs, arrays, strict=True):

@@ -18,8 +18,8 @@ from typing import Any
 
 from _zoo_cells import Cell
 
-from engine.importers.onnx import SUPPORTED_ONNX_OPS
-from engine.ops import ALLOWED_OPS
+from engine.io.importers.onnx import SUPPORTED_ONNX_OPS
+from engine.ir import ALLOWED_OPS
 
 Results = dict[str, dict[str, Cell]]
 """model -> way -> cell."""
@@ -106,7 +106,7 @@ def export_failures(results: Results) -> dict[str, list[str]]:
 def unsupported_ops(results: Results) -> dict[str, dict[str, dict[str, Any]]]:
     """``{"aten"|"onnx": {op: {"models": {model: nodes}, "named": bool}}}``: ops not accepted.
 
-    An op counts when it is off the importer's list (``engine.ops.ALLOWED_OPS``,
+    An op counts when it is off the importer's list (``engine.ir.ALLOWED_OPS``,
     ``SUPPORTED_ONNX_OPS``) and no file holding it imported (the ``.pt2``
     importer rewrites some ops, e.g. in-place ones, before checking), or when an
     import error names it. ``named`` says an import error named it; otherwise

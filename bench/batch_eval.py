@@ -4,11 +4,11 @@ Run: ``.venv/bin/python bench/batch_eval.py [--only minilm|digits] [--repeats N]
 
 Each model is exported four ways from the same weights -- ``torch.export`` at a batch
 of 1, at 7, at 32, and with a dynamic batch (``dynamic_shapes`` on dimension 0) --
-and each file is evaluated with ``engine.pipeline.evaluate_file`` (what ``mpq eval``
+and each file is evaluated with ``engine.evaluate_file`` (what ``mpq eval``
 runs: import in the sandbox, data validation, the metric) on the same data file.
 MPQ finds which literals of each graph carry the batch
-(``engine.batch.generalize_batch``) and evaluates every export at the same
-memory-bounded batch (``engine.batch.evaluation_batch``), so the times should agree;
+(``engine.ir.generalize_batch``) and evaluates every export at the same
+memory-bounded batch (``engine.data.evaluation_batch``), so the times should agree;
 before, a batch-1 export was evaluated one sample at a time. Printed per export:
 import + evaluate wall time (best of ``--repeats``), the evaluation batch used, the
 metric, and the ratio to the batch-32 export measured in the same run; then, for the
@@ -41,12 +41,10 @@ from torch.export import Dim
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.batch import evaluation_batch, fit_batch
-from engine.data import load_dataset
-from engine.fx import to_graph_module
-from engine.importers import import_model
-from engine.metrics import evaluate
-from engine.pipeline import evaluate_file
+from engine import evaluate_file
+from engine.data import evaluate, evaluation_batch, fit_batch, load_dataset
+from engine.io.importers import import_model
+from engine.ir import to_graph_module
 
 EXPORTS = ("batch 1", "batch 7", "batch 32", "dynamic")
 

@@ -38,7 +38,7 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.quant._kmeans import kmeans_1d, linear_init
+from engine.quant import kmeans_1d, linear_init
 
 THREADS = 2
 N = 1_000_000

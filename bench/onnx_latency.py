@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python bench/onnx_latency.py [--only digits|minilm] [--runs N]``
 
-For the digits CNN and MiniLM, two ONNX files are written by ``engine.export``:
+For the digits CNN and MiniLM, two ONNX files are written by ``engine.io.export``:
 
 * fp32: ``export_float_onnx`` of the batch-norm-folded float IR;
 * int8: ``export_onnx`` of ``engine.apply`` with every layer ``int8`` weights
@@ -48,13 +48,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _sentences import sentences
 
-from engine.apply import apply
-from engine.export import export_float_onnx, export_onnx
-from engine.fold import fold_batch_norm
-from engine.importers._export_to_ir import exported_program_to_ir
-from engine.inventory import inventory
+from engine.io.export import export_float_onnx, export_onnx
+from engine.io.importers import exported_program_to_ir
 from engine.ir import IRModel
-from engine.plan import LayerFormat, QuantPlan
+from engine.quant import LayerFormat, QuantPlan
+from engine.transforms import apply, fold_batch_norm, inventory
 
 BATCH = 32
 THREADS = (1, 2)

@@ -73,10 +73,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._sentences import digest, sentences
-from engine.artifact import load_artifact
-from engine.fx import to_graph_module
-from engine.metrics import cosine
-from engine.plan import QuantPlan
+from engine.data import cosine
+from engine.io import load_artifact
+from engine.ir import to_graph_module
+from engine.quant import QuantPlan
 from search import (
     Evaluation,
     Evaluator,

@@ -11,7 +11,7 @@ Every layer gets the same weight format -- int2, int3, int4, int5, int6, int8
 
 * the metric on held-out data, and its change against fp32 measured in the same run;
 * the payload bytes of the ``model.mpq`` the plan would write
-  (``engine.artifact.predict_model_payload``) and the compression, fp32 tensor
+  (``engine.io.predict_model_payload``) and the compression, fp32 tensor
   bytes of the unfolded model / payload;
 * the apply time (``engine.apply`` with a warm ``WeightCache``: weight
   quantization and graph rewrite). Calibration (activation ranges and the
@@ -52,16 +52,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _sentences import digest, sentences
 
-from engine.apply import WeightCache, apply
-from engine.artifact import predict_model_payload
-from engine.calibrate import calibrate
-from engine.fold import fold_batch_norm
-from engine.fx import to_graph_module
-from engine.importers._export_to_ir import exported_program_to_ir
-from engine.inventory import inventory
-from engine.ir import IRModel
-from engine.metrics import accuracy, cosine
-from engine.plan import LayerFormat, QuantPlan, Rounding, ScaleMethod
+from engine.data import accuracy, cosine
+from engine.io import predict_model_payload
+from engine.io.importers import exported_program_to_ir
+from engine.ir import IRModel, to_graph_module
+from engine.quant import LayerFormat, QuantPlan, Rounding, ScaleMethod
+from engine.transforms import WeightCache, apply, calibrate, fold_batch_norm, inventory
 
 FORMATS = ("int2", "int3", "int4", "int5", "int6", "int8", "cb4", "cb16", "cb256")
 QUICK_FORMATS = ("int8", "int4")

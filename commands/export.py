@@ -1,8 +1,8 @@
 """``mpq export MODEL_OR_MPQ --format onnx --out model.onnx [--opset N] [--json]``.
 
 A packed artifact (``model.mpq``) is exported as QDQ ONNX from the file alone
-(:func:`engine.export.export_artifact_onnx`); a float ``.pt2``/``.onnx`` model
-is exported as it is (the fp32 baseline, :func:`engine.export.export_float_onnx`).
+(:func:`engine.io.export.export_artifact_onnx`); a float ``.pt2``/``.onnx`` model
+is exported as it is (the fp32 baseline, :func:`engine.io.export.export_float_onnx`).
 The file is written under a temporary name and renamed, so a failed export
 leaves no partial ``model.onnx``.
 """
@@ -33,8 +33,8 @@ def add_export_command(subparsers: Any) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from engine.export import export_artifact_onnx, export_float_onnx
-    from engine.importers import import_model
+    from engine.io.export import export_artifact_onnx, export_float_onnx
+    from engine.io.importers import import_model
 
     path: Path = args.model
     if not path.is_file():

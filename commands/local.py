@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import FileMissingError, InvalidPlanError
-from engine.inventory import Inventory
+from engine.transforms import Inventory
 from service.settings import get_settings
 
 __all__ = ["add_local_commands"]
@@ -63,8 +63,8 @@ def add_local_commands(sub: Any) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from engine.importers import import_model
-    from engine.inventory import inventory
+    from engine.io.importers import import_model
+    from engine.transforms import inventory
 
     path: Path = args.model
     if not path.is_file():
@@ -124,8 +124,8 @@ def _table(inv: Inventory) -> str:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from engine.pipeline import quantize_file
-    from engine.plan import LayerFormat, QuantPlan
+    from engine import quantize_file
+    from engine.quant import LayerFormat, QuantPlan
 
     for path in (args.model, args.data, args.plan):
         if path is not None and not path.is_file():
@@ -170,7 +170,7 @@ def _quantize(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from engine.pipeline import evaluate_file
+    from engine import evaluate_file
 
     for path in (args.model, args.data, args.reference):
         if path is not None and not path.is_file():
@@ -202,7 +202,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _ops(args: argparse.Namespace) -> int:
-    from engine.ops import ALLOWED_OPS, QUANTIZABLE_OPS
+    from engine.ir import ALLOWED_OPS, QUANTIZABLE_OPS
 
     for op in sorted(ALLOWED_OPS):
         print(op + ("  (quantizable)" if op in QUANTIZABLE_OPS else ""))

@@ -50,7 +50,7 @@ def add_search_command(subparsers: Any) -> None:
 def _search(args: argparse.Namespace) -> int:
     import torch
 
-    from engine.importers import sha256_file
+    from engine.io.importers import sha256_file
     from search import create_search, finalize, open_evaluator, run_trials
 
     for path in (args.model, args.data):

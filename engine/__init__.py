@@ -1,6 +1,17 @@
 """MPQ's engine: pure PyTorch + numpy, no HTTP, SQL or queues.
 
-The small public API; everything else is reached through its module::
+The engine is built in levels, each importing only the ones below it:
+
+0. :mod:`engine.ir` (the model IR, op table, batch generalization) and
+   :mod:`engine.data` (datasets, metrics); :mod:`engine.errors` for every level;
+1. :mod:`engine.quant`: quantization primitives, plans, weight formats, observers;
+2. :mod:`engine.transforms`: BN folding, applying a plan, calibration, bias
+   correction, integer lowering (:mod:`engine.transforms.integer`);
+3. :mod:`engine.io`: importers, the ``.mpq`` artifact, ONNX export, the sandbox;
+
+and this module, the small public API on top (with the file-to-file pipeline,
+:func:`quantize_file` / :func:`evaluate_file`); everything else is reached through
+the face of its level::
 
     imported = engine.import_model("model.pt2")            # .pt2 / .onnx -> IR, safely
     qm = engine.apply(imported.ir, plan, calibration)      # simulated quantization
@@ -12,24 +23,29 @@ The small public API; everything else is reached through its module::
 
 from __future__ import annotations
 
-from engine.apply import QuantizedModel, apply
-from engine.artifact import load_artifact, save_artifact
-from engine.export import export_onnx
-from engine.importers import import_model
-from engine.integer import IntegerModel, lower_to_integer
-from engine.inventory import inventory
-from engine.plan import LayerFormat, QuantPlan
+from engine._pipeline import EvalReport, QuantizeReport, evaluate_file, pick_metric, quantize_file
+from engine.io import load_artifact, save_artifact
+from engine.io.export import export_onnx
+from engine.io.importers import import_model
+from engine.quant import LayerFormat, QuantPlan
+from engine.transforms import QuantizedModel, apply, inventory
+from engine.transforms.integer import IntegerModel, lower_to_integer
 
 __all__ = [
+    "EvalReport",
     "IntegerModel",
     "LayerFormat",
     "QuantPlan",
+    "QuantizeReport",
     "QuantizedModel",
     "apply",
+    "evaluate_file",
     "export_onnx",
     "import_model",
     "inventory",
     "load_artifact",
     "lower_to_integer",
+    "pick_metric",
+    "quantize_file",
     "save_artifact",
 ]

@@ -5,7 +5,7 @@ evaluation batches, the float model's outputs and a weight cache, so a trial
 costs its forward passes plus the layers whose format is new to the cache.
 
 - ``payload_bytes(plan)`` is the exact tensor bytes of the ``model.mpq`` the plan
-  gives (:func:`engine.artifact.predict_payload_bytes`), without quantizing.
+  gives (:func:`engine.io.predict_payload_bytes`), without quantizing.
 - ``evaluate(plan, floor)`` scores the plan on growing prefixes of the
   evaluation batches (``chunks``, fractions of the batches) and stops early when
   a prefix is below ``floor`` by more than ``PRUNE_SIGMAS`` standard errors of
@@ -26,16 +26,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from engine.apply import QuantizedModel, WeightCache, apply, weight_is_transposed
-from engine.artifact import predict_payload_bytes
-from engine.data import Dataset
-from engine.fold import fold_batch_norm
-from engine.fx import to_graph_module
-from engine.inventory import LayerInfo, inventory
-from engine.ir import IRModel
-from engine.metrics import METRICS, kl_divergence
-from engine.ops import EMBEDDING_OPS
-from engine.plan import LayerFormat, QuantPlan
+from engine.data import METRICS, Dataset, kl_divergence
+from engine.io import predict_payload_bytes
+from engine.ir import EMBEDDING_OPS, IRModel, to_graph_module
+from engine.quant import LayerFormat, QuantPlan
+from engine.transforms import (
+    LayerInfo,
+    QuantizedModel,
+    WeightCache,
+    apply,
+    fold_batch_norm,
+    inventory,
+    weight_is_transposed,
+)
 from search._space import SearchSpace
 
 __all__ = ["PRUNE_SIGMAS", "Evaluation", "Evaluator"]

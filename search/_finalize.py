@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.artifact import load_artifact, save_artifact
 from engine.errors import MPQError
-from engine.export import export_artifact_onnx
-from engine.integer import lower_to_integer
+from engine.io import load_artifact, save_artifact
+from engine.io.export import export_artifact_onnx
+from engine.transforms.integer import lower_to_integer
 from search._evaluator import Evaluator
 from search._front import front
 from search._study import Search, TrialRecord, trial_records

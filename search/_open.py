@@ -14,11 +14,10 @@ from pathlib import Path
 
 import optuna
 
-from engine.batch import fit_batch
-from engine.data import load_dataset
-from engine.importers import import_model, sha256_file
+from engine import pick_metric
+from engine.data import fit_batch, load_dataset
+from engine.io.importers import import_model, sha256_file
 from engine.ir import is_ir_file, load_ir
-from engine.pipeline import pick_metric
 from search._config import SearchConfig
 from search._evaluator import Evaluator
 from search._sensitivity import Sensitivity, cache_path, measure_sensitivity

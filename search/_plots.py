@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only; never a display
 
 import matplotlib.pyplot as plt
 
-from engine.quant.formats import weight_format
+from engine.quant import weight_format
 from search._evaluator import Evaluator
 
 __all__ = ["plot_layers", "plot_pareto"]

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from engine.plan import LayerFormat, QuantPlan
+from engine.quant import LayerFormat, QuantPlan
 from search._evaluator import CLASSIFICATION, Evaluator
 from search._space import SearchSpace, parse_choice
 

@@ -1,6 +1,6 @@
 """The search space: per layer, a weight format x rounding x activation bits.
 
-A *choice* is one :class:`~engine.plan.LayerFormat`, named by a short key such
+A *choice* is one :class:`~engine.quant.LayerFormat`, named by a short key such
 as ``int4/gptq/a8`` or ``cb16/nearest/a8`` (``fp16`` takes no rounding:
 ``fp16/-/a8``). Keys are Optuna's categorical values, so a trial's parameters
 are plain strings and a plan is rebuilt from them exactly.
@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import InvalidPlanError
-from engine.plan import LayerFormat, QuantPlan
-from engine.quant.formats import weight_format
+from engine.quant import LayerFormat, QuantPlan, weight_format
 
 __all__ = ["DEFAULT_FORMATS", "SearchSpace", "choice_key", "parse_choice"]
 

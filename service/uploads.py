@@ -27,9 +27,9 @@ from starlette.requests import Request
 
 from engine.data import load_dataset
 from engine.errors import InvalidRequestError, UploadTooLargeError
-from engine.importers import import_model
-from engine.inventory import inventory
+from engine.io.importers import import_model
 from engine.ir import TensorSpec, save_ir
+from engine.transforms import inventory
 from service.blobs import BlobStore
 from service.db import crud
 from service.db.models import ApiKey, Dataset, Model, ModelKind, Team

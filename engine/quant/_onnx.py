@@ -1,12 +1,12 @@
 """What a weight scheme's ONNX emitter may use, without importing the exporter.
 
 Weight schemes live at the level of the quantization primitives, below ONNX
-export (:mod:`engine.export`). Their emitters receive the exporter's graph
+export (:mod:`engine.io.export`). Their emitters receive the exporter's graph
 builder as an argument typed by the :class:`OnnxGraph` protocol -- the four
 methods they call -- and write initializer bytes with the helpers here.
 
 The data type numbers are ``TensorProto.DataType`` values of the ONNX
-specification (the same numbers :mod:`engine.export._tensors` uses; a test
+specification (the same numbers :mod:`engine.io.export._tensors` uses; a test
 checks that they agree).
 """
 

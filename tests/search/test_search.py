@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.artifact import load_artifact
-from engine.metrics import accuracy, evaluate
+from engine.data import accuracy, evaluate
+from engine.io import load_artifact
 from search import (
     SearchConfig,
     SearchSpace,

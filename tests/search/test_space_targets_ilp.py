@@ -8,7 +8,7 @@ import random
 import pytest
 
 from engine.errors import MPQError
-from engine.plan import LayerFormat
+from engine.quant import LayerFormat
 from search import SearchSpace, Targets
 from search._ilp import allocate, budget_ladder
 from search._space import choice_key, parse_choice

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.artifact import load_artifact
-from engine.pipeline import evaluate_file
+from engine import evaluate_file
+from engine.io import load_artifact
 from tests.conftest import Digits
 from tests.service.api.conftest import STACKS, Server, start_stack
 from tests.workers.conftest import (

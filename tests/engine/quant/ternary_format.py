@@ -22,8 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.quant._affine import ScaleMethod
-from engine.quant._gptq import QuantizeColumn
+from engine.quant import QuantizeColumn, ScaleMethod
 from engine.quant._onnx import FLOAT, INT8, OnnxGraph, le_bytes
 from engine.quant._scheme import (
     CodeScheme,

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from engine.quant._affine import (
+from engine.quant import (
     AffineQParams,
     choose_qparams_affine,
     dequantize_affine,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.quant._codebook import (
+from engine.quant import (
     CodebookQParams,
     choose_qparams_codebook,
     dequantize_codebook,
@@ -65,7 +65,7 @@ def test_round_trip_and_idempotence(k: int) -> None:
 
 @pytest.mark.parametrize(("k", "floor_db"), [(4, 8.0), (16, 19.0), (256, 40.0)])
 def test_sqnr_floor_beats_uniform_of_same_bits(k: int, floor_db: float) -> None:
-    from engine.quant._affine import choose_qparams_affine, fake_quantize_affine
+    from engine.quant import choose_qparams_affine, fake_quantize_affine
 
     x = _w(4)
     cb = _sqnr(x, fake_quantize_codebook(x, choose_qparams_codebook(x, k)))

@@ -12,18 +12,20 @@ from typing import Any
 import pytest
 import torch
 
-from engine.apply import apply
-from engine.artifact import load_artifact, predict_model_payload, save_artifact
 from engine.errors import InvalidPlanError
-from engine.export import _tensors as onnx_tensors
-from engine.export import export_onnx
-from engine.integer import lower_to_integer
+from engine.io import load_artifact, predict_model_payload, save_artifact
+from engine.io.export import _tensors as onnx_tensors
+from engine.io.export import export_onnx
 from engine.ir import IRModel, Node, Ref, TensorSpec
-from engine.plan import LayerFormat, QuantPlan
-from engine.quant import _onnx
-from engine.quant._affine import AffineQParams, choose_qparams_affine
-from engine.quant._codebook import CodebookQParams
-from engine.quant._gptq import hessian_from_inputs
+from engine.quant import (
+    AffineQParams,
+    CodebookQParams,
+    LayerFormat,
+    QuantPlan,
+    _onnx,
+    choose_qparams_affine,
+    hessian_from_inputs,
+)
 from engine.quant.formats import (
     WeightFormat,
     WeightScheme,
@@ -37,7 +39,9 @@ from engine.quant.formats import (
     weight_scheme,
     weight_schemes,
 )
-from tests.engine.export._ort import session
+from engine.transforms import apply
+from engine.transforms.integer import lower_to_integer
+from tests.engine.io.export._ort import session
 from tests.engine.quant.ternary_format import TernaryQParams, TernaryScheme
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -5,8 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.quant._affine import choose_qparams_affine, fake_quantize_affine
-from engine.quant._gptq import gptq_quantize, hessian_from_inputs
+from engine.quant import (
+    choose_qparams_affine,
+    fake_quantize_affine,
+    gptq_quantize,
+    hessian_from_inputs,
+)
 
 
 def _round(v: torch.Tensor, j: int) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch
 from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
-from engine.quant._kmeans import kmeans_1d, linear_init
+from engine.quant import kmeans_1d, linear_init
 
 
 def _t(values: list[float]) -> torch.Tensor:

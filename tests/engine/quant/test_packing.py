@@ -8,8 +8,7 @@ import math
 import pytest
 import torch
 
-from engine.quant import _packing
-from engine.quant._packing import pack_bits, packed_nbytes, unpack_bits
+from engine.quant import _packing, pack_bits, packed_nbytes, unpack_bits
 
 WIDTHS = range(1, 9)
 LENGTHS = (0, 1, 7, 8, 9, 1000, 1001)

@@ -15,7 +15,7 @@ import pytest
 
 from service.api.errors import STATUS
 from tests.conftest import Digits
-from tests.engine.malicious import VECTORS, build_malicious_pt2
+from tests.engine.io.malicious import VECTORS, build_malicious_pt2
 from tests.service.api.conftest import STACKS, Server, start_stack
 
 PICKLE = b"\x80\x04K\x01."  # torch.save-style pickle protocol 4 of the int 1

@@ -1,0 +1,226 @@
+"""Applying a :class:`~engine.quant.QuantPlan` to a model: simulated quantization.
+
+``apply(model, plan, calibration)``:
+
+1. folds batch norm (the folded weights are what gets quantized);
+2. runs the float model over the calibration batches (:mod:`engine.transforms._calibrate`)
+   for activation ranges and, where a layer rounds with GPTQ, input Hessians;
+3. quantizes each layer's weight to its format (:mod:`engine.quant._weights`; GPTQ
+   needs the layer's input Hessian, so embeddings round to nearest) --
+   cached per (layer, format) in a :class:`WeightCache`, so re-applying a plan
+   that differs in one layer costs one layer;
+4. where a layer's format asks for ``bias_correction`` and the layer stores a
+   bias, corrects it (:mod:`engine.transforms._bias_correction`: ``b' = b - (Q - W) E[x]``)
+   so rounding leaves the mean output on the calibration data unchanged;
+5. returns a new IR whose weights are the fake-quantized values and in which each
+   layer's input passes through ``fake_quantize_per_tensor_affine`` with the
+   calibrated qparams (asymmetric, per tensor).
+
+The result computes in float what the quantized model computes: simulated
+("fake") quantization.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import fx
+
+from engine.errors import InvalidPlanError
+from engine.ir import MATMUL_OPS, IRModel, Node, Ref, to_graph_module
+from engine.quant import (
+    AffineQParams,
+    LayerFormat,
+    QuantizedWeight,
+    QuantPlan,
+    Ranges,
+    choose_qparams_affine,
+    observe_ranges,
+    quantize_weight,
+)
+from engine.transforms._bias_correction import bias_operand, corrected_bias
+from engine.transforms._calibrate import LayerStats, activation_index, calibrate
+from engine.transforms._fold import fold_batch_norm
+from engine.transforms._inventory import LayerInfo, inventory
+
+__all__ = ["FAKE_QUANT_OP", "QuantizedModel", "WeightCache", "apply", "weight_is_transposed"]
+
+FAKE_QUANT_OP = "aten.fake_quantize_per_tensor_affine.default"
+PERCENTILE = 99.99
+
+
+@dataclass
+class WeightCache:
+    """Quantized weights and calibration of one (model, calibration data) pair.
+
+    Valid only for the model and calibration batches it was first used with.
+    """
+
+    weights: dict[tuple[str, LayerFormat], QuantizedWeight] = field(default_factory=dict)
+    stats: dict[str, LayerStats] | None = None
+    hessian_layers: set[str] = field(default_factory=set)
+    ranges: Ranges | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizedModel:
+    """A model with a plan applied (simulated quantization).
+
+    Attributes:
+        ir: the simulated model (folded, fake-quantized weights, input fake-quant).
+        plan: the plan applied.
+        layers: the quantizable layers of the folded model.
+        weights: layer name -> its quantized weight (codes and qparams).
+        activations: layer name -> its input's qparams (layers with quantized inputs).
+        ranges: node name -> (min, max) of its float output on the calibration data
+            (:mod:`engine.quant._observe`), for integer-only execution.
+    """
+
+    ir: IRModel
+    plan: QuantPlan
+    layers: tuple[LayerInfo, ...]
+    weights: dict[str, QuantizedWeight]
+    activations: dict[str, AffineQParams]
+    ranges: Ranges = field(default_factory=dict)
+
+    def module(self) -> fx.GraphModule:
+        """A runnable GraphModule of the simulated model."""
+        return to_graph_module(self.ir)
+
+
+def apply(
+    model: IRModel,
+    plan: QuantPlan,
+    calibration: Iterable[Sequence[torch.Tensor]],
+    *,
+    cache: WeightCache | None = None,
+) -> QuantizedModel:
+    """Fold, calibrate, quantize weights and insert activation fake-quant.
+
+    Args:
+        model: the float model's IR.
+        plan: one format per quantizable layer (names as ``mpq inspect`` lists them).
+        calibration: batches of model inputs (each a sequence, one tensor per input).
+        cache: reuse of weights and calibration across calls on the same model/data.
+
+    Raises:
+        InvalidPlanError: the plan's layers are not the model's.
+    """
+    folded, _ = fold_batch_norm(model)
+    layers = inventory(folded).layers
+    plan.check_layers(layer.name for layer in layers)
+    nodes = {n.name: n for n in folded.nodes}
+    _check_groups(plan, layers, nodes)
+    cache = cache if cache is not None else WeightCache()
+    gptq = {name for name, fmt in plan.layers.items() if fmt.rounding == "gptq"}
+    if cache.stats is None or cache.ranges is None or not gptq <= cache.hessian_layers:
+        batches = list(calibration)
+        cache.hessian_layers |= gptq
+        cache.stats = calibrate(folded, layers, batches, hessian_layers=cache.hessian_layers)
+        cache.ranges = observe_ranges(folded, batches)
+    stats = cache.stats
+    users = folded.users()
+    tensors = dict(folded.tensors)
+    weights: dict[str, QuantizedWeight] = {}
+    activations: dict[str, AffineQParams] = {}
+    for layer in layers:
+        fmt = plan.layers[layer.name]
+        key = (layer.name, fmt)
+        transposed = weight_is_transposed(nodes[layer.node], layer.weight)
+        w = folded.tensors[layer.weight]
+        w = w.T if transposed else w
+        if key not in cache.weights:
+            hessians = stats[layer.name].hessians
+            # a lookup table has no input Hessian: GPTQ degrades to nearest rounding there
+            qfmt = replace(fmt, rounding="nearest") if hessians is None else fmt
+            cache.weights[key] = quantize_weight(w, qfmt, hessians=hessians)
+        q = cache.weights[key]
+        weights[layer.name] = q
+        tensors[layer.weight] = q.values.T.contiguous() if transposed else q.values
+        b, means = _own_bias(nodes[layer.node], users, tensors), stats[layer.name].means
+        if fmt.bias_correction and b is not None and means is not None:
+            tensors[b] = corrected_bias(tensors[b], w, q.values, means)
+        bits = fmt.activation_bits
+        if bits is not None and activation_index(nodes[layer.node], layer.weight) is not None:
+            activations[layer.name] = _activation_qparams(stats[layer.name], bits, plan)
+    ir = _insert_fake_quant(folded, layers, tensors, activations)
+    return QuantizedModel(ir, plan, tuple(layers), weights, activations, dict(cache.ranges))
+
+
+def _check_groups(plan: QuantPlan, layers: Sequence[LayerInfo], nodes: dict[str, Node]) -> None:
+    """Refuse grouped formats whose group size does not divide a layer's inputs."""
+    for layer in layers:
+        group = plan.layers[layer.name].group_size
+        shape = layer.weight_shape
+        if weight_is_transposed(nodes[layer.node], layer.weight):
+            inputs = shape[-2]  # stored [K, N]: K inputs per output
+        else:
+            inputs = math.prod(shape[1:])
+        if group is not None and inputs % group:
+            raise InvalidPlanError(
+                f"layer {layer.name!r} has {inputs} inputs per output channel, which groups of "
+                f"{group} do not divide; use a per-channel format (e.g. int4) for this layer"
+            )
+
+
+def _own_bias(
+    node: Node, users: dict[str, list[str]], tensors: dict[str, torch.Tensor]
+) -> str | None:
+    """The layer's stored 1-D bias if no other node reads it (else correcting it is unsafe)."""
+    b = bias_operand(node)
+    if b is None or users.get(b) != [node.name] or tensors[b].dim() != 1:
+        return None
+    return b
+
+
+def weight_is_transposed(node: Node, weight: str) -> bool:
+    """True where the stored weight is ``[in, out]`` (``x @ W``, addmm)."""
+    if node.op == "aten.addmm.default":
+        return True
+    if node.op in MATMUL_OPS:
+        return not (node.args and node.args[0] == Ref(weight))
+    return False
+
+
+def _activation_qparams(s: LayerStats, bits: int, plan: QuantPlan) -> AffineQParams:
+    if plan.calibration == "minmax":
+        x = torch.tensor([s.lo, s.hi])
+        return choose_qparams_affine(x, bits=bits, symmetric=False)
+    sample = s.values()
+    if plan.calibration == "percentile":
+        lo = torch.quantile(sample.double(), 1 - PERCENTILE / 100).float()
+        hi = torch.quantile(sample.double(), PERCENTILE / 100).float()
+        return choose_qparams_affine(torch.stack([lo, hi]), bits=bits, symmetric=False)
+    return choose_qparams_affine(sample, bits=bits, symmetric=False, method="mse")
+
+
+def _insert_fake_quant(
+    folded: IRModel,
+    layers: Sequence[LayerInfo],
+    tensors: dict[str, torch.Tensor],
+    activations: dict[str, AffineQParams],
+) -> IRModel:
+    by_node = {layer.node: layer for layer in layers}
+    out: list[Node] = []
+    for n in folded.nodes:
+        layer = by_node.get(n.name)
+        if layer is not None and layer.name in activations:
+            idx = activation_index(n, layer.weight)
+            assert idx is not None
+            qp = activations[layer.name]
+            fq = Node(
+                f"{n.name}_input_fq",
+                FAKE_QUANT_OP,
+                (n.args[idx], float(qp.scale), int(qp.zero_point), qp.qmin, qp.qmax),
+            )
+            out.append(fq)
+            args = list(n.args)
+            args[idx] = Ref(fq.name)
+            n = Node(n.name, n.op, tuple(args), n.kwargs)
+        out.append(n)
+    return IRModel(
+        folded.inputs, tuple(out), folded.outputs, tensors, folded.output_specs, batch=folded.batch
+    )

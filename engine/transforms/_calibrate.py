@@ -1,0 +1,171 @@
+"""Calibration: statistics of every quantizable layer's input over calibration batches.
+
+One pass of the float model over the calibration inputs records, for each
+layer's activation input, its min/max and a bounded random sample (for
+percentile and MSE calibration), the mean input row ``E[x] = 1^T X / m`` (for
+bias correction), and, for layers that round with GPTQ, the input Hessian
+``H = 2 X^T X / m``. ``X`` (``[m, n]``) is the layer seen as a matrix product:
+its rows are a linear layer's input vectors, or a conv's im2col patches (one
+``E[x]`` and one Hessian per conv group).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx
+
+from engine.ir import CONV_OPS, EMBEDDING_OPS, MATMUL_OPS, IRModel, Node, to_graph_module
+from engine.transforms._inventory import LayerInfo
+
+__all__ = ["LayerStats", "activation_index", "calibrate"]
+
+SAMPLE_SIZE = 1 << 18
+
+
+@dataclass
+class LayerStats:
+    """Running statistics of one layer's input."""
+
+    lo: float = float("inf")
+    hi: float = float("-inf")
+    sample: list[torch.Tensor] = field(default_factory=list)
+    hessians: list[torch.Tensor] | None = None
+    means: list[torch.Tensor] | None = None
+    """Per conv group, the mean input row ``E[x]`` (float64 ``[n]``); None for embeddings."""
+    rows: int = 0
+
+    def values(self) -> torch.Tensor:
+        """The sampled input values (at most about ``SAMPLE_SIZE``), flat float32."""
+        return torch.cat(self.sample) if self.sample else torch.zeros(1)
+
+
+def activation_index(node: Node, weight: str) -> int | None:
+    """Position of the activation operand of a layer node; None for embeddings."""
+    if node.op in EMBEDDING_OPS:
+        return None
+    if node.op == "aten.addmm.default":
+        return 1
+    if node.op in MATMUL_OPS:
+        first = node.args[0]
+        return 1 if getattr(first, "name", None) == weight else 0
+    return 0
+
+
+def calibrate(
+    model: IRModel,
+    layers: Sequence[LayerInfo],
+    batches: Iterable[Sequence[torch.Tensor]],
+    *,
+    hessian_layers: set[str],
+    seed: int = 0,
+) -> dict[str, LayerStats]:
+    """Run ``model`` over ``batches`` and collect :class:`LayerStats` per layer name."""
+    by_node = {layer.node: layer for layer in layers}
+    nodes = {n.name: n for n in model.nodes}
+    stats = {layer.name: LayerStats() for layer in layers}
+    gen = torch.Generator().manual_seed(seed)
+
+    class _Recorder(fx.Interpreter):
+        def run_node(self, n: fx.Node) -> Any:
+            name = n.meta.get("mpq_name")
+            if name in by_node and n.op == "call_function":
+                layer = by_node[name]
+                args, _ = self.fetch_args_kwargs_from_env(n)
+                idx = activation_index(nodes[name], layer.weight)
+                if idx is not None:
+                    _record(stats[layer.name], args[idx].detach(), gen)
+                    _mean(stats[layer.name], nodes[name], args, idx)
+                    if layer.name in hessian_layers:
+                        _hessian(stats[layer.name], nodes[name], args)
+            return super().run_node(n)
+
+    recorder = _Recorder(to_graph_module(model))
+    with torch.no_grad():
+        for batch in batches:
+            recorder.run(*batch)
+    for s in stats.values():
+        if s.hessians is not None:
+            s.hessians = [h / max(s.rows, 1) for h in s.hessians]
+        if s.means is not None:
+            s.means = [m / max(s.rows, 1) for m in s.means]
+    return stats
+
+
+def _record(s: LayerStats, x: torch.Tensor, gen: torch.Generator) -> None:
+    flat = x.float().reshape(-1)
+    s.lo, s.hi = min(s.lo, float(flat.min())), max(s.hi, float(flat.max()))
+    take = min(flat.numel(), SAMPLE_SIZE // 8)
+    idx = torch.randint(flat.numel(), (take,), generator=gen)
+    s.sample.append(flat[idx])
+    if sum(t.numel() for t in s.sample) > SAMPLE_SIZE:
+        keep = torch.cat(s.sample)
+        s.sample = [keep[torch.randperm(keep.numel(), generator=gen)[:SAMPLE_SIZE]]]
+
+
+def _mean(s: LayerStats, node: Node, args: Sequence[Any], idx: int) -> None:
+    """Add the column sums ``1^T X`` of this batch (per conv group) and count its rows.
+
+    im2col is linear, so a conv's patch sums are those of the batch-summed input
+    ``sum_b x_b`` (one image's patches): no per-image patches are built.
+    """
+    x = args[idx].detach().double()
+    if node.op in CONV_OPS:
+        weight = args[1]
+        groups = int(args[6]) if len(args) > 6 else 1
+        summed = x.sum(0, keepdim=True)
+        sums = [_patches(xg, weight, args).sum(0) for xg in summed.chunk(groups, dim=1)]
+        rows = x.shape[0] * _patches(summed[:, :1], weight, args).shape[0]
+    else:
+        sums, rows = [x.reshape(-1, x.shape[-1]).sum(0)], x.numel() // x.shape[-1]
+    if s.means is None:
+        s.means = [torch.zeros_like(t) for t in sums]
+    for m, t in zip(s.means, sums, strict=True):
+        m += t
+    s.rows += rows
+
+
+def _hessian(s: LayerStats, node: Node, args: Sequence[Any]) -> None:
+    """Add ``2 X^T X`` of this batch (per conv group); :func:`_mean` counts the rows."""
+    x = args[0].double()
+    if node.op in CONV_OPS:
+        weight = args[1]
+        groups = int(args[6]) if len(args) > 6 else 1
+        parts = [_patches(xg, weight, args) for xg in x.chunk(groups, dim=1)]
+    else:
+        parts = [x.reshape(-1, x.shape[-1])]
+    if s.hessians is None:
+        s.hessians = [torch.zeros(p.shape[1], p.shape[1], dtype=torch.float64) for p in parts]
+    for h, p in zip(s.hessians, parts, strict=True):
+        h += 2.0 * p.T @ p
+
+
+def _patches(x: torch.Tensor, weight: torch.Tensor, args: Sequence[Any]) -> torch.Tensor:
+    """im2col rows ``[N * L, C_g * prod(k)]`` of a conv input group."""
+    k = tuple(weight.shape[2:])
+    one_d = len(k) == 1
+    stride = _pair(args[3] if len(args) > 3 else 1, len(k))
+    dilation = _pair(args[5] if len(args) > 5 else 1, len(k))
+    padding_arg = args[4] if len(args) > 4 else 0
+    if isinstance(padding_arg, str):
+        if padding_arg == "same":
+            padding = tuple(d * (kk - 1) // 2 for d, kk in zip(dilation, k, strict=True))
+        else:
+            padding = (0,) * len(k)
+    else:
+        padding = _pair(padding_arg, len(k))
+    if one_d:
+        x, k = x.unsqueeze(-1), (k[0], 1)
+        stride, dilation, padding = (stride[0], 1), (dilation[0], 1), (padding[0], 0)
+    cols = F.unfold(x, k, dilation=dilation, padding=padding, stride=stride)
+    return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+
+
+def _pair(v: Any, n: int) -> tuple[int, ...]:
+    if isinstance(v, list | tuple):
+        return tuple(int(a) for a in v) if len(v) == n else tuple(int(v[0]) for _ in range(n))
+    return tuple(int(v) for _ in range(n))
