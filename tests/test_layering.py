@@ -1,5 +1,8 @@
 """Layers point one way: what each part of MPQ may import, read from the source (AST only).
 
+The packages: commands -> workers -> service -> search -> engine (each imports only those
+after it; nothing imports ``commands``). Modules over 300 lines say why (``Size:``).
+
 No module is imported: every ``import`` / ``from ... import`` statement of every file,
 including the ones inside functions, is read with :mod:`ast`.
 
@@ -183,3 +186,51 @@ def test_every_engine_package_has_a_face_with_all() -> None:
         )
     ]
     assert missing == [], "package faces without __all__:\n" + "\n".join(missing)
+
+
+# --- the packages: commands -> workers -> service -> search -> engine -------------------------
+
+FLOORS = ("engine", "search", "service", "workers", "commands")
+"""Bottom to top: a package may import those before it, never those after."""
+
+
+def _roots(path: Path) -> set[str]:
+    return {module.split(".")[0] for _, module, _ in _imports(path)}
+
+
+def test_no_package_imports_one_above_it() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)}: {package} imports {root}"
+        for i, package in enumerate(FLOORS)
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for root in sorted(_roots(path) & set(FLOORS[i + 1 :]))
+    ]
+    assert offenders == [], "imports pointing up:\n" + "\n".join(offenders)
+
+
+def test_nothing_imports_the_command_line() -> None:
+    folders = ("engine", "search", "service", "workers", "bench", "examples", "alembic")
+    offenders = [
+        str(path.relative_to(ROOT))
+        for folder in folders
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if "commands" in _roots(path)
+    ]
+    assert offenders == []
+
+
+# --- module size ---------------------------------------------------------------------------
+
+MAX_LINES = 300
+
+
+def test_a_module_over_300_lines_says_why_in_its_docstring() -> None:
+    """House style: modules stay under ~300 lines; a longer one gives its reason (``Size:``)."""
+    offenders = []
+    for folder in FLOORS:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            text = path.read_text()
+            doc = ast.get_docstring(ast.parse(text)) or ""
+            if text.count("\n") > MAX_LINES and "Size:" not in doc:
+                offenders.append(f"{path.relative_to(ROOT)}: {text.count(chr(10))} lines")
+    assert offenders == [], "long modules without a reason:\n" + "\n".join(offenders)

@@ -3,6 +3,9 @@
 Runs inside the isolated importer process (:mod:`engine.io.importers._pt2_child`),
 never in the API or worker process: the ExportedProgram came from an untrusted
 archive. The output is re-validated by the parent when it reads the IR back.
+
+Size: one file (just over 300 lines): one walk over the exported graph; the node,
+constant and input handlers share its state (names, tensors, the specializer).
 """
 
 from __future__ import annotations
