@@ -27,7 +27,7 @@ __all__ = ["add_search_command"]
 
 _STUDY = "mpq-search"
 _WORKER = [sys.executable, "-m", "commands", "search-worker", "--name", _STUDY]
-_FILES = ("result.json", "model.mpq", "pareto.png", "layers.png")
+_FILES = ("result.json", "model.mpq", "model.onnx", "pareto.png", "layers.png")
 
 
 def add_search_command(subparsers: Any) -> None:
@@ -40,7 +40,10 @@ def add_search_command(subparsers: Any) -> None:
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--json", action="store_true", help="print the result summary as JSON")
     p.set_defaults(func=_search)
-    w = subparsers.add_parser("search-worker", help=argparse.SUPPRESS)
+    w = subparsers.add_parser("search-worker")
+    # Internal (the processes of --parallelism): Python 3.11's argparse lists a subcommand
+    # even with help=SUPPRESS, so its entry is taken out of the listing.
+    subparsers._choices_actions.pop()
     w.add_argument("--storage", required=True)
     w.add_argument("--name", default=_STUDY)
     w.add_argument("--worker", type=int, required=True)
@@ -133,7 +136,7 @@ def _summary(result: dict[str, Any], out: Path) -> dict[str, Any]:
         "front": len(result["front"]),
         "evaluations_until_target": result["evaluations_until_target"],
         "timings": result["timings"],
-        "files": {n: str(out / n) for n in _FILES},
+        "files": {n: str(out / n) for n in _FILES if (out / n).is_file()},
     }
 
 

@@ -28,7 +28,13 @@ def test_search_writes_everything_and_eval_reproduces_it(digits, tmp_path: Path)
     assert run.returncode == 0, run.stderr
     doc = json.loads(run.stdout)
     assert doc["met_targets"] is True and doc["trials"]["total"] == 20
-    assert set(doc["files"]) == {"result.json", "model.mpq", "pareto.png", "layers.png"}
+    assert set(doc["files"]) == {
+        "result.json",
+        "model.mpq",
+        "model.onnx",
+        "pareto.png",
+        "layers.png",
+    }
     chosen = doc["chosen"]
     result = json.loads((out / "result.json").read_text())
     assert result["chosen"] == chosen and len(result["trials"]) == 20
