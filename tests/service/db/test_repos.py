@@ -1,4 +1,4 @@
-"""Repository functions on SQLite and PostgreSQL: teams, API keys, model versions."""
+"""Repositories on SQLite and PostgreSQL: teams, API keys, model versions, the shared reads."""
 
 from __future__ import annotations
 
@@ -10,20 +10,39 @@ from sqlalchemy import event, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engine.errors import ConflictError, InvalidNameError, NotFoundError
-from service.db import (
-    ApiKey,
-    Model,
-    ModelKind,
-    Team,
+from search import JobSpec
+from service.db import ApiKey, Dataset, Job, JobStatus, Model, ModelKind, Team
+from service.db.repos import (
+    blob_in_use,
+    count_datasets,
+    count_jobs,
+    count_models,
     create_api_key,
+    create_dataset,
+    create_job,
     create_model,
     create_team,
+    find_artifact,
+    find_dataset,
+    find_job,
+    find_model,
     find_team_by_key,
     find_team_by_name,
+    finish_job,
+    get_artifact,
+    get_dataset,
+    get_job,
+    get_model,
     get_team_by_name,
+    list_artifacts,
+    list_datasets,
+    list_jobs,
+    list_models,
     revoke_api_key,
+    start_job,
+    study_name,
 )
+from service.errors import ConflictError, InvalidNameError, NotFoundError
 
 
 def _model(session: Session, team: Team, name: str) -> Model:
@@ -150,3 +169,97 @@ def test_the_database_enforces_foreign_keys_and_job_states(session: Session) -> 
             ),
             {"t": acme.id},
         )
+
+
+def _dataset(session: Session, team: Team, model: Model, name: str) -> Dataset:
+    return create_dataset(
+        session,
+        team=team,
+        name=name,
+        sha256="1" * 64,
+        size_bytes=1,
+        blob_path=f"datasets/{name}",
+        num_samples=1,
+        inputs={},
+        model=model,
+    )
+
+
+def _job(session: Session, team: Team, model: Model, dataset: Dataset) -> Job:
+    return create_job(session, team=team, model=model, dataset=dataset, spec=JobSpec(trials=3))
+
+
+def test_every_team_scoped_resource_reads_the_same_way(session: Session) -> None:
+    """get raises, find returns None, list pages newest first, count counts: per team."""
+    acme, other = create_team(session, name="acme"), create_team(session, name="other")
+    theirs = _model(session, other, "theirs")
+    made: dict[str, list[int]] = {"model": [], "dataset": [], "job": []}
+    for i in range(3):
+        model = _model(session, acme, f"m{i}")
+        dataset = _dataset(session, acme, model, f"d{i}")
+        made["model"].append(model.id)
+        made["dataset"].append(dataset.id)
+        made["job"].append(_job(session, acme, model, dataset).id)
+    their_data = _dataset(session, other, theirs, "theirs")
+    foreign = {
+        "model": theirs.id,
+        "dataset": their_data.id,
+        "job": _job(session, other, theirs, their_data).id,
+    }
+    reads = {
+        "model": (get_model, find_model, list_models, count_models),
+        "dataset": (get_dataset, find_dataset, list_datasets, count_datasets),
+        "job": (get_job, find_job, list_jobs, count_jobs),
+    }
+    for noun, (get, find, list_, count) in reads.items():
+        ids = made[noun]
+        key = f"{noun}_id"
+        assert get(session, team=acme, **{key: ids[0]}).id == ids[0]
+        assert find(session, team=acme, **{key: ids[1]}).id == ids[1]
+        # another team's row reads exactly like a missing one
+        for missing in (foreign[noun], 10_000):
+            assert find(session, team=acme, **{key: missing}) is None
+            with pytest.raises(NotFoundError) as info:
+                get(session, team=acme, **{key: missing})
+            assert info.value.message.startswith(f"no {noun} with id {missing}; "), noun
+        assert [r.id for r in list_(session, team=acme)] == ids[::-1]  # newest first
+        assert [r.id for r in list_(session, team=acme, skip=1, limit=1)] == [ids[1]]
+        assert list_(session, team=acme, skip=5) == []
+        assert count(session, team=acme) == 3
+        assert count(session, team=other) == 1
+    assert count_jobs(session, team=acme, status=JobStatus.QUEUED) == 3
+    assert count_jobs(session, team=acme, status=JobStatus.RUNNING) == 0
+    assert list_jobs(session, team=acme, status=JobStatus.RUNNING) == []
+
+
+def test_a_job_stores_its_spec_as_is_and_names_its_study(session: Session) -> None:
+    acme = create_team(session, name="acme")
+    model = _model(session, acme, "m")
+    spec = JobSpec(trials=7, sampler="random", pins=(("fc*", "int8"),), parallelism=2)
+    dataset = _dataset(session, acme, model, "d")
+    job = create_job(session, team=acme, model=model, dataset=dataset, spec=spec)
+    assert job.config == spec.to_json() and job.trials_total == 7
+    assert job.study_name == study_name(job.id) == f"job-{job.id}"
+    assert JobSpec.from_stored(job.config) == spec
+
+
+def test_artifacts_are_read_per_job_by_name(session: Session) -> None:
+    acme = create_team(session, name="acme")
+    model = _model(session, acme, "m")
+    dataset = _dataset(session, acme, model, "d")
+    job, other = _job(session, acme, model, dataset), _job(session, acme, model, dataset)
+    assert start_job(session, job_id=job.id, baseline={})
+    files = [
+        ("result.json", "artifacts/a.json", 2, "a" * 64),
+        ("model.mpq", "artifacts/b.mpq", 3, "b" * 64),
+    ]
+    assert finish_job(session, job_id=job.id, result={}, trials_done=0, artifacts=files)
+    assert [a.name for a in list_artifacts(session, job=job)] == ["model.mpq", "result.json"]
+    assert get_artifact(session, job=job, name="model.mpq").blob_path == "artifacts/b.mpq"
+    assert find_artifact(session, job=other, name="model.mpq") is None
+    with pytest.raises(NotFoundError) as info:
+        get_artifact(session, job=other, name="model.mpq")
+    assert f"GET /v1/jobs/{other.id}/artifacts" in info.value.message
+    assert list_artifacts(session, job=other) == []
+    assert blob_in_use(session, "artifacts/b.mpq") and blob_in_use(session, "models/m")
+    assert not blob_in_use(session, "artifacts/c.png")
