@@ -202,7 +202,7 @@ def _config(ctx: WorkerContext, session: Session, job: Job) -> SearchConfig:
 
 def _join(ctx: WorkerContext, config: SearchConfig, name: str, worker: int) -> Search:
     search = join_search(ctx.settings.study_url, name, worker=worker)
-    # The study keeps the row's blob keys; this worker's paths are in `config`.
+    # The study keeps the paths of the worker that made it; this worker's are in `config`.
     return Search(search.study, config, search.baseline, search.float_bytes)
 
 
