@@ -47,9 +47,15 @@ from service.errors import ConflictError, InvalidNameError, NotFoundError
 
 def _model(session: Session, team: Team, name: str) -> Model:
     return create_model(
-        session, team=team, name=name, kind=ModelKind.PT2, sha256="0" * 64, size_bytes=10,
-        blob_path=f"models/{name}", inventory={"layers": []},
-    )  # fmt: skip
+        session,
+        team=team,
+        name=name,
+        kind=ModelKind.PT2,
+        sha256="0" * 64,
+        size_bytes=10,
+        blob_path=f"models/{name}",
+        inventory={"layers": []},
+    )
 
 
 def test_teams_are_found_by_name_and_a_miss_raises_not_found(session: Session) -> None:
@@ -90,10 +96,16 @@ def test_a_version_taken_concurrently_is_skipped(session: Session) -> None:
         with Session(session.get_bind()) as other:
             other.add(
                 Model(
-                    team_id=acme.id, name="resnet", version=2, kind=ModelKind.ONNX,
-                    sha256="1" * 64, size_bytes=1, blob_path="b", inventory={},
+                    team_id=acme.id,
+                    name="resnet",
+                    version=2,
+                    kind=ModelKind.ONNX,
+                    sha256="1" * 64,
+                    size_bytes=1,
+                    blob_path="b",
+                    inventory={},
                 )
-            )  # fmt: skip
+            )
             other.commit()
 
     event.listen(session, "before_flush", upload_elsewhere, once=True)
