@@ -40,7 +40,7 @@ __all__ = [
     "submit_job",
 ]
 
-log = logging.getLogger("service.jobs")
+log = logging.getLogger("service.domain.jobs")
 
 
 def submit_job(
