@@ -172,8 +172,8 @@ def _first_key(settings: Settings) -> None:
     """Create team ``default`` and a key and print the key, unless a team exists already."""
     from sqlalchemy import select
 
-    from engine.errors import ConflictError
     from service.db import Team, create_api_key, create_team, make_engine, session_factory
+    from service.errors import ConflictError
 
     engine = make_engine(settings.database_url)
     try:

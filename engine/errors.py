@@ -4,50 +4,41 @@ Every error a user can see is an :class:`MPQError` subclass with a stable
 ``code`` (API clients and tests match on it) and a message that says what was
 wrong, the offending value, and how to fix it. The service maps codes to HTTP
 statuses in one table; the CLI prints ``error[code]: message`` and exits 2.
+This module holds the errors the engine and the search raise; the service adds its
+own (not found, conflict, unavailable backends...) in ``service/errors.py``.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "ArchiveLimitError",
-    "BrokerUnavailableError",
-    "ConflictError",
     "CorruptFileError",
     "DataDtypeError",
     "DataFormatError",
     "DataShapeError",
     "DataTooLargeError",
-    "DatabaseSchemaError",
-    "DatabaseUnavailableError",
     "EmptyDataError",
     "FileMissingError",
     "ImportFailedError",
     "InvalidDataError",
     "InvalidIRError",
     "InvalidLabelsError",
-    "InvalidNameError",
     "InvalidPlanError",
-    "InvalidRequestError",
-    "InvalidSettingsError",
     "MPQError",
     "MissingInputsError",
     "ModelFormatError",
     "NonFiniteDataError",
-    "NotFoundError",
     "OnnxExternalDataError",
     "PickledDataError",
-    "QueueUnavailableError",
     "SampleCountError",
     "SandboxUnavailableError",
     "TorchSavePickleError",
     "TorchScriptError",
     "TrainingModeError",
-    "UnauthorizedError",
     "UnexpectedArraysError",
     "UnsafeArchiveError",
     "UnsupportedExportError",
     "UnsupportedOpsError",
-    "UploadTooLargeError",
 ]
 
 _EXPORT_HINT = (
@@ -231,69 +222,3 @@ class UnsupportedExportError(MPQError):
     """The model uses an operator, dtype or setting the ONNX exporter cannot write."""
 
     code = "unsupported_export"
-
-
-class NotFoundError(MPQError):
-    """A named or numbered record (team, model, job...) does not exist, or not for this team."""
-
-    code = "not_found"
-
-
-class ConflictError(MPQError):
-    """A record with the same unique name already exists."""
-
-    code = "conflict"
-
-
-class InvalidNameError(MPQError):
-    """A name (of a team, key, model...) is empty, too long or uses characters not allowed."""
-
-    code = "invalid_name"
-
-
-class DatabaseSchemaError(MPQError):
-    """The database is not migrated to the schema this code expects (run `mpq db upgrade`)."""
-
-    code = "database_schema"
-
-
-class UnauthorizedError(MPQError):
-    """A request to the API carries no API key, or one that is unknown or revoked."""
-
-    code = "unauthorized"
-
-
-class InvalidRequestError(MPQError):
-    """An API request is malformed: a missing or ill-typed field, or an unreadable body."""
-
-    code = "invalid_request"
-
-
-class UploadTooLargeError(MPQError):
-    """An uploaded file exceeds the service's ``max_upload_bytes``."""
-
-    code = "upload_too_large"
-
-
-class DatabaseUnavailableError(MPQError):
-    """The service database cannot be reached."""
-
-    code = "database_unavailable"
-
-
-class QueueUnavailableError(MPQError):
-    """The job queue (the Celery broker) cannot be reached to enqueue work."""
-
-    code = "queue_unavailable"
-
-
-class InvalidSettingsError(MPQError):
-    """An ``MPQ_*`` setting has a value the service cannot run with."""
-
-    code = "invalid_settings"
-
-
-class BrokerUnavailableError(MPQError):
-    """The Celery broker cannot be reached within the probe's timeout (readiness, metrics)."""
-
-    code = "broker_unavailable"

@@ -3,8 +3,12 @@
 Layout under ``Settings.blob_dir``::
 
     tmp/<random>.part          uploads being received (removed on success and on failure)
+    tmp/<random>.d/            a job's files being written (finalize), until committed
     models/<sha256>.<ext>      imported model files (``ext``: ``pt2`` or ``onnx``)
+    ir/<sha256>.ir             the importer's IR of each model (keyed by the upload's sha256)
     datasets/<sha256>.<ext>    validated data files (``ext``: ``npz`` or ``safetensors``)
+    artifacts/<sha256>.<ext>   files jobs produced (``ext`` from the artifact's name)
+    jobs/<id>/<name>           files of jobs finished before artifacts were content-addressed
 
 Rows store the path relative to the blob directory (``models/<sha256>.pt2``), so the
 directory can move. Identical uploads share one file: a blob is written once, by an
@@ -13,11 +17,23 @@ atomic rename in the same file system, and deleted only when no row refers to it
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
+import shutil
 from pathlib import Path
 
-__all__ = ["BlobStore"]
+__all__ = ["BlobStore", "sha256_file"]
+
+
+def sha256_file(path: Path) -> tuple[int, str]:
+    """The size in bytes and the hex sha256 of the file at ``path`` (read in 1 MiB chunks)."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
 
 
 class BlobStore:
@@ -42,6 +58,25 @@ class BlobStore:
         path.touch(exist_ok=False)
         return path
 
+    def new_temp_dir(self) -> Path:
+        """Create an empty, uniquely named temporary directory under :attr:`tmp_dir`."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        path = self.tmp_dir / f"{secrets.token_hex(16)}.d"
+        path.mkdir()
+        return path
+
+    def stage(self, path: Path) -> Path:
+        """A temporary file under :attr:`tmp_dir` with ``path``'s bytes, for :meth:`commit`.
+
+        ``path`` itself when it is one already (an upload received there); otherwise a
+        copy, so that the caller's file is left as it was.
+        """
+        if Path(path).resolve().parent == self.tmp_dir.resolve():
+            return Path(path)
+        temp = self.new_temp()
+        shutil.copyfile(path, temp)
+        return temp
+
     def path(self, key: str) -> Path:
         """The absolute path of the blob stored under ``key`` (``models/<sha256>.pt2``)."""
         full = (self.root / key).resolve()
@@ -57,7 +92,7 @@ class BlobStore:
 
         Args:
             temp: a file under :attr:`tmp_dir` (gone after the call).
-            kind: ``models`` or ``datasets`` (the subdirectory).
+            kind: ``models``, ``ir``, ``datasets`` or ``artifacts`` (the subdirectory).
             sha256: hex sha256 of ``temp``'s bytes.
             ext: the file extension, without the dot.
 
@@ -75,6 +110,12 @@ class BlobStore:
             created = False
         temp.unlink(missing_ok=True)
         return key, created
+
+    def commit_file(self, temp: Path, *, kind: str, ext: str) -> tuple[str, bool, int, str]:
+        """Hash ``temp`` and :meth:`commit` it; return its key, whether it was new, size, sha256."""
+        size, sha256 = sha256_file(temp)
+        key, created = self.commit(temp, kind=kind, sha256=sha256, ext=ext)
+        return key, created, size, sha256
 
     def delete(self, key: str) -> None:
         """Remove the blob stored under ``key`` (no error if it is gone)."""

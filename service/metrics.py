@@ -38,8 +38,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from engine.errors import BrokerUnavailableError
 from service.db.models import Job, JobStatus
+from service.errors import BrokerUnavailableError
 
 __all__ = [
     "BROKER_TIMEOUT_S",

@@ -7,9 +7,11 @@ adds, ``<Resource>sPublic(data, count)`` a page of a list with the team's total 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from search import JobSpec
 
 __all__ = [
     "ArtifactPublic",
@@ -31,6 +33,9 @@ __all__ = [
     "Status",
     "TrialsPublic",
 ]
+
+
+_SPEC = JobSpec()  # the spec's defaults, shown in the API's schema
 
 
 class Status(BaseModel):
@@ -121,7 +126,11 @@ class JobTargets(BaseModel):
     max_drop: float | None = Field(default=None, ge=0, description="absolute metric drop")
     max_drop_rel: float | None = Field(default=None, ge=0, lt=1, description="relative drop")
     min_metric: float | None = Field(default=None, description="metric floor")
-    max_bytes: int | None = Field(default=None, gt=0, description="payload ceiling, bytes")
+    max_bytes: Annotated[int, Field(gt=0)] | str | None = Field(
+        default=None,
+        description='payload ceiling: bytes, or a size such as "8KB" or "1.5MiB" (KB = 1000 B)',
+        examples=[8000, "8KB"],
+    )
     min_ratio: float | None = Field(default=None, gt=1, description="compression floor")
 
     @model_validator(mode="after")
@@ -150,7 +159,11 @@ class Budget(BaseModel):
 
 
 class JobCreate(BaseModel):
-    """A search job: the same names as the ``mpq search`` flags."""
+    """A search job: the model and dataset ids, and a :class:`search.JobSpec` by its names.
+
+    Everything but ``model_id`` and ``dataset_id`` is read by ``JobSpec.from_json``; the
+    names are those of the spec and of the ``mpq search`` flags.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -159,12 +172,35 @@ class JobCreate(BaseModel):
     metric: str = Field(default="accuracy", examples=["accuracy"])
     targets: JobTargets
     space: list[str] | None = Field(
-        default=None, description="weight formats to search (default: the search's own)",
+        default=None,
+        description="weight formats to search (default: the search's own)",
         examples=[["int2", "int4", "int8", "cb16"]],
-    )  # fmt: skip
+    )
+    rounding: list[str] = Field(
+        default_factory=lambda: list(_SPEC.rounding),
+        description="roundings of uniform formats: nearest, gptq",
+    )
+    activation: list[str] = Field(
+        default_factory=lambda: list(_SPEC.activation),
+        description="activation formats to search (a8, a16, float, ...)",
+    )
+    pins: dict[str, str] = Field(
+        default_factory=dict,
+        description="layer-name pattern (fnmatch) -> format, in order; the first match wins",
+        examples=[{"classifier": "int8"}],
+    )
     budget: Budget = Field(default_factory=Budget)
     seed: int = Field(default=0, ge=0)
+    sampler: str = Field(default=_SPEC.sampler, description="tpe, nsga2 or random")
     parallelism: int = Field(default=1, ge=1, description="trial runners (capped by settings)")
+
+    def spec(self) -> JobSpec:
+        """The job spec of this request (everything but the ids).
+
+        Raises:
+            InvalidPlanError: the spec is invalid (a metric, format, size or pin).
+        """
+        return JobSpec.from_json(self.model_dump(exclude={"model_id", "dataset_id"}))
 
 
 class JobPublic(BaseModel):
@@ -176,7 +212,9 @@ class JobPublic(BaseModel):
     status: str = Field(description="queued, running, succeeded, failed or cancelled")
     model_id: int
     dataset_id: int
-    config: dict[str, Any]
+    config: dict[str, Any] = Field(
+        description="the job spec as submitted (`search.JobSpec` JSON; parallelism capped)"
+    )
     trials_done: int
     trials_total: int
     error_code: str | None

@@ -29,7 +29,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
-from engine.errors import InvalidSettingsError
+from service.errors import InvalidSettingsError
 
 __all__ = ["STUDY_SCHEMA", "Settings", "default_cache_dir", "default_data_dir", "get_settings"]
 

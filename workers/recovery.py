@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import liveness
 from service.db.models import JobStatus
+from service.domain import job_spec
 from service.queue import FINALIZE, RUN_JOB
 from service.settings import Settings
 from workers.context import Send
@@ -48,14 +49,15 @@ def sweep(sessions: sessionmaker[Session], settings: Settings, send: Send) -> li
             assert job.heartbeat_at is not None  # stale_jobs selects on it
             if not liveness.claim_stale(session, job_id=job.id, seen=job.heartbeat_at):
                 continue  # another worker's sweep took it
-            log.warning("job %s has been silent for over %.0f s; resuming it", job.id,
-                        settings.grace_s)  # fmt: skip
+            log.warning(
+                "job %s has been silent for over %.0f s; resuming it", job.id, settings.grace_s
+            )
             if job.status == JobStatus.QUEUED:
                 send(RUN_JOB, [job.id])
             elif job.finalize_claimed_at is not None:
                 send(FINALIZE, [job.id])
             else:
-                send_runners(send, job.id, max(1, int(job.config.get("parallelism", 1))))
+                send_runners(send, job.id, job_spec(job).parallelism)
             resumed.append(job.id)
     return resumed
 

@@ -1,7 +1,7 @@
 """A job on the workers, in three idempotent steps, each the body of one Celery task.
 
 1. :func:`prepare` (``mpq.run_job``): open the evaluator on the job's IR and data,
-   create the Optuna study ``job-<id>`` (sensitivity, ILP seeds) or join it when an
+   create the job's Optuna study (``study_name``: sensitivity, ILP seeds) or join it when an
    earlier delivery made it, mark the job running with its float baseline, and send
    ``parallelism`` trial runners.
 2. :func:`run_runner` (``mpq.run_trials``): pull trials from the shared study until
@@ -10,7 +10,7 @@
    trial. The runner that finds the budget spent and nothing running claims the
    finalize (once, in the database) and sends it.
 3. :func:`finalize_job` (``mpq.finalize``): finalists, integer-only check, artifacts
-   under ``<blob_dir>/jobs/<id>/``, the job succeeded.
+   written to a temporary directory and committed to the blob store, the job succeeded.
 
 Every step re-reads the job's row (tasks get ids only), skips a job no longer in the
 state it expects (a redelivered or duplicate message is harmless), and writes the
@@ -22,15 +22,13 @@ the task retries.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import time
-from dataclasses import replace
-from pathlib import Path
 
 import optuna
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from engine.errors import MPQError
 from search import (
@@ -44,9 +42,9 @@ from search import (
     progress,
     run_trials,
 )
-from service.blobs import BlobStore
-from service.db import crud, liveness
-from service.db.models import Job, JobStatus, Model
+from service.db import liveness, repos
+from service.db.models import Job, JobStatus
+from service.domain import complete_job, job_inputs, job_spec
 from service.queue import FINALIZE, RUN_TRIALS
 from service.settings import STUDY_SCHEMA
 from workers.context import Send, WorkerContext
@@ -66,13 +64,14 @@ class JobCancelled(Exception):
 def prepare(ctx: WorkerContext, job_id: int) -> str:
     """Step 1: create (or join) the job's study, mark it running, send its runners."""
     with ctx.sessions() as session:
-        job = crud.find_job_by_id(session, job_id)
+        job = repos.find_job_by_id(session, job_id)
         if job is None:
             log.warning("job %s does not exist; dropping its message", job_id)
             return "missing"
         if job.status != JobStatus.QUEUED:
             return job.status.value  # already prepared (a redelivery) or finished
-        config, parallelism, name = _config(ctx, job), _parallelism(job), _study(job)
+        config, name = _config(ctx, session, job), _study(job)
+        parallelism = job_spec(job).parallelism
     with ctx.heartbeat(job_id):
         try:
             ev = ctx.evaluator(config)
@@ -86,7 +85,7 @@ def prepare(ctx: WorkerContext, job_id: int) -> str:
             return "duplicate"
         baseline = {"metric": search.baseline, "bytes": search.float_bytes}
         with ctx.sessions() as session:
-            if not crud.start_job(session, job_id=job_id, baseline=baseline):
+            if not repos.start_job(session, job_id=job_id, baseline=baseline):
                 return "cancelled"
     send_runners(ctx.send, job_id, parallelism)
     return "running"
@@ -105,12 +104,12 @@ def send_runners(send: Send, job_id: int, parallelism: int) -> None:
 def run_runner(ctx: WorkerContext, job_id: int, runner: int) -> str:
     """Step 2: run trials of the job's study; finalize when this runner ends the budget."""
     with ctx.sessions() as session:
-        job = crud.find_job_by_id(session, job_id)
+        job = repos.find_job_by_id(session, job_id)
         if job is None or job.status != JobStatus.RUNNING:
             return "skipped" if job is None else job.status.value
         if job.finalize_claimed_at is not None:
             return "finalizing"
-        config, name = _config(ctx, job), _study(job)
+        config, name = _config(ctx, session, job), _study(job)
         deadline = None
         if config.timeout_s is not None and job.started_at is not None:
             deadline = job.started_at.timestamp() + config.timeout_s
@@ -120,10 +119,15 @@ def run_runner(ctx: WorkerContext, job_id: int, runner: int) -> str:
             ev = ctx.evaluator(config)
             search = _join(ctx, config, name, runner)
             ran = run_trials(
-                search, ev, worker=runner, on_trial=_Progress(ctx, job_id, search),
-                deadline=deadline, heartbeat_s=settings.heartbeat_s, grace_s=settings.grace_s,
+                search,
+                ev,
+                worker=runner,
+                on_trial=_Progress(ctx, job_id, search),
+                deadline=deadline,
+                heartbeat_s=settings.heartbeat_s,
+                grace_s=settings.grace_s,
                 should_stop=lambda: alive.state != JobStatus.RUNNING,
-            )  # fmt: skip
+            )
         except JobCancelled:
             log.info("job %s cancelled; runner %s stopped between trials", job_id, runner)
             return "cancelled"
@@ -149,66 +153,61 @@ def run_runner(ctx: WorkerContext, job_id: int, runner: int) -> str:
 def finalize_job(ctx: WorkerContext, job_id: int) -> str:
     """Step 3: choose the result, write the artifacts, mark the job succeeded."""
     with ctx.sessions() as session:
-        job = crud.find_job_by_id(session, job_id)
+        job = repos.find_job_by_id(session, job_id)
         if job is None or job.status != JobStatus.RUNNING:
             return "skipped" if job is None else job.status.value
-        config, name = _config(ctx, job), _study(job)
-        model = session.get(Model, job.model_id)
-        source_sha256 = "" if model is None else model.sha256
+        config, name = _config(ctx, session, job), _study(job)
+        source_sha256 = job_inputs(session, job).model_sha256
     blobs = ctx.blobs
-    out_dir = blobs.root / "jobs" / str(job_id)
+    out_dir = blobs.new_temp_dir()
     with ctx.heartbeat(job_id):
         try:
             ev = ctx.evaluator(config)
             search = _join(ctx, config, name, 0)
             result = finalize(search, ev, out_dir, source_sha256=source_sha256)
-        except MPQError as exc:
+        except BaseException as exc:
             shutil.rmtree(out_dir, ignore_errors=True)  # no artifact row will refer to it
-            return _fail(ctx, job_id, exc)
-        files = [_artifact(blobs, out_dir, n) for n in ARTIFACTS if (out_dir / n).is_file()]
+            if isinstance(exc, MPQError):
+                return _fail(ctx, job_id, exc)
+            raise
         summary = {k: v for k, v in result.items() if k != "trials"}
         with ctx.sessions() as session:
-            done = crud.finish_job(
-                session, job_id=job_id, result=summary, trials_done=progress(search).done,
-                artifacts=files,
-            )  # fmt: skip
-    if not done:  # cancelled while finalizing: nothing refers to the files
-        shutil.rmtree(out_dir, ignore_errors=True)
-        return "cancelled"
-    return "succeeded"
+            done = complete_job(
+                session,
+                store=blobs,
+                job_id=job_id,
+                result=summary,
+                trials_done=progress(search).done,
+                out_dir=out_dir,
+                names=ARTIFACTS,
+            )
+    return "succeeded" if done else "cancelled"  # cancelled while finalizing
 
 
 def _fail(ctx: WorkerContext, job_id: int, exc: MPQError) -> str:
     with ctx.sessions() as session:
-        crud.fail_job(session, job_id=job_id, code=exc.code, message=exc.message)
+        repos.fail_job(session, job_id=job_id, code=exc.code, message=exc.message)
     return "failed"
 
 
-def _config(ctx: WorkerContext, job: Job) -> SearchConfig:
-    # The row keeps blob keys; this worker resolves them under its own blob directory.
-    fields = {k: v for k, v in job.config.items() if k != "parallelism"}
-    config = SearchConfig.from_json(fields)
-    blobs = ctx.blobs
-    return replace(
-        config,
-        model=str(blobs.path(config.model)),
-        data=str(blobs.path(config.data)),
+def _config(ctx: WorkerContext, session: Session, job: Job) -> SearchConfig:
+    # The rows keep blob keys; this worker resolves them under its own blob directory.
+    inputs, blobs = job_inputs(session, job), ctx.blobs
+    return job_spec(job).search_config(
+        model=str(blobs.path(inputs.model_key)),
+        data=str(blobs.path(inputs.data_key)),
         cache_dir=str(ctx.settings.data_dir / "cache"),
     )
 
 
 def _join(ctx: WorkerContext, config: SearchConfig, name: str, worker: int) -> Search:
     search = join_search(ctx.settings.study_url, name, worker=worker)
-    # The study keeps the row's blob keys; this worker's paths are in `config`.
+    # The study keeps the paths of the worker that made it; this worker's are in `config`.
     return Search(search.study, config, search.baseline, search.float_bytes)
 
 
-def _parallelism(job: Job) -> int:
-    return max(1, int(job.config.get("parallelism", 1)))
-
-
 def _study(job: Job) -> str:
-    return job.study_name or f"job-{job.id}"
+    return job.study_name or repos.study_name(job.id)
 
 
 def _prepare_study_storage(ctx: WorkerContext) -> None:
@@ -232,17 +231,9 @@ class _Progress:
     def store(self, done: int) -> JobStatus | None:
         best = best_so_far(self.search)
         with self.ctx.sessions() as session:
-            return crud.record_progress(
-                session, job_id=self.job_id, trials_done=done,
+            return repos.record_progress(
+                session,
+                job_id=self.job_id,
+                trials_done=done,
                 best=None if best is None else best.to_json(),
-            )  # fmt: skip
-
-
-def _artifact(blobs: BlobStore, out_dir: Path, name: str) -> tuple[str, str, int, str]:
-    path = out_dir / name
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    key = str(path.relative_to(blobs.root))
-    return name, key, path.stat().st_size, digest.hexdigest()
+            )

@@ -18,8 +18,10 @@ import torch
 from celery import Task
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from service.db import crud
+from service.db import repos
 from service.db.session import make_engine, session_factory
+from service.errors import InternalError
+from service.queue import FINALIZE, RUN_JOB, RUN_TRIALS
 from service.settings import get_settings
 from workers import run
 from workers.app import app, send
@@ -64,26 +66,28 @@ def _guarded(job_id: int, step: Callable[[WorkerContext], str]) -> str:
         # A bug, not the user's input: fail the job rather than redeliver it forever.
         log.exception("job %s failed with an unexpected %s", job_id, type(exc).__name__)
         with ctx.sessions() as session:
-            crud.fail_job(
-                session, job_id=job_id, code="internal",
+            repos.fail_job(
+                session,
+                job_id=job_id,
+                code=InternalError.code,
                 message=f"internal error ({type(exc).__name__}); it has been logged",
-            )  # fmt: skip
+            )
         return "failed"
 
 
-@app.task(name="mpq.run_job", **_OPTIONS)  # type: ignore[untyped-decorator]
+@app.task(name=RUN_JOB, **_OPTIONS)  # type: ignore[untyped-decorator]
 def run_job(self: Task, job_id: int) -> str:
     """Prepare job ``job_id`` and send its trial runners; return the state it is in."""
     return _guarded(int(job_id), lambda ctx: run.prepare(ctx, int(job_id)))
 
 
-@app.task(name="mpq.run_trials", **_OPTIONS)  # type: ignore[untyped-decorator]
+@app.task(name=RUN_TRIALS, **_OPTIONS)  # type: ignore[untyped-decorator]
 def run_trials(self: Task, job_id: int, runner: int) -> str:
     """Run trials of job ``job_id`` as runner ``runner``; finalize if it spends the budget."""
     return _guarded(int(job_id), lambda ctx: run.run_runner(ctx, int(job_id), int(runner)))
 
 
-@app.task(name="mpq.finalize", **_OPTIONS)  # type: ignore[untyped-decorator]
+@app.task(name=FINALIZE, **_OPTIONS)  # type: ignore[untyped-decorator]
 def finalize(self: Task, job_id: int) -> str:
     """Finalize job ``job_id``: finalists, artifacts, succeeded."""
     return _guarded(int(job_id), lambda ctx: run.finalize_job(ctx, int(job_id)))

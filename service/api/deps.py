@@ -14,10 +14,10 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from engine.errors import UnauthorizedError
 from service.blobs import BlobStore
-from service.db.crud import find_key
 from service.db.models import ApiKey, Team
+from service.db.repos import find_key
+from service.errors import UnauthorizedError
 from service.settings import Settings
 
 __all__ = [

@@ -1,14 +1,20 @@
-"""Errors over HTTP: the one table from error codes to statuses, and the handlers.
+"""Errors over HTTP: the one table from error classes to statuses, and the handlers.
 
-Every error response has the body ``{"error": {"code": ..., "message": ...}}``. Domain
-errors (:class:`engine.errors.MPQError`) keep their code and message; FastAPI's
-request validation becomes ``invalid_request``; anything else is an internal error
-logged here with its traceback and answered with a generic ``internal`` message.
+Every error response has the body ``{"error": {"code": ..., "message": ...}}``. MPQ
+errors (:class:`engine.errors.MPQError` and :mod:`service.errors`) keep their code and
+message; FastAPI's request validation becomes ``invalid_request``; anything else is an
+internal error logged here with its traceback and answered with a generic message.
+
+The status of an error is found by walking its class's MRO through :data:`STATUS`, a
+table keyed by class: a subclass inherits its base's status unless it has an entry of
+its own, and no code is spelled here as a string (the engine's classes know nothing of
+HTTP; this table is where they meet it).
 
 Statuses: a request the service understood but whose content it refuses (an
 unacceptable model or data file, a bad name, a malformed form) is **422**, like
 FastAPI's own validation errors, so that clients need one rule for "fix your
-input". 400 is kept for codes missing from the table, which a test forbids.
+input". A bare :class:`MPQError` is 400; a test checks that every subclass has an
+entry of its own or below a base other than :class:`MPQError`.
 """
 
 from __future__ import annotations
@@ -21,58 +27,110 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.errors import MPQError
+from engine.errors import (
+    ArchiveLimitError,
+    FileMissingError,
+    ImportFailedError,
+    InvalidDataError,
+    InvalidIRError,
+    InvalidPlanError,
+    ModelFormatError,
+    MPQError,
+    OnnxExternalDataError,
+    SandboxUnavailableError,
+    TrainingModeError,
+    UnsafeArchiveError,
+    UnsupportedExportError,
+    UnsupportedOpsError,
+)
+from service.errors import (
+    BrokerUnavailableError,
+    ConflictError,
+    DatabaseSchemaError,
+    DatabaseUnavailableError,
+    InternalError,
+    InvalidNameError,
+    InvalidRequestError,
+    InvalidSettingsError,
+    MethodNotAllowedError,
+    NotFoundError,
+    QueueUnavailableError,
+    UnauthorizedError,
+    UploadTooLargeError,
+)
 
-__all__ = ["DEFAULT_STATUS", "STATUS", "error_response", "install_error_handlers", "status_of"]
+__all__ = [
+    "STATUS",
+    "error_response",
+    "http_status",
+    "install_error_handlers",
+    "status_entry",
+]
 
 log = logging.getLogger("service.api")
 
-_UNPROCESSABLE = (
-    # the upload is not an acceptable model file
-    "unsupported_model_format", "torch_save_pickle", "torchscript_archive", "corrupt_file",
-    "archive_limits_exceeded", "unsafe_archive", "unsupported_ops", "training_mode",
-    "invalid_ir", "onnx_external_data", "import_failed",
-    # the data file does not fit the model
-    "invalid_data", "unsupported_data_format", "pickled_data", "data_too_large", "empty_data",
-    "missing_inputs", "unexpected_arrays", "data_dtype", "data_shape", "sample_count_mismatch",
-    "non_finite_data", "invalid_labels",
+_UNPROCESSABLE: tuple[type[MPQError], ...] = (
+    # the upload is not an acceptable model file (ModelFormatError: pickles, TorchScript...)
+    ModelFormatError,
+    ArchiveLimitError,
+    UnsafeArchiveError,
+    UnsupportedOpsError,
+    TrainingModeError,
+    InvalidIRError,
+    OnnxExternalDataError,
+    ImportFailedError,
+    # the data file does not fit the model (every InvalidDataError)
+    InvalidDataError,
     # other content errors
-    "invalid_plan", "unsupported_export", "invalid_name", "invalid_request", "file_not_found",
-)  # fmt: skip
+    InvalidPlanError,
+    UnsupportedExportError,
+    InvalidNameError,
+    InvalidRequestError,
+    FileMissingError,
+)
 
-STATUS: dict[str, int] = {
+STATUS: dict[type[MPQError], int] = {
+    MPQError: 400,
     **dict.fromkeys(_UNPROCESSABLE, 422),
-    "unauthorized": 401,
-    "not_found": 404,
-    "method_not_allowed": 405,
-    "conflict": 409,
-    "upload_too_large": 413,
-    "internal": 500,
-    "broker_unavailable": 503,
-    "database_schema": 503,
-    "database_unavailable": 503,
-    "queue_unavailable": 503,
-    "invalid_settings": 500,
-    "sandbox_unavailable": 503,
+    UnauthorizedError: 401,
+    NotFoundError: 404,
+    MethodNotAllowedError: 405,
+    ConflictError: 409,
+    UploadTooLargeError: 413,
+    InternalError: 500,
+    InvalidSettingsError: 500,
+    BrokerUnavailableError: 503,
+    DatabaseSchemaError: 503,
+    DatabaseUnavailableError: 503,
+    QueueUnavailableError: 503,
+    SandboxUnavailableError: 503,
 }
-"""HTTP status of each error code: the one place where codes meet statuses."""
+"""HTTP status per error class: the one place where errors meet statuses."""
 
-DEFAULT_STATUS = 400
+# Starlette's own HTTP errors (no route, wrong method) in the same shape.
+_HTTP_ERRORS: dict[int, type[MPQError]] = {
+    401: UnauthorizedError,
+    404: NotFoundError,
+    405: MethodNotAllowedError,
+}
 INTERNAL_MESSAGE = "internal error; it has been logged. Try again, or report it if it persists"
 
 
-def status_of(code: str) -> int:
-    """The HTTP status for error ``code`` (:data:`DEFAULT_STATUS` if the table lacks it)."""
-    return STATUS.get(code, DEFAULT_STATUS)
+def status_entry(error: type[MPQError]) -> type[MPQError]:
+    """The class whose :data:`STATUS` entry decides ``error``'s status (first in its MRO)."""
+    return next(c for c in error.__mro__ if c in STATUS)
 
 
-def error_response(code: str, message: str, *, status: int | None = None) -> JSONResponse:
-    """The JSON error response ``{"error": {"code", "message"}}``; status from the table."""
-    headers = {"WWW-Authenticate": "Bearer"} if code == "unauthorized" else None
+def http_status(error: type[MPQError]) -> int:
+    """The HTTP status of errors of class ``error``."""
+    return STATUS[status_entry(error)]
+
+
+def error_response(code: str, message: str, *, status: int) -> JSONResponse:
+    """The JSON error response ``{"error": {"code", "message"}}`` with ``status``."""
+    headers = {"WWW-Authenticate": "Bearer"} if code == UnauthorizedError.code else None
     return JSONResponse(
-        {"error": {"code": code, "message": message}},
-        status_code=status_of(code) if status is None else status,
-        headers=headers,
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
     )
 
 
@@ -86,7 +144,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 async def _mpq_error(request: Request, exc: Any) -> JSONResponse:
     assert isinstance(exc, MPQError)
-    return error_response(exc.code, exc.message)
+    return error_response(exc.code, exc.message, status=http_status(type(exc)))
 
 
 async def _validation_error(request: Request, exc: Any) -> JSONResponse:
@@ -95,19 +153,25 @@ async def _validation_error(request: Request, exc: Any) -> JSONResponse:
     for err in exc.errors():
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
         problems.append(f"{where}: {err.get('msg', 'invalid')}")
-    return error_response("invalid_request", "invalid request: " + "; ".join(problems))
+    message = "invalid request: " + "; ".join(problems)
+    return error_response(
+        InvalidRequestError.code, message, status=http_status(InvalidRequestError)
+    )
 
 
 async def _http_error(request: Request, exc: Any) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    codes = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
-    code = codes.get(exc.status_code, "http_error")
+    known = _HTTP_ERRORS.get(exc.status_code)
+    code = "http_error" if known is None else known.code
     return error_response(code, str(exc.detail), status=exc.status_code)
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     log.error(
-        "unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path,
+        "unhandled %s on %s %s",
+        type(exc).__name__,
+        request.method,
+        request.url.path,
         exc_info=exc,
-    )  # fmt: skip
-    return error_response("internal", INTERNAL_MESSAGE)
+    )
+    return error_response(InternalError.code, INTERNAL_MESSAGE, status=http_status(InternalError))

@@ -1,9 +1,10 @@
-"""The service database: ORM models, engine and sessions, repository functions, migrations."""
+"""The service database: ORM models, engine and sessions, repositories, migrations."""
 
 from __future__ import annotations
 
 from service.db.base import Base
-from service.db.crud import (
+from service.db.models import ApiKey, Artifact, Dataset, Job, JobStatus, Model, ModelKind, Team
+from service.db.repos import (
     create_api_key,
     create_model,
     create_team,
@@ -12,7 +13,6 @@ from service.db.crud import (
     get_team_by_name,
     revoke_api_key,
 )
-from service.db.models import ApiKey, Artifact, Dataset, Job, JobStatus, Model, ModelKind, Team
 from service.db.session import make_engine, session_factory
 
 __all__ = [

@@ -19,8 +19,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.db.base import utcnow
-from service.db.crud import ACTIVE
 from service.db.models import Job, JobStatus
+from service.db.repos.job_states import ACTIVE
 from service.db.session import end_reads
 
 __all__ = ["beat", "claim_finalize", "claim_stale", "stale_jobs"]

@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from engine.errors import DatabaseSchemaError
+from service.errors import DatabaseSchemaError
 
 __all__ = ["ALEMBIC_INI", "alembic_config", "check_schema", "downgrade", "upgrade"]
 

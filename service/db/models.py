@@ -142,8 +142,9 @@ class Dataset(Base):
 class Job(Base):
     """A search job and its progress.
 
-    ``config`` is the search configuration as submitted (metric, targets, space,
-    budget, seed, parallelism); ``study_name`` names its Optuna study in the same
+    ``config`` is the job spec as submitted (``search.JobSpec.to_json()``, parallelism
+    capped; rows older than the spec hold the search configuration, which
+    ``JobSpec.from_stored`` reads too); ``study_name`` names its Optuna study in the same
     database; ``baseline``/``best``/``result`` are filled in as the job runs; a failed
     job keeps the :class:`engine.errors.MPQError` code and message it failed with.
 

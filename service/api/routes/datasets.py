@@ -8,10 +8,10 @@ from fastapi import APIRouter, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import BlobsDep, CurrentKey, CurrentTeam, SessionDep, SettingsDep
-from service.api.routes.models import multipart
-from service.db import crud
+from service.api.multipart import openapi_form, receive_upload
+from service.db import repos
+from service.domain import add_dataset
 from service.schemas import DatasetPublic, DatasetsPublic, ErrorResponse
-from service.uploads import add_dataset, receive_upload
 
 __all__ = ["router"]
 
@@ -21,7 +21,7 @@ router = APIRouter(
     responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
 )
 
-MULTIPART = multipart(
+MULTIPART = openapi_form(
     name={"type": "string"},
     model_id={"type": "integer", "description": "the model whose inputs the arrays feed"},
 )
@@ -35,9 +35,13 @@ MULTIPART = multipart(
     responses={404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}},
 )
 async def upload_dataset(
-    request: Request, session: SessionDep, team: CurrentTeam, key: CurrentKey,
-    settings: SettingsDep, blobs: BlobsDep,
-) -> DatasetPublic:  # fmt: skip
+    request: Request,
+    session: SessionDep,
+    team: CurrentTeam,
+    key: CurrentKey,
+    settings: SettingsDep,
+    blobs: BlobsDep,
+) -> DatasetPublic:
     """Upload an `.npz` or `.safetensors` file with one array per input of `model_id`.
 
     Arrays are matched to the model's inputs by name or position (optional `labels`,
@@ -47,9 +51,6 @@ async def upload_dataset(
     upload = await receive_upload(request, store=blobs, max_bytes=settings.max_upload_bytes)
     try:
         name, model_id = upload.text("name"), upload.integer("model_id")
-        model = await run_in_threadpool(
-            lambda: crud.get_model(session, team=team, model_id=model_id)
-        )
     except BaseException:
         upload.discard()
         raise
@@ -59,8 +60,9 @@ async def upload_dataset(
             store=blobs,
             team=team,
             name=name,
-            model=model,
-            upload=upload,
+            model_id=model_id,
+            path=upload.path,
+            sha256=upload.sha256,
             created_by=key,
         )
     )
@@ -75,10 +77,10 @@ def list_datasets(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> DatasetsPublic:
     """The team's datasets, newest first (`skip`/`limit` pagination; `count` is the total)."""
-    rows = crud.list_datasets(session, team=team, skip=skip, limit=limit)
+    rows = repos.list_datasets(session, team=team, skip=skip, limit=limit)
     return DatasetsPublic(
         data=[DatasetPublic.model_validate(r) for r in rows],
-        count=crud.count_datasets(session, team=team),
+        count=repos.count_datasets(session, team=team),
     )
 
 
@@ -87,4 +89,6 @@ def list_datasets(
 )
 def get_dataset(dataset_id: int, session: SessionDep, team: CurrentTeam) -> DatasetPublic:
     """One of the team's datasets (another team's id: 404)."""
-    return DatasetPublic.model_validate(crud.get_dataset(session, team=team, dataset_id=dataset_id))
+    return DatasetPublic.model_validate(
+        repos.get_dataset(session, team=team, dataset_id=dataset_id)
+    )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.errors import DatabaseUnavailableError
 from service.db.migrate import check_schema
+from service.errors import DatabaseUnavailableError
 from service.metrics import broker_queue_depth
 from service.schemas import ErrorResponse, Status
 

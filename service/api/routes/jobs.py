@@ -7,8 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from fastapi.responses import FileResponse
 
-from engine.errors import NotFoundError
-from service import jobs
 from service.api.deps import (
     BlobsDep,
     CurrentKey,
@@ -17,8 +15,12 @@ from service.api.deps import (
     SessionDep,
     SettingsDep,
 )
-from service.db import crud
+from service.db import repos
 from service.db.models import Job, JobStatus
+from service.domain import cancel_job as cancel
+from service.domain import job_trials
+from service.domain import submit_job as submit
+from service.errors import NotFoundError
 from service.schemas import (
     ArtifactPublic,
     ArtifactsPublic,
@@ -54,17 +56,28 @@ def _detail(job: Job) -> JobDetail:
     responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
 )
 def submit_job(
-    request: JobCreate, session: SessionDep, team: CurrentTeam, key: CurrentKey,
+    request: JobCreate,
+    session: SessionDep,
+    team: CurrentTeam,
+    key: CurrentKey,
     settings: SettingsDep,
     queue: QueueDep,
-) -> JobDetail:  # fmt: skip
+) -> JobDetail:
     """Queue a search of `model_id` on `dataset_id`; workers pick it up.
 
+    The rest of the body is a job spec (`search.JobSpec`), stored as the job's `config`.
     Answers 202 with the queued job; follow it with `GET /v1/jobs/{id}`. Invalid
     targets, formats or metrics answer 422 (`invalid_request`, `invalid_plan`).
     """
-    job = jobs.submit_job(
-        session, team=team, request=request, settings=settings, queue=queue, created_by=key
+    job = submit(
+        session,
+        team=team,
+        model_id=request.model_id,
+        dataset_id=request.dataset_id,
+        spec=request.spec(),
+        settings=settings,
+        queue=queue,
+        created_by=key,
     )
     return _detail(job)
 
@@ -78,17 +91,17 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> JobsPublic:
     """The team's jobs, newest first, optionally in one `status` (`count`: all that match)."""
-    rows = crud.list_jobs(session, team=team, status=status, skip=skip, limit=limit)
+    rows = repos.list_jobs(session, team=team, status=status, skip=skip, limit=limit)
     return JobsPublic(
         data=[JobPublic.model_validate(r) for r in rows],
-        count=crud.count_jobs(session, team=team, status=status),
+        count=repos.count_jobs(session, team=team, status=status),
     )
 
 
 @router.get("/{job_id}", response_model=JobDetail)
 def get_job(job_id: int, session: SessionDep, team: CurrentTeam) -> JobDetail:
     """One job: state, progress, baseline, best plan so far, result and chosen plan, error."""
-    return _detail(crud.get_job(session, team=team, job_id=job_id))
+    return _detail(repos.get_job(session, team=team, job_id=job_id))
 
 
 @router.get("/{job_id}/trials", response_model=TrialsPublic)
@@ -96,8 +109,8 @@ def get_trials(
     job_id: int, session: SessionDep, team: CurrentTeam, settings: SettingsDep
 ) -> TrialsPublic:
     """The job's trials so far (plan, metric, bytes, feasibility) and its Pareto front."""
-    job = crud.get_job(session, team=team, job_id=job_id)
-    records, pareto = jobs.job_trials(job, settings=settings)
+    job = repos.get_job(session, team=team, job_id=job_id)
+    records, pareto = job_trials(job, settings=settings)
     return TrialsPublic(data=records, count=len(records), front=pareto)
 
 
@@ -109,15 +122,14 @@ def cancel_job(job_id: int, session: SessionDep, team: CurrentTeam) -> JobDetail
 
     Cancelling a cancelled job changes nothing; a finished one answers 409 `conflict`.
     """
-    job = crud.get_job(session, team=team, job_id=job_id)
-    return _detail(crud.cancel_job(session, job=job))
+    return _detail(cancel(session, team=team, job_id=job_id))
 
 
 @router.get("/{job_id}/artifacts", response_model=ArtifactsPublic)
 def list_artifacts(job_id: int, session: SessionDep, team: CurrentTeam) -> ArtifactsPublic:
     """The files a finished job produced (`model.mpq`, `result.json`, plots)."""
-    job = crud.get_job(session, team=team, job_id=job_id)
-    rows = crud.list_artifacts(session, job=job)
+    job = repos.get_job(session, team=team, job_id=job_id)
+    rows = repos.list_artifacts(session, job=job)
     return ArtifactsPublic(data=[ArtifactPublic.model_validate(r) for r in rows], count=len(rows))
 
 
@@ -130,8 +142,8 @@ def download_artifact(
     job_id: int, name: str, session: SessionDep, team: CurrentTeam, blobs: BlobsDep
 ) -> FileResponse:
     """Download one artifact; `ETag` is its quoted sha256, `Content-Length` its size."""
-    job = crud.get_job(session, team=team, job_id=job_id)
-    row = crud.get_artifact(session, job=job, name=name)
+    job = repos.get_job(session, team=team, job_id=job_id)
+    row = repos.get_artifact(session, job=job, name=name)
     path = blobs.path(row.blob_path)
     if not path.is_file():
         raise NotFoundError(f"artifact {name!r} of job {job_id} is missing from the blob store")

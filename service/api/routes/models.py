@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 from starlette.concurrency import run_in_threadpool
@@ -15,11 +15,12 @@ from service.api.deps import (
     SettingsDep,
     TrustUploadsDep,
 )
-from service.db import crud
+from service.api.multipart import openapi_form, receive_upload
+from service.db import repos
+from service.domain import add_model
 from service.schemas import ErrorResponse, ModelDetail, ModelPublic, ModelsPublic
-from service.uploads import add_model, receive_upload
 
-__all__ = ["MULTIPART", "router"]
+__all__ = ["router"]
 
 router = APIRouter(
     prefix="/models",
@@ -28,19 +29,7 @@ router = APIRouter(
 )
 
 
-def multipart(**fields: dict[str, Any]) -> dict[str, Any]:
-    """OpenAPI ``requestBody`` of a multipart form with a binary ``file`` and ``fields``.
-
-    The body is parsed by :func:`service.uploads.receive_upload` (streamed, not
-    spooled), so FastAPI cannot derive this from the signature.
-    """
-    properties = {"file": {"type": "string", "format": "binary"}, **fields}
-    schema = {"type": "object", "properties": properties, "required": list(properties)}
-    content = {"multipart/form-data": {"schema": schema}}
-    return {"requestBody": {"required": True, "content": content}}
-
-
-MULTIPART = multipart(name={"type": "string", "description": "versions count up per name"})
+MULTIPART = openapi_form(name={"type": "string", "description": "versions count up per name"})
 
 
 @router.post(
@@ -51,9 +40,14 @@ MULTIPART = multipart(name={"type": "string", "description": "versions count up 
     responses={413: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
 )
 async def upload_model(
-    request: Request, session: SessionDep, team: CurrentTeam, key: CurrentKey,
-    settings: SettingsDep, blobs: BlobsDep, trust: TrustUploadsDep,
-) -> ModelDetail:  # fmt: skip
+    request: Request,
+    session: SessionDep,
+    team: CurrentTeam,
+    key: CurrentKey,
+    settings: SettingsDep,
+    blobs: BlobsDep,
+    trust: TrustUploadsDep,
+) -> ModelDetail:
     """Upload a `.pt2` (torch.export) or `.onnx` model as the next version of `name`.
 
     The file is streamed to disk (limit `MPQ_MAX_UPLOAD_BYTES`), imported into MPQ's IR
@@ -72,7 +66,8 @@ async def upload_model(
             store=blobs,
             team=team,
             name=name,
-            upload=upload,
+            path=upload.path,
+            sha256=upload.sha256,
             trust=trust,
             created_by=key,
         )
@@ -88,14 +83,14 @@ def list_models(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> ModelsPublic:
     """The team's models, newest first (`skip`/`limit` pagination; `count` is the total)."""
-    rows = crud.list_models(session, team=team, skip=skip, limit=limit)
+    rows = repos.list_models(session, team=team, skip=skip, limit=limit)
     return ModelsPublic(
         data=[ModelPublic.model_validate(r) for r in rows],
-        count=crud.count_models(session, team=team),
+        count=repos.count_models(session, team=team),
     )
 
 
 @router.get("/{model_id}", response_model=ModelDetail, responses={404: {"model": ErrorResponse}})
 def get_model(model_id: int, session: SessionDep, team: CurrentTeam) -> ModelDetail:
     """One of the team's models, with its layer inventory (another team's id: 404)."""
-    return ModelDetail.model_validate(crud.get_model(session, team=team, model_id=model_id))
+    return ModelDetail.model_validate(repos.get_model(session, team=team, model_id=model_id))

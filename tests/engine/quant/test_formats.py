@@ -22,13 +22,11 @@ from engine.quant import (
     CodebookQParams,
     LayerFormat,
     QuantPlan,
+    WeightFormat,
+    WeightScheme,
     _onnx,
     choose_qparams_affine,
     hessian_from_inputs,
-)
-from engine.quant.formats import (
-    WeightFormat,
-    WeightScheme,
     known_formats,
     register_weight_scheme,
     scheme_for,

@@ -13,7 +13,6 @@ import httpx
 import numpy as np
 import pytest
 
-from service.api.errors import STATUS
 from tests.conftest import Digits
 from tests.engine.io.malicious import VECTORS, build_malicious_pt2
 from tests.service.api.conftest import STACKS, Server, start_stack
@@ -196,13 +195,3 @@ def test_oversize_upload(small_server: Server, digits: Digits) -> None:
     too_large = (413, "upload_too_large")
     _bad_input(small_server, lambda c: _upload_model(c, digits.onnx, "big"), *too_large)
     _bad_input(small_server, lambda c: _upload_data(c, digits.npz, "big", 1), *too_large)
-
-
-def test_every_error_code_has_a_status() -> None:
-    import engine.errors as errors
-
-    codes = {
-        cls.code for cls in vars(errors).values()
-        if isinstance(cls, type) and issubclass(cls, errors.MPQError) and cls is not errors.MPQError
-    }  # fmt: skip
-    assert codes <= set(STATUS), codes - set(STATUS)

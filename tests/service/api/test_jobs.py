@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from search import JobSpec
 from service.db import Job, make_engine
 from tests.conftest import Digits
 from tests.service.api.conftest import STACKS, Server, start_stack, upload_digits
@@ -34,9 +35,13 @@ def ids(jobs_server: Server, digits: Digits) -> tuple[int, int]:
 
 def _body(ids: tuple[int, int], **over: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "model_id": ids[0], "dataset_id": ids[1], "metric": "accuracy",
-        "targets": {"max_drop": 0.01}, "space": ["int4", "int8"], "budget": {"trials": 4},
-    }  # fmt: skip
+        "model_id": ids[0],
+        "dataset_id": ids[1],
+        "metric": "accuracy",
+        "targets": {"max_drop": 0.01},
+        "space": ["int4", "int8"],
+        "budget": {"trials": 4},
+    }
     return body | over
 
 
@@ -82,6 +87,29 @@ def test_submit_answers_202_queued_and_cancel_is_idempotent(
         _error(b.post("/v1/jobs", json=_body(ids)), 404, "not_found")
 
 
+def test_the_body_is_a_job_spec_and_the_job_stores_it_as_is(
+    jobs_server: Server, ids: tuple[int, int]
+) -> None:
+    spec = {
+        "targets": {"max_bytes": "8KB"},
+        "rounding": ["nearest"],
+        "activation": ["a8", "a16"],
+        "pins": {"fc*": "int8", "conv1": "int4"},
+        "sampler": "random",
+        "seed": 3,
+    }
+    with jobs_server.client(jobs_server.key_a) as c:
+        r = c.post("/v1/jobs", json=_body(ids, **spec))
+        assert r.status_code == 202, r.text
+        job = r.json()
+        body = {k: v for k, v in _body(ids, **spec).items() if k not in ("model_id", "dataset_id")}
+        assert job["config"] == JobSpec.from_json(body).to_json()
+        assert job["config"]["targets"]["max_bytes"] == 8000
+        assert list(job["config"]["pins"]) == ["fc*", "conv1"]  # in order: the first match wins
+        assert c.get(f"/v1/jobs/{job['id']}").json()["config"] == job["config"]
+        assert c.post(f"/v1/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
+
+
 @pytest.mark.parametrize(
     ("over", "status", "code"),
     [
@@ -99,6 +127,13 @@ def test_submit_answers_202_queued_and_cancel_is_idempotent(
         ({"model_id": 10_000}, 404, "not_found"),
         ({"dataset_id": 10_000}, 404, "not_found"),
         ({"model_id": "x"}, 422, "invalid_request"),
+        ({"sampler": "annealing"}, 422, "invalid_plan"),
+        ({"rounding": ["floor"]}, 422, "invalid_plan"),
+        ({"activation": ["a3x"]}, 422, "invalid_plan"),
+        ({"pins": {"fc*": "int5x"}}, 422, "invalid_plan"),
+        ({"pins": {"fc*": 8}}, 422, "invalid_request"),
+        ({"targets": {"max_bytes": "8 parsecs"}}, 422, "invalid_plan"),
+        ({"budget": {"trials": 10_001}}, 422, "invalid_plan"),
     ],
 )
 def test_bad_jobs_answer_4xx_and_leave_no_row(

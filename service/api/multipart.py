@@ -1,16 +1,13 @@
-"""Uploads: a multipart body streamed to a temporary blob, then imported and recorded.
+"""Multipart uploads: a ``multipart/form-data`` body streamed to a temporary blob.
 
-:func:`receive_upload` parses ``multipart/form-data`` as it arrives (python-multipart's
-push parser), writing the one file part chunk by chunk to a temporary file in the blob
-directory while hashing it, and refusing it with :class:`UploadTooLargeError` as soon
-as it passes ``max_bytes`` -- nothing is buffered whole in memory or spooled elsewhere.
-Small text fields (``name``, ``model_id``) are kept in memory, each at most
-:data:`MAX_FIELD_BYTES`. Whatever goes wrong, the temporary file is removed before the
-error propagates; on success the caller owns it (see :meth:`Upload.discard`).
-
-:func:`add_model` and :func:`add_dataset` validate the file (isolated importer; data never
-unpickled), move it to its content address and commit its row; whatever fails, no row,
-no new blob and no temporary file remain.
+:func:`receive_upload` parses the body as it arrives (python-multipart's push parser),
+writing the one file part chunk by chunk to a temporary file in the blob directory while
+hashing it, and refusing it with :class:`UploadTooLargeError` as soon as it passes
+``max_bytes`` -- nothing is buffered whole in memory or spooled elsewhere. Small text
+fields (``name``, ``model_id``) are kept in memory, each at most :data:`MAX_FIELD_BYTES`.
+Whatever goes wrong, the temporary file is removed before the error propagates; on
+success the caller owns it (see :meth:`Upload.discard`): the routes hand its path to
+the domain (:func:`service.domain.add_model`, :func:`service.domain.add_dataset`).
 """
 
 from __future__ import annotations
@@ -21,28 +18,25 @@ from pathlib import Path
 from typing import IO, Any
 
 from python_multipart.multipart import MultipartParser, parse_options_header
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from starlette.requests import Request
 
-from engine.data import load_dataset
-from engine.errors import InvalidRequestError, UploadTooLargeError
-from engine.io.importers import import_model
-from engine.ir import TensorSpec, save_ir
-from engine.transforms import inventory
 from service.blobs import BlobStore
-from service.db import crud
-from service.db.models import ApiKey, Dataset, Model, ModelKind, Team
+from service.errors import InvalidRequestError, UploadTooLargeError
 
-__all__ = ["MAX_FIELD_BYTES", "MAX_PARTS", "Upload", "add_dataset", "add_model", "receive_upload"]
+__all__ = ["MAX_FIELD_BYTES", "MAX_PARTS", "Upload", "openapi_form", "receive_upload"]
 
 MAX_FIELD_BYTES, MAX_PARTS = 64 * 1024, 16
 # Room for the multipart framing around the file, when judging Content-Length up front.
 FORM_OVERHEAD = 64 * 1024
 _CALLBACKS = (
-    "on_part_begin", "on_header_field", "on_header_value", "on_header_end",
-    "on_headers_finished", "on_part_data", "on_part_end",
-)  # fmt: skip
+    "on_part_begin",
+    "on_header_field",
+    "on_header_value",
+    "on_header_end",
+    "on_headers_finished",
+    "on_part_data",
+    "on_part_end",
+)
 
 
 @dataclass
@@ -214,118 +208,13 @@ def _too_large(max_bytes: int) -> UploadTooLargeError:
     )
 
 
-def add_model(
-    session: Session,
-    *,
-    store: BlobStore,
-    team: Team,
-    name: str,
-    upload: Upload,
-    trust: bool,
-    created_by: ApiKey | None = None,
-) -> Model:
-    """Import an uploaded model through the isolated importer and record its next version.
+def openapi_form(**fields: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` of a multipart form with a binary ``file`` and ``fields``.
 
-    Two blobs are kept: the file as uploaded (``models/<sha256>.<ext>``) and the IR the
-    importer made of it (``ir/<sha256 of the upload>.ir``), which is all workers load.
-
-    Args:
-        session: the database session (no pending changes).
-        store: the blob store holding ``upload``.
-        team: the owning team.
-        name: the model's name; versions count up per (team, name).
-        upload: the received file (moved or removed by this call).
-        trust: import .pt2 files without isolation where bubblewrap is unavailable.
-        created_by: the API key that uploaded it.
-
-    Raises:
-        MPQError: the importer's error for an unacceptable file, or the repository's.
+    The body is parsed by :func:`receive_upload` (streamed, not spooled), so FastAPI
+    cannot derive this from the route's signature.
     """
-    made: list[str] = []
-    try:
-        imported = import_model(upload.path, trust_uploads=trust)
-        document = inventory(imported.ir).to_json()
-        ir_temp = store.new_temp()
-        try:
-            save_ir(imported.ir, ir_temp)
-            ir_key, created = store.commit(ir_temp, kind="ir", sha256=upload.sha256, ext="ir")
-        finally:
-            ir_temp.unlink(missing_ok=True)
-        made += [ir_key] if created else []
-        key, created = store.commit(upload.path, kind="models", sha256=upload.sha256,
-                                    ext=imported.kind)  # fmt: skip
-        made += [key] if created else []
-    except BaseException:
-        _forget(session, store, made)
-        raise
-    finally:
-        upload.discard()
-    try:
-        return crud.create_model(
-            session, team=team, name=name, kind=ModelKind(imported.kind), sha256=upload.sha256,
-            size_bytes=upload.size, blob_path=key, ir_blob_path=ir_key, inventory=document,
-            created_by=created_by,
-        )  # fmt: skip
-    except BaseException:
-        _forget(session, store, made)
-        raise
-
-
-def add_dataset(
-    session: Session,
-    *,
-    store: BlobStore,
-    team: Team,
-    name: str,
-    model: Model,
-    upload: Upload,
-    created_by: ApiKey | None = None,
-) -> Dataset:
-    """Validate an uploaded data file against ``model``'s inputs and record it.
-
-    Args:
-        session: the database session (no pending changes).
-        store: the blob store holding ``upload``.
-        team: the owning team.
-        name: the dataset's name.
-        model: the model whose inputs the arrays must match (its stored inventory).
-        upload: the received file (moved or removed by this call).
-        created_by: the API key that uploaded it.
-
-    Raises:
-        InvalidDataError: a subclass naming what does not match (see :mod:`engine.data`).
-    """
-    specs = [TensorSpec(d["name"], tuple(d["shape"]), d["dtype"]) for d in _inputs(model)]
-    try:
-        data = load_dataset(upload.path, specs)
-        with open(upload.path, "rb") as f:
-            ext = "npz" if f.read(2) == b"PK" else "safetensors"
-        key, created = store.commit(upload.path, kind="datasets", sha256=upload.sha256, ext=ext)
-    finally:
-        upload.discard()
-    n = data.split("calibration").num_samples + data.split("evaluation").num_samples
-    inputs = {s.name: {"shape": list(s.shape), "dtype": s.dtype} for s in specs}
-    try:
-        return crud.create_dataset(
-            session, team=team, name=name, sha256=upload.sha256, size_bytes=upload.size,
-            blob_path=key, num_samples=n, inputs=inputs, model=model, created_by=created_by,
-        )  # fmt: skip
-    except BaseException:
-        _forget(session, store, [key] if created else [])
-        raise
-
-
-def _inputs(model: Model) -> list[dict[str, Any]]:
-    return list(model.inventory["inputs"])
-
-
-def _forget(session: Session, store: BlobStore, keys: list[str]) -> None:
-    # Undo blobs this upload created when its row failed, unless a row refers to them.
-    session.rollback()
-    for key in keys:
-        refs = (
-            select(Model.id).where((Model.blob_path == key) | (Model.ir_blob_path == key)),
-            select(Dataset.id).where(Dataset.blob_path == key),
-        )
-        if all(session.scalar(q.limit(1)) is None for q in refs):
-            store.delete(key)
+    properties = {"file": {"type": "string", "format": "binary"}, **fields}
+    schema = {"type": "object", "properties": properties, "required": list(properties)}
+    content = {"multipart/form-data": {"schema": schema}}
+    return {"requestBody": {"required": True, "content": content}}

@@ -1,0 +1,87 @@
+"""Repositories, one module per resource: the only code that writes rows.
+
+Names say what a miss does: ``get_x`` raises :class:`~service.errors.NotFoundError`,
+``find_x`` returns ``None``, ``list_x`` returns a list, ``count_x`` an int (the pattern
+is written once, in :class:`~service.db.repos._scoped.Scoped`). Functions that create
+or change rows own their transaction and commit before returning.
+"""
+
+from __future__ import annotations
+
+from service.db.repos.artifacts import ArtifactFile, find_artifact, get_artifact, list_artifacts
+from service.db.repos.blobs import blob_in_use
+from service.db.repos.datasets import (
+    count_datasets,
+    create_dataset,
+    find_dataset,
+    get_dataset,
+    list_datasets,
+)
+from service.db.repos.job_states import ACTIVE, FINAL, TRANSITIONS, Transition
+from service.db.repos.jobs import (
+    cancel_job,
+    count_jobs,
+    create_job,
+    fail_job,
+    find_job,
+    find_job_by_id,
+    finish_job,
+    get_job,
+    list_jobs,
+    record_progress,
+    start_job,
+    study_name,
+)
+from service.db.repos.keys import (
+    KEY_PREFIX,
+    create_api_key,
+    find_key,
+    find_team_by_key,
+    hash_secret,
+    revoke_api_key,
+)
+from service.db.repos.models import count_models, create_model, find_model, get_model, list_models
+from service.db.repos.teams import create_team, find_team_by_name, get_team_by_name
+
+__all__ = [
+    "ACTIVE",
+    "FINAL",
+    "KEY_PREFIX",
+    "TRANSITIONS",
+    "ArtifactFile",
+    "Transition",
+    "blob_in_use",
+    "cancel_job",
+    "count_datasets",
+    "count_jobs",
+    "count_models",
+    "create_api_key",
+    "create_dataset",
+    "create_job",
+    "create_model",
+    "create_team",
+    "fail_job",
+    "find_artifact",
+    "find_dataset",
+    "find_job",
+    "find_job_by_id",
+    "find_key",
+    "find_model",
+    "find_team_by_key",
+    "find_team_by_name",
+    "finish_job",
+    "get_artifact",
+    "get_dataset",
+    "get_job",
+    "get_model",
+    "get_team_by_name",
+    "hash_secret",
+    "list_artifacts",
+    "list_datasets",
+    "list_jobs",
+    "list_models",
+    "record_progress",
+    "revoke_api_key",
+    "start_job",
+    "study_name",
+]

@@ -1,0 +1,83 @@
+"""The read side every owned table shares: get, find, list and count, written once.
+
+A row of a scoped table belongs to an owner -- a team (models, datasets, jobs) or a
+job (artifacts) -- and is looked up by a key within it (an id, a name). Every read
+filters on the owner, so one team never sees another's rows, and another team's id
+reads exactly like a missing one. Names say what a miss does: :meth:`Scoped.get`
+raises :class:`~service.errors.NotFoundError`, :meth:`Scoped.find` returns ``None``,
+:meth:`Scoped.list` returns a (possibly empty) list, :meth:`Scoped.count` an int.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
+
+from service.db.base import Base
+from service.errors import NotFoundError
+
+__all__ = ["Scoped"]
+
+RowT = TypeVar("RowT", bound=Base)
+
+
+class Scoped(Generic[RowT]):
+    """Reads of ``table``'s rows owned by one owner.
+
+    Args:
+        table: the ORM class.
+        owner: the column holding the owner's id (``team_id``, ``job_id``).
+        key: the column a row is looked up by within its owner (``id``, ``name``).
+        order: the order of :meth:`list` (newest first for most tables).
+        missing: the :class:`NotFoundError` message for ``(owner id, key)``.
+    """
+
+    def __init__(
+        self,
+        table: type[RowT],
+        *,
+        owner: str,
+        key: str,
+        order: Sequence[ColumnElement[Any]],
+        missing: Callable[[int, Any], str],
+    ) -> None:
+        self.table, self.owner, self.key = table, owner, key
+        self.order, self.missing = tuple(order), missing
+
+    def find(self, session: Session, owner_id: int, key: Any) -> RowT | None:
+        """The row ``key`` of owner ``owner_id``, or ``None`` (another owner's too)."""
+        query = select(self.table).filter_by(**{self.owner: owner_id, self.key: key})
+        return session.scalars(query).one_or_none()
+
+    def get(self, session: Session, owner_id: int, key: Any) -> RowT:
+        """The row ``key`` of owner ``owner_id``.
+
+        Raises:
+            NotFoundError: no such row, or it belongs to another owner (indistinguishable).
+        """
+        row = self.find(session, owner_id, key)
+        if row is None:
+            raise NotFoundError(self.missing(owner_id, key))
+        return row
+
+    def list(
+        self,
+        session: Session,
+        owner_id: int,
+        *where: ColumnElement[bool],
+        skip: int = 0,
+        limit: int | None = None,
+    ) -> list[RowT]:
+        """The owner's rows matching ``where``, in :attr:`order`, ``limit`` after ``skip``."""
+        query = select(self.table).filter_by(**{self.owner: owner_id}).where(*where)
+        query = query.order_by(*self.order).offset(skip).limit(limit)
+        return list(session.scalars(query))
+
+    def count(self, session: Session, owner_id: int, *where: ColumnElement[bool]) -> int:
+        """How many rows matching ``where`` the owner has."""
+        query = select(func.count()).select_from(self.table)
+        query = query.filter_by(**{self.owner: owner_id}).where(*where)
+        return session.scalar(query) or 0

@@ -1,0 +1,55 @@
+"""Teams: the tenants that own keys, models, datasets and jobs."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.db.models import Team
+from service.db.repos._names import check_team_name
+from service.db.session import end_reads
+from service.errors import ConflictError, NotFoundError
+
+__all__ = ["create_team", "find_team_by_name", "get_team_by_name"]
+
+
+def create_team(session: Session, *, name: str) -> Team:
+    """Create a team called ``name`` (letters, digits, ``_.-``; at most 64 characters).
+
+    Raises:
+        InvalidNameError: ``name`` does not fit the pattern.
+        ConflictError: a team called ``name`` exists already.
+    """
+    end_reads(session)
+    check_team_name(name)
+    taken = ConflictError(f"a team named {name!r} exists already; choose another name")
+    if find_team_by_name(session, name) is not None:
+        raise taken
+    team = Team(name=name)
+    session.add(team)
+    try:
+        session.commit()
+    except IntegrityError:  # created by someone else since the check above
+        session.rollback()
+        raise taken from None
+    return team
+
+
+def find_team_by_name(session: Session, name: str) -> Team | None:
+    """The team called ``name``, or ``None``."""
+    return session.scalars(select(Team).where(Team.name == name)).one_or_none()
+
+
+def get_team_by_name(session: Session, name: str) -> Team:
+    """The team called ``name``.
+
+    Raises:
+        NotFoundError: no team has that name.
+    """
+    team = find_team_by_name(session, name)
+    if team is None:
+        raise NotFoundError(
+            f"no team named {name!r}; create it with `mpq admin create-team {name}`"
+        )
+    return team

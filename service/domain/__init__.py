@@ -1,0 +1,32 @@
+"""The service's domain: what the API, the dashboard, a schedule and the CLI all do.
+
+Keyword-only functions that take plain values -- a file path and a name, a
+:class:`~search.JobSpec` -- never an HTTP schema or request, and own their
+transaction: each commits what it made, or leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from service.domain.datasets import add_dataset
+from service.domain.jobs import (
+    JobInputs,
+    cancel_job,
+    complete_job,
+    job_inputs,
+    job_spec,
+    job_trials,
+    submit_job,
+)
+from service.domain.models import add_model
+
+__all__ = [
+    "JobInputs",
+    "add_dataset",
+    "add_model",
+    "cancel_job",
+    "complete_job",
+    "job_inputs",
+    "job_spec",
+    "job_trials",
+    "submit_job",
+]

@@ -1,0 +1,178 @@
+"""Jobs: submit one from a :class:`~search.JobSpec`, cancel it, read its trials, complete it.
+
+:func:`submit_job` takes the spec as the CLI, the API, the dashboard or a schedule built
+it: it checks the model and dataset are the team's and the spec fits the service's
+limits, commits the job (the spec stored as is, its parallelism capped), and only then
+sends ``mpq.run_job`` with the job's id; when the broker cannot be reached the job is
+marked failed (``queue_unavailable``) so no row waits forever. :func:`complete_job` is
+the workers' last step: the files a finalize wrote become content-addressed blobs and
+the job succeeds, or, cancelled meanwhile, nothing of it remains.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from sqlalchemy.orm import Session
+
+from engine.errors import InvalidPlanError, MPQError
+from search import JobSpec, front, join_search, trial_records
+from service.blobs import BlobStore
+from service.db import repos
+from service.db.models import ApiKey, Dataset, Job, Model, Team
+from service.domain._blobs import forget_blobs
+from service.errors import QueueUnavailableError
+from service.queue import RUN_JOB
+from service.settings import Settings
+
+__all__ = [
+    "JobInputs",
+    "cancel_job",
+    "complete_job",
+    "job_inputs",
+    "job_spec",
+    "job_trials",
+    "submit_job",
+]
+
+log = logging.getLogger("service.domain.jobs")
+
+
+def submit_job(
+    session: Session,
+    *,
+    team: Team,
+    model_id: int,
+    dataset_id: int,
+    spec: JobSpec,
+    settings: Settings,
+    queue: Celery,
+    created_by: ApiKey | None = None,
+) -> Job:
+    """Commit a queued job searching ``spec`` on a model and dataset, then enqueue it by name.
+
+    Args:
+        session: the database session (no pending changes).
+        team: the team the job is for; the model and dataset must be its own.
+        model_id: the model to compress.
+        dataset_id: the data to calibrate and evaluate on.
+        spec: what to search; stored on the row with ``parallelism`` capped at
+            ``settings.max_parallelism``.
+        settings: the service settings (``max_trials``, ``max_parallelism``).
+        queue: the Celery app ``mpq.run_job`` is sent through.
+        created_by: the API key that submitted it.
+
+    Raises:
+        NotFoundError: the model or dataset is not the team's.
+        InvalidPlanError: the spec asks for more trials than the service allows.
+        QueueUnavailableError: the broker could not be reached (the job is marked failed).
+    """
+    model = repos.get_model(session, team=team, model_id=model_id)
+    dataset = repos.get_dataset(session, team=team, dataset_id=dataset_id)
+    if spec.trials > settings.max_trials:
+        raise InvalidPlanError(
+            f"budget.trials is {spec.trials}; this service allows at most {settings.max_trials}"
+        )
+    spec = replace(spec, parallelism=min(spec.parallelism, settings.max_parallelism))
+    job = repos.create_job(
+        session, team=team, model=model, dataset=dataset, spec=spec, created_by=created_by
+    )
+    try:
+        queue.send_task(RUN_JOB, args=[job.id])
+    except Exception as exc:
+        log.error("could not enqueue job %s: %s", job.id, exc)
+        message = f"the job queue is unreachable ({type(exc).__name__}); submit the job again"
+        repos.fail_job(session, job_id=job.id, code=QueueUnavailableError.code, message=message)
+        raise QueueUnavailableError(message) from None
+    return job
+
+
+def cancel_job(session: Session, *, team: Team, job_id: int) -> Job:
+    """Cancel the team's job ``job_id`` if queued or running (idempotent once cancelled).
+
+    Raises:
+        NotFoundError: the job is not the team's.
+        ConflictError: the job has already succeeded or failed.
+    """
+    return repos.cancel_job(session, job=repos.get_job(session, team=team, job_id=job_id))
+
+
+def job_spec(job: Job) -> JobSpec:
+    """The spec ``job`` was submitted with (rows written before the spec existed too)."""
+    return JobSpec.from_stored(job.config)
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    """What a job runs on: blob keys of the model's IR and of the data, the upload's sha256."""
+
+    model_key: str
+    data_key: str
+    model_sha256: str
+
+
+def job_inputs(session: Session, job: Job) -> JobInputs:
+    """The blobs ``job`` searches on (the importer's IR; the upload for rows older than IR)."""
+    model = session.get(Model, job.model_id)
+    dataset = session.get(Dataset, job.dataset_id)
+    assert model is not None and dataset is not None  # foreign keys, never deleted
+    return JobInputs(model.ir_blob_path or model.blob_path, dataset.blob_path, model.sha256)
+
+
+def job_trials(job: Job, *, settings: Settings) -> tuple[list[dict[str, Any]], list[int]]:
+    """The trials of ``job``'s Optuna study so far, and the numbers of its Pareto front.
+
+    A job whose study does not exist yet (queued, or failed or cancelled before the
+    search began: it has no baseline) has no trials.
+    """
+    if job.study_name is None or job.baseline is None:
+        return [], []  # the study is made (and ready) before the job gets its baseline
+    try:
+        search = join_search(settings.study_url, job.study_name, worker=0, read_only=True)
+    except (KeyError, MPQError):
+        return [], []
+    records = trial_records(search)
+    return [r.to_json() for r in records], [r.number for r in front(records)]
+
+
+def complete_job(
+    session: Session,
+    *,
+    store: BlobStore,
+    job_id: int,
+    result: dict[str, Any],
+    trials_done: int,
+    out_dir: Path,
+    names: tuple[str, ...],
+) -> bool:
+    """Commit the files ``names`` of ``out_dir`` as blobs and mark running job ``job_id`` done.
+
+    Each file present becomes the blob ``artifacts/<sha256>.<suffix>`` and an artifact
+    row named after it; ``out_dir`` is removed. Returns False, keeping no blob it
+    created, when the job is no longer running (cancelled while it finalized).
+    """
+    files, made = [], []
+    try:
+        for name in names:
+            path = out_dir / name
+            if path.is_file():
+                ext = path.suffix.removeprefix(".") or "bin"
+                key, created, size, sha256 = store.commit_file(path, kind="artifacts", ext=ext)
+                files.append((name, key, size, sha256))
+                made += [key] if created else []
+        done = repos.finish_job(
+            session, job_id=job_id, result=result, trials_done=trials_done, artifacts=files
+        )
+    except BaseException:
+        forget_blobs(session, store, made)
+        raise
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    if not done:
+        forget_blobs(session, store, made)
+    return done

@@ -1,0 +1,83 @@
+"""Adding a model: import it in isolation into IR, keep both files as blobs, record it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from engine.io.importers import import_model
+from engine.ir import save_ir
+from engine.transforms import inventory
+from service.blobs import BlobStore, sha256_file
+from service.db.models import ApiKey, Model, ModelKind, Team
+from service.db.repos import create_model
+from service.domain._blobs import forget_blobs
+
+__all__ = ["add_model"]
+
+
+def add_model(
+    session: Session,
+    *,
+    store: BlobStore,
+    team: Team,
+    name: str,
+    path: Path,
+    trust: bool,
+    sha256: str | None = None,
+    created_by: ApiKey | None = None,
+) -> Model:
+    """Import the model file at ``path`` through the isolated importer; record its next version.
+
+    Two blobs are kept: the file as given (``models/<sha256>.<ext>``) and the IR the
+    importer made of it (``ir/<sha256 of the file>.ir``), which is all workers load.
+    Whatever fails, no row, no new blob and no temporary file remain.
+
+    Args:
+        session: the database session (no pending changes).
+        store: the blob store.
+        team: the owning team.
+        name: the model's name; versions count up per (team, name).
+        path: the model file (``.pt2`` or ``.onnx``). A temporary file of ``store`` (an
+            upload) is consumed; any other file is copied and left as it was.
+        trust: import .pt2 files without isolation where bubblewrap is unavailable.
+        sha256: the file's hex sha256 when already known (an upload hashed on arrival).
+        created_by: the API key that added it.
+
+    Raises:
+        MPQError: the importer's error for an unacceptable file, or the repository's.
+    """
+    temp = store.stage(path)
+    made: list[str] = []
+    try:
+        size = temp.stat().st_size
+        digest = sha256 or sha256_file(temp)[1]
+        imported = import_model(temp, trust_uploads=trust)
+        document = inventory(imported.ir).to_json()
+        ir_temp = store.new_temp()
+        try:
+            save_ir(imported.ir, ir_temp)
+            ir_key, created = store.commit(ir_temp, kind="ir", sha256=digest, ext="ir")
+        finally:
+            ir_temp.unlink(missing_ok=True)
+        made += [ir_key] if created else []
+        key, created = store.commit(temp, kind="models", sha256=digest, ext=imported.kind)
+        made += [key] if created else []
+        return create_model(
+            session,
+            team=team,
+            name=name,
+            kind=ModelKind(imported.kind),
+            sha256=digest,
+            size_bytes=size,
+            blob_path=key,
+            ir_blob_path=ir_key,
+            inventory=document,
+            created_by=created_by,
+        )
+    except BaseException:
+        forget_blobs(session, store, made)
+        raise
+    finally:
+        temp.unlink(missing_ok=True)

@@ -1,0 +1,105 @@
+"""The service's errors: records, names, requests and backends, beside the engine's.
+
+They extend the one hierarchy rooted in :class:`engine.errors.MPQError`: each has a
+stable ``code`` and a message saying what was wrong and how to fix it. The engine and
+the search never raise these; the HTTP status of each code is derived from the class
+in ``service/api/errors.py``.
+"""
+
+from __future__ import annotations
+
+from engine.errors import MPQError
+
+__all__ = [
+    "BrokerUnavailableError",
+    "ConflictError",
+    "DatabaseSchemaError",
+    "DatabaseUnavailableError",
+    "InternalError",
+    "InvalidNameError",
+    "InvalidRequestError",
+    "InvalidSettingsError",
+    "MethodNotAllowedError",
+    "NotFoundError",
+    "QueueUnavailableError",
+    "UnauthorizedError",
+    "UploadTooLargeError",
+]
+
+
+class NotFoundError(MPQError):
+    """A named or numbered record (team, model, job...) does not exist, or not for this team."""
+
+    code = "not_found"
+
+
+class ConflictError(MPQError):
+    """The record's state or a unique name forbids the change (a taken name, a finished job)."""
+
+    code = "conflict"
+
+
+class InvalidNameError(MPQError):
+    """A name (of a team, key, model...) is empty, too long or uses characters not allowed."""
+
+    code = "invalid_name"
+
+
+class UnauthorizedError(MPQError):
+    """A request to the API carries no API key, or one that is unknown or revoked."""
+
+    code = "unauthorized"
+
+
+class InvalidRequestError(MPQError):
+    """An API request is malformed: a missing or ill-typed field, or an unreadable body."""
+
+    code = "invalid_request"
+
+
+class MethodNotAllowedError(MPQError):
+    """The route exists but does not answer this HTTP method."""
+
+    code = "method_not_allowed"
+
+
+class UploadTooLargeError(MPQError):
+    """An uploaded file exceeds the service's ``max_upload_bytes``."""
+
+    code = "upload_too_large"
+
+
+class InternalError(MPQError):
+    """A bug, not the user's input: logged with its traceback, reported without it."""
+
+    code = "internal"
+
+
+class InvalidSettingsError(MPQError):
+    """An ``MPQ_*`` setting has a value the service cannot run with."""
+
+    code = "invalid_settings"
+
+
+class DatabaseSchemaError(MPQError):
+    """The database is not migrated to the schema this code expects (run `mpq db upgrade`)."""
+
+    code = "database_schema"
+
+
+class DatabaseUnavailableError(MPQError):
+    """The service database cannot be reached."""
+
+    code = "database_unavailable"
+
+
+class QueueUnavailableError(MPQError):
+    """The job queue (the Celery broker) cannot be reached to enqueue work."""
+
+    code = "queue_unavailable"
+
+
+class BrokerUnavailableError(MPQError):
+    """The Celery broker cannot be reached within the probe's timeout (readiness, metrics)."""
+
+    code = "broker_unavailable"

@@ -1,0 +1,149 @@
+"""The job state machine: every move from every state, allowed or refused, on both databases."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from search import JobSpec
+from service.db import Job, JobStatus, ModelKind, Team
+from service.db.repos import (
+    ACTIVE,
+    FINAL,
+    TRANSITIONS,
+    cancel_job,
+    create_dataset,
+    create_job,
+    create_model,
+    create_team,
+    fail_job,
+    find_job_by_id,
+    finish_job,
+    record_progress,
+    start_job,
+)
+from service.db.repos.job_states import allowed
+from service.errors import ConflictError
+
+# Each move through its repository function; returns whether the move was made.
+MOVES: dict[str, Callable[[Session, Job], bool]] = {
+    "start": lambda s, j: start_job(s, job_id=j.id, baseline={"metric": 0.9, "bytes": 10}),
+    "progress": lambda s, j: (
+        record_progress(s, job_id=j.id, trials_done=2, best={"n": 1}) == JobStatus.RUNNING
+    ),
+    "finish": lambda s, j: finish_job(
+        s, job_id=j.id, result={"ok": 1}, trials_done=3, artifacts=[]
+    ),
+    "fail": lambda s, j: fail_job(s, job_id=j.id, code="invalid_plan", message="no"),
+    "cancel": lambda s, j: _cancel(s, j),
+}
+
+# What each move sets, beside the state.
+SETS: dict[str, dict[str, Any]] = {
+    "start": {"baseline": {"metric": 0.9, "bytes": 10}},
+    "progress": {"trials_done": 2, "best": {"n": 1}},
+    "finish": {"result": {"ok": 1}, "trials_done": 3},
+    "fail": {"error_code": "invalid_plan", "error_message": "no"},
+    "cancel": {},
+}
+
+
+def _cancel(session: Session, job: Job) -> bool:
+    before = job.status
+    try:
+        cancel_job(session, job=job)
+    except ConflictError:
+        assert before in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+        return False
+    return before != JobStatus.CANCELLED  # cancelling a cancelled job is a no-op, not an error
+
+
+def _job_in(session: Session, team: Team, status: JobStatus) -> Job:
+    model = create_model(
+        session,
+        team=team,
+        name="m",
+        kind=ModelKind.PT2,
+        sha256="0" * 64,
+        size_bytes=1,
+        blob_path="models/m",
+        inventory={},
+    )
+    dataset = create_dataset(
+        session,
+        team=team,
+        name="d",
+        sha256="1" * 64,
+        size_bytes=1,
+        blob_path="datasets/d",
+        num_samples=1,
+        inputs={},
+    )
+    job = create_job(session, team=team, model=model, dataset=dataset, spec=JobSpec(trials=3))
+    session.execute(update(Job).where(Job.id == job.id).values(status=status))
+    session.commit()
+    session.refresh(job)
+    return job
+
+
+def test_the_table_moves_active_jobs_and_leaves_final_ones_alone() -> None:
+    assert set(TRANSITIONS) == set(MOVES) == set(SETS)
+    assert set(ACTIVE) | set(FINAL) == set(JobStatus)
+    for move, t in TRANSITIONS.items():
+        assert not set(t.sources) & set(FINAL), move  # nothing leaves a final state
+        assert t.sets == frozenset(SETS[move]), move
+    assert [m for m in TRANSITIONS if allowed(m, JobStatus.QUEUED)] == ["start", "fail", "cancel"]
+    assert [m for m in TRANSITIONS if allowed(m, JobStatus.RUNNING)] == list(TRANSITIONS)
+
+
+def test_every_move_from_every_state_does_what_the_table_says(session: Session) -> None:
+    team = create_team(session, name="acme")
+    for status in JobStatus:
+        for move, t in TRANSITIONS.items():
+            job = _job_in(session, team, status)
+            made = MOVES[move](session, job)
+            after = find_job_by_id(session, job.id)
+            assert after is not None
+            where = f"{move} from {status.value}"
+            assert made == allowed(move, status), where
+            if not made:
+                assert after.status == status, where
+                continue
+            assert after.status == t.target, where
+            for column, value in SETS[move].items():
+                assert getattr(after, column) == value, f"{where}: {column}"
+            # jobs put in a state by hand have no times; a move sets only its own
+            assert (after.started_at is not None) == t.starts, where
+            assert (after.finished_at is not None) == t.ends, where
+
+
+def test_start_keeps_the_first_start_time_and_progress_never_goes_back(session: Session) -> None:
+    team = create_team(session, name="acme")
+    job = _job_in(session, team, JobStatus.QUEUED)
+    assert start_job(session, job_id=job.id, baseline={})
+    first = find_job_by_id(session, job.id).started_at  # type: ignore[union-attr]
+    assert first is not None
+    assert start_job(session, job_id=job.id, baseline={"again": 1})  # a redelivered prepare
+    assert find_job_by_id(session, job.id).started_at == first  # type: ignore[union-attr]
+    assert record_progress(session, job_id=job.id, trials_done=5, best=None) == JobStatus.RUNNING
+    assert record_progress(session, job_id=job.id, trials_done=3, best={"old": 1})
+    after = find_job_by_id(session, job.id)
+    assert after is not None and after.trials_done == 5 and after.best is None
+    assert record_progress(session, job_id=10_000, trials_done=1, best=None) is None
+
+
+@pytest.mark.parametrize("status", list(FINAL))
+def test_cancel_answers_conflict_only_for_succeeded_and_failed(
+    session: Session, status: JobStatus
+) -> None:
+    job = _job_in(session, create_team(session, name="acme"), status)
+    if status == JobStatus.CANCELLED:
+        assert cancel_job(session, job=job).status == JobStatus.CANCELLED
+        return
+    with pytest.raises(ConflictError) as info:
+        cancel_job(session, job=job)
+    assert info.value.message == f"job {job.id} has already {status.value}; it cannot be cancelled"
