@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from search import JobSpec
 
@@ -119,7 +119,11 @@ class DatasetsPublic(BaseModel):
 
 
 class JobTargets(BaseModel):
-    """What the chosen plan must meet: at most one metric target, at most one size target."""
+    """What the chosen plan must meet: at most one metric target, at most one size target.
+
+    None at all asks for the trade-off front alone (the chosen plan is then the most
+    accurate). The one-of-each rule is the job spec's (``search.JobSpec``), checked once.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -132,21 +136,6 @@ class JobTargets(BaseModel):
         examples=[8000, "8KB"],
     )
     min_ratio: float | None = Field(default=None, gt=1, description="compression floor")
-
-    @model_validator(mode="after")
-    def _one_of_each(self) -> JobTargets:
-        metric = [
-            n for n in ("max_drop", "max_drop_rel", "min_metric") if getattr(self, n) is not None
-        ]
-        size = [n for n in ("max_bytes", "min_ratio") if getattr(self, n) is not None]
-        if len(metric) > 1 or len(size) > 1:
-            raise ValueError(
-                "give at most one of max_drop, max_drop_rel, min_metric and at most one of "
-                f"max_bytes, min_ratio; got {', '.join(metric + size)}"
-            )
-        if not metric and not size:
-            raise ValueError("give a metric target (max_drop, ...) and/or a size target")
-        return self
 
 
 class Budget(BaseModel):
@@ -170,7 +159,7 @@ class JobCreate(BaseModel):
     model_id: int
     dataset_id: int
     metric: str = Field(default="accuracy", examples=["accuracy"])
-    targets: JobTargets
+    targets: JobTargets = Field(default_factory=JobTargets)
     space: list[str] | None = Field(
         default=None,
         description="weight formats to search (default: the search's own)",
