@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import InvalidSettingsError
+from service.errors import InvalidSettingsError
 from service.settings import Settings, get_settings
 
 
