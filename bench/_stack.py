@@ -85,8 +85,12 @@ def mpq(env: dict[str, str], *args: str) -> str:
     """Run ``python -m commands ARGS`` under ``env``; its stdout (StackError on failure)."""
     proc = subprocess.run(
         [sys.executable, "-m", "commands", *args],
-        env=env, cwd=ROOT, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise StackError(f"mpq {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
     return proc.stdout
@@ -127,8 +131,11 @@ def start_api(data_dir: Path, *, database_url: str | None = None, **extra: str) 
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "service.main:app", "--port", str(port)],
-            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + STARTUP_S
@@ -154,11 +161,22 @@ def start_worker(stack: Stack, name: str, *, concurrency: int = 1) -> Iterator[W
     log_path = stack.data_dir / f"worker-{name}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "commands", "worker", "--hostname", f"{name}@%h",
-             "--concurrency", str(concurrency)],
-            env=stack.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "commands",
+                "worker",
+                "--hostname",
+                f"{name}@%h",
+                "--concurrency",
+                str(concurrency),
+            ],
+            env=stack.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
         worker = Worker(proc, log_path, concurrency)
         try:
             deadline = time.monotonic() + STARTUP_S
@@ -219,9 +237,10 @@ def upload(c: httpx.Client, model: Path, data: Path, name: str) -> tuple[int, in
     model_id = int(r.json()["id"])
     with open(data, "rb") as f:
         r = c.post(
-            "/v1/datasets", files={"file": (data.name, f)},
+            "/v1/datasets",
+            files={"file": (data.name, f)},
             data={"name": name, "model_id": str(model_id)},
-        )  # fmt: skip
+        )
     if r.status_code != 201:
         raise StackError(f"dataset upload answered {r.status_code}: {r.text}")
     return model_id, int(r.json()["id"])

@@ -216,10 +216,17 @@ def run_search(
 ) -> tuple[Row, Evaluator, dict[str, Any]]:
     """One search from a cold evaluator; the chosen plan's row, the evaluator, the result."""
     cfg = SearchConfig(
-        model=str(case.model), data=str(case.data), metric=case.metric, targets=case.targets,
-        space=case.space, trials=case.trials, seed=0, sampler=sampler, ilp_seeds=ilp_seeds,
+        model=str(case.model),
+        data=str(case.data),
+        metric=case.metric,
+        targets=case.targets,
+        space=case.space,
+        trials=case.trials,
+        seed=0,
+        sampler=sampler,
+        ilp_seeds=ilp_seeds,
         cache_dir=str(cache),
-    )  # fmt: skip
+    )
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     ev = open_evaluator(cfg)
@@ -260,9 +267,15 @@ def run_search(
     score = holdout_scorer(case, ev)
     held = score(load_artifact(out / method / "model.mpq").module()) if score else None
     row = Row(
-        method, chosen["payload_bytes"], chosen["compression"], chosen["metric"], held,
-        res["met_targets"], res["evaluations_until_target"], times=times,
-    )  # fmt: skip
+        method,
+        chosen["payload_bytes"],
+        chosen["compression"],
+        chosen["metric"],
+        held,
+        res["met_targets"],
+        res["evaluations_until_target"],
+        times=times,
+    )
     return row, ev, res
 
 
@@ -316,9 +329,15 @@ def overhead(case: Case, cache: Path, work: Path) -> dict[str, float]:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     cfg = SearchConfig(
-        model=str(case.model), data=str(case.data), metric=case.metric, targets=case.targets,
-        space=case.space, trials=case.trials, seed=0, cache_dir=str(cache),
-    )  # fmt: skip
+        model=str(case.model),
+        data=str(case.data),
+        metric=case.metric,
+        targets=case.targets,
+        space=case.space,
+        trials=case.trials,
+        seed=0,
+        cache_dir=str(cache),
+    )
     ev = open_evaluator(cfg)
     if case.prime_hessians:
         ev.cache.hessian_layers |= {layer.name for layer in ev.layers}

@@ -146,10 +146,15 @@ class StackResult:
 
 def job_body(model_id: int, dataset_id: int, *, trials: int, parallelism: int) -> dict[str, Any]:
     return {
-        "model_id": model_id, "dataset_id": dataset_id, "metric": "accuracy",
-        "targets": {"max_drop": 0.01}, "space": SPACE, "budget": {"trials": trials},
-        "seed": 0, "parallelism": parallelism,
-    }  # fmt: skip
+        "model_id": model_id,
+        "dataset_id": dataset_id,
+        "metric": "accuracy",
+        "targets": {"max_drop": 0.01},
+        "space": SPACE,
+        "budget": {"trials": trials},
+        "seed": 0,
+        "parallelism": parallelism,
+    }
 
 
 def follow(
@@ -264,8 +269,10 @@ def measure(stack: Stack, args: argparse.Namespace, result: StackResult) -> None
             shutil.rmtree(cache, ignore_errors=True)
             with start_worker(stack, mode, concurrency=concurrency) as worker:
                 run = JobRun(mode, parallelism, concurrency, args.trials)
-                say(f"  {result.name}: {mode} job ({args.trials} trials, parallelism "
-                    f"{parallelism}, worker --concurrency {concurrency}) ...")  # fmt: skip
+                say(
+                    f"  {result.name}: {mode} job ({args.trials} trials, parallelism "
+                    f"{parallelism}, worker --concurrency {concurrency}) ..."
+                )
                 result.jobs[mode] = timed_job(c, worker, ids, run)
                 say(f"  {result.name}: {mode} job {run.job_id}: {run.wall:.1f}s")
                 if mode == "serial":
@@ -465,9 +472,10 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "examples/out/digits.pt2")
     parser.add_argument("--data", type=Path, default=ROOT / "examples/out/digits.npz")
     parser.add_argument(
-        "--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        "--postgres-url",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
         help="server on which a throwaway database is created (and dropped)",
-    )  # fmt: skip
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
     args.trials = args.trials or (16 if args.quick else 60)

@@ -35,9 +35,14 @@ def plot_pareto(result: dict[str, Any], path: Path, ev: Evaluator) -> None:
     chosen = result.get("chosen")
     if chosen:
         ax.scatter(
-            [chosen["payload_bytes"]], [chosen["metric"]], marker="*", s=180, c="#d22",
-            label="chosen", zorder=5,
-        )  # fmt: skip
+            [chosen["payload_bytes"]],
+            [chosen["metric"]],
+            marker="*",
+            s=180,
+            c="#d22",
+            label="chosen",
+            zorder=5,
+        )
     floor = result["targets"]["metric_floor"]
     if floor is not None:
         ax.axhline(floor, ls="--", c="#888", lw=1, label="metric floor")

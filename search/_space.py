@@ -19,8 +19,17 @@ from engine.quant import LayerFormat, QuantPlan, weight_format
 __all__ = ["DEFAULT_FORMATS", "SearchSpace", "choice_key", "parse_choice"]
 
 DEFAULT_FORMATS = (
-    "int2", "int3", "int4", "int5", "int6", "int8", "cb4", "cb16", "cb256", "fp16",
-)  # fmt: skip
+    "int2",
+    "int3",
+    "int4",
+    "int5",
+    "int6",
+    "int8",
+    "cb4",
+    "cb16",
+    "cb256",
+    "fp16",
+)
 DEFAULT_ROUNDINGS = ("nearest", "gptq")
 DEFAULT_ACTIVATIONS = ("a8",)
 
@@ -112,9 +121,12 @@ class SearchSpace:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> SearchSpace:
         return cls(
-            tuple(d["formats"]), tuple(d["roundings"]), tuple(d["activations"]),
-            dict(d.get("pins", {})), d.get("scale", "mse"),
-        )  # fmt: skip
+            tuple(d["formats"]),
+            tuple(d["roundings"]),
+            tuple(d["activations"]),
+            dict(d.get("pins", {})),
+            d.get("scale", "mse"),
+        )
 
     @classmethod
     def parse(cls, formats: str | None, *, pins: Sequence[str] = (), **kw: Any) -> SearchSpace:

@@ -79,12 +79,19 @@ class TrialRecord:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "number": self.number, "state": self.state, "metric": self.metric,
-            "bytes": self.bytes, "feasible": self.feasible, "source": self.source,
-            "seconds": self.seconds, "prefix_values": list(self.prefix_values),
-            "pruned_by": self.pruned_by, "retry_of": self.retry_of, "runner": self.runner,
+            "number": self.number,
+            "state": self.state,
+            "metric": self.metric,
+            "bytes": self.bytes,
+            "feasible": self.feasible,
+            "source": self.source,
+            "seconds": self.seconds,
+            "prefix_values": list(self.prefix_values),
+            "pruned_by": self.pruned_by,
+            "retry_of": self.retry_of,
+            "runner": self.runner,
             "plan": self.choices,
-        }  # fmt: skip
+        }
 
 
 @dataclass
@@ -170,9 +177,11 @@ def create_study(
 ) -> Search:
     """A new study holding ``config``, the baseline, sensitivity and the ILP seeds."""
     study = optuna.create_study(
-        storage=storage, study_name=name, directions=["maximize", "minimize"],
+        storage=storage,
+        study_name=name,
+        directions=["maximize", "minimize"],
         sampler=_sampler(config, 0),
-    )  # fmt: skip
+    )
     study.set_user_attr("config", config.to_json())
     study.set_user_attr("baseline", ev.baseline)
     study.set_user_attr("float_bytes", ev.float_bytes)

@@ -218,11 +218,13 @@ def fail_stale_trials(study: optuna.Study, *, grace_s: float) -> list[int]:
         system = {k: v for k, v in t.system_attrs.items() if k != _BEAT}
         study.add_trial(
             optuna.trial.create_trial(
-                state=TrialState.WAITING, params=t.params, distributions=t.distributions,
+                state=TrialState.WAITING,
+                params=t.params,
+                distributions=t.distributions,
                 user_attrs=t.user_attrs,
                 system_attrs=system | {"failed_trial": history[0], "retry_history": history},
             )
-        )  # fmt: skip
+        )
     return failed
 
 

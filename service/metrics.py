@@ -171,9 +171,12 @@ class ServiceCollector(Collector):
 
     @staticmethod
     def _families() -> tuple[
-        GaugeMetricFamily, CounterMetricFamily, GaugeMetricFamily, GaugeMetricFamily,
         GaugeMetricFamily,
-    ]:  # fmt: skip
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        GaugeMetricFamily,
+        GaugeMetricFamily,
+    ]:
         return (
             GaugeMetricFamily("mpq_jobs", "Jobs by state, all teams.", labels=["state"]),
             CounterMetricFamily(

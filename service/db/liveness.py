@@ -41,10 +41,9 @@ def claim_finalize(session: Session, *, job_id: int) -> bool:
     end_reads(session)
     done = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.RUNNING,
-               Job.finalize_claimed_at.is_(None))
+        .where(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.finalize_claimed_at.is_(None))
         .values(finalize_claimed_at=utcnow(), heartbeat_at=utcnow())
-    ).rowcount  # type: ignore[attr-defined]  # fmt: skip
+    ).rowcount  # type: ignore[attr-defined]
     session.commit()
     return bool(done)
 

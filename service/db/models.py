@@ -49,9 +49,14 @@ def _enum(cls: type[enum.Enum], name: str) -> Enum:
     # VARCHAR + CHECK rather than a native PostgreSQL ENUM: adding a state later is a
     # plain migration, and downgrades leave no orphan type behind.
     return Enum(
-        cls, name=name, native_enum=False, create_constraint=True, length=16,
-        values_callable=_values, validate_strings=True,
-    )  # fmt: skip
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=_values,
+        validate_strings=True,
+    )
 
 
 class Team(Base):

@@ -86,9 +86,11 @@ def test_bad_settings_exit_2_naming_the_variable(
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MPQ_")}
     proc = subprocess.run(
         [sys.executable, "-m", "commands", "db", "upgrade"],
-        env=clean | {"MPQ_DATA_DIR": str(tmp_path), **env}, capture_output=True, text=True,
+        env=clean | {"MPQ_DATA_DIR": str(tmp_path), **env},
+        capture_output=True,
+        text=True,
         check=False,
-    )  # fmt: skip
+    )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error[invalid_settings]: ") and named in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "mpq.db").exists()

@@ -32,9 +32,16 @@ def _top1(path: Path, npz: Path) -> float:
 def test_export_an_artifact_as_qdq_onnx(digits, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     mpq, out = tmp_path / "model.mpq", tmp_path / "model.onnx"
     run = _mpq(
-        "quantize", str(digits.onnx), "--data", str(digits.npz), "--uniform", "int4",
-        "--out", str(mpq), "--json",
-    )  # fmt: skip
+        "quantize",
+        str(digits.onnx),
+        "--data",
+        str(digits.npz),
+        "--uniform",
+        "int4",
+        "--out",
+        str(mpq),
+        "--json",
+    )
     assert run.returncode == 0, run.stderr
     quantized = json.loads(run.stdout)["quantized_metric"]
     run = _mpq("export", str(mpq), "--format", "onnx", "--out", str(out), "--json")
@@ -43,8 +50,11 @@ def test_export_an_artifact_as_qdq_onnx(digits, tmp_path: Path) -> None:  # type
     assert doc["kind"] == "mpq" and doc["format"] == "onnx" and doc["opset"] == 21
     assert doc["file_bytes"] == out.stat().st_size
     assert [r["layer"] for r in doc["layers"]] == [
-        "features.0", "features.4", "features.7", "classifier",
-    ]  # fmt: skip
+        "features.0",
+        "features.4",
+        "features.7",
+        "classifier",
+    ]
     assert all(r["stored_as"].startswith("INT4 codes") for r in doc["layers"])
     assert doc["activations"] == {"uint8": 4}
     onnx.checker.check_model(onnx.load(out), full_check=True)

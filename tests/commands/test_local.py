@@ -34,8 +34,11 @@ def test_inspect_reads_the_onnx_export_with_the_same_layer_names(digits) -> None
     assert doc["format"] == "onnx"
     # torch.onnx.export folded the batch norms into the convs already: nothing left to fold
     assert [(x["name"], x["bn_follows"]) for x in doc["layers"]] == [
-        ("features.0", False), ("features.4", False), ("features.7", False), ("classifier", False),
-    ]  # fmt: skip
+        ("features.0", False),
+        ("features.4", False),
+        ("features.7", False),
+        ("classifier", False),
+    ]
 
 
 def test_inspect_json_is_machine_readable(digits) -> None:  # type: ignore[no-untyped-def]
@@ -44,8 +47,11 @@ def test_inspect_json_is_machine_readable(digits) -> None:  # type: ignore[no-un
     doc = json.loads(run.stdout)
     assert doc["format"] == "pt2" and len(doc["sha256"]) == 64
     assert [layer["name"] for layer in doc["layers"]] == [
-        "features.0", "features.4", "features.7", "classifier",
-    ]  # fmt: skip
+        "features.0",
+        "features.4",
+        "features.7",
+        "classifier",
+    ]
     assert doc["layers"][0]["bn_follows"] is True
     assert doc["inputs"] == [{"name": "x", "shape": [32, 1, 8, 8], "dtype": "float32"}]
     assert doc["float_bytes"] == 22_760 and doc["layer_params"] == 5_370
@@ -85,9 +91,21 @@ def test_quantize_then_eval_in_a_fresh_process_reproduces_the_metric(
 ) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "model.mpq"
     run = _mpq(
-        "quantize", str(digits.pt2), "--data", str(digits.npz), "--uniform", "int3",
-        "--rounding", "gptq", "--scale", "mse", "--bias-correction", "--out", str(out), "--json",
-    )  # fmt: skip
+        "quantize",
+        str(digits.pt2),
+        "--data",
+        str(digits.npz),
+        "--uniform",
+        "int3",
+        "--rounding",
+        "gptq",
+        "--scale",
+        "mse",
+        "--bias-correction",
+        "--out",
+        str(out),
+        "--json",
+    )
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     assert report["file_bytes"] == out.stat().st_size
@@ -101,9 +119,15 @@ def test_quantize_then_eval_in_a_fresh_process_reproduces_the_metric(
 def test_quantize_refuses_a_bad_plan_with_its_code(digits, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "plan.json").write_text('{"layers": {"features.0": {"weight": "int9"}}}')
     run = _mpq(
-        "quantize", str(digits.pt2), "--data", str(digits.npz),
-        "--plan", str(tmp_path / "plan.json"), "--out", str(tmp_path / "m.mpq"),
-    )  # fmt: skip
+        "quantize",
+        str(digits.pt2),
+        "--data",
+        str(digits.npz),
+        "--plan",
+        str(tmp_path / "plan.json"),
+        "--out",
+        str(tmp_path / "m.mpq"),
+    )
     assert run.returncode == 2 and run.stderr.startswith("error[invalid_plan]: ")
     assert not (tmp_path / "m.mpq").exists()
 
@@ -111,9 +135,17 @@ def test_quantize_refuses_a_bad_plan_with_its_code(digits, tmp_path: Path) -> No
 def test_eval_integer_only_reports_full_integer_execution(digits, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "m.mpq"
     q = _mpq(
-        "quantize", str(digits.pt2), "--data", str(digits.npz), "--uniform", "int4",
-        "--rounding", "gptq", "--out", str(out),
-    )  # fmt: skip
+        "quantize",
+        str(digits.pt2),
+        "--data",
+        str(digits.npz),
+        "--uniform",
+        "int4",
+        "--rounding",
+        "gptq",
+        "--out",
+        str(out),
+    )
     assert q.returncode == 0, q.stderr
     run = _mpq("eval", str(out), "--data", str(digits.npz), "--integer-only", "--json")
     assert run.returncode == 0, run.stderr

@@ -21,10 +21,23 @@ def _mpq(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
 def test_search_writes_everything_and_eval_reproduces_it(digits, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "out"
     run = _mpq(
-        "search", str(digits.pt2), "--data", str(digits.npz), "--metric", "accuracy",
-        "--max-drop", "0.01", "--space", "int2,int3,int4,int8,cb16", "--trials", "20",
-        "--out", str(out), "--json", cache=tmp_path / "cache",
-    )  # fmt: skip
+        "search",
+        str(digits.pt2),
+        "--data",
+        str(digits.npz),
+        "--metric",
+        "accuracy",
+        "--max-drop",
+        "0.01",
+        "--space",
+        "int2,int3,int4,int8,cb16",
+        "--trials",
+        "20",
+        "--out",
+        str(out),
+        "--json",
+        cache=tmp_path / "cache",
+    )
     assert run.returncode == 0, run.stderr
     doc = json.loads(run.stdout)
     assert doc["met_targets"] is True and doc["trials"]["total"] == 20
@@ -59,8 +72,15 @@ def test_bad_search_arguments_exit_2_with_a_code(digits, tmp_path: Path) -> None
     unlabeled = tmp_path / "x.npz"
     np.savez(unlabeled, x=np.load(digits.npz)["x"])
     run = _mpq(
-        "search", str(digits.pt2), "--data", str(unlabeled), "--metric", "accuracy",
-        "--out", str(tmp_path / "o"), cache=tmp_path / "cache",
-    )  # fmt: skip
+        "search",
+        str(digits.pt2),
+        "--data",
+        str(unlabeled),
+        "--metric",
+        "accuracy",
+        "--out",
+        str(tmp_path / "o"),
+        cache=tmp_path / "cache",
+    )
     assert run.returncode == 2 and run.stderr.startswith("error[invalid_data]: "), run.stderr
     assert "labels" in run.stderr

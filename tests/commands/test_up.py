@@ -38,8 +38,12 @@ class Up:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 -- closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "commands", "up", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, text=True,
-        )  # fmt: skip
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         # A thread drains stdout so the pipe never fills, whatever the test is doing.
@@ -175,8 +179,13 @@ def test_up_refuses_a_port_in_use(tmp_path: Path) -> None:
         env["MPQ_DATA_DIR"] = str(tmp_path / "data")
         proc = subprocess.run(
             [sys.executable, "-m", "commands", "up", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     assert (proc.returncode, proc.stdout) == (2, "")
     assert proc.stderr.startswith(f"error[address_unavailable]: cannot listen on 127.0.0.1:{port}")
     assert not (tmp_path / "data" / "mpq.db").exists()

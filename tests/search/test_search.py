@@ -36,10 +36,15 @@ def _config(digits, tmp: Path, **kw: object) -> SearchConfig:  # type: ignore[no
     if not CACHE:
         CACHE.append(tmp / "cache")
     base: dict[str, object] = dict(
-        model=str(digits.pt2), data=str(digits.npz), metric="accuracy",
-        targets=Targets(max_drop=0.01), space=SPACE, trials=24, seed=0,
+        model=str(digits.pt2),
+        data=str(digits.npz),
+        metric="accuracy",
+        targets=Targets(max_drop=0.01),
+        space=SPACE,
+        trials=24,
+        seed=0,
         cache_dir=str(CACHE[0]),
-    )  # fmt: skip
+    )
     base.update(kw)
     return SearchConfig(**base)  # type: ignore[arg-type]
 

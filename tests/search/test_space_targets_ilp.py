@@ -28,12 +28,18 @@ def test_choice_keys_round_trip() -> None:
 
 def test_space_choices_pins_and_embeddings() -> None:
     space = SearchSpace.parse(
-        "int4,cb16,fp16", pins=["classifier=int8", "enc.*.q=int6/gptq/a8"],
-        roundings=("nearest", "gptq"), activations=("a8",),
-    )  # fmt: skip
+        "int4,cb16,fp16",
+        pins=["classifier=int8", "enc.*.q=int6/gptq/a8"],
+        roundings=("nearest", "gptq"),
+        activations=("a8",),
+    )
     assert space.all_choices() == [
-        "int4/nearest/a8", "int4/gptq/a8", "cb16/nearest/a8", "cb16/gptq/a8", "fp16/-/a8",
-    ]  # fmt: skip
+        "int4/nearest/a8",
+        "int4/gptq/a8",
+        "cb16/nearest/a8",
+        "cb16/gptq/a8",
+        "fp16/-/a8",
+    ]
     assert space.choices("classifier") == ["int8/nearest/a8"]
     assert space.choices("enc.3.q") == ["int6/gptq/a8"]
     assert "int4/gptq/a8" not in space.choices("emb", embedding=True)
@@ -53,8 +59,12 @@ def test_bad_spaces_are_refused_with_a_code(bad: dict[str, object]) -> None:
 
 def test_bytes_and_targets() -> None:
     assert [parse_bytes(s) for s in ("2048", "8KB", "7.5 kb", "11.4MB", "2MiB")] == [
-        2048, 8000, 7500, 11_400_000, 2_097_152,
-    ]  # fmt: skip
+        2048,
+        8000,
+        7500,
+        11_400_000,
+        2_097_152,
+    ]
     with pytest.raises(MPQError) as info:
         parse_bytes("8 parsecs")
     assert info.value.code == "invalid_plan"

@@ -29,10 +29,16 @@ SPACE = SearchSpace(formats=("int2", "int4", "int8"))
 
 def _config(digits: Digits, tmp: Path, trials: int = 8, seeds: int = 4) -> SearchConfig:
     return SearchConfig(
-        model=str(digits.pt2), data=str(digits.npz), metric="accuracy",
-        targets=Targets(max_drop=0.05), space=SPACE, trials=trials, seed=0,
-        cache_dir=str(tmp / "cache"), ilp_seeds=seeds,
-    )  # fmt: skip
+        model=str(digits.pt2),
+        data=str(digits.npz),
+        metric="accuracy",
+        targets=Targets(max_drop=0.05),
+        space=SPACE,
+        trials=trials,
+        seed=0,
+        cache_dir=str(tmp / "cache"),
+        ilp_seeds=seeds,
+    )
 
 
 @pytest.fixture(scope="module")

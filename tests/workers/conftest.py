@@ -55,16 +55,31 @@ def start_worker(
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("MPQ_")}
     env |= {
-        **server.env, "MPQ_DATA_DIR": str(server.data_dir),
-        "MPQ_DATABASE_URL": server.database_url, "PYTHONUNBUFFERED": "1", **extra,
-    }  # fmt: skip
+        **server.env,
+        "MPQ_DATA_DIR": str(server.data_dir),
+        "MPQ_DATABASE_URL": server.database_url,
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
     log_path = server.data_dir / f"worker-{name}.log"
     log = open(log_path, "wb")  # noqa: SIM115 -- closed after the worker stops
     proc = subprocess.Popen(
-        [sys.executable, "-m", "commands", "worker", "--hostname", f"{name}@%h",
-         "--concurrency", str(concurrency)],
-        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "commands",
+            "worker",
+            "--hostname",
+            f"{name}@%h",
+            "--concurrency",
+            str(concurrency),
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         yield proc
     finally:
@@ -88,10 +103,15 @@ def worker_log(server: Server, name: str = "w1") -> str:
 def job_body(model_id: int, dataset_id: int, **over: Any) -> dict[str, Any]:
     """A digits job request (16 trials, one runner) with ``over`` replacing fields."""
     body: dict[str, Any] = {
-        "model_id": model_id, "dataset_id": dataset_id, "metric": "accuracy",
-        "targets": {"max_drop": 0.01}, "space": ["int2", "int3", "int4", "int8", "cb16"],
-        "budget": {"trials": 16}, "seed": 0, "parallelism": 1,
-    }  # fmt: skip
+        "model_id": model_id,
+        "dataset_id": dataset_id,
+        "metric": "accuracy",
+        "targets": {"max_drop": 0.01},
+        "space": ["int2", "int3", "int4", "int8", "cb16"],
+        "budget": {"trials": 16},
+        "seed": 0,
+        "parallelism": 1,
+    }
     return body | over
 
 

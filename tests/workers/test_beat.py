@@ -26,8 +26,11 @@ def test_beat_starts_keeps_its_schedule_in_the_data_dir_and_stops_cleanly(
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "commands", "beat", "--loglevel", "INFO"],
-            env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            env=env,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             deadline = time.monotonic() + STARTUP_S
             while "beat: Starting..." not in log_path.read_text(errors="replace"):

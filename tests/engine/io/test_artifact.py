@@ -111,8 +111,10 @@ def _assert_same_quantized_model(got: QuantizedModel, want: QuantizedModel) -> N
             assert isinstance(v.qparams, AffineQParams)
             assert torch.equal(v.qparams.scale, w.qparams.scale)
             assert (v.qparams.qmin, v.qparams.qmax, v.qparams.group_size) == (
-                w.qparams.qmin, w.qparams.qmax, w.qparams.group_size,
-            )  # fmt: skip
+                w.qparams.qmin,
+                w.qparams.qmax,
+                w.qparams.group_size,
+            )
         elif isinstance(w.qparams, CodebookQParams):
             assert isinstance(v.qparams, CodebookQParams)
             assert torch.equal(v.qparams.centroids, w.qparams.centroids)

@@ -44,9 +44,20 @@ from tests.engine.quant.ternary_format import TernaryQParams, TernaryScheme
 
 ROOT = Path(__file__).resolve().parents[3]
 BUILTIN_FORMATS = [
-    "int2", "int3", "int4", "int5", "int8", "int16", "int4g32", "int8g64",
-    "cb2", "cb16", "cb256", "fp16", "fp32",
-]  # fmt: skip
+    "int2",
+    "int3",
+    "int4",
+    "int5",
+    "int8",
+    "int16",
+    "int4g32",
+    "int8g64",
+    "cb2",
+    "cb16",
+    "cb256",
+    "fp16",
+    "fp32",
+]
 
 
 @pytest.fixture

@@ -64,9 +64,13 @@ def test_json_round_trip_and_canonical_text() -> None:
     back = QuantPlan.from_json(json.loads(text))
     assert back == plan and back.dumps() == text
     assert json.loads(text)["layers"]["features.0"] == {
-        "weight": "int4", "activation": "a8", "rounding": "gptq", "scale": "mse", "outliers": 2,
+        "weight": "int4",
+        "activation": "a8",
+        "rounding": "gptq",
+        "scale": "mse",
+        "outliers": 2,
         "bias_correction": False,
-    }  # fmt: skip
+    }
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,12 @@ def test_digits_inventory_hand_computed(digits_program) -> None:  # type: ignore
     assert inv.fixed_batch == 32  # the raw export; import_model generalizes it
     assert [layer.bn_follows for layer in inv.layers] == [True, True, True, False]
     assert inv.other_ops == {
-        "adaptive_avg_pool2d": 1, "batch_norm": 3, "flatten": 1, "max_pool2d": 1, "relu": 3,
-    }  # fmt: skip
+        "adaptive_avg_pool2d": 1,
+        "batch_norm": 3,
+        "flatten": 1,
+        "max_pool2d": 1,
+        "relu": 3,
+    }
     # 4 layers + 3 BN * (gamma, beta, mean, var) of 16/32/32 channels
     assert inv.total_params == 144 + 4608 + 288 + 330 + 4 * (16 + 32 + 32)
     assert inv.float_bytes == 4 * inv.total_params

@@ -79,8 +79,12 @@ def free_port() -> int:
 def _mpq(env: dict[str, str], *args: str) -> str:
     proc = subprocess.run(
         [sys.executable, "-m", "commands", *args],
-        env=env, cwd=ROOT, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -101,8 +105,11 @@ def start_server(tmp: Path, *, database_url: str | None = None, **extra: str) ->
     log = open(tmp / "server.log", "wb")  # noqa: SIM115 -- closed after the server stops
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "service.main:app", "--port", str(port)],
-        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -167,8 +174,9 @@ def upload_digits(c: httpx.Client, digits: Digits) -> tuple[int, int]:
     model_id = r.json()["id"]
     with open(digits.npz, "rb") as f:
         r = c.post(
-            "/v1/datasets", files={"file": ("digits.npz", f)},
+            "/v1/datasets",
+            files={"file": ("digits.npz", f)},
             data={"name": "digits", "model_id": str(model_id)},
-        )  # fmt: skip
+        )
     assert r.status_code == 201, r.text
     return model_id, int(r.json()["id"])

@@ -55,9 +55,10 @@ def _upload_model(client: httpx.Client, path: Path, name: str) -> httpx.Response
 def _upload_data(client: httpx.Client, path: Path, name: str, model_id: Any) -> httpx.Response:
     with open(path, "rb") as f:
         return client.post(
-            "/v1/datasets", files={"file": (path.name, f)},
+            "/v1/datasets",
+            files={"file": (path.name, f)},
             data={"name": name, "model_id": str(model_id)},
-        )  # fmt: skip
+        )
 
 
 def test_health_needs_no_key(server: Server) -> None:
@@ -173,21 +174,27 @@ def test_malformed_requests(server: Server, digits: Digits) -> None:
     _bad_input(server, lambda c: c.get("/v1/models?limit=0"), 422, "invalid_request")
     _bad_input(server, lambda c: c.post("/v1/models", json={"name": "x"}), 422, "invalid_request")
     _bad_input(
-        server, lambda c: c.post("/v1/models", files={"file": ("m.onnx", b"x")}),
-        422, "invalid_request",
-    )  # fmt: skip
+        server,
+        lambda c: c.post("/v1/models", files={"file": ("m.onnx", b"x")}),
+        422,
+        "invalid_request",
+    )
     _bad_input(
-        server, lambda c: c.post("/v1/models", data={"name": "x"}, files={"other": ("f", b"x")}),
-        422, "invalid_request",
-    )  # fmt: skip
+        server,
+        lambda c: c.post("/v1/models", data={"name": "x"}, files={"other": ("f", b"x")}),
+        422,
+        "invalid_request",
+    )
     _bad_input(
         server, lambda c: _upload_data(c, digits.npz, "d", "not-a-number"), 422, "invalid_request"
     )
     broken = {"content-type": "multipart/form-data; boundary=b"}
     _bad_input(
-        server, lambda c: c.post("/v1/models", content=b"--b\r\nbroken", headers=broken),
-        422, "invalid_request",
-    )  # fmt: skip
+        server,
+        lambda c: c.post("/v1/models", content=b"--b\r\nbroken", headers=broken),
+        422,
+        "invalid_request",
+    )
 
 
 def test_oversize_upload(small_server: Server, digits: Digits) -> None:

@@ -62,9 +62,11 @@ def _error(response: httpx.Response, status: int, code: str) -> str:
 def _queue_app(server: Server, broker_url: str, queue: str) -> Settings:
     # explicit values: MPQ_* variables of the test process must not redirect the broker
     return Settings(
-        data_dir=server.data_dir, database_url=server.database_url,
-        broker_url=broker_url, queue=queue,
-    )  # fmt: skip
+        data_dir=server.data_dir,
+        database_url=server.database_url,
+        broker_url=broker_url,
+        queue=queue,
+    )
 
 
 def _send(settings: Settings, n: int) -> None:
@@ -87,24 +89,38 @@ def test_metrics_need_no_key_and_list_every_job_state(server: Server) -> None:
 
 def test_jobs_by_state_and_trials(server: Server) -> None:
     rows = {
-        JobStatus.QUEUED: [0, 0], JobStatus.RUNNING: [3], JobStatus.SUCCEEDED: [8, 8, 8],
-        JobStatus.FAILED: [1], JobStatus.CANCELLED: [],
-    }  # fmt: skip
+        JobStatus.QUEUED: [0, 0],
+        JobStatus.RUNNING: [3],
+        JobStatus.SUCCEEDED: [8, 8, 8],
+        JobStatus.FAILED: [1],
+        JobStatus.CANCELLED: [],
+    }
     engine = make_engine(server.database_url)
     try:
         with session_factory(engine)() as session, session.begin():
             for team_name in ("alpha", "beta"):  # counted across teams
                 team = session.scalars(select(Team).where(Team.name == team_name)).one()
                 model = Model(
-                    team_id=team.id, name="m", version=1, kind=ModelKind.ONNX,
-                    sha256="0" * 64, size_bytes=1, blob_path="models/none.onnx", inventory={},
-                )  # fmt: skip
+                    team_id=team.id,
+                    name="m",
+                    version=1,
+                    kind=ModelKind.ONNX,
+                    sha256="0" * 64,
+                    size_bytes=1,
+                    blob_path="models/none.onnx",
+                    inventory={},
+                )
                 session.add(model)
                 session.flush()
                 dataset = Dataset(
-                    team_id=team.id, name="d", sha256="1" * 64, size_bytes=1,
-                    blob_path="datasets/none.npz", num_samples=1, inputs={},
-                )  # fmt: skip
+                    team_id=team.id,
+                    name="d",
+                    sha256="1" * 64,
+                    size_bytes=1,
+                    blob_path="datasets/none.npz",
+                    num_samples=1,
+                    inputs={},
+                )
                 session.add(dataset)
                 session.flush()
                 ids = {"team_id": team.id, "model_id": model.id, "dataset_id": dataset.id}

@@ -52,9 +52,14 @@ def test_conv(groups: int, stride: int, padding: int, bits: int) -> None:
     s_w = torch.rand(8, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) / 50 + 1e-3
     bias = torch.randn(8, generator=torch.Generator().manual_seed(3)).double()
     real = F.conv2d(
-        x.dequantize().double(), w_i.double() * s_w[:, None, None, None], bias, stride, padding,
-        1, groups,
-    )  # fmt: skip
+        x.dequantize().double(),
+        w_i.double() * s_w[:, None, None, None],
+        bias,
+        stride,
+        padding,
+        1,
+        groups,
+    )
     out = qspec_for_range(float(real.min()), float(real.max()), 8)
     bias_i = torch.round(bias / (X.scale * s_w)).long()
     acc = conv_acc(
@@ -64,9 +69,14 @@ def test_conv(groups: int, stride: int, padding: int, bits: int) -> None:
     got = requantize(acc, dyadic(X.scale * s_w / out.scale), out, axis=1)
     # the twin's bias is rounded to the int32 grid too: the same rounding as the kernel's
     twin = F.conv2d(
-        x.dequantize().double(), w_i.double() * s_w[:, None, None, None],
-        bias_i.double() * X.scale * s_w, stride, padding, 1, groups,
-    )  # fmt: skip
+        x.dequantize().double(),
+        w_i.double() * s_w[:, None, None, None],
+        bias_i.double() * X.scale * s_w,
+        stride,
+        padding,
+        1,
+        groups,
+    )
     _check(got, twin.float(), out)
 
 

@@ -26,11 +26,8 @@ DIGITS_PLANS = {
         "features.7": LayerFormat("cb16"),
         "classifier": LayerFormat("int6", outliers=3),
     },
-    "int3_gptq": lambda: {
-        k: LayerFormat("int3", rounding="gptq", scale="mse")
-        for k in LAYERS
-    },
-}  # fmt: skip
+    "int3_gptq": lambda: {k: LayerFormat("int3", rounding="gptq", scale="mse") for k in LAYERS},
+}
 
 
 @pytest.fixture(scope="module")

@@ -71,9 +71,13 @@ def test_qlinearconv_matches(groups: int) -> None:
         numpy_helper.from_array(bias_i.numpy().astype(np.int32), "b"),
     ]
     node = helper.make_node(
-        "QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"],
-        group=groups, pads=[1, 1, 1, 1], strides=[1, 1],
-    )  # fmt: skip
+        "QLinearConv",
+        ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"],
+        ["y"],
+        group=groups,
+        pads=[1, 1, 1, 1],
+        strides=[1, 1],
+    )
     peer = _run(node, {"x": x.numpy().astype(np.uint8)}, inits, [2, 16, 12, 12])
     acc = conv_acc(
         QTensor(x, X), w_i, stride=[1, 1], padding=[1, 1], dilation=[1, 1], groups=groups
