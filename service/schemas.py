@@ -7,7 +7,7 @@ adds, ``<Resource>sPublic(data, count)`` a page of a list with the team's total 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -122,20 +122,22 @@ class JobTargets(BaseModel):
     """What the chosen plan must meet: at most one metric target, at most one size target.
 
     None at all asks for the trade-off front alone (the chosen plan is then the most
-    accurate). The one-of-each rule is the job spec's (``search.JobSpec``), checked once.
+    accurate). The schemas here check shapes and types only; every rule on the values
+    (ranges, the one-of-each rule) is the job spec's (``search.JobSpec``), checked once
+    for the API and ``mpq search`` alike (``invalid_plan``).
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    max_drop: float | None = Field(default=None, ge=0, description="absolute metric drop")
-    max_drop_rel: float | None = Field(default=None, ge=0, lt=1, description="relative drop")
+    max_drop: float | None = Field(default=None, description="absolute metric drop, >= 0")
+    max_drop_rel: float | None = Field(default=None, description="relative drop, in [0, 1)")
     min_metric: float | None = Field(default=None, description="metric floor")
-    max_bytes: Annotated[int, Field(gt=0)] | str | None = Field(
+    max_bytes: int | str | None = Field(
         default=None,
         description='payload ceiling: bytes, or a size such as "8KB" or "1.5MiB" (KB = 1000 B)',
         examples=[8000, "8KB"],
     )
-    min_ratio: float | None = Field(default=None, gt=1, description="compression floor")
+    min_ratio: float | None = Field(default=None, description="compression floor, > 1")
 
 
 class Budget(BaseModel):
@@ -143,8 +145,8 @@ class Budget(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    trials: int = Field(default=100, ge=1, description="trial budget, over all runners")
-    timeout_s: float | None = Field(default=None, gt=0, description="wall-clock budget")
+    trials: int = Field(default=100, description="trial budget, over all runners (>= 1)")
+    timeout_s: float | None = Field(default=None, description="wall-clock budget, seconds")
 
 
 class JobCreate(BaseModel):
@@ -179,9 +181,9 @@ class JobCreate(BaseModel):
         examples=[{"classifier": "int8"}],
     )
     budget: Budget = Field(default_factory=Budget)
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, description="seeds the sampler (>= 0)")
     sampler: str = Field(default=_SPEC.sampler, description="tpe, nsga2 or random")
-    parallelism: int = Field(default=1, ge=1, description="trial runners (capped by settings)")
+    parallelism: int = Field(default=1, description="trial runners, >= 1 (capped by settings)")
 
     def spec(self) -> JobSpec:
         """The job spec of this request (everything but the ids).

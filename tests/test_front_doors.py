@@ -86,6 +86,14 @@ def test_the_same_request_gives_the_same_spec() -> None:
         ("--rounding floor", {"rounding": ["floor"]}),
         ("--pin 'fc*=int5x'", {"pins": {"fc*": "int5x"}}),
         ("--metric sqnr --max-drop 1", {"metric": "sqnr", "targets": {"max_drop": 1}}),
+        ("--max-drop -0.1", {"targets": {"max_drop": -0.1}}),
+        ("--max-drop-rel 1.5", {"targets": {"max_drop_rel": 1.5}}),
+        ("--max-bytes 0", {"targets": {"max_bytes": 0}}),
+        ("--min-ratio 1", {"targets": {"min_ratio": 1}}),
+        ("--trials 0", {"budget": {"trials": 0}}),
+        ("--timeout-s 0", {"budget": {"timeout_s": 0}}),
+        ("--seed -1", {"seed": -1}),
+        ("--parallelism 0", {"parallelism": 0}),
     ],
 )
 def test_a_bad_request_is_refused_with_the_same_message(argv: str, body: dict[str, Any]) -> None:

@@ -113,13 +113,13 @@ def test_the_body_is_a_job_spec_and_the_job_stores_it_as_is(
 @pytest.mark.parametrize(
     ("over", "status", "code"),
     [
-        ({"targets": {"max_drop": -0.1}}, 422, "invalid_request"),
+        ({"targets": {"max_drop": -0.1}}, 422, "invalid_plan"),
         ({"targets": {"max_drop": 0.01, "min_metric": 0.9}}, 422, "invalid_plan"),
         ({"targets": {"max_bytes": 10, "min_ratio": 4}}, 422, "invalid_plan"),
-        ({"targets": {"max_bytes": 0}}, 422, "invalid_request"),
+        ({"targets": {"max_bytes": 0}}, 422, "invalid_plan"),
         ({"targets": {"max_drop": 0.01, "bogus": 1}}, 422, "invalid_request"),
-        ({"budget": {"trials": 0}}, 422, "invalid_request"),
-        ({"parallelism": 0}, 422, "invalid_request"),
+        ({"budget": {"trials": 0}}, 422, "invalid_plan"),
+        ({"parallelism": 0}, 422, "invalid_plan"),
         ({"metric": "bleu"}, 422, "invalid_plan"),
         ({"metric": "sqnr"}, 422, "invalid_plan"),
         ({"space": ["int5x"]}, 422, "invalid_plan"),
