@@ -138,7 +138,10 @@ def evaluate_file(
     with int8 weights and 8-bit activations (calibration split), and a note says so.
     """
     ir, kind = _load_any(path, trust_uploads)
-    ir, data = fit_batch(ir, load_dataset(data_path, ir.inputs))
+    # Only a float model run integer-only is calibrated here: otherwise every sample scores.
+    calibrates = integer_only and kind != "mpq"
+    dataset = load_dataset(data_path, ir.inputs, hold_out_calibration=calibrates)
+    ir, data = fit_batch(ir, dataset)
     metric = pick_metric(metric, data)
     if not METRICS[metric].needs_labels and kind == "mpq" and reference is None:
         raise MPQError(
@@ -155,15 +158,17 @@ def evaluate_file(
     if not integer_only:
         outputs = evaluate(to_graph_module(ir), data, "evaluation")
         ref = ref_outputs if ref_outputs is not None else outputs
-        return EvalReport(metric, _score(metric, outputs, ref, data), samples, kind)
-    notes: tuple[str, ...] = ()
+        return EvalReport(
+            metric, _score(metric, outputs, ref, data), samples, kind, notes=data.notes
+        )
+    notes: tuple[str, ...] = data.notes
     if kind == "mpq":
         qm = load_artifact(path).quantized
         qm = replace(qm, ir=_at(qm.ir, data))
     else:
         plan = QuantPlan.uniform([layer.name for layer in inventory(ir).layers], LayerFormat())
         qm = apply(ir, plan, [b.tensors for b in data.batches("calibration")])
-        notes = (
+        notes += (
             "a float model: quantized with int8 weights and 8-bit activations (calibration "
             "split) before lowering; use mpq quantize for another plan",
         )

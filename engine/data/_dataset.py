@@ -165,12 +165,16 @@ def load_dataset(
     *,
     calibration_samples: int | None = None,
     max_bytes: int = 2 * 1024**3,
+    hold_out_calibration: bool = True,
 ) -> Dataset:
     """Load and validate the data file at ``path`` for a model whose inputs are ``inputs``.
 
     See the module docstring for formats, naming, splitting and casting rules.
     ``calibration_samples`` (``1 <= k < n``) applies only to files without
     ``calib/`` arrays. ``max_bytes`` caps the file size and the unpacked size.
+    ``hold_out_calibration=False`` is for callers that calibrate nothing (scoring a
+    ``model.mpq`` or a float model): the evaluation split is then every sample of a file
+    without ``calib/`` arrays (its calibration split, still drawn as above, overlaps it).
 
     Raises:
         FileMissingError, DataFormatError, CorruptFileError, PickledDataError,
@@ -212,6 +216,12 @@ def load_dataset(
             f"so both splits keep samples, or give explicit {CALIB_PREFIX}<input> arrays"
         )
     chosen = torch.tensor([i * n // k for i in range(k)], dtype=torch.int64)
+    if not hold_out_calibration:
+        notes.append(
+            f"{file!r} has no {CALIB_PREFIX} arrays and nothing is calibrated: all {n} of its "
+            "samples are evaluated"
+        )
+        return Dataset(specs, evaluation.select(chosen), evaluation, tuple(notes))
     mask = torch.ones(n, dtype=torch.bool)
     mask[chosen] = False
     notes.append(
