@@ -1,0 +1,151 @@
+"""Layer-local sensitivity against the full-forward sensitivity the search uses today.
+
+Run: ``nice .venv/bin/python bench/sensitivity.py [--only digits|minilm] [--work DIR]``
+
+Per model (the cases of ``bench/search.py``: the digits CNN with the default space,
+MiniLM with its int4..cb256/GPTQ space), two cold evaluators: one measures
+:func:`search._sensitivity.measure_sensitivity` (a full forward per (layer,
+choice)), the other :func:`search._sensitivity_local.measure_sensitivity_local`
+(one forward + backward, layer-local estimates). Printed: pairs, seconds of each
+and their ratio, the Spearman rank correlation over all (layer, choice) pairs,
+the mean per-layer Spearman (ranking the choices of one layer), the same over
+the median and interquartile range of local / full over pairs, and with ``--search``
+the search as shipped (ILP seeds + TPE, ``--trials``) seeded from each: chosen payload.
+
+Threads: ``torch.set_num_threads(1)`` (as ``bench/search.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from scipy.stats import spearmanr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.search import Case, digits_case, minilm_case
+from search import Evaluator, SearchConfig, SearchSpace, finalize, open_evaluator, run_trials
+from search._sensitivity import Sensitivity, measure_sensitivity
+from search._sensitivity_local import measure_sensitivity_local
+from search._study import create_study, open_storage
+
+
+def say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def open_case(case: Case) -> Evaluator:
+    cfg = SearchConfig(
+        model=str(case.model),
+        data=str(case.data),
+        metric=case.metric,
+        targets=case.targets,
+        space=case.space,
+        trials=1,
+        seed=0,
+    )
+    return open_evaluator(cfg)
+
+
+def timed(ev: Evaluator, space: SearchSpace, local: bool) -> tuple[Sensitivity, float]:
+    t0 = time.perf_counter()
+    sens = measure_sensitivity_local(ev, space) if local else measure_sensitivity(ev, space)
+    return sens, time.perf_counter() - t0
+
+
+def search_with(case: Case, sens: Sensitivity, out: Path) -> str:
+    """The search as shipped, seeded from ``sens``: the chosen payload and metric."""
+    cfg = SearchConfig(
+        model=str(case.model),
+        data=str(case.data),
+        metric=case.metric,
+        targets=case.targets,
+        space=case.space,
+        trials=case.trials,
+        seed=0,
+    )
+    ev = open_evaluator(cfg)
+    t0 = time.perf_counter()
+    search = create_study(cfg, ev, sens, storage=open_storage(None), name="bench")
+    run_trials(search, ev)
+    res = finalize(search, ev, out)
+    chosen = res["chosen"]
+    if chosen is None:
+        return f"no plan chosen ({res.get('message')})"
+    return (
+        f"{chosen['payload_bytes']:,} B, metric {chosen['metric']:.4f}, "
+        f"met {res['met_targets']}, {time.perf_counter() - t0:.0f}s"
+    )
+
+
+def compare(
+    name: str, full: Sensitivity, local: Sensitivity, t_full: float, t_local: float
+) -> None:
+    keys = [(layer, c) for layer in full for c in full[layer]]
+    a = [full[layer][c] for layer, c in keys]
+    b = [local[layer][c] for layer, c in keys]
+    rho = float(spearmanr(a, b).statistic)
+    per_layer = [
+        float(spearmanr(list(full[x].values()), [local[x][c] for c in full[x]]).statistic)
+        for x in full
+        if len(full[x]) > 2
+    ]
+    per_layer = [r for r in per_layer if r == r]  # nan where a layer's values are all tied
+    ratios = [y / x for x, y in zip(a, b, strict=True) if x > 0]
+    say(
+        f"{name}: {len(keys)} pairs | full {t_full:.1f}s, local {t_local:.1f}s, "
+        f"ratio {t_full / t_local:.1f}x | spearman all pairs {rho:.3f}, "
+        f"mean per layer {statistics.fmean(per_layer):.3f} (min {min(per_layer):.3f}), "
+        f"local / full median {statistics.median(ratios):.2f} "
+        f"(IQR {quartiles(ratios)})"
+    )
+    worst = sorted(keys, key=lambda k: -full[k[0]][k[1]])[:5]
+    for x, c in worst:
+        say(f"  {x} {c}: full {full[x][c]:.3g} local {local[x][c]:.3g}")
+
+
+def quartiles(xs: list[float]) -> str:
+    q = statistics.quantiles(xs, n=4)
+    return f"{q[0]:.2f}..{q[2]:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=("digits", "minilm"))
+    parser.add_argument("--work", type=Path)
+    parser.add_argument("--search", action="store_true", help="also search with each")
+    parser.add_argument("--trials", type=int, default=60, help="search trials (default 60)")
+    parser.add_argument("--no-full", action="store_true", help="time the local estimate only")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    work = args.work or Path(tempfile.mkdtemp(prefix="mpq-bench-sens-"))
+    work.mkdir(parents=True, exist_ok=True)
+    builders = {"digits": digits_case, "minilm": minilm_case}
+    for name, build in builders.items():
+        if args.only and args.only != name:
+            continue
+        case = build(work, args.trials)
+        ev = open_case(case)
+        local, t_local = timed(ev, case.space, local=True)
+        _, t_local_warm = timed(ev, case.space, local=True)
+        say(f"{name}: local {t_local:.1f}s cold, {t_local_warm:.1f}s with the weights cached")
+        if args.no_full:
+            continue
+        if name == "digits":
+            _, t_full_warm = timed(ev, case.space, local=False)
+            say(f"{name}: full {t_full_warm:.1f}s with the weights cached")
+        full, t_full = timed(open_case(case), case.space, local=False)
+        compare(name, full, local, t_full, t_local)
+        if args.search:
+            for label, sens in (("full", full), ("local", local)):
+                say(f"{name}: search seeded by {label}: {search_with(case, sens, work / label)}")
+
+
+if __name__ == "__main__":
+    main()
