@@ -1,16 +1,21 @@
 """Layer-local sensitivity against the full-forward sensitivity the search uses today.
 
-Run: ``nice .venv/bin/python bench/sensitivity.py [--only digits|minilm] [--work DIR]``
+Run: ``nice .venv/bin/python bench/sensitivity.py [--only digits|minilm] [--work DIR]
+[--no-full] [--full-warm] [--search] [--trials N]``
 
 Per model (the cases of ``bench/search.py``: the digits CNN with the default space,
 MiniLM with its int4..cb256/GPTQ space), two cold evaluators: one measures
 :func:`search._sensitivity.measure_sensitivity` (a full forward per (layer,
 choice)), the other :func:`search._sensitivity_local.measure_sensitivity_local`
-(one forward + backward, layer-local estimates). Printed: pairs, seconds of each
-and their ratio, the Spearman rank correlation over all (layer, choice) pairs,
-the mean per-layer Spearman (ranking the choices of one layer), the same over
-the median and interquartile range of local / full over pairs, and with ``--search``
-the search as shipped (ILP seeds + TPE, ``--trials``) seeded from each: chosen payload.
+(one forward + backward, layer-local estimates); the local evaluator then times
+the local estimate again and (digits, or ``--full-warm``) the full forward with
+every weight already quantized, which separates weight quantization from the
+rest. Printed: pairs, seconds of each and their ratio, the Spearman rank
+correlation over all (layer, choice) pairs, the mean (and min) per-layer Spearman
+(ranking the choices of one layer), the median and interquartile range of
+local / full over pairs, the five largest full-forward damages beside their
+estimates, and with ``--search`` the search as shipped (ILP seeds + TPE,
+``--trials``) seeded from each: the chosen payload and metric.
 
 Threads: ``torch.set_num_threads(1)`` (as ``bench/search.py``).
 """
@@ -71,6 +76,7 @@ def search_with(case: Case, sens: Sensitivity, out: Path) -> str:
         seed=0,
     )
     ev = open_evaluator(cfg)
+    ev.prime(case.space)  # one calibration pass for every GPTQ layer, as create_search does
     t0 = time.perf_counter()
     search = create_study(cfg, ev, sens, storage=open_storage(None), name="bench")
     run_trials(search, ev)
@@ -121,7 +127,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path)
     parser.add_argument("--search", action="store_true", help="also search with each")
     parser.add_argument("--trials", type=int, default=60, help="search trials (default 60)")
-    parser.add_argument("--no-full", action="store_true", help="time the local estimate only")
+    parser.add_argument("--no-full", action="store_true", help="no cold full-forward run")
+    parser.add_argument(
+        "--full-warm", action="store_true", help="time the full forward with cached weights"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     work = args.work or Path(tempfile.mkdtemp(prefix="mpq-bench-sens-"))
@@ -135,15 +144,16 @@ def main() -> None:
         local, t_local = timed(ev, case.space, local=True)
         _, t_local_warm = timed(ev, case.space, local=True)
         say(f"{name}: local {t_local:.1f}s cold, {t_local_warm:.1f}s with the weights cached")
-        if args.no_full:
-            continue
-        if name == "digits":
+        runs = {"local": local}
+        if name == "digits" or args.full_warm:
             _, t_full_warm = timed(ev, case.space, local=False)
             say(f"{name}: full {t_full_warm:.1f}s with the weights cached")
-        full, t_full = timed(open_case(case), case.space, local=False)
-        compare(name, full, local, t_full, t_local)
+        if not args.no_full:
+            full, t_full = timed(open_case(case), case.space, local=False)
+            compare(name, full, local, t_full, t_local)
+            runs = {"full": full, "local": local}
         if args.search:
-            for label, sens in (("full", full), ("local", local)):
+            for label, sens in runs.items():
                 say(f"{name}: search seeded by {label}: {search_with(case, sens, work / label)}")
 
 
