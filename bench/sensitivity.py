@@ -45,17 +45,21 @@ def say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def open_case(case: Case) -> Evaluator:
-    cfg = SearchConfig(
+def case_config(case: Case, *, trials: int = 1) -> SearchConfig:
+    """The search configuration of ``case`` (seed 0)."""
+    return SearchConfig(
         model=str(case.model),
         data=str(case.data),
         metric=case.metric,
         targets=case.targets,
         space=case.space,
-        trials=1,
+        trials=trials,
         seed=0,
     )
-    return open_evaluator(cfg)
+
+
+def open_case(case: Case) -> Evaluator:
+    return open_evaluator(case_config(case))
 
 
 def timed(ev: Evaluator, space: SearchSpace, local: bool) -> tuple[Sensitivity, float]:
@@ -66,15 +70,7 @@ def timed(ev: Evaluator, space: SearchSpace, local: bool) -> tuple[Sensitivity, 
 
 def search_with(case: Case, sens: Sensitivity, out: Path) -> str:
     """The search as shipped, seeded from ``sens``: the chosen payload and metric."""
-    cfg = SearchConfig(
-        model=str(case.model),
-        data=str(case.data),
-        metric=case.metric,
-        targets=case.targets,
-        space=case.space,
-        trials=case.trials,
-        seed=0,
-    )
+    cfg = case_config(case, trials=case.trials)
     ev = open_evaluator(cfg)
     ev.prime(case.space)  # one calibration pass for every GPTQ layer, as create_search does
     t0 = time.perf_counter()
