@@ -173,6 +173,14 @@ SPEC_FLAGS: tuple[SpecFlag, ...] = (
         "processes sharing the study",
         aliases=("--workers",),
     ),
+    SpecFlag(
+        "sensitivity",
+        "--sensitivity",
+        ("sensitivity",),
+        str,
+        "how per-layer sensitivity is measured: local (one forward and backward pass), "
+        "full (a forward per layer and format) or auto (full for small models)",
+    ),
 )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import InvalidPlanError
+from search._sensitivity import METHODS
 from search._space import SearchSpace
 from search._targets import Targets
 
@@ -31,6 +32,7 @@ class SearchConfig:
         ilp_seeds: rungs of the ILP budget ladder enqueued first (0: no seeding).
         chunks: fractions of the evaluation batches scored before the whole split.
         cache_dir: where sensitivity tables are cached (None: no cache).
+        sensitivity: ``auto``, ``local`` or ``full`` (:mod:`search._sensitivity`).
     """
 
     model: str
@@ -45,6 +47,7 @@ class SearchConfig:
     ilp_seeds: int = 8
     chunks: tuple[float, ...] = (0.25, 1.0)
     cache_dir: str | None = None
+    sensitivity: str = "auto"
 
     def __post_init__(self) -> None:
         if self.metric not in ("accuracy", "agreement", "cosine", "sqnr"):
@@ -57,6 +60,10 @@ class SearchConfig:
             )
         if self.sampler not in SAMPLERS:
             raise InvalidPlanError(f"sampler must be one of {', '.join(SAMPLERS)}")
+        if self.sensitivity not in METHODS:
+            raise InvalidPlanError(
+                f"sensitivity must be auto, local or full, got {self.sensitivity!r}"
+            )
         if self.trials < 1:
             raise InvalidPlanError(f"trials must be at least 1, got {self.trials}")
 
@@ -74,6 +81,7 @@ class SearchConfig:
             "ilp_seeds": self.ilp_seeds,
             "chunks": list(self.chunks),
             "cache_dir": self.cache_dir,
+            "sensitivity": self.sensitivity,
         }
 
     @classmethod
@@ -91,4 +99,5 @@ class SearchConfig:
             ilp_seeds=int(d["ilp_seeds"]),
             chunks=tuple(d["chunks"]),
             cache_dir=d.get("cache_dir"),
+            sensitivity=d.get("sensitivity", "auto"),
         )

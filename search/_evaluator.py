@@ -67,7 +67,10 @@ class Evaluator:
             raise ValueError(f"cannot search on metric {metric!r}")
         self.ir, self.data, self.metric = ir, data, metric
         folded, _ = fold_batch_norm(ir)
-        self.layers: tuple[LayerInfo, ...] = inventory(folded).layers
+        inv = inventory(folded)
+        self.layers: tuple[LayerInfo, ...] = inv.layers
+        self.total_macs: int = inv.total_macs
+        """Multiply-accumulates of the quantizable layers per sample."""
         nodes = {n.name: n for n in folded.nodes}
         self.embeddings = {x.name for x in self.layers if nodes[x.node].op in EMBEDDING_OPS}
         self.shapes: dict[str, tuple[int, ...]] = {}

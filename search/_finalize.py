@@ -83,9 +83,10 @@ def finalize(
             }
             for f in finalists
         ],
-        "uniform": _uniform_baselines(search, ev),
+        "uniform": _uniform_baselines(search, ev, records),
         "chosen": None,
         "sensitivity": search.study.user_attrs.get("sensitivity", {}),
+        "sensitivity_method": search.study.user_attrs.get("sensitivity_method"),
         "evaluations_until_target": _evaluations_until_target(records),
     }
     if chosen is not None:
@@ -114,28 +115,47 @@ def finalize(
     return result
 
 
-def _uniform_baselines(search: Search, ev: Evaluator) -> list[dict[str, Any]]:
-    """int8 and int4 everywhere (GPTQ where the space allows it), for the plot and the report."""
+def _uniform_baselines(
+    search: Search, ev: Evaluator, records: list[TrialRecord]
+) -> list[dict[str, Any]]:
+    """Uniform plans: int8 and int4 everywhere (GPTQ where the space allows it).
+
+    Those in the space are trials of the study (:func:`search._study.uniform_plans`) and
+    are reported from their trial (``trial``: its number). int8 and int4 with the space's
+    first activation format are always reported, for the plot: where they are not trials
+    (a space without them, or a budget spent before them) they are evaluated here, as
+    reference points outside the search (``trial``: None).
+    """
     space = search.config.space
     rounding = "gptq" if "gptq" in space.roundings else space.roundings[0]
     out = []
+    for r in sorted(records, key=lambda r: r.number):
+        if r.source.startswith("uniform:") and r.metric is not None:
+            key = r.source.removeprefix("uniform:")
+            out.append(
+                {"plan": key, "metric": r.metric, "bytes": r.bytes, "trial": r.number}
+                | ({"state": r.state} if r.state != "complete" else {})
+            )
+    seen = {u["plan"] for u in out}
     for weight in ("int8", "int4"):
         key = f"{weight}/{rounding}/{space.activations[0]}"
+        if key in seen:
+            continue
         plan = space.plan({layer.name: key for layer in ev.layers})
         value = ev.evaluate(plan).value
-        out.append({"plan": key, "metric": value, "bytes": ev.payload_bytes(plan)})
+        out.append({"plan": key, "metric": value, "bytes": ev.payload_bytes(plan), "trial": None})
     return out
 
 
 def _closest_misses(search: Search, records: list[TrialRecord]) -> list[TrialRecord]:
-    """The trial nearest to feasibility (smallest summed violation).
+    """The trial nearest to feasibility (smallest summed violation) on the Pareto front.
 
-    Completed trials first; when every trial was pruned, trials pruned on a
-    prefix of the data (their metric is that prefix's) -- the chosen plan is then
-    scored on the whole split when it is packed.
+    Completed trials on the front first, so the closest miss is never dominated by
+    another trial (a uniform baseline among them); when every trial was pruned, trials
+    pruned on a prefix of the data (their metric is that prefix's) -- the chosen plan is
+    then scored on the whole split when it is packed.
     """
-    done = [r for r in records if r.state == "complete" and r.metric is not None]
-    done = done or [r for r in records if r.metric is not None]
+    done = front(records) or [r for r in records if r.metric is not None]
     if not done:
         return []
     targets = search.config.targets

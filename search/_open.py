@@ -21,9 +21,25 @@ from engine.ir import is_ir_file, load_ir
 from search._config import SearchConfig
 from search._evaluator import Evaluator
 from search._sensitivity import Sensitivity, cache_path, measure_sensitivity
+from search._sensitivity_local import measure_sensitivity_local
 from search._study import Search, create_study, load_study, open_storage
 
-__all__ = ["create_search", "join_search", "open_evaluator", "open_search"]
+__all__ = [
+    "FULL_SENSITIVITY_MACS",
+    "create_search",
+    "join_search",
+    "open_evaluator",
+    "open_search",
+    "sensitivity_method",
+]
+
+FULL_SENSITIVITY_MACS = 2 * 10**9
+"""``auto`` measures sensitivity with a forward per (layer, choice) while
+``pairs x MACs per sample`` stays under this (2 G; the digits CNN with the default space:
+76 pairs x 88 KMAC = 6.7 M; MiniLM: 714 x 0.68 GMAC = 485 G; EfficientNet-Lite2: 1,235 x
+0.86 GMAC = 1,062 G). Below it the full method costs seconds and ranks pairs a little
+better (bench/sensitivity.py); above, its cost grows as layers x choices x model cost, the
+local method's as the model cost alone."""
 
 
 def open_evaluator(config: SearchConfig, *, trust_uploads: bool = False) -> Evaluator:
@@ -47,15 +63,40 @@ def create_search(
     progress: Callable[[int, int], None] | None = None,
 ) -> Search:
     """Measure sensitivity (cached), seed by ILP, and create the study."""
+    method = sensitivity_method(config, ev)
     cache = None
     if config.cache_dir is not None:
         model_sha = sha256_file(Path(config.model))
         data_sha = sha256_file(Path(config.data))
-        cache = cache_path(Path(config.cache_dir), model_sha, data_sha, config.metric)
+        cache = cache_path(
+            Path(config.cache_dir), model_sha, data_sha, config.metric, method=method
+        )
     sensitivity: Sensitivity = {}
+    space = config.space
     if config.ilp_seeds > 0:  # only the seeding needs it; a plain TPE/random search skips it
-        sensitivity = measure_sensitivity(ev, config.space, cache_file=cache, progress=progress)
-    return create_study(config, ev, sensitivity, storage=open_storage(storage_url), name=name)
+        if method == "local":
+            sensitivity = measure_sensitivity_local(
+                ev, space, seed=config.seed, cache_file=cache, progress=progress
+            )
+        else:
+            sensitivity = measure_sensitivity(ev, space, cache_file=cache, progress=progress)
+    storage = open_storage(storage_url)
+    return create_study(config, ev, sensitivity, storage=storage, name=name, method=method)
+
+
+def sensitivity_method(config: SearchConfig, ev: Evaluator) -> str:
+    """``local`` or ``full``: the configured method, ``auto`` resolved by model cost.
+
+    ``auto`` is ``full`` when ``pairs x total MACs per sample <= FULL_SENSITIVITY_MACS``
+    (``pairs``: the (layer, choice) pairs of the space), else ``local``. A count, not a
+    timing, so the same job picks the same method on every machine.
+    """
+    if config.sensitivity != "auto":
+        return config.sensitivity
+    pairs = sum(
+        len(config.space.choices(x.name, embedding=x.name in ev.embeddings)) for x in ev.layers
+    )
+    return "full" if pairs * ev.total_macs <= FULL_SENSITIVITY_MACS else "local"
 
 
 def join_search(storage_url: str, name: str, *, worker: int, read_only: bool = False) -> Search:

@@ -16,7 +16,7 @@ Its JSON (version 1) is the job body of the REST API without the model and datas
      "space": ["int4", "int8", "cb16"], "rounding": ["nearest", "gptq"],
      "activation": ["a8"], "pins": {"classifier": "int8"},
      "budget": {"trials": 100, "timeout_s": null},
-     "seed": 0, "sampler": "tpe", "parallelism": 1}
+     "seed": 0, "sampler": "tpe", "parallelism": 1, "sensitivity": "auto"}
 
 Validation lives here once: every front door raises the same
 :class:`~engine.errors.InvalidPlanError` with the same message.
@@ -31,6 +31,7 @@ from typing import Any
 
 from engine.errors import InvalidPlanError
 from search._config import SAMPLERS, SearchConfig
+from search._sensitivity import METHODS as SENSITIVITY_METHODS
 from search._space import DEFAULT_ACTIVATIONS, DEFAULT_ROUNDINGS, SearchSpace
 from search._targets import Targets, parse_bytes
 
@@ -54,6 +55,7 @@ _TOP = (
     "seed",
     "sampler",
     "parallelism",
+    "sensitivity",
 )
 
 
@@ -75,6 +77,9 @@ class JobSpec:
         seed: seeds the sampler (runner ``w`` uses ``seed + w``).
         sampler: ``tpe``, ``nsga2`` or ``random``.
         parallelism: trial runners sharing the study (a service may cap it).
+        sensitivity: how per-layer sensitivity is measured: ``local`` (one forward and
+            one backward pass), ``full`` (a forward per layer and choice) or ``auto``
+            (``full`` for small models; see :mod:`search._sensitivity`).
         version: the JSON layout's version (:data:`SPEC_VERSION`).
     """
 
@@ -89,6 +94,7 @@ class JobSpec:
     seed: int = 0
     sampler: str = "tpe"
     parallelism: int = 1
+    sensitivity: str = "auto"
     version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
@@ -112,6 +118,11 @@ class JobSpec:
         if self.sampler not in SAMPLERS:
             raise InvalidPlanError(
                 f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}"
+            )
+        if self.sensitivity not in SENSITIVITY_METHODS:
+            raise InvalidPlanError(
+                f"sensitivity must be one of {', '.join(SENSITIVITY_METHODS)}, got "
+                f"{self.sensitivity!r}"
             )
         _check_int("trials", self.trials, low=1)
         _check_int("seed", self.seed, low=0, high=2**63 - 1)
@@ -146,6 +157,7 @@ class JobSpec:
             seed=self.seed,
             sampler=self.sampler,
             cache_dir=cache_dir,
+            sensitivity=self.sensitivity,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -162,6 +174,7 @@ class JobSpec:
             "seed": self.seed,
             "sampler": self.sampler,
             "parallelism": self.parallelism,
+            "sensitivity": self.sensitivity,
         }
 
     @classmethod
@@ -202,6 +215,7 @@ class JobSpec:
             seed=_int(doc.get("seed", d.seed), "seed"),
             sampler=_str(doc.get("sampler", d.sampler), "sampler"),
             parallelism=_int(doc.get("parallelism", d.parallelism), "parallelism"),
+            sensitivity=_str(doc.get("sensitivity", d.sensitivity), "sensitivity"),
         )
 
     @classmethod

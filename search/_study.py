@@ -8,8 +8,11 @@ write, so on an RDB storage a trial costs about one commit per layer plus a few
 (measured on SQLite with WAL: ~70 ms per digits trial, negligible beside a
 MiniLM trial's seconds). A trial's own record is one user attribute.
 
-Creating a search measures sensitivity, solves the seeding ILP for a ladder of
-budgets and enqueues the distinct plans, then marks the study ``ready`` (a study a
+Creating a search measures sensitivity, enqueues the uniform baselines (int8 and int4
+on every layer, with each activation format of the space: :func:`uniform_plans`) so they
+are trials like any other and no result can be dominated by a baseline the job measured,
+solves the seeding ILP for a ladder of budgets and enqueues the distinct plans not
+already queued, then marks the study ``ready`` (a study a
 crashed process left half-made is not ready, and is made again). Then any process
 that opens the same storage can run trials (:mod:`search._trials`, which also
 explains how the budget holds across processes and crashes).
@@ -49,7 +52,11 @@ __all__ = [
     "make_record",
     "open_storage",
     "trial_records",
+    "uniform_plans",
 ]
+
+UNIFORM_WEIGHTS = ("int8", "int4")
+"""Weight formats of the uniform baselines (where the space has them)."""
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -174,8 +181,10 @@ def create_study(
     *,
     storage: BaseStorage | None,
     name: str,
+    method: str = "full",
 ) -> Search:
-    """A new study holding ``config``, the baseline, sensitivity and the ILP seeds."""
+    """A new study holding ``config``, the baseline, sensitivity (measured by ``method``)
+    and the ILP seeds."""
     study = optuna.create_study(
         storage=storage,
         study_name=name,
@@ -186,8 +195,14 @@ def create_study(
     study.set_user_attr("baseline", ev.baseline)
     study.set_user_attr("float_bytes", ev.float_bytes)
     study.set_user_attr("sensitivity", sensitivity)
-    for choices, budget in _ilp_seeds(config, ev, sensitivity):
-        study.enqueue_trial(choices, user_attrs={"source": f"ilp<={budget}"})
+    study.set_user_attr("sensitivity_method", method)
+    queued: set[tuple[str, ...]] = set()
+    seeds = [(c, f"uniform:{key}") for key, c in uniform_plans(config, ev)]
+    seeds += [(c, f"ilp<={budget}") for c, budget in _ilp_seeds(config, ev, sensitivity)]
+    for choices, source in seeds:
+        if tuple(choices.values()) not in queued:
+            queued.add(tuple(choices.values()))
+            study.enqueue_trial(choices, user_attrs={"source": source})
     study.set_user_attr("ready", True)
     return Search(study, config, ev.baseline, ev.float_bytes)
 
@@ -205,6 +220,31 @@ def load_study(storage: BaseStorage, name: str, *, worker: int = 0) -> Search:
     study = optuna.load_study(study_name=name, storage=storage, sampler=_sampler(config, worker))
     attrs = probe.user_attrs
     return Search(study, config, float(attrs["baseline"]), int(attrs["float_bytes"]))
+
+
+def uniform_plans(config: SearchConfig, ev: Evaluator) -> list[tuple[str, dict[str, str]]]:
+    """The uniform baselines as plans of the space: ``(key, layer -> choice)``.
+
+    One per weight format of :data:`UNIFORM_WEIGHTS` in the space and activation format
+    of the space (weight-only with ``float``), rounded with GPTQ where the space allows
+    it. Pinned layers keep their pin; embeddings round to nearest (their only uniform
+    rounding, :meth:`SearchSpace.choices`).
+    """
+    space = config.space
+    rounding = "gptq" if "gptq" in space.roundings else space.roundings[0]
+    out = []
+    for weight in (w for w in UNIFORM_WEIGHTS if w in space.formats):
+        for act in space.activations:
+            key = f"{weight}/{rounding}/{act}"
+            plan = {}
+            for layer in ev.layers:
+                options = space.choices(layer.name, embedding=layer.name in ev.embeddings)
+                near = f"{weight}/nearest/{act}"
+                plan[layer.name] = (
+                    key if key in options else near if near in options else options[0]
+                )
+            out.append((key, plan))
+    return out
 
 
 def _ilp_seeds(

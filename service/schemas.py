@@ -184,6 +184,11 @@ class JobCreate(BaseModel):
     seed: int = Field(default=0, description="seeds the sampler (>= 0)")
     sampler: str = Field(default=_SPEC.sampler, description="tpe, nsga2 or random")
     parallelism: int = Field(default=1, description="trial runners, >= 1 (capped by settings)")
+    sensitivity: str = Field(
+        default=_SPEC.sensitivity,
+        description="per-layer sensitivity: local (one forward and backward pass), full (a "
+        "forward per layer and format) or auto (full for small models)",
+    )
 
     def spec(self) -> JobSpec:
         """The job spec of this request (everything but the ids).

@@ -86,10 +86,21 @@ def test_digits_search_meets_the_target_with_true_numbers(
     assert best is not None and best.number == chosen["trial"]
     # one process: exactly the budget, no trial closed unrun
     assert len(search.study.get_trials()) == cfg.trials == len(result["trials"])
-    # every front trial is undominated, and ILP seeds ran first
+    # the uniform baselines ran first, as trials, then the ILP seeds
     records = trial_records(search)
-    assert [r.source.startswith("ilp") for r in records[:3]] == [True] * 3
+    sources = [r.source for r in records]
+    assert sources[:2] == ["uniform:int8/gptq/a8", "uniform:int4/gptq/a8"]
+    assert all(s.startswith("ilp") for s in sources[2:5])
+    assert [(u["plan"], u["trial"]) for u in result["uniform"]] == [
+        ("int8/gptq/a8", records[0].number),
+        ("int4/gptq/a8", records[1].number),
+    ]
+    assert set(records[0].choices.values()) == {"int8/gptq/a8"}
+    # every front trial is undominated; no uniform baseline beats the chosen plan
     assert {r.number for r in front(records)} == set(result["front"])
+    for u in result["uniform"]:
+        assert not (u["metric"] >= chosen["metric"] and u["bytes"] < chosen["payload_bytes"])
+    assert result["sensitivity_method"] == "full"  # auto, on a model this small
 
 
 def test_same_seed_same_result(digits, evaluator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -111,6 +122,17 @@ def test_a_target_nobody_meets_returns_the_closest_miss(digits, evaluator, tmp_p
     assert not result["met_targets"]
     assert "no plan met the targets" in result["message"]
     assert (tmp_path / "out" / "model.mpq").is_file() == (result["chosen"] is not None)
+    # the closest miss is on the front: no trial (a uniform baseline included) beats it
+    chosen = result["chosen"]
+    trial = next(t for t in result["trials"] if t["number"] == chosen["trial"])
+    assert chosen["trial"] in result["front"]
+    assert not any(
+        t["metric"] is not None
+        and t["state"] == "complete"
+        and t["metric"] >= trial["metric"]
+        and t["bytes"] < trial["bytes"]
+        for t in result["trials"]
+    )
 
 
 def test_two_processes_share_the_budget_exactly(digits, evaluator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
