@@ -12,8 +12,9 @@ Creating a search measures sensitivity, enqueues the uniform baselines (int8 and
 on every layer, with each activation format of the space: :func:`uniform_plans`) so they
 are trials like any other and no result can be dominated by a baseline the job measured,
 solves the seeding ILP for a ladder of budgets and enqueues the distinct plans not
-already queued, then marks the study ``ready`` (a study a
-crashed process left half-made is not ready, and is made again). Then any process
+already queued (with seeding off, ``ilp_seeds=0``, neither: a plain sampler), then marks
+the study ``ready`` (a study a crashed process left half-made is not ready, and is made
+again). Then any process
 that opens the same storage can run trials (:mod:`search._trials`, which also
 explains how the budget holds across processes and crashes).
 
@@ -199,6 +200,8 @@ def create_study(
     queued: set[tuple[str, ...]] = set()
     seeds = [(c, f"uniform:{key}") for key, c in uniform_plans(config, ev)]
     seeds += [(c, f"ilp<={budget}") for c, budget in _ilp_seeds(config, ev, sensitivity)]
+    if config.ilp_seeds <= 0:
+        seeds = []  # a plain sampler (benchmarks' baseline): nothing enqueued
     for choices, source in seeds:
         if tuple(choices.values()) not in queued:
             queued.add(tuple(choices.values()))
