@@ -173,6 +173,14 @@ SPEC_FLAGS: tuple[SpecFlag, ...] = (
         "processes sharing the study",
         aliases=("--workers",),
     ),
+    SpecFlag(
+        "holdout",
+        "--holdout",
+        ("holdout",),
+        float,
+        "share of the evaluation samples held out to judge the chosen plan (0: none)",
+        metavar="FRACTION",
+    ),
 )
 
 

@@ -16,10 +16,13 @@ Its JSON (version 1) is the job body of the REST API without the model and datas
      "space": ["int4", "int8", "cb16"], "rounding": ["nearest", "gptq"],
      "activation": ["a8"], "pins": {"classifier": "int8"},
      "budget": {"trials": 100, "timeout_s": null},
-     "seed": 0, "sampler": "tpe", "parallelism": 1}
+     "seed": 0, "sampler": "tpe", "parallelism": 1, "holdout": 0.25}
 
 Validation lives here once: every front door raises the same
 :class:`~engine.errors.InvalidPlanError` with the same message.
+
+Size: one file (over 300 lines): the spec, its JSON both ways and every rule on its
+values, so the three front doors cannot drift apart.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from engine.errors import InvalidPlanError
-from search._config import SAMPLERS, SearchConfig
+from search._config import DEFAULT_HOLDOUT, SAMPLERS, SearchConfig, check_holdout
 from search._space import DEFAULT_ACTIVATIONS, DEFAULT_ROUNDINGS, SearchSpace
 from search._targets import Targets, parse_bytes
 
@@ -54,6 +57,7 @@ _TOP = (
     "seed",
     "sampler",
     "parallelism",
+    "holdout",
 )
 
 
@@ -75,6 +79,8 @@ class JobSpec:
         seed: seeds the sampler (runner ``w`` uses ``seed + w``).
         sampler: ``tpe``, ``nsga2`` or ``random``.
         parallelism: trial runners sharing the study (a service may cap it).
+        holdout: share of the evaluation samples held out of the search, in ``[0, 0.9]``
+            (0: none); the chosen plan's result is judged on them.
         version: the JSON layout's version (:data:`SPEC_VERSION`).
     """
 
@@ -89,6 +95,7 @@ class JobSpec:
     seed: int = 0
     sampler: str = "tpe"
     parallelism: int = 1
+    holdout: float = DEFAULT_HOLDOUT
     version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
@@ -116,6 +123,7 @@ class JobSpec:
         _check_int("trials", self.trials, low=1)
         _check_int("seed", self.seed, low=0, high=2**63 - 1)
         _check_int("parallelism", self.parallelism, low=1)
+        check_holdout(self.holdout)
         if self.timeout_s is not None and not (
             math.isfinite(self.timeout_s) and self.timeout_s > 0
         ):
@@ -146,6 +154,7 @@ class JobSpec:
             seed=self.seed,
             sampler=self.sampler,
             cache_dir=cache_dir,
+            holdout=self.holdout,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -162,6 +171,7 @@ class JobSpec:
             "seed": self.seed,
             "sampler": self.sampler,
             "parallelism": self.parallelism,
+            "holdout": self.holdout,
         }
 
     @classmethod
@@ -183,6 +193,7 @@ class JobSpec:
             max_bytes = parse_bytes(max_bytes)
         d = cls()
         pins = _mapping(doc, "pins")
+        holdout = _num(doc.get("holdout"), "holdout")
         return cls(
             version=_int(doc.get("version", SPEC_VERSION), "version"),
             metric=_str(doc.get("metric", d.metric), "metric"),
@@ -202,6 +213,7 @@ class JobSpec:
             seed=_int(doc.get("seed", d.seed), "seed"),
             sampler=_str(doc.get("sampler", d.sampler), "sampler"),
             parallelism=_int(doc.get("parallelism", d.parallelism), "parallelism"),
+            holdout=d.holdout if holdout is None else holdout,
         )
 
     @classmethod

@@ -184,6 +184,13 @@ class JobCreate(BaseModel):
     seed: int = Field(default=0, description="seeds the sampler (>= 0)")
     sampler: str = Field(default=_SPEC.sampler, description="tpe, nsga2 or random")
     parallelism: int = Field(default=1, description="trial runners, >= 1 (capped by settings)")
+    holdout: float = Field(
+        default=_SPEC.holdout,
+        description=(
+            "share of the evaluation samples held out of the search, in [0, 0.9] (0: none); "
+            "the chosen plan is judged on them (`result.chosen.heldout`, `result.met_targets`)"
+        ),
+    )
 
     def spec(self) -> JobSpec:
         """The job spec of this request (everything but the ids).
@@ -220,7 +227,13 @@ class JobPublic(BaseModel):
 
 
 class JobDetail(JobPublic):
-    """One job: its baseline, best plan so far and, once done, the result and chosen plan."""
+    """One job: its baseline, best plan so far and, once done, the result and chosen plan.
+
+    ``baseline.metric`` and ``chosen.metric`` are on the search split (what the plans were
+    chosen by); ``baseline.heldout`` and ``chosen.heldout`` (``metric``, 95% ``ci``,
+    ``samples``) on the held-out split, which ``result.met_targets`` is judged on
+    (``result.met_on_search`` beside it).
+    """
 
     baseline: dict[str, Any] | None
     best: dict[str, Any] | None
