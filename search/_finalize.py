@@ -243,10 +243,10 @@ def _message(result: dict[str, Any], chosen: Finalist) -> str | None:
             "no plan met the targets on the search split; the chosen plan is the closest miss "
             f"(metric {chosen.record.metric:.6g}, {chosen.record.bytes} bytes)"
         )
-    verdict = None if held is None else _holds(result["chosen"], floor, result["targets"])
-    if held is not None and verdict != result["met_on_search"]:
+    holds = None if held is None else _holds(result["chosen"], floor, result["targets"])
+    if held is not None and holds != result["met_on_search"]:
         lo, hi = held["ci"] if held["ci"] is not None else (math.nan, math.nan)
-        verdict = "meets" if verdict else "misses"
+        verdict = "meets" if holds else "misses"
         against = "" if floor is None else f" against the floor {floor:.6g}"
         parts.append(
             f"on the held-out split the chosen plan {verdict} the targets: metric "
