@@ -3,15 +3,18 @@ result, and two processes share one study's budget exactly."""
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from engine.data import accuracy, evaluate, wilson_interval
+from engine.data import Split, accuracy, evaluate, holdout_indices, wilson_interval
 from engine.io import load_artifact
+from engine.ir import to_graph_module
 from search import (
     Evaluator,
     SearchConfig,
@@ -150,6 +153,30 @@ def test_the_held_out_split_judges_the_chosen_plan(digits, evaluator, tmp_path: 
         "seed": 1,
         "note": None,
     }
+
+
+def test_agreement_without_labels_stratifies_by_the_float_top1(evaluator) -> None:  # type: ignore[no-untyped-def]
+    whole = evaluator.whole
+    unlabelled = replace(whole, evaluation=Split(whole.evaluation.inputs, None))
+    ev = Evaluator(evaluator.ir, unlabelled, "agreement", holdout=0.25, seed=0)
+    assert ev.stratified_by == "float top-1" and ev.baseline == 1.0
+    top1 = evaluate(to_graph_module(evaluator.ir), unlabelled, "evaluation").argmax(-1)
+    cut = holdout_indices(540, 0.25, seed=0, strata=top1)
+    held = torch.cat([b.tensors[0][: b.n_valid] for b in ev.heldout_batches])
+    assert torch.equal(held, whole.evaluation.tensors()[0][cut.heldout])
+    score = ev.heldout_baseline
+    assert score is not None and score.metric == 1.0 and score.samples == 135
+    assert score.ci == wilson_interval(135, 135)
+
+
+def test_too_few_samples_turn_the_held_out_split_off(evaluator) -> None:  # type: ignore[no-untyped-def]
+    whole = evaluator.whole
+    tiny = replace(whole, evaluation=whole.evaluation.select(torch.arange(5)))
+    ev = Evaluator(evaluator.ir, tiny, "accuracy", holdout=0.25, seed=0)
+    assert ev.heldout_batches == [] and ev.heldout_baseline is None
+    assert ev.heldout_note is not None and ev.heldout_note in ev.notes
+    assert ev._rows(len(ev.batches)) == 5  # every sample is searched on
+    assert math.isnan(ev.score_module(to_graph_module(ev.ir), split="heldout"))
 
 
 def test_two_processes_share_the_budget_exactly(digits, evaluator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
