@@ -181,6 +181,14 @@ SPEC_FLAGS: tuple[SpecFlag, ...] = (
         "how per-layer sensitivity is measured: local (one forward and backward pass), "
         "full (a forward per layer and format) or auto (full for small models)",
     ),
+    SpecFlag(
+        "holdout",
+        "--holdout",
+        ("holdout",),
+        float,
+        "share of the evaluation samples held out to judge the chosen plan (0: none)",
+        metavar="FRACTION",
+    ),
 )
 
 

@@ -17,8 +17,8 @@ it, safe to repeat after a crash; ``progress`` counts a study's trials.
 
 from __future__ import annotations
 
-from search._config import SAMPLERS, SearchConfig
-from search._evaluator import Evaluation, Evaluator
+from search._config import DEFAULT_HOLDOUT, MAX_HOLDOUT, SAMPLERS, SearchConfig
+from search._evaluator import Evaluation, Evaluator, HeldoutScore
 from search._finalize import finalize
 from search._front import best_so_far, front
 from search._open import create_search, join_search, open_evaluator, open_search
@@ -29,10 +29,13 @@ from search._targets import Targets
 from search._trials import Progress, progress, run_trials
 
 __all__ = [
+    "DEFAULT_HOLDOUT",
+    "MAX_HOLDOUT",
     "METRICS",
     "SAMPLERS",
     "Evaluation",
     "Evaluator",
+    "HeldoutScore",
     "JobSpec",
     "Progress",
     "Search",

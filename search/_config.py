@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,9 +12,21 @@ from search._sensitivity import METHODS
 from search._space import SearchSpace
 from search._targets import Targets
 
-__all__ = ["SAMPLERS", "SearchConfig"]
+__all__ = ["DEFAULT_HOLDOUT", "MAX_HOLDOUT", "SAMPLERS", "SearchConfig", "check_holdout"]
 
 SAMPLERS = ("tpe", "nsga2", "random")
+DEFAULT_HOLDOUT = 0.25
+"""Share of the evaluation samples held out from the search by default."""
+MAX_HOLDOUT = 0.9
+
+
+def check_holdout(holdout: float) -> None:
+    """Raise :class:`InvalidPlanError` unless ``0 <= holdout <= MAX_HOLDOUT``."""
+    if not (math.isfinite(holdout) and 0 <= holdout <= MAX_HOLDOUT):
+        raise InvalidPlanError(
+            f"holdout must be a fraction of the evaluation samples in [0, {MAX_HOLDOUT}] "
+            f"(0 turns the held-out split off), got {holdout}"
+        )
 
 
 @dataclass(frozen=True)
@@ -27,12 +40,15 @@ class SearchConfig:
         space: formats per layer.
         trials: trial budget (seeds included), over all workers.
         timeout_s: wall-clock budget of each worker, or None.
-        seed: seeds the sampler (worker ``w`` uses ``seed + w``).
+        seed: seeds the sampler (worker ``w`` uses ``seed + w``) and the held-out split.
         sampler: ``tpe`` (multivariate, constant liar), ``nsga2`` or ``random``.
         ilp_seeds: rungs of the ILP budget ladder enqueued first (0: no seeding).
         chunks: fractions of the evaluation batches scored before the whole split.
         cache_dir: where sensitivity tables are cached (None: no cache).
         sensitivity: ``auto``, ``local`` or ``full`` (:mod:`search._sensitivity`).
+        holdout: share of the evaluation samples held out of the search, scored only
+            for the chosen plan and the float model (0: none; see
+            :func:`engine.data.holdout_split`).
     """
 
     model: str
@@ -48,6 +64,7 @@ class SearchConfig:
     chunks: tuple[float, ...] = (0.25, 1.0)
     cache_dir: str | None = None
     sensitivity: str = "auto"
+    holdout: float = DEFAULT_HOLDOUT
 
     def __post_init__(self) -> None:
         if self.metric not in ("accuracy", "agreement", "cosine", "sqnr"):
@@ -66,6 +83,7 @@ class SearchConfig:
             )
         if self.trials < 1:
             raise InvalidPlanError(f"trials must be at least 1, got {self.trials}")
+        check_holdout(self.holdout)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -82,6 +100,7 @@ class SearchConfig:
             "chunks": list(self.chunks),
             "cache_dir": self.cache_dir,
             "sensitivity": self.sensitivity,
+            "holdout": self.holdout,
         }
 
     @classmethod
@@ -100,4 +119,6 @@ class SearchConfig:
             chunks=tuple(d["chunks"]),
             cache_dir=d.get("cache_dir"),
             sensitivity=d.get("sensitivity", "auto"),
+            # Studies made before the held-out split searched every evaluation sample.
+            holdout=float(d.get("holdout", 0.0)),
         )

@@ -2,16 +2,27 @@
 
 ``finalize`` reads every trial, takes the Pareto front (metric up, bytes down),
 keeps the plans that meet the targets, re-evaluates those finalists integer-only
-on the whole evaluation split, and chooses: the smallest finalist when a metric
-target is given, else the most accurate within the size ceiling. When nothing
-meets the targets the closest miss is chosen and the result says so. The chosen
-plan is packed into ``model.mpq``; the metric and bytes reported are measured
-on that file (loaded back), so ``mpq eval`` reproduces them.
+on the search split, and chooses: the smallest finalist when a metric target is
+given, else the most accurate within the size ceiling. When nothing meets the
+targets the closest miss is chosen and the result says so. The chosen plan is
+packed into ``model.mpq``; the metric and bytes reported are measured on that file
+(loaded back).
+
+Every choice is made on the search split, so its metric is optimistic for new
+data. The chosen file is then scored once on the held-out split
+(``chosen.heldout``: metric, 95% interval, sample count, integer-only metric), and
+``met_targets`` says whether the targets hold there: the search split met them
+(``met_on_search``: some trial did) and the chosen file's held-out metric is ``>=`` the
+floor computed from the float model's held-out metric (``targets.heldout_metric_floor``)
+with payload bytes ``<=`` the ceiling. Without a held-out split the two are the same.
+``chosen.evaluation_metric`` is the file on the whole evaluation split (both
+splits), which ``mpq eval model.mpq`` reproduces.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -51,10 +62,12 @@ def finalize(
     out_dir.mkdir(parents=True, exist_ok=True)
     config, targets = search.config, search.config.targets
     floor = targets.metric_floor(search.baseline)
+    held_base = ev.heldout_baseline
+    held_floor = None if held_base is None else targets.metric_floor(held_base.metric)
     records = trial_records(search)
     pareto = front(records)
     feasible = [r for r in pareto if r.feasible]
-    met = bool(feasible)
+    met_on_search = bool(feasible)
     pool = feasible or _closest_misses(search, records)
     finalists = []
     for r in pool:
@@ -64,12 +77,26 @@ def finalize(
     chosen = _choose(finalists, has_metric_target=targets.has_metric_target) if finalists else None
     result: dict[str, Any] = {
         "config": config.to_json(),
-        "baseline": {"metric": search.baseline, "bytes": search.float_bytes},
+        "baseline": {
+            "metric": search.baseline,
+            "bytes": search.float_bytes,
+            "heldout": None if held_base is None else held_base.to_json(),
+        },
         "targets": {
             "metric_floor": floor,
+            "heldout_metric_floor": held_floor,
             "byte_ceiling": targets.byte_ceiling(search.float_bytes),
         },
-        "met_targets": met,
+        "met_targets": met_on_search,
+        "met_on_search": met_on_search,
+        "holdout": {
+            "fraction": config.holdout,
+            "search_samples": sum(b.n_valid for b in ev.batches),
+            "heldout_samples": sum(b.n_valid for b in ev.heldout_batches),
+            "stratified_by": ev.stratified_by,
+            "seed": config.seed,
+            "note": ev.heldout_note,
+        },
         "trials": [r.to_json() for r in records],
         "front": [r.number for r in pareto],
         "finalists": [
@@ -92,18 +119,18 @@ def finalize(
     if chosen is not None:
         result["chosen"] = _pack(search, ev, chosen, out_dir / "model.mpq", source_sha256)
         result["chosen"]["onnx"] = _export_onnx(out_dir / "model.mpq", out_dir / "model.onnx")
-        if not met:
-            result["message"] = (
-                "no plan met the targets; the chosen plan is the closest miss "
-                f"(metric {chosen.record.metric:.6g}, {chosen.record.bytes} bytes)"
-            )
+        if held_base is not None and met_on_search:
+            result["met_targets"] = _holds(result["chosen"], held_floor, result["targets"])
+        message = _message(result, chosen)
+        if message:
+            result["message"] = message
     else:
         result["message"] = "no trial was evaluated; raise --trials or --timeout"
     if chosen is not None and floor is not None and chosen.integer_metric < floor:
         result["integer_note"] = (
-            f"integer-only execution of the chosen plan scores {chosen.integer_metric:.6g}, "
-            f"below the metric floor {floor:.6g}: the floor holds for the simulated model "
-            "(what model.mpq gives in MPQ), not on integer-only hardware"
+            f"integer-only execution of the chosen plan scores {chosen.integer_metric:.6g} on "
+            f"the search split, below the metric floor {floor:.6g}: the floor holds for the "
+            "simulated model (what model.mpq gives in MPQ), not on integer-only hardware"
         )
     result["timings"] = {**(timings or {}), "finalize_s": time.perf_counter() - t0}
     _write_json(out_dir / "result.json", result)
@@ -186,23 +213,67 @@ def _pack(
     try:
         save_artifact(qm, partial, source_sha256=source_sha256)
         loaded = load_artifact(partial)
-        value = ev.score_module(loaded.module())
+        module = loaded.module()
+        value = ev.score_module(module)
+        whole = ev.score_module(module, split="evaluation")
+        held = ev.heldout_score(module)
+        # The file's own metric is what `mpq eval` gives: the whole evaluation split.
         file_bytes = save_artifact(
-            qm, partial, source_sha256=source_sha256, metrics={search.config.metric: value}
+            qm, partial, source_sha256=source_sha256, metrics={search.config.metric: whole}
         )
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+    heldout = None
+    if held is not None:
+        integer = ev.score_module(lower_to_integer(qm), split="heldout")
+        heldout = held.to_json() | {"integer_metric": integer}
     return {
         "trial": chosen.record.number,
         "plan": plan.to_json(),
         "metric": value,
+        "heldout": heldout,
+        "evaluation_metric": whole,
         "integer_metric": chosen.integer_metric,
         "integer_only": chosen.integer_only,
         "payload_bytes": loaded.payload_bytes,
         "file_bytes": file_bytes,
         "compression": search.float_bytes / loaded.payload_bytes,
     }
+
+
+def _holds(chosen: dict[str, Any], floor: float | None, targets: dict[str, Any]) -> bool:
+    """Whether the packed plan meets the targets on the held-out split (module docstring).
+
+    Only asked of a plan that met them on the search split: a closest miss that clears
+    the floor on the (smaller, noisier) held-out split is not a success.
+    """
+    ceiling = targets["byte_ceiling"]
+    metric_ok = floor is None or chosen["heldout"]["metric"] >= floor
+    return metric_ok and (ceiling is None or chosen["payload_bytes"] <= ceiling)
+
+
+def _message(result: dict[str, Any], chosen: Finalist) -> str | None:
+    """What the user should know about the targets, on the search and held-out splits."""
+    held = result["chosen"]["heldout"]
+    floor = result["targets"]["heldout_metric_floor"]
+    parts = []
+    if not result["met_on_search"]:
+        parts.append(
+            "no plan met the targets on the search split; the chosen plan is the closest miss "
+            f"(metric {chosen.record.metric:.6g}, {chosen.record.bytes} bytes)"
+        )
+    holds = None if held is None else _holds(result["chosen"], floor, result["targets"])
+    if held is not None and holds != result["met_on_search"]:
+        lo, hi = held["ci"] if held["ci"] is not None else (math.nan, math.nan)
+        verdict = "meets" if holds else "misses"
+        against = "" if floor is None else f" against the floor {floor:.6g}"
+        parts.append(
+            f"on the held-out split the chosen plan {verdict} the targets: metric "
+            f"{held['metric']:.6g} (95% CI [{lo:.4g}, {hi:.4g}], {held['samples']} "
+            f"samples){against}; expect the held-out figure on new data"
+        )
+    return "; ".join(parts) or None
 
 
 def _export_onnx(artifact: Path, path: Path) -> dict[str, Any]:

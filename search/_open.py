@@ -45,13 +45,18 @@ local method's as the model cost alone."""
 def open_evaluator(config: SearchConfig, *, trust_uploads: bool = False) -> Evaluator:
     """Load the model (an IR file, or an upload imported safely) and the data of ``config``.
 
+    ``config.holdout`` of the evaluation samples are held out (seeded by ``config.seed``).
+
     Raises:
         InvalidDataError: the metric needs labels and the data file has none.
     """
     path = Path(config.model)
     ir = load_ir(path) if is_ir_file(path) else import_model(path, trust_uploads=trust_uploads).ir
     ir, data = fit_batch(ir, load_dataset(Path(config.data), ir.inputs))
-    return Evaluator(ir, data, pick_metric(config.metric, data), chunks=config.chunks)
+    metric = pick_metric(config.metric, data)
+    return Evaluator(
+        ir, data, metric, chunks=config.chunks, holdout=config.holdout, seed=config.seed
+    )
 
 
 def create_search(

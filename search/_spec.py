@@ -16,10 +16,14 @@ Its JSON (version 1) is the job body of the REST API without the model and datas
      "space": ["int4", "int8", "cb16"], "rounding": ["nearest", "gptq"],
      "activation": ["a8"], "pins": {"classifier": "int8"},
      "budget": {"trials": 100, "timeout_s": null},
-     "seed": 0, "sampler": "tpe", "parallelism": 1, "sensitivity": "auto"}
+     "seed": 0, "sampler": "tpe", "parallelism": 1, "holdout": 0.25,
+     "sensitivity": "auto"}
 
 Validation lives here once: every front door raises the same
 :class:`~engine.errors.InvalidPlanError` with the same message.
+
+Size: one file (over 300 lines): the spec, its JSON both ways and every rule on its
+values, so the three front doors cannot drift apart.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from engine.errors import InvalidPlanError
-from search._config import SAMPLERS, SearchConfig
+from search._config import DEFAULT_HOLDOUT, SAMPLERS, SearchConfig, check_holdout
 from search._sensitivity import METHODS as SENSITIVITY_METHODS
 from search._space import DEFAULT_ACTIVATIONS, DEFAULT_ROUNDINGS, SearchSpace
 from search._targets import Targets, parse_bytes
@@ -56,6 +60,7 @@ _TOP = (
     "sampler",
     "parallelism",
     "sensitivity",
+    "holdout",
 )
 
 
@@ -80,6 +85,8 @@ class JobSpec:
         sensitivity: how per-layer sensitivity is measured: ``local`` (one forward and
             one backward pass), ``full`` (a forward per layer and choice) or ``auto``
             (``full`` for small models; see :mod:`search._sensitivity`).
+        holdout: share of the evaluation samples held out of the search, in ``[0, 0.9]``
+            (0: none); the chosen plan's result is judged on them.
         version: the JSON layout's version (:data:`SPEC_VERSION`).
     """
 
@@ -95,6 +102,7 @@ class JobSpec:
     sampler: str = "tpe"
     parallelism: int = 1
     sensitivity: str = "auto"
+    holdout: float = DEFAULT_HOLDOUT
     version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
@@ -127,6 +135,7 @@ class JobSpec:
         _check_int("trials", self.trials, low=1)
         _check_int("seed", self.seed, low=0, high=2**63 - 1)
         _check_int("parallelism", self.parallelism, low=1)
+        check_holdout(self.holdout)
         if self.timeout_s is not None and not (
             math.isfinite(self.timeout_s) and self.timeout_s > 0
         ):
@@ -158,6 +167,7 @@ class JobSpec:
             sampler=self.sampler,
             cache_dir=cache_dir,
             sensitivity=self.sensitivity,
+            holdout=self.holdout,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -175,6 +185,7 @@ class JobSpec:
             "sampler": self.sampler,
             "parallelism": self.parallelism,
             "sensitivity": self.sensitivity,
+            "holdout": self.holdout,
         }
 
     @classmethod
@@ -196,6 +207,7 @@ class JobSpec:
             max_bytes = parse_bytes(max_bytes)
         d = cls()
         pins = _mapping(doc, "pins")
+        holdout = _num(doc.get("holdout"), "holdout")
         return cls(
             version=_int(doc.get("version", SPEC_VERSION), "version"),
             metric=_str(doc.get("metric", d.metric), "metric"),
@@ -216,6 +228,7 @@ class JobSpec:
             sampler=_str(doc.get("sampler", d.sampler), "sampler"),
             parallelism=_int(doc.get("parallelism", d.parallelism), "parallelism"),
             sensitivity=_str(doc.get("sensitivity", d.sensitivity), "sensitivity"),
+            holdout=d.holdout if holdout is None else holdout,
         )
 
     @classmethod

@@ -189,6 +189,13 @@ class JobCreate(BaseModel):
         description="per-layer sensitivity: local (one forward and backward pass), full (a "
         "forward per layer and format) or auto (full for small models)",
     )
+    holdout: float = Field(
+        default=_SPEC.holdout,
+        description=(
+            "share of the evaluation samples held out of the search, in [0, 0.9] (0: none); "
+            "the chosen plan is judged on them (`result.chosen.heldout`, `result.met_targets`)"
+        ),
+    )
 
     def spec(self) -> JobSpec:
         """The job spec of this request (everything but the ids).
@@ -225,7 +232,13 @@ class JobPublic(BaseModel):
 
 
 class JobDetail(JobPublic):
-    """One job: its baseline, best plan so far and, once done, the result and chosen plan."""
+    """One job: its baseline, best plan so far and, once done, the result and chosen plan.
+
+    ``baseline.metric`` and ``chosen.metric`` are on the search split (what the plans were
+    chosen by); ``baseline.heldout`` and ``chosen.heldout`` (``metric``, 95% ``ci``,
+    ``samples``) on the held-out split, which ``result.met_targets`` is judged on
+    (``result.met_on_search`` beside it).
+    """
 
     baseline: dict[str, Any] | None
     best: dict[str, Any] | None

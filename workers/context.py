@@ -69,7 +69,7 @@ class WorkerContext:
 
     def evaluator(self, config: SearchConfig) -> Evaluator:
         """The evaluator of ``config``'s model and data, loaded once per process."""
-        key = (config.model, config.data, config.metric, config.chunks)
+        key = (config.model, config.data, config.metric, config.chunks, config.holdout, config.seed)
         with self._lock:
             ev = self._evaluators.get(key)
             if ev is not None:

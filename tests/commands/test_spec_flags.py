@@ -44,7 +44,7 @@ def test_every_flag_gives_the_spec_of_the_equivalent_api_body() -> None:
             "--metric cosine --min-metric 0.99 --max-bytes 8KB --space 'int4, cb16,' "
             "--rounding nearest --activation a8,a16 --pin 'classifier*=int8' "
             "--pin 'embed*=fp16/nearest/a16' --trials 7 --timeout-s 30 --seed 3 "
-            "--sampler random --parallelism 2"
+            "--sampler random --parallelism 2 --holdout 0.3"
         )
     )
     body = {
@@ -58,12 +58,13 @@ def test_every_flag_gives_the_spec_of_the_equivalent_api_body() -> None:
         "seed": 3,
         "sampler": "random",
         "parallelism": 2,
+        "holdout": 0.3,
     }
     spec = spec_from_args(args)
     assert spec == JobSpec.from_json(body)
     assert spec.targets == Targets(min_metric=0.99, max_bytes=8000)
     assert spec.pins == (("classifier*", "int8"), ("embed*", "fp16/nearest/a16"))
-    assert (spec.trials, spec.timeout_s, spec.parallelism) == (7, 30.0, 2)
+    assert (spec.trials, spec.timeout_s, spec.parallelism, spec.holdout) == (7, 30.0, 2, 0.3)
 
 
 @pytest.mark.parametrize(
