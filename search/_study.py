@@ -8,9 +8,9 @@ write, so on an RDB storage a trial costs about one commit per layer plus a few
 (measured on SQLite with WAL: ~70 ms per digits trial, negligible beside a
 MiniLM trial's seconds). A trial's own record is one user attribute.
 
-Creating a search measures sensitivity, enqueues the uniform baselines (int8 and int4
-on every layer, with each activation format of the space: :func:`uniform_plans`) so they
-are trials like any other and no result can be dominated by a baseline the job measured,
+Creating a search measures sensitivity, enqueues the uniform baselines (int8 and int4 on
+every layer, with each activation format of the space; :mod:`search._seeds`) so they are
+trials like any other and no result can be dominated by a baseline the job measured,
 solves the seeding ILP for a ladder of budgets and enqueues the distinct plans not
 already queued (with seeding off, ``ilp_seeds=0``, neither: a plain sampler), then marks
 the study ``ready`` (a study a crashed process left half-made is not ready, and is made
@@ -40,9 +40,8 @@ from optuna.trial import TrialState
 
 from search._config import SearchConfig
 from search._evaluator import Evaluator
-from search._ilp import allocate, budget_ladder
+from search._seeds import ilp_seeds, uniform_plans
 from search._sensitivity import Sensitivity
-from search._space import parse_choice
 
 __all__ = [
     "ATTR",
@@ -53,11 +52,8 @@ __all__ = [
     "make_record",
     "open_storage",
     "trial_records",
-    "uniform_plans",
 ]
 
-UNIFORM_WEIGHTS = ("int8", "int4")
-"""Weight formats of the uniform baselines (where the space has them)."""
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -199,7 +195,7 @@ def create_study(
     study.set_user_attr("sensitivity_method", method)
     queued: set[tuple[str, ...]] = set()
     seeds = [(c, f"uniform:{key}") for key, c in uniform_plans(config, ev)]
-    seeds += [(c, f"ilp<={budget}") for c, budget in _ilp_seeds(config, ev, sensitivity)]
+    seeds += [(c, f"ilp<={budget}") for c, budget in ilp_seeds(config, ev, sensitivity)]
     if config.ilp_seeds <= 0:
         seeds = []  # a plain sampler (benchmarks' baseline): nothing enqueued
     for choices, source in seeds:
@@ -223,61 +219,6 @@ def load_study(storage: BaseStorage, name: str, *, worker: int = 0) -> Search:
     study = optuna.load_study(study_name=name, storage=storage, sampler=_sampler(config, worker))
     attrs = probe.user_attrs
     return Search(study, config, float(attrs["baseline"]), int(attrs["float_bytes"]))
-
-
-def uniform_plans(config: SearchConfig, ev: Evaluator) -> list[tuple[str, dict[str, str]]]:
-    """The uniform baselines as plans of the space: ``(key, layer -> choice)``.
-
-    One per weight format of :data:`UNIFORM_WEIGHTS` in the space and activation format
-    of the space (weight-only with ``float``), rounded with GPTQ where the space allows
-    it. Pinned layers keep their pin; embeddings round to nearest (their only uniform
-    rounding, :meth:`SearchSpace.choices`).
-    """
-    space = config.space
-    rounding = "gptq" if "gptq" in space.roundings else space.roundings[0]
-    out = []
-    for weight in (w for w in UNIFORM_WEIGHTS if w in space.formats):
-        for act in space.activations:
-            key = f"{weight}/{rounding}/{act}"
-            plan = {}
-            for layer in ev.layers:
-                options = space.choices(layer.name, embedding=layer.name in ev.embeddings)
-                near = f"{weight}/nearest/{act}"
-                plan[layer.name] = (
-                    key if key in options else near if near in options else options[0]
-                )
-            out.append((key, plan))
-    return out
-
-
-def _ilp_seeds(
-    config: SearchConfig, ev: Evaluator, sensitivity: Sensitivity
-) -> list[tuple[dict[str, str], int]]:
-    if config.ilp_seeds <= 0:
-        return []
-    names = [layer.name for layer in ev.layers]
-    keys = [list(sensitivity[n]) for n in names]
-    damage = [[sensitivity[n][k] for k in ks] for n, ks in zip(names, keys, strict=True)]
-    scale = config.space.scale
-    sizes = [
-        [ev.layer_bytes(n, parse_choice(k, scale=scale)) for k in ks]
-        for n, ks in zip(names, keys, strict=True)
-    ]
-    fixed = ev.other_bytes
-    smallest = fixed + sum(min(s) for s in sizes)
-    largest = fixed + sum(max(s) for s in sizes)
-    ceiling = config.targets.byte_ceiling(ev.float_bytes)
-    seen: set[tuple[str, ...]] = set()
-    out = []
-    for budget in budget_ladder(smallest, largest, steps=config.ilp_seeds, ceiling=ceiling):
-        pick = allocate(damage, sizes, budget - fixed)
-        if pick is None:
-            continue
-        choice = tuple(ks[i] for ks, i in zip(keys, pick, strict=True))
-        if choice not in seen:
-            seen.add(choice)
-            out.append((dict(zip(names, choice, strict=True)), budget))
-    return out
 
 
 def trial_records(search: Search) -> list[TrialRecord]:
