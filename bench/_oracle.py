@@ -33,6 +33,7 @@ Bytes need no forward pass: ``payload = other_bytes + sum_k layer_bytes(L_k, c_k
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -352,17 +353,21 @@ def score_plans(oracle: Oracle, flats: Sequence[int], scores: np.ndarray) -> Non
 
 def check_exact(
     oracle: Oracle, scores: np.ndarray, flats: Sequence[int]
-) -> list[tuple[int, float, float, int, int]]:
-    """``(plan, oracle metric, Evaluator.evaluate value, oracle bytes, payload_bytes)`` per plan.
+) -> tuple[list[tuple[int, float, float, int, int]], float]:
+    """``(plan, oracle metric, Evaluator.evaluate value, oracle bytes, payload_bytes)`` per
+    plan, and the seconds spent in ``Evaluator.evaluate``.
 
     The caller asserts equality; plans not scored yet are scored by the oracle first.
     """
     score_plans(oracle, flats, scores)
     nbytes = oracle.plan_bytes()
     rows = []
+    spent = 0.0
     for flat in flats:
         plan = oracle.space.plan(oracle.plan_of(flat))
+        t0 = time.perf_counter()
         engine = oracle.ev.evaluate(plan).value
+        spent += time.perf_counter() - t0
         rows.append(
             (
                 int(flat),
@@ -372,4 +377,4 @@ def check_exact(
                 oracle.ev.payload_bytes(plan),
             )
         )
-    return rows
+    return rows, spent
