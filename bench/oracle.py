@@ -283,7 +283,7 @@ def main() -> None:
     else:
         opt, scores = find_optimum(oracle, floor, say=say)
     t_opt = time.perf_counter() - t0
-    if opt.flat is None:
+    if opt.flat is None or opt.bytes is None:
         say(f"no plan of the space meets the floor {floor:.4f}")
         return
     plan = oracle.plan_of(opt.flat)
