@@ -36,11 +36,15 @@ evaluation samples) scores only those samples instead: an :class:`~search.Evalua
 built on ``Split.select(indices)`` (rebatched, padded as any evaluation split), its
 float baseline sets the floor, and the exactness check runs against that evaluator.
 The search itself still runs on the whole file; its chosen plan is then also scored on
-the split. When the search sets a held-out part of the evaluation samples apart, an
+the split (the "trials to 1.05x" count still uses the trials' own feasibility, on the
+search's data). When the search sets a held-out part of the evaluation samples apart, an
 evaluator's ``batches`` are its search split, so the oracle without ``--split`` finds
 the optimum on what trials score; for the held-out figure pass the held-out indices.
 
 Threads: ``torch.set_num_threads(1)`` (the figures in bench/README.md were measured so).
+
+Size: over 300 lines like ``bench/search.py``: the command line, the split, the searches
+and the table printed from them; the oracle itself is ``bench/_oracle.py``.
 """
 
 from __future__ import annotations
