@@ -6,10 +6,14 @@ costs its forward passes plus the layers whose format is new to the cache.
 
 - ``payload_bytes(plan)`` is the exact tensor bytes of the ``model.mpq`` the plan
   gives (:func:`engine.io.predict_payload_bytes`), without quantizing.
-- ``evaluate(plan, floor)`` scores the plan on growing prefixes of the
+- ``evaluate(plan, floor=, ceiling=)`` scores the plan on growing prefixes of the
   evaluation batches (``chunks``, fractions of the batches) and stops early when
-  a prefix is below ``floor`` by more than ``PRUNE_SIGMAS`` standard errors of
-  its mean -- the target is then out of reach with high confidence.
+  a prefix is below ``floor`` (above ``ceiling``, for a lower-is-better metric) by
+  more than ``PRUNE_SIGMAS`` standard errors of its mean -- the target is then out of
+  reach with high confidence. The standard error comes from the metric's per-position
+  or per-sample values (:class:`engine.data.MetricInfo`); sqnr has none and never prunes.
+- ``scores(module)`` is the metric and its related metrics
+  (:func:`engine.data.related_metrics`) from one pass over the evaluation split.
 - ``damage(plan)`` is the output distortion on the calibration batches: the
   KL divergence of the softmax from the float model's for classification
   metrics, the noise-to-signal ratio ``|y_q - y|^2 / |y|^2`` otherwise. Both
@@ -24,9 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from engine.data import METRICS, Dataset, kl_divergence
+from engine.data import METRICS, Dataset, check_metric, kl_divergence, related_metrics
 from engine.io import predict_payload_bytes
 from engine.ir import EMBEDDING_OPS, IRModel, to_graph_module
 from engine.quant import LayerFormat, QuantPlan
@@ -44,7 +47,7 @@ from search._space import SearchSpace
 __all__ = ["PRUNE_SIGMAS", "Evaluation", "Evaluator"]
 
 PRUNE_SIGMAS = 3.0
-CLASSIFICATION = ("accuracy", "agreement")
+CLASSIFICATION = tuple(n for n, m in METRICS.items() if m.outputs == "logits")
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ class Evaluator:
     def __init__(
         self, ir: IRModel, data: Dataset, metric: str, *, chunks: Sequence[float] = (0.25, 1.0)
     ) -> None:
-        if metric not in METRICS or not METRICS[metric].higher_is_better:
+        if metric not in METRICS:
             raise ValueError(f"cannot search on metric {metric!r}")
         self.ir, self.data, self.metric = ir, data, metric
         folded, _ = fold_batch_norm(ir)
@@ -90,6 +93,9 @@ class Evaluator:
         with torch.no_grad():
             self.reference = [b.unpad(module(*b.tensors)) for b in self.batches]
             self.calib_reference = [module(*t) for t in self.calibration]
+        has_labels = all(b.labels is not None for b in self.batches)
+        check_metric(metric, self.reference[0], has_labels=has_labels)
+        self.related = related_metrics(metric, self.reference[0], has_labels=has_labels)
         self.baseline = self._score(self.reference, len(self.batches))
 
     def prime(self, space: SearchSpace) -> None:
@@ -118,8 +124,11 @@ class Evaluator:
     def quantize(self, plan: QuantPlan) -> QuantizedModel:
         return apply(self.ir, plan, self.calibration, cache=self.cache)
 
-    def evaluate(self, plan: QuantPlan, *, floor: float | None = None) -> Evaluation:
-        """The plan's metric on the evaluation split, pruned early below ``floor``."""
+    def evaluate(
+        self, plan: QuantPlan, *, floor: float | None = None, ceiling: float | None = None
+    ) -> Evaluation:
+        """The plan's metric on the evaluation split, pruned early below ``floor`` (above
+        ``ceiling``)."""
         module = self.quantize(plan).module()
         outs: list[torch.Tensor] = []
         values: list[float] = []
@@ -130,8 +139,7 @@ class Evaluator:
                 done = upto
                 value = self._score(outs, upto)
                 values.append(value)
-                early = floor is not None and upto < len(self.batches)
-                if early and value < floor - PRUNE_SIGMAS * self._stderr(outs, upto):  # type: ignore[operator]
+                if upto < len(self.batches) and self._out_of_reach(value, outs, floor, ceiling):
                     return Evaluation(value, self._rows(upto), True, tuple(values))
         return Evaluation(values[-1], self._rows(len(self.batches)), False, tuple(values))
 
@@ -140,6 +148,12 @@ class Evaluator:
         with torch.no_grad():
             outs = [b.unpad(module(*b.tensors)) for b in self.batches]
         return self._score(outs, len(self.batches))
+
+    def scores(self, module: torch.nn.Module) -> dict[str, float]:
+        """The metric and its related ones (``self.related``) of ``module``, from one pass."""
+        with torch.no_grad():
+            outs = [b.unpad(module(*b.tensors)) for b in self.batches]
+        return {m: self._score(outs, len(self.batches), metric=m) for m in self.related}
 
     def damage(self, plan: QuantPlan, *, batches: int = 2) -> float:
         """Output distortion of ``plan`` on the first calibration batches (see module doc)."""
@@ -160,26 +174,41 @@ class Evaluator:
     def _rows(self, upto: int) -> int:
         return sum(b.n_valid for b in self.batches[:upto])
 
-    def _score(self, outs: Sequence[torch.Tensor], upto: int) -> float:
-        info = METRICS[self.metric]
+    def _score(
+        self, outs: Sequence[torch.Tensor], upto: int, *, metric: str | None = None
+    ) -> float:
+        info = METRICS[metric or self.metric]
         out = torch.cat(list(outs))
         if info.needs_labels:
             labels = torch.cat([b.labels for b in self.batches[:upto] if b.labels is not None])
             return info.fn(out, labels)
         return info.fn(out, torch.cat(self.reference[:upto]))
 
+    def _out_of_reach(
+        self,
+        value: float,
+        outs: Sequence[torch.Tensor],
+        floor: float | None,
+        ceiling: float | None,
+    ) -> bool:
+        """True when a prefix's ``value`` misses the target by ``PRUNE_SIGMAS`` standard errors."""
+        if floor is None and ceiling is None:
+            return False
+        margin = PRUNE_SIGMAS * self._stderr(outs, len(outs))
+        if floor is not None and value < floor - margin:
+            return True
+        return ceiling is not None and value > ceiling + margin
+
     def _stderr(self, outs: Sequence[torch.Tensor], upto: int) -> float:
-        """Standard error of the prefix mean (0 where a metric has no per-sample form)."""
-        out = torch.cat(list(outs))
-        ref = torch.cat(self.reference[:upto])
-        if self.metric == "accuracy":
-            labels = torch.cat([b.labels for b in self.batches[:upto] if b.labels is not None])
-            per = (out.argmax(-1) == labels).double()
-        elif self.metric == "agreement":
-            per = (out.argmax(-1) == ref.argmax(-1)).double()
-        elif self.metric == "cosine":
-            per = F.cosine_similarity(out.flatten(1).double(), ref.flatten(1).double(), dim=1)
-        else:
+        """Standard error of the prefix mean (inf where a metric has no per-sample form)."""
+        per_sample = METRICS[self.metric].per_sample
+        if per_sample is None:
             return math.inf  # sqnr: no per-sample values, never prune
+        out = torch.cat(list(outs))
+        if METRICS[self.metric].needs_labels:
+            other = torch.cat([b.labels for b in self.batches[:upto] if b.labels is not None])
+        else:
+            other = torch.cat(self.reference[:upto])
+        per = per_sample(out, other)
         n = per.numel()
         return float(per.std() / math.sqrt(n)) if n > 1 else math.inf

@@ -1,12 +1,14 @@
 """Finalize a search: choose the result, pack it, write its report and plots.
 
-``finalize`` reads every trial, takes the Pareto front (metric up, bytes down),
-keeps the plans that meet the targets, re-evaluates those finalists integer-only
-on the whole evaluation split, and chooses: the smallest finalist when a metric
-target is given, else the most accurate within the size ceiling. When nothing
-meets the targets the closest miss is chosen and the result says so. The chosen
-plan is packed into ``model.mpq``; the metric and bytes reported are measured
-on that file (loaded back), so ``mpq eval`` reproduces them.
+``finalize`` reads every trial, takes the Pareto front (metric better -- up, or down
+for kl and nmse -- and bytes down), keeps the plans that meet the targets,
+re-evaluates those finalists integer-only on the whole evaluation split, and
+chooses: the smallest finalist when a metric target is given, else the best-scoring
+within the size ceiling. When nothing meets the targets the closest miss is chosen
+and the result says so. The chosen plan is packed into ``model.mpq``; the metric and
+bytes reported are measured on that file (loaded back), so ``mpq eval`` reproduces
+them, and so are the related metrics in ``chosen.metrics`` (e.g. agreement, top5 and
+kl beside accuracy; cosine, nmse and sqnr for embeddings).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from engine.io import load_artifact, save_artifact
 from engine.io.export import export_artifact_onnx
 from engine.transforms.integer import lower_to_integer
 from search._evaluator import Evaluator
-from search._front import front
+from search._front import front, goodness
 from search._study import Search, TrialRecord, trial_records
 
 __all__ = ["Finalist", "finalize"]
@@ -51,8 +53,9 @@ def finalize(
     out_dir.mkdir(parents=True, exist_ok=True)
     config, targets = search.config, search.config.targets
     floor = targets.metric_floor(search.baseline)
+    ceiling = targets.metric_ceiling()
     records = trial_records(search)
-    pareto = front(records)
+    pareto = front(records, metric=config.metric)
     feasible = [r for r in pareto if r.feasible]
     met = bool(feasible)
     pool = feasible or _closest_misses(search, records)
@@ -61,12 +64,17 @@ def finalize(
         qm = ev.quantize(config.space.plan(r.choices))
         im = lower_to_integer(qm)
         finalists.append(Finalist(r, ev.score_module(im), im.report.integer_only))
-    chosen = _choose(finalists, has_metric_target=targets.has_metric_target) if finalists else None
+    chosen = (
+        _choose(finalists, metric=config.metric, has_metric_target=targets.has_metric_target)
+        if finalists
+        else None
+    )
     result: dict[str, Any] = {
         "config": config.to_json(),
         "baseline": {"metric": search.baseline, "bytes": search.float_bytes},
         "targets": {
             "metric_floor": floor,
+            "metric_ceiling": ceiling,
             "byte_ceiling": targets.byte_ceiling(search.float_bytes),
         },
         "met_targets": met,
@@ -79,7 +87,7 @@ def finalize(
                 "bytes": f.record.bytes,
                 "integer_metric": f.integer_metric,
                 "integer_only": f.integer_only,
-                "integer_meets_floor": floor is None or f.integer_metric >= floor,
+                "integer_meets_floor": _meets(f.integer_metric, floor, ceiling),
             }
             for f in finalists
         ],
@@ -98,10 +106,12 @@ def finalize(
             )
     else:
         result["message"] = "no trial was evaluated; raise --trials or --timeout"
-    if chosen is not None and floor is not None and chosen.integer_metric < floor:
+    if chosen is not None and not _meets(chosen.integer_metric, floor, ceiling):
+        bound = f"below the metric floor {floor:.6g}" if floor is not None else ""
+        bound = bound or f"above the metric ceiling {ceiling:.6g}"
         result["integer_note"] = (
             f"integer-only execution of the chosen plan scores {chosen.integer_metric:.6g}, "
-            f"below the metric floor {floor:.6g}: the floor holds for the simulated model "
+            f"{bound}: the target holds for the simulated model "
             "(what model.mpq gives in MPQ), not on integer-only hardware"
         )
     result["timings"] = {**(timings or {}), "finalize_s": time.perf_counter() - t0}
@@ -150,10 +160,18 @@ def _closest_misses(search: Search, records: list[TrialRecord]) -> list[TrialRec
     return [min(done, key=violation)]
 
 
-def _choose(finalists: list[Finalist], *, has_metric_target: bool) -> Finalist:
+def _meets(value: float, floor: float | None, ceiling: float | None) -> bool:
+    """``value`` meets the metric target: at least the floor, at most the ceiling."""
+    return (floor is None or value >= floor) and (ceiling is None or value <= ceiling)
+
+
+def _choose(finalists: list[Finalist], *, metric: str, has_metric_target: bool) -> Finalist:
+    def good(f: Finalist) -> float:
+        return goodness(metric, f.record.metric or 0.0)
+
     if has_metric_target:
-        return min(finalists, key=lambda f: (f.record.bytes, -(f.record.metric or 0.0)))
-    return max(finalists, key=lambda f: (f.record.metric or 0.0, -f.record.bytes))
+        return min(finalists, key=lambda f: (f.record.bytes, -good(f)))
+    return max(finalists, key=lambda f: (good(f), -f.record.bytes))
 
 
 def _pack(
@@ -166,10 +184,9 @@ def _pack(
     try:
         save_artifact(qm, partial, source_sha256=source_sha256)
         loaded = load_artifact(partial)
-        value = ev.score_module(loaded.module())
-        file_bytes = save_artifact(
-            qm, partial, source_sha256=source_sha256, metrics={search.config.metric: value}
-        )
+        metrics = ev.scores(loaded.module())
+        value = metrics[search.config.metric]
+        file_bytes = save_artifact(qm, partial, source_sha256=source_sha256, metrics=metrics)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
@@ -177,6 +194,7 @@ def _pack(
         "trial": chosen.record.number,
         "plan": plan.to_json(),
         "metric": value,
+        "metrics": metrics,
         "integer_metric": chosen.integer_metric,
         "integer_only": chosen.integer_only,
         "payload_bytes": loaded.payload_bytes,

@@ -7,8 +7,8 @@ batch a model is evaluated at and checks the move on the data; :func:`evaluate`
 scores a model's outputs with one of :data:`METRICS`.
 
 Modules: ``_dataset`` (splits, batching, validation), ``_files`` (reading the
-arrays), ``_fit`` (evaluation batch), ``_metrics`` (accuracy, agreement, cosine,
-SQNR, KL).
+arrays), ``_fit`` (evaluation batch), ``_metrics`` (accuracy, agreement, top-5
+agreement, KL, cosine, NMSE, SQNR).
 """
 
 from __future__ import annotations
@@ -27,13 +27,18 @@ from engine.data._files import MAX_ARRAYS, read_arrays
 from engine.data._fit import ACTIVATION_BUDGET, MAX_EVALUATION_BATCH, evaluation_batch, fit_batch
 from engine.data._metrics import (
     METRICS,
+    TOP_K,
     MetricInfo,
     accuracy,
     agreement,
+    check_metric,
     cosine,
     evaluate,
     kl_divergence,
+    nmse,
+    related_metrics,
     sqnr,
+    top5,
 )
 
 __all__ = [
@@ -43,6 +48,7 @@ __all__ = [
     "MAX_ARRAYS",
     "MAX_EVALUATION_BATCH",
     "METRICS",
+    "TOP_K",
     "Batch",
     "Dataset",
     "MetricInfo",
@@ -50,6 +56,7 @@ __all__ = [
     "SplitName",
     "accuracy",
     "agreement",
+    "check_metric",
     "cosine",
     "default_calibration_samples",
     "evaluate",
@@ -57,6 +64,9 @@ __all__ = [
     "fit_batch",
     "kl_divergence",
     "load_dataset",
+    "nmse",
     "read_arrays",
+    "related_metrics",
     "sqnr",
+    "top5",
 ]

@@ -137,7 +137,8 @@ def job_trials(job: Job, *, settings: Settings) -> tuple[list[dict[str, Any]], l
     except (KeyError, MPQError):
         return [], []
     records = trial_records(search)
-    return [r.to_json() for r in records], [r.number for r in front(records)]
+    pareto = front(records, metric=search.config.metric)
+    return [r.to_json() for r in records], [r.number for r in pareto]
 
 
 def complete_job(
