@@ -122,6 +122,12 @@ def test_the_body_is_a_job_spec_and_the_job_stores_it_as_is(
         ({"parallelism": 0}, 422, "invalid_plan"),
         ({"metric": "bleu"}, 422, "invalid_plan"),
         ({"metric": "sqnr"}, 422, "invalid_plan"),
+        ({"metric": "kl"}, 422, "invalid_plan"),  # max_drop on a lower-is-better metric
+        ({"metric": "nmse", "targets": {"min_metric": 0.1}}, 422, "invalid_plan"),
+        ({"metric": "kl", "targets": {"max_drop_rel": 0.1}}, 422, "invalid_plan"),
+        ({"targets": {"max_metric": 0.01}}, 422, "invalid_plan"),  # accuracy: higher is better
+        ({"metric": "kl", "targets": {"max_metric": 0.01, "max_drop": 0.1}}, 422, "invalid_plan"),
+        ({"metric": "kl", "targets": {"max_metric": "low"}}, 422, "invalid_request"),
         ({"space": ["int5x"]}, 422, "invalid_plan"),
         ({"space": []}, 422, "invalid_plan"),
         ({"model_id": 10_000}, 404, "not_found"),
@@ -143,6 +149,39 @@ def test_bad_jobs_answer_4xx_and_leave_no_row(
     with jobs_server.client(jobs_server.key_a) as c:
         _error(c.post("/v1/jobs", json=_body(ids, **over)), status, code)
     assert _jobs(jobs_server) == before
+
+
+@pytest.mark.parametrize(
+    ("metric", "targets"),
+    [
+        ("kl", {"max_metric": 0.01, "max_bytes": "8KB"}),
+        ("nmse", {"max_metric": 0.05}),
+        ("top5", {"max_drop": 0.01}),
+        ("top5", {"min_metric": 0.99}),
+    ],
+)
+def test_new_metrics_and_their_targets_are_accepted(
+    jobs_server: Server, ids: tuple[int, int], metric: str, targets: dict[str, Any]
+) -> None:
+    with jobs_server.client(jobs_server.key_a) as c:
+        r = c.post("/v1/jobs", json=_body(ids, metric=metric, targets=targets))
+        assert r.status_code == 202, r.text
+        job = r.json()
+        assert job["config"]["metric"] == metric
+        stored = {k: v for k, v in job["config"]["targets"].items() if v is not None}
+        assert stored == {k: 8000 if k == "max_bytes" else v for k, v in targets.items()}
+        assert c.post(f"/v1/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
+
+
+def test_the_wrong_way_target_says_what_to_give(jobs_server: Server, ids: tuple[int, int]) -> None:
+    with jobs_server.client(jobs_server.key_a) as c:
+        r = c.post("/v1/jobs", json=_body(ids, metric="kl", targets={"min_metric": 0.01}))
+        _error(r, 422, "invalid_plan")
+        message = r.json()["error"]["message"]
+        assert "kl is lower-is-better" in message and "targets.max_metric" in message
+        r = c.post("/v1/jobs", json=_body(ids, targets={"max_metric": 0.01}))
+        _error(r, 422, "invalid_plan")
+        assert "accuracy is higher-is-better" in r.json()["error"]["message"]
 
 
 def test_unknown_job_ids_and_bad_json(jobs_server: Server) -> None:
