@@ -155,6 +155,8 @@ def _print(s: dict[str, Any]) -> None:
             f"{c['integer_metric']:.4f}, {c['integer_only']}), {c['payload_bytes']:,} payload "
             f"bytes ({c['compression']:.1f}x), {c['file_bytes']:,} file bytes"
         )
+        scores = ", ".join(f"{k} {v:.4g}" for k, v in c.get("metrics", {}).items())
+        print(f"on model.mpq: {scores}")
     if s["message"]:
         print(f"note: {s['message']}")
     print(f"wrote {', '.join(s['files'].values())}")

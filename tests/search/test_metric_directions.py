@@ -6,11 +6,13 @@ from __future__ import annotations
 import itertools
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from engine.data import evaluate
+from engine.errors import MPQError
 from engine.io import load_artifact
 from search import (
     SearchConfig,
@@ -114,3 +116,29 @@ def test_kl_search_front_and_pruning_go_downwards(kl_search) -> None:  # type: i
         if t["pruned_by"] == "metric":  # pruned on a prefix: above the ceiling there
             assert t["metric"] > CEILING and len(t["prefix_values"]) == 1
     assert sum(t["pruned_by"] == "metric" for t in result["trials"]) >= 3  # seeded: 7 of 10
+
+
+@pytest.fixture(scope="module")
+def three_classes(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A 3-class linear model (.pt2) and 40 samples without labels."""
+    tmp = tmp_path_factory.mktemp("three")
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3).eval()
+    program = torch.export.export(model, (torch.randn(8, 4),))
+    torch.export.save(program, tmp / "m.pt2")
+    np.savez(tmp / "d.npz", x=np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32))
+    return tmp / "m.pt2", tmp / "d.npz"
+
+
+def test_a_metric_the_outputs_cannot_serve_fails_before_the_search(three_classes) -> None:  # type: ignore[no-untyped-def]
+    model, data = three_classes
+
+    def config(metric: str, **targets: float) -> SearchConfig:
+        return SearchConfig(str(model), str(data), metric, Targets(**targets), trials=1)
+
+    for metric, words in (("top5", "at least 5 classes"), ("accuracy", "'labels' array")):
+        with pytest.raises(MPQError, match=words) as info:
+            open_evaluator(config(metric), trust_uploads=True)
+        assert info.value.code == "metric_not_applicable"
+    ev = open_evaluator(config("kl", max_metric=0.01), trust_uploads=True)
+    assert ev.related == ("kl", "agreement") and ev.baseline == 0.0
