@@ -23,7 +23,7 @@ from engine.data._dataset import (
     default_calibration_samples,
     load_dataset,
 )
-from engine.data._files import MAX_ARRAYS, read_arrays
+from engine.data._files import MAX_ARRAYS, array_names, read_arrays
 from engine.data._fit import ACTIVATION_BUDGET, MAX_EVALUATION_BATCH, evaluation_batch, fit_batch
 from engine.data._metrics import (
     METRICS,
@@ -56,6 +56,7 @@ __all__ = [
     "SplitName",
     "accuracy",
     "agreement",
+    "array_names",
     "check_metric",
     "cosine",
     "default_calibration_samples",

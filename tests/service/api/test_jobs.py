@@ -7,9 +7,11 @@ no worker running, submitted jobs stay queued, which is what these tests need.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
@@ -194,3 +196,27 @@ def test_unknown_job_ids_and_bad_json(jobs_server: Server) -> None:
         _error(c.get("/v1/jobs", params={"status": "sleeping"}), 422, "invalid_request")
     with jobs_server.client(None) as anonymous:
         _error(anonymous.get("/v1/jobs"), 401, "unauthorized")
+
+
+def test_a_label_metric_on_a_dataset_without_labels_is_refused_at_submission(
+    jobs_server: Server, ids: tuple[int, int], digits: Digits, tmp_path: Path
+) -> None:
+    z = np.load(digits.npz)
+    path = tmp_path / "nolabels.npz"
+    np.savez(path, **{k: z[k] for k in z.files if k != "labels"})
+    with jobs_server.client(jobs_server.key_a) as c, open(path, "rb") as f:
+        r = c.post(
+            "/v1/datasets",
+            files={"file": ("nolabels.npz", f)},
+            data={"name": "nolabels", "model_id": str(ids[0])},
+        )
+        assert r.status_code == 201, r.text
+        unlabelled = (ids[0], int(r.json()["id"]))
+        before = _jobs(jobs_server)
+        r = c.post("/v1/jobs", json=_body(unlabelled))  # accuracy
+        _error(r, 422, "metric_not_applicable")
+        assert "'labels'" in r.json()["error"]["message"]
+        assert _jobs(jobs_server) == before
+        r = c.post("/v1/jobs", json=_body(unlabelled, metric="agreement"))
+        assert r.status_code == 202, r.text
+        assert c.post(f"/v1/jobs/{r.json()['id']}/cancel").json()["status"] == "cancelled"
