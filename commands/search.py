@@ -171,6 +171,8 @@ def _print(s: dict[str, Any]) -> None:
             f"{c['payload_bytes']:,} payload bytes ({c['compression']:.1f}x), "
             f"{c['file_bytes']:,} file bytes"
         )
+        scores = ", ".join(f"{k} {v:.4g}" for k, v in c.get("metrics", {}).items())
+        print(f"on model.mpq: {scores}")
     held = "held-out split" if s["holdout"]["heldout_samples"] else "search split (none held out)"
     print(
         f"targets met on the {held}: {'yes' if s['met_targets'] else 'no'} "

@@ -104,6 +104,13 @@ SPEC_FLAGS: tuple[SpecFlag, ...] = (
         "lowest metric allowed (e.g. cosine 0.99, sqnr in dB)",
     ),
     SpecFlag(
+        "max_metric",
+        "--max-metric",
+        ("targets", "max_metric"),
+        float,
+        "highest metric allowed, for kl and nmse (lower is better; e.g. kl 0.01)",
+    ),
+    SpecFlag(
         "max_bytes",
         "--max-bytes",
         ("targets", "max_bytes"),

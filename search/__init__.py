@@ -8,7 +8,7 @@ workers in the service::
     evaluator = open_evaluator(config)                  # model + data, float baseline
     search = create_search(config, evaluator)           # sensitivity + ILP seeds
     run_trials(search, evaluator)                       # any number of processes
-    best_so_far(search), front(trial_records(search))   # readable at any moment
+    best_so_far(search), front(trial_records(search), metric=config.metric)  # at any moment
     result = finalize(search, evaluator, out_dir)       # finalists, artifacts
 
 Other processes ``join_search`` the same storage; ``open_search`` joins or (re)creates

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.data import METRICS
 from engine.errors import InvalidPlanError
 from search._sensitivity import METHODS
 from search._space import SearchSpace
@@ -35,8 +36,9 @@ class SearchConfig:
 
     Attributes:
         model, data: paths of the model (.pt2/.onnx) and data file.
-        metric: ``accuracy``, ``agreement``, ``cosine`` or ``sqnr``.
-        targets: metric floor and/or size ceiling.
+        metric: a name in :data:`engine.data.METRICS` (``accuracy``, ``agreement``,
+            ``top5``, ``kl``, ``cosine``, ``nmse``, ``sqnr``).
+        targets: metric floor (ceiling, for kl and nmse) and/or size ceiling.
         space: formats per layer.
         trials: trial budget (seeds included), over all workers.
         timeout_s: wall-clock budget of each worker, or None.
@@ -67,10 +69,11 @@ class SearchConfig:
     holdout: float = DEFAULT_HOLDOUT
 
     def __post_init__(self) -> None:
-        if self.metric not in ("accuracy", "agreement", "cosine", "sqnr"):
+        if self.metric not in METRICS:
             raise InvalidPlanError(
-                f"cannot search on metric {self.metric!r}; use accuracy, agreement, cosine or sqnr"
+                f"cannot search on metric {self.metric!r}; use {', '.join(METRICS)}"
             )
+        self.targets.check_metric(self.metric)
         if self.metric == "sqnr" and (self.targets.max_drop or self.targets.max_drop_rel):
             raise InvalidPlanError(
                 "sqnr has no finite float baseline to drop from; give --min-metric DB instead"

@@ -15,18 +15,25 @@ one (None when nothing is held out: ``notes`` then says why).
 
 - ``payload_bytes(plan)`` is the exact tensor bytes of the ``model.mpq`` the plan
   gives (:func:`engine.io.predict_payload_bytes`), without quantizing.
-- ``evaluate(plan, floor)`` scores the plan on growing prefixes of the
+- ``evaluate(plan, floor=, ceiling=)`` scores the plan on growing prefixes of the
   evaluation batches (``chunks``, fractions of the batches) and stops early when
-  a prefix is below ``floor`` by more than ``PRUNE_SIGMAS`` standard errors of
-  its mean -- the target is then out of reach with high confidence.
+  a prefix is below ``floor`` (above ``ceiling``, for a lower-is-better metric) by
+  more than ``PRUNE_SIGMAS`` standard errors of its mean -- the target is then out of
+  reach with high confidence. The standard error comes from the metric's per-position
+  or per-sample values (:class:`engine.data.MetricInfo`); sqnr has none and never prunes.
 - ``score_module(module, split=...)`` scores any module on the search split, the
   held-out split or the whole evaluation split; ``heldout_score(module)`` adds the
   confidence interval (:func:`engine.data.metric_interval`).
+- ``scores(module)`` is the metric and its related metrics
+  (:func:`engine.data.related_metrics`) from one pass over a split.
 - ``damage(plan)`` is the output distortion on the calibration batches: the
   KL divergence of the softmax from the float model's for classification
   metrics, the noise-to-signal ratio ``|y_q - y|^2 / |y|^2`` otherwise. Both
   add up approximately over layers quantized together (independent errors),
   which the seeding ILP assumes.
+
+Size: over 300 lines: one object owns the model, both splits, the float outputs and the
+weight cache, and everything that scores a plan reads all four.
 """
 
 from __future__ import annotations
@@ -37,17 +44,18 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 
 from engine.data import (
     CI_LEVEL,
     METRICS,
     Batch,
     Dataset,
+    check_metric,
     evaluate,
     holdout_split,
     kl_divergence,
     metric_interval,
+    related_metrics,
 )
 from engine.io import predict_payload_bytes
 from engine.ir import EMBEDDING_OPS, IRModel, to_graph_module
@@ -66,7 +74,7 @@ from search._space import SearchSpace
 __all__ = ["PRUNE_SIGMAS", "Evaluation", "Evaluator", "HeldoutScore"]
 
 PRUNE_SIGMAS = 3.0
-CLASSIFICATION = ("accuracy", "agreement")
+CLASSIFICATION = tuple(n for n, m in METRICS.items() if m.outputs == "logits")
 
 
 @dataclass(frozen=True)
@@ -109,7 +117,7 @@ class Evaluator:
         holdout: float = 0.0,
         seed: int = 0,
     ) -> None:
-        if metric not in METRICS or not METRICS[metric].higher_is_better:
+        if metric not in METRICS:
             raise ValueError(f"cannot search on metric {metric!r}")
         self.ir, self.metric, self.seed = ir, metric, seed
         module = to_graph_module(ir)
@@ -154,6 +162,9 @@ class Evaluator:
         self.heldout_reference = self._outputs(module, self.heldout_batches)
         with torch.no_grad():
             self.calib_reference = [module(*t) for t in self.calibration]
+        has_labels = all(b.labels is not None for b in self.batches)
+        check_metric(metric, self.reference[0], has_labels=has_labels)
+        self.related = related_metrics(metric, self.reference[0], has_labels=has_labels)
         self.baseline = self._score(self.reference, len(self.batches))
         self.heldout_baseline = self.heldout_score(module)
 
@@ -183,8 +194,11 @@ class Evaluator:
     def quantize(self, plan: QuantPlan) -> QuantizedModel:
         return apply(self.ir, plan, self.calibration, cache=self.cache)
 
-    def evaluate(self, plan: QuantPlan, *, floor: float | None = None) -> Evaluation:
-        """The plan's metric on the evaluation split, pruned early below ``floor``."""
+    def evaluate(
+        self, plan: QuantPlan, *, floor: float | None = None, ceiling: float | None = None
+    ) -> Evaluation:
+        """The plan's metric on the evaluation split, pruned early below ``floor`` (above
+        ``ceiling``)."""
         module = self.quantize(plan).module()
         outs: list[torch.Tensor] = []
         values: list[float] = []
@@ -195,8 +209,7 @@ class Evaluator:
                 done = upto
                 value = self._score(outs, upto)
                 values.append(value)
-                early = floor is not None and upto < len(self.batches)
-                if early and value < floor - PRUNE_SIGMAS * self._stderr(outs, upto):  # type: ignore[operator]
+                if upto < len(self.batches) and self._out_of_reach(value, outs, floor, ceiling):
                     return Evaluation(value, self._rows(upto), True, tuple(values))
         return Evaluation(values[-1], self._rows(len(self.batches)), False, tuple(values))
 
@@ -211,20 +224,29 @@ class Evaluator:
         ``split``: ``search`` (what trials score), ``heldout`` (NaN when nothing is held
         out) or ``evaluation`` (both together, batched as ``mpq eval`` batches the file).
         """
-        if split == "search":
-            return self._score(self._outputs(module, self.batches), len(self.batches))
-        if split == "heldout":
-            if not self.heldout_batches:
-                return math.nan
-            outs = self._outputs(module, self.heldout_batches)
-            return self._value(outs, self.heldout_batches, self.heldout_reference)
-        if not self.heldout_batches:
-            return self.score_module(module)
-        batches = list(self.whole.batches("evaluation"))
-        reference: list[torch.Tensor] = []
-        if not METRICS[self.metric].needs_labels:
+        return self.scores(module, split=split, metrics=(self.metric,))[self.metric]
+
+    def scores(
+        self,
+        module: torch.nn.Module,
+        *,
+        split: ScoredSplit = "search",
+        metrics: Sequence[str] | None = None,
+    ) -> dict[str, float]:
+        """``metrics`` (default: the metric and its related ones, ``self.related``) of
+        ``module`` on a whole ``split`` (see :meth:`score_module`), from one pass."""
+        names = tuple(self.related if metrics is None else metrics)
+        if split == "heldout" and not self.heldout_batches:
+            return {m: math.nan for m in names}
+        if split == "search" or (split == "evaluation" and not self.heldout_batches):
+            batches, reference = self.batches, self.reference
+        elif split == "heldout":
+            batches, reference = self.heldout_batches, self.heldout_reference
+        else:
+            batches = list(self.whole.batches("evaluation"))
             reference = self._outputs(to_graph_module(self.ir), batches)
-        return self._value(self._outputs(module, batches), batches, reference)
+        outs = self._outputs(module, batches)
+        return {m: self._value(outs, batches, reference, metric=m) for m in names}
 
     def heldout_score(self, module: torch.nn.Module) -> HeldoutScore | None:
         """The metric of ``module`` on the held-out split with its confidence interval.
@@ -264,17 +286,22 @@ class Evaluator:
     def _rows(self, upto: int) -> int:
         return sum(b.n_valid for b in self.batches[:upto])
 
-    def _score(self, outs: Sequence[torch.Tensor], upto: int) -> float:
-        return self._value(outs, self.batches[:upto], self.reference[:upto])
+    def _score(
+        self, outs: Sequence[torch.Tensor], upto: int, *, metric: str | None = None
+    ) -> float:
+        return self._value(outs, self.batches[:upto], self.reference[:upto], metric=metric)
 
     def _value(
         self,
         outs: Sequence[torch.Tensor],
         batches: Sequence[Batch],
         reference: Sequence[torch.Tensor],
+        *,
+        metric: str | None = None,
     ) -> float:
-        """The metric of ``outs`` (one per batch) against the labels or the float outputs."""
-        info = METRICS[self.metric]
+        """``metric`` (default: the search's) of ``outs`` (one per batch) against the labels
+        or the float outputs."""
+        info = METRICS[metric or self.metric]
         out = torch.cat(list(outs))
         if info.needs_labels:
             labels = torch.cat([b.labels for b in batches if b.labels is not None])
@@ -286,18 +313,31 @@ class Evaluator:
         with torch.no_grad():
             return [b.unpad(module(*b.tensors)) for b in batches]
 
+    def _out_of_reach(
+        self,
+        value: float,
+        outs: Sequence[torch.Tensor],
+        floor: float | None,
+        ceiling: float | None,
+    ) -> bool:
+        """True when a prefix's ``value`` misses the target by ``PRUNE_SIGMAS`` standard errors."""
+        if floor is None and ceiling is None:
+            return False
+        margin = PRUNE_SIGMAS * self._stderr(outs, len(outs))
+        if floor is not None and value < floor - margin:
+            return True
+        return ceiling is not None and value > ceiling + margin
+
     def _stderr(self, outs: Sequence[torch.Tensor], upto: int) -> float:
-        """Standard error of the prefix mean (0 where a metric has no per-sample form)."""
-        out = torch.cat(list(outs))
-        ref = torch.cat(self.reference[:upto])
-        if self.metric == "accuracy":
-            labels = torch.cat([b.labels for b in self.batches[:upto] if b.labels is not None])
-            per = (out.argmax(-1) == labels).double()
-        elif self.metric == "agreement":
-            per = (out.argmax(-1) == ref.argmax(-1)).double()
-        elif self.metric == "cosine":
-            per = F.cosine_similarity(out.flatten(1).double(), ref.flatten(1).double(), dim=1)
-        else:
+        """Standard error of the prefix mean (inf where a metric has no per-sample form)."""
+        per_sample = METRICS[self.metric].per_sample
+        if per_sample is None:
             return math.inf  # sqnr: no per-sample values, never prune
+        out = torch.cat(list(outs))
+        if METRICS[self.metric].needs_labels:
+            other = torch.cat([b.labels for b in self.batches[:upto] if b.labels is not None])
+        else:
+            other = torch.cat(self.reference[:upto])
+        per = per_sample(out, other)
         n = per.numel()
         return float(per.std() / math.sqrt(n)) if n > 1 else math.inf

@@ -1,22 +1,28 @@
 """Finalize a search: choose the result, pack it, write its report and plots.
 
-``finalize`` reads every trial, takes the Pareto front (metric up, bytes down),
-keeps the plans that meet the targets, re-evaluates those finalists integer-only
-on the search split, and chooses: the smallest finalist when a metric target is
-given, else the most accurate within the size ceiling. When nothing meets the
-targets the closest miss is chosen and the result says so. The chosen plan is
-packed into ``model.mpq``; the metric and bytes reported are measured on that file
-(loaded back).
+``finalize`` reads every trial, takes the Pareto front (metric better -- up, or down
+for kl and nmse -- and bytes down), keeps the plans that meet the targets,
+re-evaluates those finalists integer-only on the search split, and chooses: the
+smallest finalist when a metric target is given, else the best-scoring within the size
+ceiling. When nothing meets the targets the closest miss is chosen and the result says
+so. The chosen plan is packed into ``model.mpq``; the metric and bytes reported are
+measured on that file (loaded back).
 
 Every choice is made on the search split, so its metric is optimistic for new
 data. The chosen file is then scored once on the held-out split
 (``chosen.heldout``: metric, 95% interval, sample count, integer-only metric), and
 ``met_targets`` says whether the targets hold there: the search split met them
-(``met_on_search``: some trial did) and the chosen file's held-out metric is ``>=`` the
+(``met_on_search``: some trial did) and the chosen file's held-out metric meets the
 floor computed from the float model's held-out metric (``targets.heldout_metric_floor``)
-with payload bytes ``<=`` the ceiling. Without a held-out split the two are the same.
-``chosen.evaluation_metric`` is the file on the whole evaluation split (both
-splits), which ``mpq eval model.mpq`` reproduces.
+or the ceiling (``targets.metric_ceiling``, the same on both splits), with payload bytes
+``<=`` the byte ceiling. Without a held-out split the two are the same.
+``chosen.evaluation_metric`` is the file on the whole evaluation split (both splits),
+which ``mpq eval model.mpq`` reproduces, and so are the related metrics in
+``chosen.metrics`` (e.g. agreement, top5 and kl beside accuracy; cosine, nmse and sqnr
+for embeddings), also stored in the file.
+
+Size: over 300 lines: the choice, the packing and the report of one result, which read
+the same trial records and targets; the plots are :mod:`search._plots`.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from engine.io import load_artifact, save_artifact
 from engine.io.export import export_artifact_onnx
 from engine.transforms.integer import lower_to_integer
 from search._evaluator import Evaluator
-from search._front import front
+from search._front import front, goodness
 from search._study import Search, TrialRecord, trial_records
 
 __all__ = ["Finalist", "finalize"]
@@ -62,10 +68,11 @@ def finalize(
     out_dir.mkdir(parents=True, exist_ok=True)
     config, targets = search.config, search.config.targets
     floor = targets.metric_floor(search.baseline)
+    ceiling = targets.metric_ceiling()
     held_base = ev.heldout_baseline
     held_floor = None if held_base is None else targets.metric_floor(held_base.metric)
     records = trial_records(search)
-    pareto = front(records)
+    pareto = front(records, metric=config.metric)
     feasible = [r for r in pareto if r.feasible]
     met_on_search = bool(feasible)
     pool = feasible or _closest_misses(search, records)
@@ -74,7 +81,11 @@ def finalize(
         qm = ev.quantize(config.space.plan(r.choices))
         im = lower_to_integer(qm)
         finalists.append(Finalist(r, ev.score_module(im), im.report.integer_only))
-    chosen = _choose(finalists, has_metric_target=targets.has_metric_target) if finalists else None
+    chosen = (
+        _choose(finalists, metric=config.metric, has_metric_target=targets.has_metric_target)
+        if finalists
+        else None
+    )
     result: dict[str, Any] = {
         "config": config.to_json(),
         "baseline": {
@@ -85,6 +96,7 @@ def finalize(
         "targets": {
             "metric_floor": floor,
             "heldout_metric_floor": held_floor,
+            "metric_ceiling": ceiling,
             "byte_ceiling": targets.byte_ceiling(search.float_bytes),
         },
         "met_targets": met_on_search,
@@ -106,7 +118,7 @@ def finalize(
                 "bytes": f.record.bytes,
                 "integer_metric": f.integer_metric,
                 "integer_only": f.integer_only,
-                "integer_meets_floor": floor is None or f.integer_metric >= floor,
+                "integer_meets_floor": _meets(f.integer_metric, floor, ceiling),
             }
             for f in finalists
         ],
@@ -126,11 +138,13 @@ def finalize(
             result["message"] = message
     else:
         result["message"] = "no trial was evaluated; raise --trials or --timeout"
-    if chosen is not None and floor is not None and chosen.integer_metric < floor:
+    if chosen is not None and not _meets(chosen.integer_metric, floor, ceiling):
+        bound = f"below the metric floor {floor:.6g}" if floor is not None else ""
+        bound = bound or f"above the metric ceiling {ceiling:.6g}"
         result["integer_note"] = (
             f"integer-only execution of the chosen plan scores {chosen.integer_metric:.6g} on "
-            f"the search split, below the metric floor {floor:.6g}: the floor holds for the "
-            "simulated model (what model.mpq gives in MPQ), not on integer-only hardware"
+            f"the search split, {bound}: the target holds for the simulated model "
+            "(what model.mpq gives in MPQ), not on integer-only hardware"
         )
     result["timings"] = {**(timings or {}), "finalize_s": time.perf_counter() - t0}
     _write_json(out_dir / "result.json", result)
@@ -182,7 +196,8 @@ def _closest_misses(search: Search, records: list[TrialRecord]) -> list[TrialRec
     pruned on a prefix of the data (their metric is that prefix's) -- the chosen plan is
     then scored on the whole split when it is packed.
     """
-    done = front(records) or [r for r in records if r.metric is not None]
+    done = front(records, metric=search.config.metric)
+    done = done or [r for r in records if r.metric is not None]
     if not done:
         return []
     targets = search.config.targets
@@ -197,10 +212,18 @@ def _closest_misses(search: Search, records: list[TrialRecord]) -> list[TrialRec
     return [min(done, key=violation)]
 
 
-def _choose(finalists: list[Finalist], *, has_metric_target: bool) -> Finalist:
+def _meets(value: float, floor: float | None, ceiling: float | None) -> bool:
+    """``value`` meets the metric target: at least the floor, at most the ceiling."""
+    return (floor is None or value >= floor) and (ceiling is None or value <= ceiling)
+
+
+def _choose(finalists: list[Finalist], *, metric: str, has_metric_target: bool) -> Finalist:
+    def good(f: Finalist) -> float:
+        return goodness(metric, f.record.metric or 0.0)
+
     if has_metric_target:
-        return min(finalists, key=lambda f: (f.record.bytes, -(f.record.metric or 0.0)))
-    return max(finalists, key=lambda f: (f.record.metric or 0.0, -f.record.bytes))
+        return min(finalists, key=lambda f: (f.record.bytes, -good(f)))
+    return max(finalists, key=lambda f: (good(f), -f.record.bytes))
 
 
 def _pack(
@@ -215,12 +238,11 @@ def _pack(
         loaded = load_artifact(partial)
         module = loaded.module()
         value = ev.score_module(module)
-        whole = ev.score_module(module, split="evaluation")
+        # The file's own metrics are what `mpq eval` gives: the whole evaluation split.
+        metrics = ev.scores(module, split="evaluation")
+        whole = metrics[search.config.metric]
         held = ev.heldout_score(module)
-        # The file's own metric is what `mpq eval` gives: the whole evaluation split.
-        file_bytes = save_artifact(
-            qm, partial, source_sha256=source_sha256, metrics={search.config.metric: whole}
-        )
+        file_bytes = save_artifact(qm, partial, source_sha256=source_sha256, metrics=metrics)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
@@ -234,6 +256,7 @@ def _pack(
         "metric": value,
         "heldout": heldout,
         "evaluation_metric": whole,
+        "metrics": metrics,
         "integer_metric": chosen.integer_metric,
         "integer_only": chosen.integer_only,
         "payload_bytes": loaded.payload_bytes,
@@ -249,7 +272,7 @@ def _holds(chosen: dict[str, Any], floor: float | None, targets: dict[str, Any])
     the floor on the (smaller, noisier) held-out split is not a success.
     """
     ceiling = targets["byte_ceiling"]
-    metric_ok = floor is None or chosen["heldout"]["metric"] >= floor
+    metric_ok = _meets(chosen["heldout"]["metric"], floor, targets["metric_ceiling"])
     return metric_ok and (ceiling is None or chosen["payload_bytes"] <= ceiling)
 
 
@@ -267,7 +290,9 @@ def _message(result: dict[str, Any], chosen: Finalist) -> str | None:
     if held is not None and holds != result["met_on_search"]:
         lo, hi = held["ci"] if held["ci"] is not None else (math.nan, math.nan)
         verdict = "meets" if holds else "misses"
-        against = "" if floor is None else f" against the floor {floor:.6g}"
+        mc = result["targets"]["metric_ceiling"]
+        against = f" against the floor {floor:.6g}" if floor is not None else ""
+        against = against or ("" if mc is None else f" against the ceiling {mc:.6g}")
         parts.append(
             f"on the held-out split the chosen plan {verdict} the targets: metric "
             f"{held['metric']:.6g} (95% CI [{lo:.4g}, {hi:.4g}], {held['samples']} "

@@ -12,7 +12,7 @@ Its JSON (version 1) is the job body of the REST API without the model and datas
 
     {"version": 1, "metric": "accuracy",
      "targets": {"max_drop": 0.01, "max_drop_rel": null, "min_metric": null,
-                 "max_bytes": null, "min_ratio": null},
+                 "max_metric": null, "max_bytes": null, "min_ratio": null},
      "space": ["int4", "int8", "cb16"], "rounding": ["nearest", "gptq"],
      "activation": ["a8"], "pins": {"classifier": "int8"},
      "budget": {"trials": 100, "timeout_s": null},
@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from engine.data import METRICS as _METRIC_INFO
 from engine.errors import InvalidPlanError
 from search._config import DEFAULT_HOLDOUT, SAMPLERS, SearchConfig, check_holdout
 from search._sensitivity import METHODS as SENSITIVITY_METHODS
@@ -42,10 +43,11 @@ from search._targets import Targets, parse_bytes
 __all__ = ["METRICS", "SPEC_VERSION", "JobSpec"]
 
 SPEC_VERSION = 1
-METRICS = ("accuracy", "agreement", "cosine", "sqnr")
+METRICS = tuple(_METRIC_INFO)  # every metric of engine.data can be searched on
 _ROUNDINGS = ("nearest", "gptq")
-_METRIC_TARGETS = ("max_drop", "max_drop_rel", "min_metric")
+_METRIC_TARGETS = ("max_drop", "max_drop_rel", "min_metric", "max_metric")
 _SIZE_TARGETS = ("max_bytes", "min_ratio")
+_NUMBER_TARGETS = (*_METRIC_TARGETS, "min_ratio")  # max_bytes may also be a size string
 _BUDGET = ("trials", "timeout_s")
 _TOP = (
     "version",
@@ -69,10 +71,10 @@ class JobSpec:
     """A search job as the user asked for it (model and data aside).
 
     Attributes:
-        metric: ``accuracy``, ``agreement``, ``cosine`` or ``sqnr``.
-        targets: at most one metric target (``max_drop``, ``max_drop_rel``, ``min_metric``)
-            and at most one size target (``max_bytes``, ``min_ratio``); none at all asks for
-            the trade-off front alone.
+        metric: one of :data:`METRICS` (``accuracy``, ``agreement``, ``top5``, ``kl``, ...).
+        targets: at most one metric target (``max_drop``, ``max_drop_rel``, ``min_metric``;
+            ``max_metric`` for kl and nmse) and at most one size target (``max_bytes``,
+            ``min_ratio``); none at all asks for the trade-off front alone.
         space: weight formats to search (``None``: the search's default formats).
         rounding: roundings of uniform formats (``nearest``, ``gptq``).
         activation: activation formats (``a8``, ``a16``, ``float``, ...).
@@ -212,11 +214,8 @@ class JobSpec:
             version=_int(doc.get("version", SPEC_VERSION), "version"),
             metric=_str(doc.get("metric", d.metric), "metric"),
             targets=Targets(
-                max_drop=_num(targets.get("max_drop"), "targets.max_drop"),
-                max_drop_rel=_num(targets.get("max_drop_rel"), "targets.max_drop_rel"),
-                min_metric=_num(targets.get("min_metric"), "targets.min_metric"),
+                **{n: _num(targets.get(n), f"targets.{n}") for n in _NUMBER_TARGETS},
                 max_bytes=None if max_bytes is None else _int(max_bytes, "targets.max_bytes"),
-                min_ratio=_num(targets.get("min_ratio"), "targets.min_ratio"),
             ),
             space=None if doc.get("space") is None else _strs(doc["space"], "space"),
             rounding=_strs(doc.get("rounding", d.rounding), "rounding"),
@@ -272,9 +271,10 @@ def _check_targets(targets: Targets, metric: str) -> None:
     size_given = [n for n in _SIZE_TARGETS if given[n] is not None]
     if len(metric_given) > 1 or len(size_given) > 1:
         raise InvalidPlanError(
-            "give at most one of max_drop, max_drop_rel, min_metric and at most one of "
-            f"max_bytes, min_ratio; got {', '.join(metric_given + size_given)}"
+            "give at most one of max_drop, max_drop_rel, min_metric, max_metric and at most "
+            f"one of max_bytes, min_ratio; got {', '.join(metric_given + size_given)}"
         )
+    targets.check_metric(metric)
     if metric == "sqnr" and metric_given and metric_given[0] != "min_metric":
         raise InvalidPlanError(
             "sqnr has no finite float baseline to drop from; give min_metric (in dB) instead"

@@ -1,6 +1,7 @@
 """The Optuna study behind a search: create it, open it, read its trials.
 
-The study is multi-objective (metric up, payload bytes down) with the targets
+The study is multi-objective (the metric up -- down for kl and nmse, by
+``MetricInfo.higher_is_better`` -- and payload bytes down) with the targets
 as constraints (``trial.set_constraint``; feasible when ``<= 0``). Parameters are
 one categorical per layer (its choice key), asked with a fixed distribution set
 (``study.ask(distributions)``); Optuna still stores each parameter with its own
@@ -32,12 +33,13 @@ import functools
 import math
 import warnings
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import TrialState
 
+from engine.data import METRICS
 from search._config import SearchConfig
 from search._evaluator import Evaluator
 from search._seeds import ilp_seeds, uniform_plans
@@ -50,6 +52,7 @@ __all__ = [
     "create_study",
     "load_study",
     "make_record",
+    "metric_direction",
     "open_storage",
     "trial_records",
 ]
@@ -171,6 +174,11 @@ def _sampler(config: SearchConfig, worker: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
+def metric_direction(metric: str) -> Literal["maximize", "minimize"]:
+    """Optuna's direction for ``metric``'s objective: ``maximize`` or ``minimize``."""
+    return "maximize" if METRICS[metric].higher_is_better else "minimize"
+
+
 def create_study(
     config: SearchConfig,
     ev: Evaluator,
@@ -185,7 +193,7 @@ def create_study(
     study = optuna.create_study(
         storage=storage,
         study_name=name,
-        directions=["maximize", "minimize"],
+        directions=[metric_direction(config.metric), "minimize"],
         sampler=_sampler(config, 0),
     )
     study.set_user_attr("config", config.to_json())

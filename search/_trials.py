@@ -181,7 +181,7 @@ def _evaluate(
         constraints["bytes"] = (nbytes - ceiling) / ceiling
         rec["pruned_by"] = "size"
     else:
-        result = ev.evaluate(plan, floor=floor)
+        result = ev.evaluate(plan, floor=floor, ceiling=targets.metric_ceiling())
         constraints = targets.constraints(
             result.value, nbytes, baseline=search.baseline, float_bytes=search.float_bytes
         )

@@ -131,7 +131,13 @@ class JobTargets(BaseModel):
 
     max_drop: float | None = Field(default=None, description="absolute metric drop, >= 0")
     max_drop_rel: float | None = Field(default=None, description="relative drop, in [0, 1)")
-    min_metric: float | None = Field(default=None, description="metric floor")
+    min_metric: float | None = Field(
+        default=None, description="metric floor (higher-is-better metrics)"
+    )
+    max_metric: float | None = Field(
+        default=None,
+        description="metric ceiling, for lower-is-better metrics (kl, nmse), e.g. 0.01",
+    )
     max_bytes: int | str | None = Field(
         default=None,
         description='payload ceiling: bytes, or a size such as "8KB" or "1.5MiB" (KB = 1000 B)',
@@ -160,7 +166,11 @@ class JobCreate(BaseModel):
 
     model_id: int
     dataset_id: int
-    metric: str = Field(default="accuracy", examples=["accuracy"])
+    metric: str = Field(
+        default="accuracy",
+        description="accuracy, agreement, top5, kl, cosine, nmse or sqnr",
+        examples=["accuracy", "kl"],
+    )
     targets: JobTargets = Field(default_factory=JobTargets)
     space: list[str] | None = Field(
         default=None,

@@ -9,7 +9,7 @@ scores a model's outputs with one of :data:`METRICS`.
 Modules: ``_dataset`` (splits, batching, validation), ``_files`` (reading the
 arrays), ``_fit`` (evaluation batch), ``_holdout`` (the search / held-out split of the
 evaluation samples), ``_intervals`` (confidence intervals of a metric), ``_metrics``
-(accuracy, agreement, cosine, SQNR, KL).
+(accuracy, agreement, top-5 agreement, KL, cosine, NMSE, SQNR).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from engine.data._dataset import (
     default_calibration_samples,
     load_dataset,
 )
-from engine.data._files import MAX_ARRAYS, read_arrays
+from engine.data._files import MAX_ARRAYS, array_names, read_arrays
 from engine.data._fit import ACTIVATION_BUDGET, MAX_EVALUATION_BATCH, evaluation_batch, fit_batch
 from engine.data._holdout import MIN_SIDE, HoldoutSplit, holdout_indices, holdout_split
 from engine.data._intervals import (
@@ -36,13 +36,18 @@ from engine.data._intervals import (
 )
 from engine.data._metrics import (
     METRICS,
+    TOP_K,
     MetricInfo,
     accuracy,
     agreement,
+    check_metric,
     cosine,
     evaluate,
     kl_divergence,
+    nmse,
+    related_metrics,
     sqnr,
+    top5,
 )
 
 __all__ = [
@@ -55,6 +60,7 @@ __all__ = [
     "MAX_EVALUATION_BATCH",
     "METRICS",
     "MIN_SIDE",
+    "TOP_K",
     "Batch",
     "Dataset",
     "HoldoutSplit",
@@ -63,7 +69,9 @@ __all__ = [
     "SplitName",
     "accuracy",
     "agreement",
+    "array_names",
     "bootstrap_interval",
+    "check_metric",
     "cosine",
     "default_calibration_samples",
     "evaluate",
@@ -74,7 +82,10 @@ __all__ = [
     "kl_divergence",
     "load_dataset",
     "metric_interval",
+    "nmse",
     "read_arrays",
+    "related_metrics",
     "sqnr",
+    "top5",
     "wilson_interval",
 ]

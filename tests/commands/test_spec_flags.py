@@ -79,6 +79,11 @@ def test_each_target_flag_sets_its_target(argv: tuple[str, ...], target: Targets
     assert spec_from_args(_parse(*argv)).targets == target
 
 
+def test_max_metric_flag() -> None:
+    spec = spec_from_args(_parse("--metric", "kl", "--max-metric", "0.01"))
+    assert spec == JobSpec(metric="kl", targets=Targets(max_metric=0.01))
+
+
 def test_the_old_spellings_still_work() -> None:
     spec = spec_from_args(_parse("--workers", "3", "--timeout", "12.5"))
     assert spec == JobSpec(parallelism=3, timeout_s=12.5)
@@ -90,6 +95,8 @@ def test_the_old_spellings_still_work() -> None:
         (("--max-drop", "0.01", "--min-metric", "0.9"), "at most one of"),
         (("--max-bytes", "8KB", "--min-ratio", "4"), "at most one of"),
         (("--metric", "sqnr", "--max-drop", "0.1"), "min_metric"),
+        (("--metric", "kl", "--max-drop", "0.1"), "max_metric"),
+        (("--max-metric", "0.1"), "accuracy is higher-is-better"),
         (("--metric", "f1"), "metric 'f1'"),
         (("--sampler", "grid"), "sampler"),
         (("--max-bytes", "8 parsecs"), "8 parsecs"),

@@ -67,6 +67,12 @@ def test_max_bytes_takes_a_size_string_and_duplicates_are_dropped() -> None:
         ({"targets": {"max_drop": 0.01, "min_metric": 0.9}}, "at most one of"),
         ({"targets": {"max_bytes": 10, "min_ratio": 4}}, "at most one of"),
         ({"metric": "sqnr", "targets": {"max_drop": 1}}, "min_metric"),
+        ({"metric": "kl", "targets": {"max_drop": 0.1}}, "give targets.max_metric"),
+        ({"metric": "nmse", "targets": {"min_metric": 0.1}}, "targets.min_metric means nothing"),
+        ({"metric": "cosine", "targets": {"max_metric": 0.1}}, "give min_metric, max_drop"),
+        ({"metric": "kl", "targets": {"max_metric": 0.1, "max_drop": 0.1}}, "at most one of"),
+        ({"metric": "kl", "targets": {"max_metric": math.inf}}, "finite"),
+        ({"metric": "kl", "targets": {"max_metric": "low"}}, "targets.max_metric must be a number"),
         ({"targets": {"min_metric": math.nan}}, "finite"),
         ({"targets": {"min_ratio": math.inf}}, "finite"),
         ({"targets": {"max_drop": -1}}, "max_drop"),
@@ -94,6 +100,17 @@ def test_invalid_specs_are_refused_with_a_message(doc: dict[str, object], words:
     with pytest.raises(InvalidPlanError) as info:
         JobSpec.from_json(doc)
     assert words in str(info.value), str(info.value)
+
+
+def test_lower_is_better_metrics_take_max_metric() -> None:
+    spec = JobSpec.from_json({"metric": "kl", "targets": {"max_metric": 0.01}})
+    assert spec.targets == Targets(max_metric=0.01) and spec.targets.has_metric_target
+    assert JobSpec.from_json(spec.to_json()) == spec
+    config = spec.search_config(model="m.pt2", data="d.npz")
+    assert config.metric == "kl" and config.targets.metric_ceiling() == 0.01
+    assert JobSpec(metric="top5", targets=Targets(max_drop=0.01)).metric == "top5"
+    with pytest.raises(InvalidPlanError, match="max_metric"):
+        SearchConfig(model="m", data="d", metric="nmse", targets=Targets(max_drop=0.1))
 
 
 def test_no_targets_is_a_trade_off_search() -> None:
