@@ -53,6 +53,8 @@ class Finalist:
     record: TrialRecord
     integer_metric: float
     integer_only: str
+    float_layers: dict[str, str]
+    """Layers that do not run on integers in the integer-only model, with the reason."""
 
 
 def finalize(
@@ -80,7 +82,8 @@ def finalize(
     for r in pool:
         qm = ev.quantize(config.space.plan(r.choices))
         im = lower_to_integer(qm)
-        finalists.append(Finalist(r, ev.score_module(im), im.report.integer_only))
+        floats = {x.name: x.reason for x in im.report.layers if x.execution == "float"}
+        finalists.append(Finalist(r, ev.score_module(im), im.report.integer_only, floats))
     chosen = (
         _choose(finalists, metric=config.metric, has_metric_target=targets.has_metric_target)
         if finalists
@@ -259,6 +262,8 @@ def _pack(
         "metrics": metrics,
         "integer_metric": chosen.integer_metric,
         "integer_only": chosen.integer_only,
+        "integer_ready_layers": len(ev.layers) - len(chosen.float_layers),
+        "float_layers": chosen.float_layers,
         "payload_bytes": loaded.payload_bytes,
         "file_bytes": file_bytes,
         "compression": search.float_bytes / loaded.payload_bytes,

@@ -109,6 +109,11 @@ def test_digits_search_meets_the_target_with_true_numbers(
     for u in result["uniform"]:
         assert not (u["metric"] >= chosen["metric"] and u["bytes"] < chosen["payload_bytes"])
     assert result["sensitivity_method"] == "full"  # auto, on a model this small
+    # integer-only readiness, per layer: every layer of this plan runs on integers
+    assert chosen["integer_only"] == "full"
+    assert chosen["float_layers"] == {} and chosen["integer_ready_layers"] == len(
+        records[0].choices
+    )
 
 
 def test_same_seed_same_result(digits, evaluator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
