@@ -28,13 +28,14 @@ import torch.nn.functional as F
 
 from engine.data import METRICS, Dataset, kl_divergence
 from engine.io import predict_payload_bytes
-from engine.ir import EMBEDDING_OPS, IRModel, to_graph_module
+from engine.ir import EMBEDDING_OPS, IRModel
 from engine.quant import LayerFormat, QuantPlan
 from engine.transforms import (
     LayerInfo,
     QuantizedModel,
     WeightCache,
     apply,
+    deterministic_module,
     fold_batch_norm,
     inventory,
     weight_is_transposed,
@@ -86,7 +87,7 @@ class Evaluator:
         self.cache = WeightCache()
         n = len(self.batches)
         self.prefixes = sorted({max(1, min(n, math.ceil(f * n))) for f in chunks} | {n})
-        module = to_graph_module(ir)
+        module = deterministic_module(ir)
         with torch.no_grad():
             self.reference = [b.unpad(module(*b.tensors)) for b in self.batches]
             self.calib_reference = [module(*t) for t in self.calibration]

@@ -30,7 +30,7 @@ import torch
 from torch import fx
 
 from engine.errors import InvalidPlanError
-from engine.ir import MATMUL_OPS, IRModel, Node, Ref, to_graph_module
+from engine.ir import MATMUL_OPS, IRModel, Node, Ref
 from engine.quant import (
     AffineQParams,
     LayerFormat,
@@ -43,6 +43,7 @@ from engine.quant import (
 )
 from engine.transforms._bias_correction import bias_operand, corrected_bias
 from engine.transforms._calibrate import LayerStats, activation_index, calibrate
+from engine.transforms._exact import deterministic_module
 from engine.transforms._fold import fold_batch_norm
 from engine.transforms._inventory import LayerInfo, inventory
 
@@ -87,8 +88,12 @@ class QuantizedModel:
     ranges: Ranges = field(default_factory=dict)
 
     def module(self) -> fx.GraphModule:
-        """A runnable GraphModule of the simulated model."""
-        return to_graph_module(self.ir)
+        """A runnable GraphModule of the simulated model, the same at any thread count.
+
+        Its layers sum in float64, exactly where their input is fake-quantized
+        (:func:`~engine.transforms.deterministic_module`).
+        """
+        return deterministic_module(self.ir)
 
 
 def apply(
