@@ -153,7 +153,7 @@ def _bias_position(op: str, args: list[Any], kwargs: dict[str, Any]) -> str | No
 
 def _weight_index(n: Node, model: IRModel) -> int | None:
     """Position of the stored float weight operand of a layer node, else None."""
-    positions = (2,) if n.op == "aten.addmm.default" else (1,)
+    positions: tuple[int, ...] = (2,) if n.op == "aten.addmm.default" else (1,)
     if n.op in MATMUL_OPS:
         positions = (0, 1)
     for i in positions:
