@@ -33,8 +33,8 @@ test_exact.py checks EfficientNet-Lite2 at 1 and 2 threads). Across machines the
 quantized layers are still exact, but vectorized transcendental functions (exp, erf,
 tanh) and vectorized reductions may round differently with another instruction set.
 
-Cost: float64 convolutions are 2-4x slower than float32 on a CPU, depthwise ones more
-(bench/determinism.py measures the whole evaluation).
+Cost: float64 convolutions are 2-4x slower than float32 on a CPU, depthwise ones more;
+a whole evaluation 3-5x (bench/determinism.py).
 """
 
 from __future__ import annotations
