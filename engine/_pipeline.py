@@ -21,9 +21,9 @@ from engine.data import METRICS, Dataset, check_metric, evaluate, fit_batch, loa
 from engine.errors import MetricNotApplicableError, MPQError
 from engine.io import load_artifact, predict_model_payload, save_artifact
 from engine.io.importers import import_model
-from engine.ir import IRModel, to_graph_module
+from engine.ir import IRModel
 from engine.quant import LayerFormat, QuantPlan
-from engine.transforms import apply, inventory
+from engine.transforms import apply, deterministic_module, inventory
 from engine.transforms.integer import lower_to_integer
 
 __all__ = ["EvalReport", "QuantizeReport", "evaluate_file", "pick_metric", "quantize_file"]
@@ -89,7 +89,7 @@ def quantize_file(
         plan = QuantPlan.uniform([layer.name for layer in inventory(ir).layers], plan)
     calibration = [b.tensors for b in data.batches("calibration")]
     qm = apply(ir, plan, calibration)
-    reference = evaluate(to_graph_module(ir), data, "evaluation")
+    reference = evaluate(deterministic_module(ir), data, "evaluation")
     float_value = _score(metric, reference, reference, data)
     partial = out.with_name(out.name + ".partial")  # no half-written model.mpq on failure
     try:
@@ -151,12 +151,12 @@ def evaluate_file(
     if not METRICS[metric].needs_labels:
         if reference is not None:
             ref_ir = _at(_load_any(reference, trust_uploads)[0], data)
-            ref_outputs = evaluate(to_graph_module(ref_ir), data, "evaluation")
+            ref_outputs = evaluate(deterministic_module(ref_ir), data, "evaluation")
         elif integer_only and kind != "mpq":
-            ref_outputs = evaluate(to_graph_module(ir), data, "evaluation")
+            ref_outputs = evaluate(deterministic_module(ir), data, "evaluation")
     samples = data.evaluation.num_samples
     if not integer_only:
-        outputs = evaluate(to_graph_module(ir), data, "evaluation")
+        outputs = evaluate(deterministic_module(ir), data, "evaluation")
         ref = ref_outputs if ref_outputs is not None else outputs
         return EvalReport(
             metric, _score(metric, outputs, ref, data), samples, kind, notes=data.notes

@@ -13,6 +13,11 @@ top-1 class on ``[N, C]`` outputs; otherwise none (a seeded random split). ``bas
 is the float model's metric on the search split, ``heldout_baseline`` on the held-out
 one (None when nothing is held out: ``notes`` then says why).
 
+Two execution paths (docs/engine.md, Determinism): trials (``evaluate``) and ``damage``
+run the plain float32 graph, fast; the float reference outputs and any module handed to
+``score_module`` / ``scores`` / ``heldout_score`` (the written ``model.mpq``, loaded back)
+run the exact one, so every reported figure is what ``mpq eval`` gives at any thread count.
+
 - ``payload_bytes(plan)`` is the exact tensor bytes of the ``model.mpq`` the plan
   gives (:func:`engine.io.predict_payload_bytes`), without quantizing.
 - ``evaluate(plan, floor=, ceiling=)`` scores the plan on growing prefixes of the
@@ -58,13 +63,14 @@ from engine.data import (
     related_metrics,
 )
 from engine.io import predict_payload_bytes
-from engine.ir import EMBEDDING_OPS, IRModel, to_graph_module
+from engine.ir import EMBEDDING_OPS, IRModel
 from engine.quant import LayerFormat, QuantPlan
 from engine.transforms import (
     LayerInfo,
     QuantizedModel,
     WeightCache,
     apply,
+    deterministic_module,
     fold_batch_norm,
     inventory,
     weight_is_transposed,
@@ -120,7 +126,7 @@ class Evaluator:
         if metric not in METRICS:
             raise ValueError(f"cannot search on metric {metric!r}")
         self.ir, self.metric, self.seed = ir, metric, seed
-        module = to_graph_module(ir)
+        module = deterministic_module(ir)
         strata: torch.Tensor | None = None  # None: holdout_split takes the labels, if any
         self.stratified_by = "labels" if data.evaluation.labels is not None else "none"
         if holdout > 0 and data.evaluation.labels is None and metric == "agreement":
@@ -199,7 +205,7 @@ class Evaluator:
     ) -> Evaluation:
         """The plan's metric on the evaluation split, pruned early below ``floor`` (above
         ``ceiling``)."""
-        module = self.quantize(plan).module()
+        module = self.quantize(plan).module(exact=False)  # trials: fast; reports: exact
         outs: list[torch.Tensor] = []
         values: list[float] = []
         done = 0
@@ -244,7 +250,7 @@ class Evaluator:
             batches, reference = self.heldout_batches, self.heldout_reference
         else:
             batches = list(self.whole.batches("evaluation"))
-            reference = self._outputs(to_graph_module(self.ir), batches)
+            reference = self._outputs(deterministic_module(self.ir), batches)
         outs = self._outputs(module, batches)
         return {m: self._value(outs, batches, reference, metric=m) for m in names}
 
@@ -269,7 +275,7 @@ class Evaluator:
 
     def damage(self, plan: QuantPlan, *, batches: int = 2) -> float:
         """Output distortion of ``plan`` on the first calibration batches (see module doc)."""
-        module = self.quantize(plan).module()
+        module = self.quantize(plan).module(exact=False)
         total = 0.0
         pairs = list(zip(self.calibration, self.calib_reference, strict=True))[:batches]
         with torch.no_grad():

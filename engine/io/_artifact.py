@@ -39,7 +39,7 @@ import torch
 from torch import fx
 
 from engine.errors import CorruptFileError
-from engine.ir import IRModel, Ref, read_safetensors, to_graph_module, write_safetensors
+from engine.ir import IRModel, Ref, read_safetensors, write_safetensors
 from engine.quant import (
     AffineQParams,
     LayerFormat,
@@ -48,7 +48,13 @@ from engine.quant import (
     scheme_for,
     stored_parts,
 )
-from engine.transforms import FAKE_QUANT_OP, QuantizedModel, inventory, weight_is_transposed
+from engine.transforms import (
+    FAKE_QUANT_OP,
+    QuantizedModel,
+    deterministic_module,
+    inventory,
+    weight_is_transposed,
+)
 
 __all__ = [
     "ARTIFACT_VERSION",
@@ -75,8 +81,8 @@ class LoadedArtifact:
     quantized: QuantizedModel
 
     def module(self) -> fx.GraphModule:
-        """The runnable simulated model."""
-        return to_graph_module(self.ir)
+        """The runnable simulated model, the same at any thread count (see QuantizedModel)."""
+        return deterministic_module(self.ir)
 
 
 def predict_payload_bytes(

@@ -3,7 +3,8 @@
 BN folding (``_fold``: a pure weights-level fold and a copying model pass), the
 layer inventory (``_inventory``), calibration statistics (``_calibrate``), bias
 correction (``_bias_correction``), applying a :class:`~engine.quant.QuantPlan`
-(``_apply``: simulated quantization, a :class:`QuantizedModel`) and, in
+(``_apply``: simulated quantization, a :class:`QuantizedModel`), a runnable model
+that gives the same outputs at any thread count (``_exact``) and, in
 :mod:`engine.transforms.integer`, lowering a quantized model to integer-only
 execution. Imports only levels 0 and 1.
 """
@@ -19,6 +20,7 @@ from engine.transforms._apply import (
 )
 from engine.transforms._bias_correction import bias_operand, bias_shift, corrected_bias
 from engine.transforms._calibrate import LayerStats, activation_index, calibrate
+from engine.transforms._exact import deterministic_module, exact_bound, layer_in_float64
 from engine.transforms._fold import (
     BN_OP,
     FOLD_PATTERNS,
@@ -44,8 +46,11 @@ __all__ = [
     "bias_shift",
     "calibrate",
     "corrected_bias",
+    "deterministic_module",
+    "exact_bound",
     "fold_batch_norm",
     "fold_bn_weights",
     "inventory",
+    "layer_in_float64",
     "weight_is_transposed",
 ]
