@@ -86,3 +86,23 @@ def test_dead_inputs_and_bad_shapes() -> None:
     assert torch.isfinite(q).all()
     with pytest.raises(ValueError, match="columns"):
         gptq_quantize(w, torch.eye(3, dtype=torch.float64), _round)
+
+
+def test_the_factor_is_reused_for_the_same_hessian_and_remade_after_a_change() -> None:
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(256, 16, generator=gen)
+    h = hessian_from_inputs(x)
+    w = torch.randn(4, 16, generator=gen)
+
+    def rnd(values: torch.Tensor, column: int) -> torch.Tensor:
+        return values.round()
+
+    first = gptq_quantize(w, h, rnd)
+    again = gptq_quantize(w, h, rnd)  # from the kept factor
+    fresh = gptq_quantize(w, h.clone(), rnd)  # another tensor: factored anew
+    assert torch.equal(first, again) and torch.equal(first, fresh)
+    v = torch.randn(16, generator=gen, dtype=h.dtype)
+    h.add_(10.0 * torch.outer(v, v))  # in place: a new version, the old factor is not used
+    changed = gptq_quantize(w, h, rnd)
+    assert torch.equal(changed, gptq_quantize(w, h.clone(), rnd))
+    assert not torch.equal(changed, first)  # the change matters, so a stale factor would show
