@@ -87,5 +87,6 @@ def test_bad_search_arguments_exit_2_with_a_code(digits, tmp_path: Path) -> None
         str(tmp_path / "o"),
         cache=tmp_path / "cache",
     )
-    assert run.returncode == 2 and run.stderr.startswith("error[invalid_data]: "), run.stderr
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith("error[metric_not_applicable]: "), run.stderr
     assert "labels" in run.stderr
