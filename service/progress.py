@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
-
-from service.db.base import utcnow
 
 __all__ = [
     "PHASES",
@@ -41,8 +39,10 @@ PHASES = ("preparing", "searching", "finalizing")
 STEPS = ("loading", "calibrating", "sensitivity", "seeding")
 """The steps of ``preparing``, in order: reading the model and data; the float model's
 pass over the calibration and evaluation data (its reference outputs and baseline
-metric); each (layer, format) quantized alone and its damage measured (``done``/``total``
-pairs); the seeding plans solved and the study created."""
+metric; the activation ranges are collected by the first sensitivity measurement, so
+``calibrating`` stays shown until it ends); each (layer, format) quantized alone and its
+damage measured (``done``/``total`` pairs); the seeding plans solved and the study created.
+Steps without a count are reported once, as ``0`` of ``1``, when they begin."""
 
 REPORT_INTERVAL_S = 1.0
 """The least time between two progress reports of one task, but for a new step."""
@@ -74,7 +74,7 @@ def progress_doc(
         "done": done,
         "total": total,
         "eta_s": None if eta_s is None else round(eta_s, 1),
-        "updated_at": (now or utcnow()).isoformat(),
+        "updated_at": (now or datetime.now(UTC)).isoformat(),
     }
 
 

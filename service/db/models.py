@@ -165,7 +165,7 @@ class Job(Base):
 
     ``progress`` is what the job is doing, written by its tasks (at most about once a
     second): ``{"phase", "step", "done", "total", "eta_s", "updated_at"}``, built and
-    documented by :func:`service.domain.progress.progress_doc`; NULL until a worker takes
+    documented by :func:`service.progress.progress_doc`; NULL until a worker takes
     the job, and kept as last written once it ends.
     """
 
