@@ -19,7 +19,8 @@ from service.settings import get_settings
 
 __all__ = ["add_local_commands"]
 
-METRIC_NAMES = ("accuracy", "agreement", "cosine", "sqnr", "kl_divergence")
+METRIC_NAMES = ("accuracy", "agreement", "top5", "kl", "cosine", "nmse", "sqnr")
+"""engine.data.METRICS by name, spelled out so ``mpq --help`` need not import torch."""
 
 
 def add_local_commands(sub: Any) -> None:

@@ -7,7 +7,9 @@ study (an SQLite file in the output directory, or ``--storage URL``). Writes
 ``result.json``, ``model.mpq``, ``pareto.png`` and ``layers.png`` into ``--out``. On a
 terminal a progress line shows the phase, as a service job's does (``preparing:
 sensitivity 12/50``; then ``searching: 8/40, ~1m05s left`` with the best plan meeting
-the targets so far); ``--json`` prints only the result summary.
+the targets so far); the final summary gives each metric on the search split and, beside
+it, on the held-out split with its 95% interval (``--holdout``); ``--json`` prints only
+the result summary.
 """
 
 from __future__ import annotations
@@ -131,10 +133,12 @@ def _summary(result: dict[str, Any], out: Path) -> dict[str, Any]:
     trials = result["trials"]
     return {
         "met_targets": result["met_targets"],
+        "met_on_search": result["met_on_search"],
         "message": result.get("message"),
         "baseline": result["baseline"],
         "targets": result["targets"],
         "chosen": result["chosen"],
+        "holdout": result["holdout"],
         "trials": {
             "total": len(trials),
             "complete": sum(1 for t in trials if t["state"] == "complete"),
@@ -148,9 +152,20 @@ def _summary(result: dict[str, Any], out: Path) -> dict[str, Any]:
     }
 
 
+def _held(figure: dict[str, Any] | None) -> str:
+    """``", held-out 0.9778 [0.9367, 0.9924] (135 samples)"``, or nothing without one."""
+    if figure is None:
+        return ""
+    ci = figure["ci"]
+    interval = "" if ci is None else f" [{ci[0]:.4f}, {ci[1]:.4f}]"
+    return f"; held-out {figure['metric']:.4f}{interval} ({figure['samples']} samples)"
+
+
 def _print(s: dict[str, Any]) -> None:
     base = s["baseline"]
-    print(f"float: {base['metric']:.4f}, {base['bytes']:,} bytes")
+    print(
+        f"float: search {base['metric']:.4f}{_held(base.get('heldout'))}, {base['bytes']:,} bytes"
+    )
     t = s["trials"]
     print(
         f"trials: {t['total']} ({t['complete']} complete, {t['pruned']} pruned, "
@@ -159,10 +174,18 @@ def _print(s: dict[str, Any]) -> None:
     c = s["chosen"]
     if c is not None:
         print(
-            f"chosen (trial {c['trial']}): metric {c['metric']:.4f} (integer-only "
-            f"{c['integer_metric']:.4f}, {c['integer_only']}), {c['payload_bytes']:,} payload "
-            f"bytes ({c['compression']:.1f}x), {c['file_bytes']:,} file bytes"
+            f"chosen (trial {c['trial']}): search {c['metric']:.4f}{_held(c.get('heldout'))} "
+            f"(integer-only {c['integer_metric']:.4f} on search, {c['integer_only']}), "
+            f"{c['payload_bytes']:,} payload bytes ({c['compression']:.1f}x), "
+            f"{c['file_bytes']:,} file bytes"
         )
+        scores = ", ".join(f"{k} {v:.4g}" for k, v in c.get("metrics", {}).items())
+        print(f"on model.mpq: {scores}")
+    held = "held-out split" if s["holdout"]["heldout_samples"] else "search split (none held out)"
+    print(
+        f"targets met on the {held}: {'yes' if s['met_targets'] else 'no'} "
+        f"(search split: {'yes' if s['met_on_search'] else 'no'})"
+    )
     if s["message"]:
         print(f"note: {s['message']}")
     print(f"wrote {', '.join(s['files'].values())}")

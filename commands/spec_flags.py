@@ -104,6 +104,13 @@ SPEC_FLAGS: tuple[SpecFlag, ...] = (
         "lowest metric allowed (e.g. cosine 0.99, sqnr in dB)",
     ),
     SpecFlag(
+        "max_metric",
+        "--max-metric",
+        ("targets", "max_metric"),
+        float,
+        "highest metric allowed, for kl and nmse (lower is better; e.g. kl 0.01)",
+    ),
+    SpecFlag(
         "max_bytes",
         "--max-bytes",
         ("targets", "max_bytes"),
@@ -172,6 +179,22 @@ SPEC_FLAGS: tuple[SpecFlag, ...] = (
         int,
         "processes sharing the study",
         aliases=("--workers",),
+    ),
+    SpecFlag(
+        "sensitivity",
+        "--sensitivity",
+        ("sensitivity",),
+        str,
+        "how per-layer sensitivity is measured: local (one forward and backward pass), "
+        "full (a forward per layer and format) or auto (full for small models)",
+    ),
+    SpecFlag(
+        "holdout",
+        "--holdout",
+        ("holdout",),
+        float,
+        "share of the evaluation samples held out to judge the chosen plan (0: none)",
+        metavar="FRACTION",
     ),
 )
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from engine.data import METRICS, Dataset, evaluate, fit_batch, load_dataset
-from engine.errors import InvalidDataError, MPQError
+from engine.data import METRICS, Dataset, check_metric, evaluate, fit_batch, load_dataset
+from engine.errors import MetricNotApplicableError, MPQError
 from engine.io import load_artifact, predict_model_payload, save_artifact
 from engine.io.importers import import_model
 from engine.ir import IRModel, to_graph_module
@@ -131,7 +131,7 @@ def evaluate_file(
 ) -> EvalReport:
     """Evaluate a model (.pt2/.onnx) or an artifact (model.mpq) on the evaluation split.
 
-    Metrics against the float model (agreement, cosine, sqnr, kl_divergence) take
+    Metrics against the float model (agreement, top5, kl, cosine, nmse, sqnr) take
     the float model from ``reference`` (for an artifact) or the model itself.
     ``integer_only`` runs the artifact's integer-only lowering
     (:func:`engine.transforms.integer.lower_to_integer`); a float model is first quantized
@@ -209,21 +209,22 @@ def pick_metric(metric: str | None, data: Dataset) -> str:
     """``metric``, or the default (accuracy with labels, else cosine); checked against the data.
 
     Raises:
-        MPQError: an unknown metric; InvalidDataError: a label metric without labels.
+        MPQError: an unknown metric; MetricNotApplicableError: a label metric without labels.
     """
     has_labels = data.evaluation.labels is not None
     metric = metric or ("accuracy" if has_labels else "cosine")
     if metric not in METRICS:
         raise MPQError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
     if METRICS[metric].needs_labels and not has_labels:
-        raise InvalidDataError(
+        raise MetricNotApplicableError(
             f"metric {metric!r} needs a 'labels' array in the data file; add one or use "
-            "--metric agreement / cosine"
+            "--metric agreement, top5 or kl (against the float model), or cosine"
         )
     return metric
 
 
 def _score(metric: str, out: torch.Tensor, ref: torch.Tensor, data: Dataset) -> float:
+    check_metric(metric, out, has_labels=data.evaluation.labels is not None)
     info = METRICS[metric]
     fn: Callable[[torch.Tensor, torch.Tensor], float] = info.fn
     if info.needs_labels:

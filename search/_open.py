@@ -25,12 +25,29 @@ from engine.ir import is_ir_file, load_ir
 from search._config import SearchConfig
 from search._evaluator import Evaluator
 from search._sensitivity import Sensitivity, cache_path, measure_sensitivity
+from search._sensitivity_local import measure_sensitivity_local
 from search._study import Search, create_study, load_study, open_storage
 
-__all__ = ["OnStep", "create_search", "join_search", "open_evaluator", "open_search"]
+__all__ = [
+    "FULL_SENSITIVITY_MACS",
+    "OnStep",
+    "create_search",
+    "join_search",
+    "open_evaluator",
+    "open_search",
+    "sensitivity_method",
+]
 
 OnStep = Callable[[str, int, int], None]
 """``on_step(step, done, total)``: the preparation reached ``done`` of ``total`` in ``step``."""
+
+FULL_SENSITIVITY_MACS = 2 * 10**9
+"""``auto`` measures sensitivity with a forward per (layer, choice) while
+``pairs x MACs per sample`` stays under this (2 G; the digits CNN with the default space:
+76 pairs x 88 KMAC = 6.7 M; MiniLM: 714 x 0.68 GMAC = 485 G; EfficientNet-Lite2: 1,235 x
+0.86 GMAC = 1,062 G). Below it the full method costs seconds and ranks pairs a little
+better (bench/sensitivity.py); above, its cost grows as layers x choices x model cost, the
+local method's as the model cost alone."""
 
 
 def open_evaluator(
@@ -38,6 +55,7 @@ def open_evaluator(
 ) -> Evaluator:
     """Load the model (an IR file, or an upload imported safely) and the data of ``config``.
 
+    ``config.holdout`` of the evaluation samples are held out (seeded by ``config.seed``).
     Steps: ``loading`` (the model and data files), ``calibrating`` (the float model's
     outputs on the calibration and evaluation batches, and its baseline metric).
 
@@ -51,7 +69,9 @@ def open_evaluator(
     ir, data = fit_batch(ir, load_dataset(Path(config.data), ir.inputs))
     metric = pick_metric(config.metric, data)
     step("calibrating", 0, 1)
-    return Evaluator(ir, data, metric, chunks=config.chunks)
+    return Evaluator(
+        ir, data, metric, chunks=config.chunks, holdout=config.holdout, seed=config.seed
+    )
 
 
 def create_search(
@@ -75,16 +95,41 @@ def create_search(
         if progress is not None:
             progress(done, total)
 
+    method = sensitivity_method(config, ev)
     cache = None
     if config.cache_dir is not None:
         model_sha = sha256_file(Path(config.model))
         data_sha = sha256_file(Path(config.data))
-        cache = cache_path(Path(config.cache_dir), model_sha, data_sha, config.metric)
+        cache = cache_path(
+            Path(config.cache_dir), model_sha, data_sha, config.metric, method=method
+        )
     sensitivity: Sensitivity = {}
+    space = config.space
     if config.ilp_seeds > 0:  # only the seeding needs it; a plain TPE/random search skips it
-        sensitivity = measure_sensitivity(ev, config.space, cache_file=cache, progress=measured)
+        if method == "local":
+            sensitivity = measure_sensitivity_local(
+                ev, space, seed=config.seed, cache_file=cache, progress=measured
+            )
+        else:
+            sensitivity = measure_sensitivity(ev, space, cache_file=cache, progress=measured)
     step("seeding", 0, 1)
-    return create_study(config, ev, sensitivity, storage=open_storage(storage_url), name=name)
+    storage = open_storage(storage_url)
+    return create_study(config, ev, sensitivity, storage=storage, name=name, method=method)
+
+
+def sensitivity_method(config: SearchConfig, ev: Evaluator) -> str:
+    """``local`` or ``full``: the configured method, ``auto`` resolved by model cost.
+
+    ``auto`` is ``full`` when ``pairs x total MACs per sample <= FULL_SENSITIVITY_MACS``
+    (``pairs``: the (layer, choice) pairs of the space), else ``local``. A count, not a
+    timing, so the same job picks the same method on every machine.
+    """
+    if config.sensitivity != "auto":
+        return config.sensitivity
+    pairs = sum(
+        len(config.space.choices(x.name, embedding=x.name in ev.embeddings)) for x in ev.layers
+    )
+    return "full" if pairs * ev.total_macs <= FULL_SENSITIVITY_MACS else "local"
 
 
 def join_search(storage_url: str, name: str, *, worker: int, read_only: bool = False) -> Search:

@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # files only; never a display
 
 import matplotlib.pyplot as plt
 
+from engine.data import METRICS
 from engine.quant import weight_format
 from search._evaluator import Evaluator
 
@@ -46,14 +47,18 @@ def plot_pareto(result: dict[str, Any], path: Path, ev: Evaluator) -> None:
     floor = result["targets"]["metric_floor"]
     if floor is not None:
         ax.axhline(floor, ls="--", c="#888", lw=1, label="metric floor")
+    metric_ceiling = result["targets"].get("metric_ceiling")
+    if metric_ceiling is not None:
+        ax.axhline(metric_ceiling, ls="--", c="#888", lw=1, label="metric ceiling")
     ceiling = result["targets"]["byte_ceiling"]
     if ceiling is not None:
         ax.axvline(ceiling, ls=":", c="#888", lw=1, label="size ceiling")
     ax.set_xscale("log")
     ax.set_xlabel("payload bytes (model.mpq tensors)")
-    ax.set_ylabel(ev.metric)
+    lower = not METRICS[ev.metric].higher_is_better
+    ax.set_ylabel(f"{ev.metric} (lower is better)" if lower else ev.metric)
     ax.set_title(f"{ev.metric} vs size (float: {result['baseline']['metric']:.4g})")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper right" if lower else "lower right")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

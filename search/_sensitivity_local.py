@@ -43,6 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -52,7 +53,7 @@ from engine.ir import CONV_OPS, EMBEDDING_OPS, MATMUL_OPS, IRModel, Node, to_gra
 from engine.quant import LayerFormat, QuantizedWeight, QuantPlan, quantize_weight
 from engine.transforms import LayerInfo, fold_batch_norm, weight_is_transposed
 from search._evaluator import CLASSIFICATION, Evaluator
-from search._sensitivity import Sensitivity
+from search._sensitivity import Sensitivity, cache_key, read_cache, write_cache
 from search._space import SearchSpace, parse_choice
 
 __all__ = ["LayerCurvature", "layer_curvature", "measure_sensitivity_local"]
@@ -78,22 +79,50 @@ def measure_sensitivity_local(
     *,
     batches: int = 2,
     seed: int = 0,
+    cache_file: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Sensitivity:
     """Estimated damage of every (layer, choice) of ``space`` (formula in the module doc).
 
     Same keys and units as :func:`~search._sensitivity.measure_sensitivity`; the
-    quantized weights land in ``ev.cache`` for the trials that follow.
+    quantized weights land in ``ev.cache`` for the trials that follow. With
+    ``cache_file``, a table holding every pair is read back instead of measured (the
+    shared forward/backward pass is the cost, so a partial table is measured whole),
+    and what was measured is added to the file.
     """
-    curv = layer_curvature(ev, batches=batches, seed=seed)
-    folded, _ = fold_batch_norm(ev.ir)
-    nodes = {n.name: n for n in folded.nodes}
-    steps = _activation_steps(ev, space)
     todo = [
         (layer, key)
         for layer in ev.layers
         for key in space.choices(layer.name, embedding=layer.name in ev.embeddings)
     ]
+    cached = read_cache(cache_file)
+    keys = [cache_key(layer.name, key, space.scale) for layer, key in todo]
+    if keys and all(k in cached for k in keys):
+        out: Sensitivity = {layer.name: {} for layer in ev.layers}
+        for (layer, key), ck in zip(todo, keys, strict=True):
+            out[layer.name][key] = cached[ck]
+        return out
+    measured = _measure(ev, space, todo, batches=batches, seed=seed, progress=progress)
+    for (layer, key), ck in zip(todo, keys, strict=True):
+        cached[ck] = measured[layer.name][key]
+    write_cache(cache_file, cached)
+    return measured
+
+
+def _measure(
+    ev: Evaluator,
+    space: SearchSpace,
+    todo: list[tuple[LayerInfo, str]],
+    *,
+    batches: int,
+    seed: int,
+    progress: Callable[[int, int], None] | None,
+) -> Sensitivity:
+    """The estimate of every pair in ``todo``."""
+    curv = layer_curvature(ev, batches=batches, seed=seed)
+    folded, _ = fold_batch_norm(ev.ir)
+    nodes = {n.name: n for n in folded.nodes}
+    steps = _activation_steps(ev, space)
     out: Sensitivity = {layer.name: {} for layer in ev.layers}
     for i, (layer, key) in enumerate(todo):
         fmt = parse_choice(key, scale=space.scale)

@@ -12,14 +12,18 @@ Its JSON (version 1) is the job body of the REST API without the model and datas
 
     {"version": 1, "metric": "accuracy",
      "targets": {"max_drop": 0.01, "max_drop_rel": null, "min_metric": null,
-                 "max_bytes": null, "min_ratio": null},
+                 "max_metric": null, "max_bytes": null, "min_ratio": null},
      "space": ["int4", "int8", "cb16"], "rounding": ["nearest", "gptq"],
      "activation": ["a8"], "pins": {"classifier": "int8"},
      "budget": {"trials": 100, "timeout_s": null},
-     "seed": 0, "sampler": "tpe", "parallelism": 1}
+     "seed": 0, "sampler": "tpe", "parallelism": 1, "holdout": 0.25,
+     "sensitivity": "auto"}
 
 Validation lives here once: every front door raises the same
 :class:`~engine.errors.InvalidPlanError` with the same message.
+
+Size: one file (over 300 lines): the spec, its JSON both ways and every rule on its
+values, so the three front doors cannot drift apart.
 """
 
 from __future__ import annotations
@@ -29,18 +33,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from engine.data import METRICS as _METRIC_INFO
 from engine.errors import InvalidPlanError
-from search._config import SAMPLERS, SearchConfig
+from search._config import DEFAULT_HOLDOUT, SAMPLERS, SearchConfig, check_holdout
+from search._sensitivity import METHODS as SENSITIVITY_METHODS
 from search._space import DEFAULT_ACTIVATIONS, DEFAULT_ROUNDINGS, SearchSpace
 from search._targets import Targets, parse_bytes
 
 __all__ = ["METRICS", "SPEC_VERSION", "JobSpec"]
 
 SPEC_VERSION = 1
-METRICS = ("accuracy", "agreement", "cosine", "sqnr")
+METRICS = tuple(_METRIC_INFO)  # every metric of engine.data can be searched on
 _ROUNDINGS = ("nearest", "gptq")
-_METRIC_TARGETS = ("max_drop", "max_drop_rel", "min_metric")
+_METRIC_TARGETS = ("max_drop", "max_drop_rel", "min_metric", "max_metric")
 _SIZE_TARGETS = ("max_bytes", "min_ratio")
+_NUMBER_TARGETS = (*_METRIC_TARGETS, "min_ratio")  # max_bytes may also be a size string
 _BUDGET = ("trials", "timeout_s")
 _TOP = (
     "version",
@@ -54,6 +61,8 @@ _TOP = (
     "seed",
     "sampler",
     "parallelism",
+    "sensitivity",
+    "holdout",
 )
 
 
@@ -62,10 +71,10 @@ class JobSpec:
     """A search job as the user asked for it (model and data aside).
 
     Attributes:
-        metric: ``accuracy``, ``agreement``, ``cosine`` or ``sqnr``.
-        targets: at most one metric target (``max_drop``, ``max_drop_rel``, ``min_metric``)
-            and at most one size target (``max_bytes``, ``min_ratio``); none at all asks for
-            the trade-off front alone.
+        metric: one of :data:`METRICS` (``accuracy``, ``agreement``, ``top5``, ``kl``, ...).
+        targets: at most one metric target (``max_drop``, ``max_drop_rel``, ``min_metric``;
+            ``max_metric`` for kl and nmse) and at most one size target (``max_bytes``,
+            ``min_ratio``); none at all asks for the trade-off front alone.
         space: weight formats to search (``None``: the search's default formats).
         rounding: roundings of uniform formats (``nearest``, ``gptq``).
         activation: activation formats (``a8``, ``a16``, ``float``, ...).
@@ -75,6 +84,11 @@ class JobSpec:
         seed: seeds the sampler (runner ``w`` uses ``seed + w``).
         sampler: ``tpe``, ``nsga2`` or ``random``.
         parallelism: trial runners sharing the study (a service may cap it).
+        sensitivity: how per-layer sensitivity is measured: ``local`` (one forward and
+            one backward pass), ``full`` (a forward per layer and choice) or ``auto``
+            (``full`` for small models; see :mod:`search._sensitivity`).
+        holdout: share of the evaluation samples held out of the search, in ``[0, 0.9]``
+            (0: none); the chosen plan's result is judged on them.
         version: the JSON layout's version (:data:`SPEC_VERSION`).
     """
 
@@ -89,6 +103,8 @@ class JobSpec:
     seed: int = 0
     sampler: str = "tpe"
     parallelism: int = 1
+    sensitivity: str = "auto"
+    holdout: float = DEFAULT_HOLDOUT
     version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
@@ -113,9 +129,15 @@ class JobSpec:
             raise InvalidPlanError(
                 f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}"
             )
+        if self.sensitivity not in SENSITIVITY_METHODS:
+            raise InvalidPlanError(
+                f"sensitivity must be one of {', '.join(SENSITIVITY_METHODS)}, got "
+                f"{self.sensitivity!r}"
+            )
         _check_int("trials", self.trials, low=1)
         _check_int("seed", self.seed, low=0, high=2**63 - 1)
         _check_int("parallelism", self.parallelism, low=1)
+        check_holdout(self.holdout)
         if self.timeout_s is not None and not (
             math.isfinite(self.timeout_s) and self.timeout_s > 0
         ):
@@ -146,6 +168,8 @@ class JobSpec:
             seed=self.seed,
             sampler=self.sampler,
             cache_dir=cache_dir,
+            sensitivity=self.sensitivity,
+            holdout=self.holdout,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -162,6 +186,8 @@ class JobSpec:
             "seed": self.seed,
             "sampler": self.sampler,
             "parallelism": self.parallelism,
+            "sensitivity": self.sensitivity,
+            "holdout": self.holdout,
         }
 
     @classmethod
@@ -183,15 +209,13 @@ class JobSpec:
             max_bytes = parse_bytes(max_bytes)
         d = cls()
         pins = _mapping(doc, "pins")
+        holdout = _num(doc.get("holdout"), "holdout")
         return cls(
             version=_int(doc.get("version", SPEC_VERSION), "version"),
             metric=_str(doc.get("metric", d.metric), "metric"),
             targets=Targets(
-                max_drop=_num(targets.get("max_drop"), "targets.max_drop"),
-                max_drop_rel=_num(targets.get("max_drop_rel"), "targets.max_drop_rel"),
-                min_metric=_num(targets.get("min_metric"), "targets.min_metric"),
+                **{n: _num(targets.get(n), f"targets.{n}") for n in _NUMBER_TARGETS},
                 max_bytes=None if max_bytes is None else _int(max_bytes, "targets.max_bytes"),
-                min_ratio=_num(targets.get("min_ratio"), "targets.min_ratio"),
             ),
             space=None if doc.get("space") is None else _strs(doc["space"], "space"),
             rounding=_strs(doc.get("rounding", d.rounding), "rounding"),
@@ -202,6 +226,8 @@ class JobSpec:
             seed=_int(doc.get("seed", d.seed), "seed"),
             sampler=_str(doc.get("sampler", d.sampler), "sampler"),
             parallelism=_int(doc.get("parallelism", d.parallelism), "parallelism"),
+            sensitivity=_str(doc.get("sensitivity", d.sensitivity), "sensitivity"),
+            holdout=d.holdout if holdout is None else holdout,
         )
 
     @classmethod
@@ -245,9 +271,10 @@ def _check_targets(targets: Targets, metric: str) -> None:
     size_given = [n for n in _SIZE_TARGETS if given[n] is not None]
     if len(metric_given) > 1 or len(size_given) > 1:
         raise InvalidPlanError(
-            "give at most one of max_drop, max_drop_rel, min_metric and at most one of "
-            f"max_bytes, min_ratio; got {', '.join(metric_given + size_given)}"
+            "give at most one of max_drop, max_drop_rel, min_metric, max_metric and at most "
+            f"one of max_bytes, min_ratio; got {', '.join(metric_given + size_given)}"
         )
+    targets.check_metric(metric)
     if metric == "sqnr" and metric_given and metric_given[0] != "min_metric":
         raise InvalidPlanError(
             "sqnr has no finite float baseline to drop from; give min_metric (in dB) instead"

@@ -1,6 +1,7 @@
 """The Optuna study behind a search: create it, open it, read its trials.
 
-The study is multi-objective (metric up, payload bytes down) with the targets
+The study is multi-objective (the metric up -- down for kl and nmse, by
+``MetricInfo.higher_is_better`` -- and payload bytes down) with the targets
 as constraints (``trial.set_constraint``; feasible when ``<= 0``). Parameters are
 one categorical per layer (its choice key), asked with a fixed distribution set
 (``study.ask(distributions)``); Optuna still stores each parameter with its own
@@ -8,9 +9,13 @@ write, so on an RDB storage a trial costs about one commit per layer plus a few
 (measured on SQLite with WAL: ~70 ms per digits trial, negligible beside a
 MiniLM trial's seconds). A trial's own record is one user attribute.
 
-Creating a search measures sensitivity, solves the seeding ILP for a ladder of
-budgets and enqueues the distinct plans, then marks the study ``ready`` (a study a
-crashed process left half-made is not ready, and is made again). Then any process
+Creating a search measures sensitivity, enqueues the uniform baselines (int8 and int4 on
+every layer, with each activation format of the space; :mod:`search._seeds`) so they are
+trials like any other and no result can be dominated by a baseline the job measured,
+solves the seeding ILP for a ladder of budgets and enqueues the distinct plans not
+already queued (with seeding off, ``ilp_seeds=0``, neither: a plain sampler), then marks
+the study ``ready`` (a study a crashed process left half-made is not ready, and is made
+again). Then any process
 that opens the same storage can run trials (:mod:`search._trials`, which also
 explains how the budget holds across processes and crashes).
 
@@ -28,17 +33,17 @@ import functools
 import math
 import warnings
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import TrialState
 
+from engine.data import METRICS
 from search._config import SearchConfig
 from search._evaluator import Evaluator
-from search._ilp import allocate, budget_ladder
+from search._seeds import ilp_seeds, uniform_plans
 from search._sensitivity import Sensitivity
-from search._space import parse_choice
 
 __all__ = [
     "ATTR",
@@ -47,9 +52,11 @@ __all__ = [
     "create_study",
     "load_study",
     "make_record",
+    "metric_direction",
     "open_storage",
     "trial_records",
 ]
+
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -167,6 +174,11 @@ def _sampler(config: SearchConfig, worker: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
+def metric_direction(metric: str) -> Literal["maximize", "minimize"]:
+    """Optuna's direction for ``metric``'s objective: ``maximize`` or ``minimize``."""
+    return "maximize" if METRICS[metric].higher_is_better else "minimize"
+
+
 def create_study(
     config: SearchConfig,
     ev: Evaluator,
@@ -174,20 +186,30 @@ def create_study(
     *,
     storage: BaseStorage | None,
     name: str,
+    method: str = "full",
 ) -> Search:
-    """A new study holding ``config``, the baseline, sensitivity and the ILP seeds."""
+    """A new study holding ``config``, the baseline, sensitivity (measured by ``method``)
+    and the ILP seeds."""
     study = optuna.create_study(
         storage=storage,
         study_name=name,
-        directions=["maximize", "minimize"],
+        directions=[metric_direction(config.metric), "minimize"],
         sampler=_sampler(config, 0),
     )
     study.set_user_attr("config", config.to_json())
     study.set_user_attr("baseline", ev.baseline)
     study.set_user_attr("float_bytes", ev.float_bytes)
     study.set_user_attr("sensitivity", sensitivity)
-    for choices, budget in _ilp_seeds(config, ev, sensitivity):
-        study.enqueue_trial(choices, user_attrs={"source": f"ilp<={budget}"})
+    study.set_user_attr("sensitivity_method", method)
+    queued: set[tuple[str, ...]] = set()
+    seeds = [(c, f"uniform:{key}") for key, c in uniform_plans(config, ev)]
+    seeds += [(c, f"ilp<={budget}") for c, budget in ilp_seeds(config, ev, sensitivity)]
+    if config.ilp_seeds <= 0:
+        seeds = []  # a plain sampler (benchmarks' baseline): nothing enqueued
+    for choices, source in seeds:
+        if tuple(choices.values()) not in queued:
+            queued.add(tuple(choices.values()))
+            study.enqueue_trial(choices, user_attrs={"source": source})
     study.set_user_attr("ready", True)
     return Search(study, config, ev.baseline, ev.float_bytes)
 
@@ -205,36 +227,6 @@ def load_study(storage: BaseStorage, name: str, *, worker: int = 0) -> Search:
     study = optuna.load_study(study_name=name, storage=storage, sampler=_sampler(config, worker))
     attrs = probe.user_attrs
     return Search(study, config, float(attrs["baseline"]), int(attrs["float_bytes"]))
-
-
-def _ilp_seeds(
-    config: SearchConfig, ev: Evaluator, sensitivity: Sensitivity
-) -> list[tuple[dict[str, str], int]]:
-    if config.ilp_seeds <= 0:
-        return []
-    names = [layer.name for layer in ev.layers]
-    keys = [list(sensitivity[n]) for n in names]
-    damage = [[sensitivity[n][k] for k in ks] for n, ks in zip(names, keys, strict=True)]
-    scale = config.space.scale
-    sizes = [
-        [ev.layer_bytes(n, parse_choice(k, scale=scale)) for k in ks]
-        for n, ks in zip(names, keys, strict=True)
-    ]
-    fixed = ev.other_bytes
-    smallest = fixed + sum(min(s) for s in sizes)
-    largest = fixed + sum(max(s) for s in sizes)
-    ceiling = config.targets.byte_ceiling(ev.float_bytes)
-    seen: set[tuple[str, ...]] = set()
-    out = []
-    for budget in budget_ladder(smallest, largest, steps=config.ilp_seeds, ceiling=ceiling):
-        pick = allocate(damage, sizes, budget - fixed)
-        if pick is None:
-            continue
-        choice = tuple(ks[i] for ks, i in zip(keys, pick, strict=True))
-        if choice not in seen:
-            seen.add(choice)
-            out.append((dict(zip(names, choice, strict=True)), budget))
-    return out
 
 
 def trial_records(search: Search) -> list[TrialRecord]:

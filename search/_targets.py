@@ -4,12 +4,16 @@ With baseline metric ``m0`` (the float model on the evaluation data) and float
 size ``F`` (bytes of the float model's tensors):
 
 - metric floor ``= max(m0 - max_drop, m0 * (1 - max_drop_rel), min_metric)``
-  over the targets given;
+  over the targets given, for a metric where higher is better (accuracy, cosine...);
+- metric ceiling ``= max_metric``, for a metric where lower is better (kl, nmse: their
+  float baseline is 0, so a drop or a floor means nothing for them);
 - byte ceiling ``= min(max_bytes, floor(F / min_ratio))`` over the targets given.
 
-A plan meets the targets when its metric is at least the floor and its payload
-bytes at most the ceiling. As Optuna constraints (feasible when ``<= 0``):
-``floor - metric`` and ``(bytes - ceiling) / ceiling``.
+A plan meets the targets when its metric is at least the floor (at most the metric
+ceiling) and its payload bytes at most the byte ceiling. As Optuna constraints
+(feasible when ``<= 0``): ``floor - metric`` (``metric - ceiling``) and
+``(bytes - ceiling) / ceiling``. :meth:`Targets.check_metric` refuses targets that go
+the wrong way for the metric.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from engine.data import METRICS
 from engine.errors import InvalidPlanError
 
 __all__ = ["Targets", "parse_bytes"]
@@ -45,6 +50,7 @@ class Targets:
     max_drop: float | None = None
     max_drop_rel: float | None = None
     min_metric: float | None = None
+    max_metric: float | None = None
     max_bytes: int | None = None
     min_ratio: float | None = None
 
@@ -62,7 +68,36 @@ class Targets:
 
     @property
     def has_metric_target(self) -> bool:
-        return any(v is not None for v in (self.max_drop, self.max_drop_rel, self.min_metric))
+        given = (self.max_drop, self.max_drop_rel, self.min_metric, self.max_metric)
+        return any(v is not None for v in given)
+
+    def check_metric(self, metric: str) -> None:
+        """Refuse targets that go the wrong way for ``metric``'s direction.
+
+        Raises:
+            InvalidPlanError: ``max_metric`` on a metric where higher is better, or
+                ``max_drop``/``max_drop_rel``/``min_metric`` on one where lower is better.
+        """
+        info = METRICS.get(metric)
+        if info is None:
+            return  # the metric itself is refused by the caller, with the list of metrics
+        if info.higher_is_better and self.max_metric is not None:
+            raise InvalidPlanError(
+                f"targets.max_metric is for metrics where lower is better (kl, nmse); "
+                f"{metric} is higher-is-better: give min_metric, max_drop or max_drop_rel"
+            )
+        if not info.higher_is_better:
+            given = [
+                n
+                for n in ("max_drop", "max_drop_rel", "min_metric")
+                if getattr(self, n) is not None
+            ]
+            if given:
+                raise InvalidPlanError(
+                    f"{metric} is lower-is-better (0 for the float model), so "
+                    f"targets.{given[0]} means nothing for it: give targets.max_metric, the "
+                    f"largest {metric} allowed (e.g. max_metric: 0.01)"
+                )
 
     @property
     def has_size_target(self) -> bool:
@@ -77,6 +112,10 @@ class Targets:
         if self.min_metric is not None:
             floors.append(self.min_metric)
         return max(floors) if floors else None
+
+    def metric_ceiling(self) -> float | None:
+        """The largest metric allowed (``max_metric``; lower-is-better metrics only)."""
+        return self.max_metric
 
     def byte_ceiling(self, float_bytes: int) -> int | None:
         ceilings = []
@@ -94,6 +133,8 @@ class Targets:
         floor = self.metric_floor(baseline)
         if floor is not None:
             out["metric"] = floor - metric
+        if self.max_metric is not None:
+            out["metric"] = metric - self.max_metric
         ceiling = self.byte_ceiling(float_bytes)
         if ceiling is not None:
             out["bytes"] = (nbytes - ceiling) / ceiling
@@ -104,4 +145,4 @@ class Targets:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Targets:
-        return cls(**dict(d))
+        return cls(**dict(d))  # documents from before max_metric lack it: the default

@@ -38,6 +38,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState
 
+from search._descent import next_descent
 from search._evaluator import Evaluator
 from search._study import ATTR, Search, TrialRecord, make_record
 
@@ -121,14 +122,20 @@ def run_trials(
     if deadline is None and config.timeout_s is not None:
         deadline = time.time() + config.timeout_s
     ev.prime(space)
+    sensitivity = study.user_attrs.get("sensitivity") or {}
     ran = 0
     while deadline is None or time.time() < deadline:
         if should_stop is not None and should_stop():
             break
         if heartbeat_s is not None:
             fail_stale_trials(study, grace_s=grace_s)
-        if progress(search).exhausted:
+        state = progress(search)
+        if state.exhausted:
             break  # the budget is taken (a race past this check is caught below)
+        if state.done % 2 == 1 and not _waiting(study):
+            plan = next_descent(search, ev, sensitivity)  # every other trial after the seeds
+            if plan is not None:
+                study.enqueue_trial(plan, user_attrs={"source": "descent"})
         trial = study.ask(dists)
         if _slots_below(study, trial.number) >= config.trials:
             trial.set_user_attr("over_budget", True)
@@ -146,6 +153,10 @@ def run_trials(
         # study would never look finished (their retries wait, and are never run).
         fail_stale_trials(study, grace_s=grace_s)
     return ran
+
+
+def _waiting(study: optuna.Study) -> bool:
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def _slots_below(study: optuna.Study, number: int) -> int:
@@ -170,7 +181,7 @@ def _evaluate(
         constraints["bytes"] = (nbytes - ceiling) / ceiling
         rec["pruned_by"] = "size"
     else:
-        result = ev.evaluate(plan, floor=floor)
+        result = ev.evaluate(plan, floor=floor, ceiling=targets.metric_ceiling())
         constraints = targets.constraints(
             result.value, nbytes, baseline=search.baseline, float_bytes=search.float_bytes
         )

@@ -132,7 +132,13 @@ class JobTargets(BaseModel):
 
     max_drop: float | None = Field(default=None, description="absolute metric drop, >= 0")
     max_drop_rel: float | None = Field(default=None, description="relative drop, in [0, 1)")
-    min_metric: float | None = Field(default=None, description="metric floor")
+    min_metric: float | None = Field(
+        default=None, description="metric floor (higher-is-better metrics)"
+    )
+    max_metric: float | None = Field(
+        default=None,
+        description="metric ceiling, for lower-is-better metrics (kl, nmse), e.g. 0.01",
+    )
     max_bytes: int | str | None = Field(
         default=None,
         description='payload ceiling: bytes, or a size such as "8KB" or "1.5MiB" (KB = 1000 B)',
@@ -161,7 +167,11 @@ class JobCreate(BaseModel):
 
     model_id: int
     dataset_id: int
-    metric: str = Field(default="accuracy", examples=["accuracy"])
+    metric: str = Field(
+        default="accuracy",
+        description="accuracy, agreement, top5, kl, cosine, nmse or sqnr",
+        examples=["accuracy", "kl"],
+    )
     targets: JobTargets = Field(default_factory=JobTargets)
     space: list[str] | None = Field(
         default=None,
@@ -185,6 +195,18 @@ class JobCreate(BaseModel):
     seed: int = Field(default=0, description="seeds the sampler (>= 0)")
     sampler: str = Field(default=_SPEC.sampler, description="tpe, nsga2 or random")
     parallelism: int = Field(default=1, description="trial runners, >= 1 (capped by settings)")
+    sensitivity: str = Field(
+        default=_SPEC.sensitivity,
+        description="per-layer sensitivity: local (one forward and backward pass), full (a "
+        "forward per layer and format) or auto (full for small models)",
+    )
+    holdout: float = Field(
+        default=_SPEC.holdout,
+        description=(
+            "share of the evaluation samples held out of the search, in [0, 0.9] (0: none); "
+            "the chosen plan is judged on them (`result.chosen.heldout`, `result.met_targets`)"
+        ),
+    )
 
     def spec(self) -> JobSpec:
         """The job spec of this request (everything but the ids).
@@ -253,7 +275,13 @@ class JobPublic(BaseModel):
 
 
 class JobDetail(JobPublic):
-    """One job: its baseline, best plan so far and, once done, the result and chosen plan."""
+    """One job: its baseline, best plan so far and, once done, the result and chosen plan.
+
+    ``baseline.metric`` and ``chosen.metric`` are on the search split (what the plans were
+    chosen by); ``baseline.heldout`` and ``chosen.heldout`` (``metric``, 95% ``ci``,
+    ``samples``) on the held-out split, which ``result.met_targets`` is judged on
+    (``result.met_on_search`` beside it).
+    """
 
     baseline: dict[str, Any] | None
     best: dict[str, Any] | None

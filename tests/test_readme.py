@@ -177,7 +177,7 @@ def test_api_quickstart_runs_a_job_whose_model_evaluates_as_reported(
     assert (workdir / "model.mpq").stat().st_size == chosen["file_bytes"]
     measured = EVAL_LINE.search(stdout)
     assert measured is not None, stdout
-    assert float(measured[1]) == pytest.approx(chosen["metric"], abs=5e-7)
+    assert float(measured[1]) == pytest.approx(chosen["evaluation_metric"], abs=5e-7)
 
 
 def test_cli_quickstart_searches_and_evaluates(workdir: Path, tmp_path: Path) -> None:
@@ -188,4 +188,4 @@ def test_cli_quickstart_searches_and_evaluates(workdir: Path, tmp_path: Path) ->
     assert result["met_targets"] is True
     measured = EVAL_LINE.search(stdout)
     assert measured is not None, stdout
-    assert float(measured[1]) == pytest.approx(result["chosen"]["metric"], abs=5e-7)
+    assert float(measured[1]) == pytest.approx(result["chosen"]["evaluation_metric"], abs=5e-7)

@@ -74,7 +74,7 @@ class WorkerContext:
 
         ``on_step`` hears the loading steps (:func:`search.open_evaluator`) when it loads.
         """
-        key = (config.model, config.data, config.metric, config.chunks)
+        key = (config.model, config.data, config.metric, config.chunks, config.holdout, config.seed)
         with self._lock:
             ev = self._evaluators.get(key)
             if ev is not None:

@@ -91,7 +91,12 @@ def prepare(ctx: WorkerContext, job_id: int) -> str:
             # A duplicate delivery is preparing the same job right now; it carries on.
             log.info("job %s is being prepared by another task; leaving it to that one", job_id)
             return "duplicate"
-        baseline = {"metric": search.baseline, "bytes": search.float_bytes}
+        held = ev.heldout_baseline
+        baseline = {
+            "metric": search.baseline,
+            "bytes": search.float_bytes,
+            "heldout": None if held is None else held.to_json(),
+        }
         searching = progress_doc("searching", done=0, total=config.trials)
         with ctx.sessions() as session:
             if not repos.start_job(session, job_id=job_id, baseline=baseline, progress=searching):

@@ -12,7 +12,9 @@ File formats, recognised by their bytes, not their extension:
 
 from __future__ import annotations
 
+import json
 import math
+import struct
 import zipfile
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from engine.errors import (
 )
 from engine.ir import read_safetensors
 
-__all__ = ["MAX_ARRAYS", "read_arrays"]
+__all__ = ["MAX_ARRAYS", "array_names", "read_arrays"]
 
 MAX_ARRAYS = 1024
 
@@ -55,6 +57,28 @@ def read_arrays(path: Path, max_bytes: int) -> dict[str, torch.Tensor]:
         f"{path.name!r} is {kind}; upload an .npz (np.savez(path, x=..., labels=...)) or a "
         ".safetensors file with one array per model input"
     )
+
+
+def array_names(path: Path) -> tuple[str, ...]:
+    """The names of a data file's arrays, from its directory or header alone (no data read).
+
+    For a file already accepted by :func:`read_arrays` (an upload kept as a dataset), so
+    a service can tell whether it holds ``labels`` without loading it.
+
+    Raises:
+        CorruptFileError: neither a readable .npz directory nor a safetensors header.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if head[:4] in _ZIP_MAGIC:
+                with zipfile.ZipFile(path) as zf:
+                    return tuple(n.removesuffix(".npy") for n in zf.namelist())
+            (n,) = struct.unpack("<Q", head)
+            header = json.loads(f.read(n).decode())
+        return tuple(k for k in header if k != "__metadata__")
+    except (*_ZIP_ERRORS, struct.error, ValueError, TypeError) as exc:
+        raise CorruptFileError(f"{path.name!r}: its array names cannot be read ({exc})") from None
 
 
 def _read_npz(path: Path, max_bytes: int) -> dict[str, torch.Tensor]:

@@ -20,7 +20,8 @@ from typing import Any
 from celery import Celery
 from sqlalchemy.orm import Session
 
-from engine.errors import InvalidPlanError, MPQError
+from engine.data import LABELS, METRICS, array_names
+from engine.errors import InvalidPlanError, MetricNotApplicableError, MPQError
 from search import JobSpec, front, join_search, trial_records
 from service.blobs import BlobStore
 from service.db import repos
@@ -53,6 +54,7 @@ def submit_job(
     settings: Settings,
     queue: Celery,
     created_by: ApiKey | None = None,
+    store: BlobStore | None = None,
 ) -> Job:
     """Commit a queued job searching ``spec`` on a model and dataset, then enqueue it by name.
 
@@ -66,10 +68,14 @@ def submit_job(
         settings: the service settings (``max_trials``, ``max_parallelism``).
         queue: the Celery app ``mpq.run_job`` is sent through.
         created_by: the API key that submitted it.
+        store: the blob store holding the dataset; given, a metric that needs labels is
+            checked against the file's array names (the rest of what a metric needs --
+            its classes -- is known only once the model runs, and fails the job).
 
     Raises:
         NotFoundError: the model or dataset is not the team's.
         InvalidPlanError: the spec asks for more trials than the service allows.
+        MetricNotApplicableError: the metric needs labels and the dataset has none.
         QueueUnavailableError: the broker could not be reached (the job is marked failed).
     """
     model = repos.get_model(session, team=team, model_id=model_id)
@@ -78,6 +84,8 @@ def submit_job(
         raise InvalidPlanError(
             f"budget.trials is {spec.trials}; this service allows at most {settings.max_trials}"
         )
+    if store is not None and METRICS[spec.metric].needs_labels:
+        _check_labels(store, dataset, spec.metric)
     spec = replace(spec, parallelism=min(spec.parallelism, settings.max_parallelism))
     job = repos.create_job(
         session, team=team, model=model, dataset=dataset, spec=spec, created_by=created_by
@@ -90,6 +98,14 @@ def submit_job(
         repos.fail_job(session, job_id=job.id, code=QueueUnavailableError.code, message=message)
         raise QueueUnavailableError(message) from None
     return job
+
+
+def _check_labels(store: BlobStore, dataset: Dataset, metric: str) -> None:
+    if LABELS not in array_names(store.path(dataset.blob_path)):
+        raise MetricNotApplicableError(
+            f"metric {metric!r} needs a 'labels' array and dataset {dataset.id} has none; "
+            "upload one with labels, or use agreement, top5 or kl (against the float model)"
+        )
 
 
 def cancel_job(session: Session, *, team: Team, job_id: int) -> Job:
@@ -137,7 +153,8 @@ def job_trials(job: Job, *, settings: Settings) -> tuple[list[dict[str, Any]], l
     except (KeyError, MPQError):
         return [], []
     records = trial_records(search)
-    return [r.to_json() for r in records], [r.number for r in front(records)]
+    pareto = front(records, metric=search.config.metric)
+    return [r.to_json() for r in records], [r.number for r in pareto]
 
 
 def complete_job(

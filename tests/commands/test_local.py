@@ -158,3 +158,48 @@ def test_eval_integer_only_reports_full_integer_execution(digits, tmp_path: Path
     assert text.returncode == 0, text.stderr
     assert "integer_only: full; float islands: none" in text.stdout
     assert "note: a float model: quantized with int8 weights" in text.stdout
+
+
+def test_metric_names_are_the_engines() -> None:
+    from commands.local import METRIC_NAMES
+    from engine.data import METRICS
+
+    assert tuple(METRICS) == METRIC_NAMES
+
+
+def test_eval_scores_the_new_metrics_against_the_float_model(digits, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from engine.data import agreement, evaluate, kl_divergence, load_dataset, nmse, top5
+    from engine.io import load_artifact
+    from engine.io.importers import import_model
+    from engine.ir import to_graph_module
+
+    out = tmp_path / "m.mpq"
+    args = ("--data", str(digits.npz), "--uniform", "int3", "--out", str(out))
+    q = _mpq("quantize", str(digits.pt2), *args)
+    assert q.returncode == 0, q.stderr
+    art = load_artifact(out)
+    data = load_dataset(digits.npz, art.ir.inputs)
+    got = evaluate(art.module(), data, "evaluation")
+    ref = evaluate(to_graph_module(import_model(digits.pt2).ir), data, "evaluation")
+    expected = {"kl": kl_divergence(got, ref), "top5": top5(got, ref), "nmse": nmse(got, ref)}
+    # int3 with max scales is lossy on digits (accuracy 0.994 -> 0.737): nothing is trivial
+    assert expected["kl"] > 0.1 and expected["nmse"] > 0.01
+    assert agreement(got, ref) < expected["top5"] < 1.0
+    del expected["nmse"]  # one subprocess less: the CLI scores nmse as it does kl
+    for metric, value in expected.items():
+        run = _mpq(
+            "eval",
+            str(out),
+            *("--data", str(digits.npz), "--metric", metric),
+            *("--reference", str(digits.pt2), "--json"),
+        )
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["value"] == pytest.approx(value, rel=1e-6, abs=1e-12)
+    # no labels: accuracy is refused with its own code, before any work
+    z = np.load(digits.npz)
+    np.savez(tmp_path / "nolabels.npz", **{k: z[k] for k in z.files if k != "labels"})
+    nolabels = str(tmp_path / "nolabels.npz")
+    run = _mpq("eval", str(digits.pt2), "--data", nolabels, "--metric", "accuracy")
+    assert run.returncode == 2 and run.stderr.startswith("error[metric_not_applicable]: ")

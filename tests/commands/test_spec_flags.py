@@ -44,7 +44,7 @@ def test_every_flag_gives_the_spec_of_the_equivalent_api_body() -> None:
             "--metric cosine --min-metric 0.99 --max-bytes 8KB --space 'int4, cb16,' "
             "--rounding nearest --activation a8,a16 --pin 'classifier*=int8' "
             "--pin 'embed*=fp16/nearest/a16' --trials 7 --timeout-s 30 --seed 3 "
-            "--sampler random --parallelism 2"
+            "--sampler random --parallelism 2 --holdout 0.3"
         )
     )
     body = {
@@ -58,12 +58,13 @@ def test_every_flag_gives_the_spec_of_the_equivalent_api_body() -> None:
         "seed": 3,
         "sampler": "random",
         "parallelism": 2,
+        "holdout": 0.3,
     }
     spec = spec_from_args(args)
     assert spec == JobSpec.from_json(body)
     assert spec.targets == Targets(min_metric=0.99, max_bytes=8000)
     assert spec.pins == (("classifier*", "int8"), ("embed*", "fp16/nearest/a16"))
-    assert (spec.trials, spec.timeout_s, spec.parallelism) == (7, 30.0, 2)
+    assert (spec.trials, spec.timeout_s, spec.parallelism, spec.holdout) == (7, 30.0, 2, 0.3)
 
 
 @pytest.mark.parametrize(
@@ -78,6 +79,11 @@ def test_each_target_flag_sets_its_target(argv: tuple[str, ...], target: Targets
     assert spec_from_args(_parse(*argv)).targets == target
 
 
+def test_max_metric_flag() -> None:
+    spec = spec_from_args(_parse("--metric", "kl", "--max-metric", "0.01"))
+    assert spec == JobSpec(metric="kl", targets=Targets(max_metric=0.01))
+
+
 def test_the_old_spellings_still_work() -> None:
     spec = spec_from_args(_parse("--workers", "3", "--timeout", "12.5"))
     assert spec == JobSpec(parallelism=3, timeout_s=12.5)
@@ -89,6 +95,8 @@ def test_the_old_spellings_still_work() -> None:
         (("--max-drop", "0.01", "--min-metric", "0.9"), "at most one of"),
         (("--max-bytes", "8KB", "--min-ratio", "4"), "at most one of"),
         (("--metric", "sqnr", "--max-drop", "0.1"), "min_metric"),
+        (("--metric", "kl", "--max-drop", "0.1"), "max_metric"),
+        (("--max-metric", "0.1"), "accuracy is higher-is-better"),
         (("--metric", "f1"), "metric 'f1'"),
         (("--sampler", "grid"), "sampler"),
         (("--max-bytes", "8 parsecs"), "8 parsecs"),

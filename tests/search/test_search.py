@@ -3,16 +3,20 @@ result, and two processes share one study's budget exactly."""
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from engine.data import accuracy, evaluate
+from engine.data import Split, accuracy, evaluate, holdout_indices, wilson_interval
 from engine.io import load_artifact
+from engine.ir import to_graph_module
 from search import (
+    Evaluator,
     SearchConfig,
     SearchSpace,
     Targets,
@@ -75,9 +79,13 @@ def test_digits_search_meets_the_target_with_true_numbers(
     assert chosen["payload_bytes"] == art.payload_bytes
     trial = next(t for t in result["trials"] if t["number"] == chosen["trial"])
     assert trial["bytes"] == art.payload_bytes
-    data = evaluator.data
+    held = chosen["heldout"]["metric"]
+    data = evaluator.data  # the search split: what trials and the choice saw
     got = accuracy(evaluate(art.module(), data, "evaluation"), data.evaluation.labels)
     assert got == chosen["metric"] == trial["metric"]
+    assert result["holdout"]["search_samples"] == data.evaluation.num_samples == 405
+    assert result["holdout"]["heldout_samples"] == chosen["heldout"]["samples"] == 135
+    assert chosen["evaluation_metric"] == pytest.approx((405 * got + 135 * held) / 540)
     assert chosen["payload_bytes"] <= 7_500  # the issue's goal: <= 7.5 KB at <= 1 pt drop
     assert chosen["payload_bytes"] == min(
         t["bytes"] for t in result["trials"] if t["feasible"]
@@ -86,10 +94,26 @@ def test_digits_search_meets_the_target_with_true_numbers(
     assert best is not None and best.number == chosen["trial"]
     # one process: exactly the budget, no trial closed unrun
     assert len(search.study.get_trials()) == cfg.trials == len(result["trials"])
-    # every front trial is undominated, and ILP seeds ran first
+    # the uniform baselines ran first, as trials, then the ILP seeds
     records = trial_records(search)
-    assert [r.source.startswith("ilp") for r in records[:3]] == [True] * 3
-    assert {r.number for r in front(records)} == set(result["front"])
+    sources = [r.source for r in records]
+    assert sources[:2] == ["uniform:int8/gptq/a8", "uniform:int4/gptq/a8"]
+    assert all(s.startswith("ilp") for s in sources[2:5])
+    assert [(u["plan"], u["trial"]) for u in result["uniform"]] == [
+        ("int8/gptq/a8", records[0].number),
+        ("int4/gptq/a8", records[1].number),
+    ]
+    assert set(records[0].choices.values()) == {"int8/gptq/a8"}
+    # every front trial is undominated; no uniform baseline beats the chosen plan
+    assert {r.number for r in front(records, metric="accuracy")} == set(result["front"])
+    for u in result["uniform"]:
+        assert not (u["metric"] >= chosen["metric"] and u["bytes"] < chosen["payload_bytes"])
+    assert result["sensitivity_method"] == "full"  # auto, on a model this small
+    # integer-only readiness, per layer: every layer of this plan runs on integers
+    assert chosen["integer_only"] == "full"
+    assert chosen["float_layers"] == {} and chosen["integer_ready_layers"] == len(
+        records[0].choices
+    )
 
 
 def test_same_seed_same_result(digits, evaluator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -108,9 +132,78 @@ def test_a_target_nobody_meets_returns_the_closest_miss(digits, evaluator, tmp_p
     search = create_search(cfg, evaluator)
     run_trials(search, evaluator)
     result = finalize(search, evaluator, tmp_path / "out")
-    assert not result["met_targets"]
+    assert not result["met_targets"] and not result["met_on_search"]
     assert "no plan met the targets" in result["message"]
     assert (tmp_path / "out" / "model.mpq").is_file() == (result["chosen"] is not None)
+    # the closest miss is on the front: no trial (a uniform baseline included) beats it
+    chosen = result["chosen"]
+    trial = next(t for t in result["trials"] if t["number"] == chosen["trial"])
+    assert chosen["trial"] in result["front"]
+    assert not any(
+        t["metric"] is not None
+        and t["state"] == "complete"
+        and t["metric"] >= trial["metric"]
+        and t["bytes"] < trial["bytes"]
+        for t in result["trials"]
+    )
+
+
+def test_the_held_out_split_judges_the_chosen_plan(digits, evaluator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # Seed 1's split leaves the float model 0.9975 on the search split and 0.9852 on the
+    # held-out one: a 0.99 floor is met while searching and missed on held-out data.
+    ev = Evaluator(evaluator.ir, evaluator.whole, "accuracy", holdout=0.25, seed=1)
+    assert ev.baseline > 0.99 > ev.heldout_baseline.metric  # type: ignore[union-attr]
+    cfg = _config(digits, tmp_path, trials=6, seed=1, targets=Targets(min_metric=0.99))
+    search = create_search(cfg, ev)
+    run_trials(search, ev)
+    result = finalize(search, ev, tmp_path / "out")
+    chosen, held = result["chosen"], result["chosen"]["heldout"]
+    assert result["met_on_search"] and chosen["metric"] >= 0.99
+    assert held["metric"] < 0.99 and not result["met_targets"]
+    assert result["targets"]["heldout_metric_floor"] == 0.99
+    assert "misses the targets" in result["message"]
+    # the figure is the file's on the held-out samples, with its Wilson interval
+    labels = torch.cat([b.labels for b in ev.heldout_batches])  # type: ignore[misc]
+    module = load_artifact(tmp_path / "out" / "model.mpq").module()
+    with torch.no_grad():
+        out = torch.cat([b.unpad(module(*b.tensors)) for b in ev.heldout_batches])
+    hits = int((out.argmax(-1) == labels).sum())
+    assert held["metric"] == accuracy(out, labels) == hits / 135 and held["samples"] == 135
+    assert held["ci"] == list(wilson_interval(hits, 135)) and held["level"] == 0.95
+    assert 0.9 < held["integer_metric"] <= 1.0
+    assert result["baseline"]["heldout"]["metric"] == ev.heldout_baseline.metric  # type: ignore[union-attr]
+    assert result["holdout"] == {
+        "fraction": 0.25,
+        "search_samples": 405,
+        "heldout_samples": 135,
+        "stratified_by": "labels",
+        "seed": 1,
+        "note": None,
+    }
+
+
+def test_agreement_without_labels_stratifies_by_the_float_top1(evaluator) -> None:  # type: ignore[no-untyped-def]
+    whole = evaluator.whole
+    unlabelled = replace(whole, evaluation=Split(whole.evaluation.inputs, None))
+    ev = Evaluator(evaluator.ir, unlabelled, "agreement", holdout=0.25, seed=0)
+    assert ev.stratified_by == "float top-1" and ev.baseline == 1.0
+    top1 = evaluate(to_graph_module(evaluator.ir), unlabelled, "evaluation").argmax(-1)
+    cut = holdout_indices(540, 0.25, seed=0, strata=top1)
+    held = torch.cat([b.tensors[0][: b.n_valid] for b in ev.heldout_batches])
+    assert torch.equal(held, whole.evaluation.tensors()[0][cut.heldout])
+    score = ev.heldout_baseline
+    assert score is not None and score.metric == 1.0 and score.samples == 135
+    assert score.ci == wilson_interval(135, 135)
+
+
+def test_too_few_samples_turn_the_held_out_split_off(evaluator) -> None:  # type: ignore[no-untyped-def]
+    whole = evaluator.whole
+    tiny = replace(whole, evaluation=whole.evaluation.select(torch.arange(5)))
+    ev = Evaluator(evaluator.ir, tiny, "accuracy", holdout=0.25, seed=0)
+    assert ev.heldout_batches == [] and ev.heldout_baseline is None
+    assert ev.heldout_note is not None and ev.heldout_note in ev.notes
+    assert ev._rows(len(ev.batches)) == 5  # every sample is searched on
+    assert math.isnan(ev.score_module(to_graph_module(ev.ir), split="heldout"))
 
 
 def test_two_processes_share_the_budget_exactly(digits, evaluator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

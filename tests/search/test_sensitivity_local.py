@@ -4,13 +4,16 @@ full-forward damage."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from scipy.stats import spearmanr
 
 from search import SearchConfig, SearchSpace, Targets, open_evaluator
 from search._evaluator import Evaluator
-from search._sensitivity import Sensitivity, measure_sensitivity
+from search._open import FULL_SENSITIVITY_MACS, sensitivity_method
+from search._sensitivity import Sensitivity, cache_path, measure_sensitivity, read_cache
 from search._sensitivity_local import measure_sensitivity_local
 
 SPACE = SearchSpace(formats=("int2", "int3", "int4", "int8", "cb4", "cb16", "fp16"))
@@ -68,3 +71,34 @@ def test_the_estimate_ranks_pairs_as_the_full_forward_damage(
 
 def test_same_seed_same_estimate(evaluator: Evaluator, local: Sensitivity) -> None:
     assert measure_sensitivity_local(evaluator, SPACE) == local
+
+
+def test_a_cached_table_is_read_back_not_measured(
+    evaluator: Evaluator, local: Sensitivity, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "local.json"
+    assert measure_sensitivity_local(evaluator, SPACE, cache_file=cache) == local
+    assert len(read_cache(cache)) == sum(len(per) for per in local.values())
+
+    def no_pass(*a: object, **k: object) -> None:
+        raise AssertionError("the table was measured again")
+
+    monkeypatch.setattr("search._sensitivity_local.layer_curvature", no_pass)
+    assert measure_sensitivity_local(evaluator, SPACE, cache_file=cache) == local
+
+
+def test_auto_takes_full_on_digits_and_local_above_the_mac_limit(
+    evaluator: Evaluator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = SearchConfig(model="m", data="d", metric="accuracy", space=SPACE)
+    pairs = sum(len(SPACE.choices(x.name)) for x in evaluator.layers)
+    assert pairs * evaluator.total_macs <= FULL_SENSITIVITY_MACS
+    assert sensitivity_method(cfg, evaluator) == "full"
+    monkeypatch.setattr(evaluator, "total_macs", FULL_SENSITIVITY_MACS // pairs + 1)
+    assert sensitivity_method(cfg, evaluator) == "local"
+    assert sensitivity_method(replace(cfg, sensitivity="full"), evaluator) == "full"
+
+
+def test_the_two_methods_never_share_a_cache_file(tmp_path: Path) -> None:
+    args = (tmp_path, "a" * 64, "b" * 64, "accuracy")
+    assert cache_path(*args, method="local") != cache_path(*args, method="full")

@@ -75,6 +75,11 @@ def test_bytes_and_targets() -> None:
     assert cons["metric"] == pytest.approx(-0.005) and cons["bytes"] == pytest.approx(0.1)
     assert Targets().constraints(0.5, 10, baseline=1.0, float_bytes=100) == {}
     assert Targets(max_drop_rel=0.01).metric_floor(0.9) == pytest.approx(0.891)
+    kl = Targets(max_metric=0.01, max_bytes=9000)  # a ceiling for lower-is-better metrics
+    assert kl.has_metric_target and kl.metric_ceiling() == 0.01 and kl.metric_floor(0.0) is None
+    cons = kl.constraints(0.015, 9000, baseline=0.0, float_bytes=40_000)
+    assert cons == {"metric": pytest.approx(0.005), "bytes": 0.0}
+    assert kl.constraints(0.004, 10, baseline=0.0, float_bytes=40_000)["metric"] < 0
     for bad in (dict(max_drop=-0.1), dict(max_drop_rel=1.5), dict(max_bytes=0), dict(min_ratio=1)):
         with pytest.raises(MPQError):
             Targets(**bad)  # type: ignore[arg-type]

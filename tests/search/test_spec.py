@@ -7,7 +7,7 @@ import math
 import pytest
 
 from engine.errors import InvalidPlanError
-from search import JobSpec, SearchSpace, Targets
+from search import JobSpec, SearchConfig, SearchSpace, Targets
 from search._spec import SPEC_VERSION
 
 
@@ -35,6 +35,7 @@ def test_every_option_survives_json() -> None:
         seed=3,
         sampler="random",
         parallelism=2,
+        holdout=0.4,
     )
     back = JobSpec.from_json(spec.to_json())
     assert back == spec
@@ -42,6 +43,16 @@ def test_every_option_survives_json() -> None:
     assert space.formats == ("int4", "cb16") and space.activations == ("a8", "a16")
     assert list(space.pins) == ["classifier*", "embed*"]  # order kept: first match wins
     assert space.pins["classifier*"] == "int8/nearest/a8"
+    config = back.search_config(model="m.pt2", data="d.npz")
+    assert config.holdout == 0.4 and SearchConfig.from_json(config.to_json()) == config
+
+
+def test_holdout_defaults_to_a_quarter_and_old_studies_had_none() -> None:
+    assert JobSpec().holdout == JobSpec.from_json({"holdout": None}).holdout == 0.25
+    assert JobSpec.from_json({"holdout": 0}).search_config(model="m", data="d").holdout == 0
+    old = JobSpec().search_config(model="m", data="d").to_json()
+    del old["holdout"]  # a study's config written before the held-out split
+    assert SearchConfig.from_json(old).holdout == 0.0
 
 
 def test_max_bytes_takes_a_size_string_and_duplicates_are_dropped() -> None:
@@ -56,6 +67,12 @@ def test_max_bytes_takes_a_size_string_and_duplicates_are_dropped() -> None:
         ({"targets": {"max_drop": 0.01, "min_metric": 0.9}}, "at most one of"),
         ({"targets": {"max_bytes": 10, "min_ratio": 4}}, "at most one of"),
         ({"metric": "sqnr", "targets": {"max_drop": 1}}, "min_metric"),
+        ({"metric": "kl", "targets": {"max_drop": 0.1}}, "give targets.max_metric"),
+        ({"metric": "nmse", "targets": {"min_metric": 0.1}}, "targets.min_metric means nothing"),
+        ({"metric": "cosine", "targets": {"max_metric": 0.1}}, "give min_metric, max_drop"),
+        ({"metric": "kl", "targets": {"max_metric": 0.1, "max_drop": 0.1}}, "at most one of"),
+        ({"metric": "kl", "targets": {"max_metric": math.inf}}, "finite"),
+        ({"metric": "kl", "targets": {"max_metric": "low"}}, "targets.max_metric must be a number"),
         ({"targets": {"min_metric": math.nan}}, "finite"),
         ({"targets": {"min_ratio": math.inf}}, "finite"),
         ({"targets": {"max_drop": -1}}, "max_drop"),
@@ -68,6 +85,9 @@ def test_max_bytes_takes_a_size_string_and_duplicates_are_dropped() -> None:
         ({"budget": {"trials": True}}, "budget.trials must be an integer"),
         ({"seed": 2**64}, "seed must be between"),
         ({"parallelism": 0}, "parallelism"),
+        ({"holdout": 0.95}, "holdout must be a fraction of the evaluation samples in [0, 0.9]"),
+        ({"holdout": -0.1}, "holdout must be"),
+        ({"holdout": "0.2"}, "holdout must be a number"),
         ({"pins": {"fc": "int9"}}, "int9"),
         ({"pins": ["fc=int8"]}, "pins must be an object"),
         ({"space": "int4"}, "space must be a list"),
@@ -80,6 +100,17 @@ def test_invalid_specs_are_refused_with_a_message(doc: dict[str, object], words:
     with pytest.raises(InvalidPlanError) as info:
         JobSpec.from_json(doc)
     assert words in str(info.value), str(info.value)
+
+
+def test_lower_is_better_metrics_take_max_metric() -> None:
+    spec = JobSpec.from_json({"metric": "kl", "targets": {"max_metric": 0.01}})
+    assert spec.targets == Targets(max_metric=0.01) and spec.targets.has_metric_target
+    assert JobSpec.from_json(spec.to_json()) == spec
+    config = spec.search_config(model="m.pt2", data="d.npz")
+    assert config.metric == "kl" and config.targets.metric_ceiling() == 0.01
+    assert JobSpec(metric="top5", targets=Targets(max_drop=0.01)).metric == "top5"
+    with pytest.raises(InvalidPlanError, match="max_metric"):
+        SearchConfig(model="m", data="d", metric="nmse", targets=Targets(max_drop=0.1))
 
 
 def test_no_targets_is_a_trade_off_search() -> None:

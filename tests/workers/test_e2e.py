@@ -68,8 +68,14 @@ def _run_and_check(stack: Server, digits: Digits, tmp_path: Path) -> dict[str, A
         assert job["trials_done"] == 16
         assert job["baseline"]["metric"] > 0.9
         chosen = job["chosen"]
-        assert chosen is not None and job["result"]["met_targets"] is True
+        assert chosen is not None and job["result"]["met_on_search"] is True
         assert chosen["metric"] >= job["baseline"]["metric"] - 0.01
+        # judged on the held-out quarter: its figure, interval and floor, as result.json has
+        held, floor = chosen["heldout"], job["result"]["targets"]["heldout_metric_floor"]
+        assert held["samples"] == job["baseline"]["heldout"]["samples"] == 135
+        assert held["ci"][0] <= held["metric"] <= held["ci"][1]
+        assert floor == pytest.approx(job["baseline"]["heldout"]["metric"] - 0.01)
+        assert job["result"]["met_targets"] is (held["metric"] >= floor)
 
         trials = c.get(f"/v1/jobs/{job['id']}/trials").json()
         assert trials["count"] == 16 and len(trials["data"]) == 16
@@ -89,7 +95,7 @@ def _run_and_check(stack: Server, digits: Digits, tmp_path: Path) -> dict[str, A
 
     # What `mpq eval model.mpq --data digits.npz` measures: the artifact file alone.
     report = evaluate_file(path, digits.npz, metric="accuracy")
-    assert report.value == chosen["metric"]
+    assert report.value == chosen["evaluation_metric"]
     assert load_artifact(path).payload_bytes == chosen["payload_bytes"]
     return job | {"trials": trials["data"]}
 
@@ -123,7 +129,7 @@ def test_dynamic_batch_exports_run_a_job_and_evaluate_as_reported(
         path = tmp_path / "model.mpq"
         path.write_bytes(r.content)
     chosen = job["chosen"]
-    assert evaluate_file(path, digits.npz, metric="accuracy").value == chosen["metric"]
+    assert evaluate_file(path, digits.npz, metric="accuracy").value == chosen["evaluation_metric"]
     assert load_artifact(path).payload_bytes == chosen["payload_bytes"]
 
 

@@ -62,12 +62,14 @@ def submit_job(
     key: CurrentKey,
     settings: SettingsDep,
     queue: QueueDep,
+    blobs: BlobsDep,
 ) -> JobDetail:
     """Queue a search of `model_id` on `dataset_id`; workers pick it up.
 
     The rest of the body is a job spec (`search.JobSpec`), stored as the job's `config`.
     Answers 202 with the queued job; follow it with `GET /v1/jobs/{id}`. Invalid
-    targets, formats or metrics answer 422 (`invalid_request`, `invalid_plan`).
+    targets, formats or metrics answer 422 (`invalid_request`, `invalid_plan`); a metric
+    that needs labels on a dataset without them, 422 (`metric_not_applicable`).
     """
     job = submit(
         session,
@@ -78,6 +80,7 @@ def submit_job(
         settings=settings,
         queue=queue,
         created_by=key,
+        store=blobs,
     )
     return _detail(job)
 

@@ -12,7 +12,7 @@ import pytest
 import safetensors.numpy
 import torch
 
-from engine.data import Dataset, default_calibration_samples, load_dataset
+from engine.data import Dataset, array_names, default_calibration_samples, load_dataset
 from engine.errors import FileMissingError, MPQError
 from engine.ir import TensorSpec, write_safetensors
 
@@ -367,3 +367,17 @@ def test_batch_size_override_and_misuse(full: Dataset) -> None:
         next(full.batches("evaluation", 0))
     with pytest.raises(ValueError, match="split"):
         next(full.batches("train"))  # type: ignore[arg-type]
+
+
+def test_array_names_read_no_data(tmp_path: Path) -> None:
+    x, y = np.zeros((4, 3), np.float32), np.arange(4)
+    np.savez(tmp_path / "a.npz", x=x, labels=y, **{"calib/x": x})
+    assert array_names(tmp_path / "a.npz") == ("x", "labels", "calib/x")
+    safetensors.numpy.save_file({"x": x}, str(tmp_path / "b.safetensors"), metadata={"k": "v"})
+    assert array_names(tmp_path / "b.safetensors") == ("x",)
+    (tmp_path / "c.npz").write_bytes(b"PK\x03\x04 truncated")
+    (tmp_path / "d.bin").write_bytes(b"\x01")
+    for bad in ("c.npz", "d.bin"):
+        with pytest.raises(MPQError) as info:
+            array_names(tmp_path / bad)
+        assert info.value.code == "corrupt_file"

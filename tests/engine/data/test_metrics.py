@@ -15,11 +15,15 @@ from engine.data import (
     METRICS,
     accuracy,
     agreement,
+    check_metric,
     cosine,
     evaluate,
     kl_divergence,
     load_dataset,
+    nmse,
+    related_metrics,
     sqnr,
+    top5,
 )
 from engine.errors import MPQError
 from engine.io.importers import exported_program_to_ir
@@ -156,13 +160,126 @@ def test_kl_is_stable_for_large_logits() -> None:
     assert math.isfinite(got) and got == pytest.approx(1000.0)
 
 
+def test_kl_properties() -> None:
+    gen = torch.Generator().manual_seed(3)
+    for seed in range(5):
+        out, ref = _logits(64, 3, 12, seed=seed), _logits(64, 3, 12, seed=seed + 10)
+        assert kl_divergence(out, ref) > 0.1  # >= 0, and far from 0 for unrelated logits
+        near = ref + 0.01 * torch.randn(ref.shape, generator=gen)
+        assert 0 <= kl_divergence(near, ref) < 1e-3 < kl_divergence(out, ref)
+
+
+# --- top5 -------------------------------------------------------------------------------------
+
+
+def test_top5_by_hand() -> None:
+    ref = torch.tensor([[0.0, 0, 0, 0, 0, 0, 9.0]] * 3)  # float top-1: class 6 everywhere
+    out = torch.tensor(
+        [
+            [6.0, 5, 4, 3, 2, 1, 0],  # class 6 ranks 7th: miss
+            [6.0, 5, 4, 3, 1, 0, 2],  # class 6 ranks 5th: hit
+            [1.0, 1, 1, 1, 1, 1, 1],  # all tied: six lower indices rank first, miss
+        ]
+    )
+    assert top5(out, ref) == pytest.approx(1 / 3)
+    tied = torch.tensor([[1.0, 1, 1, 1, 1, 1]])
+    assert top5(tied, torch.tensor([[0.0, 0, 0, 0, 1, 0]])) == 1.0  # class 4: rank 4, a hit
+    assert top5(tied, torch.tensor([[0.0, 0, 0, 0, 0, 1]])) == 0.0  # class 5: rank 5, a miss
+    per_token = torch.stack([out, out])  # [N=2, T=3, C=7]: mean over every position
+    assert top5(per_token, torch.stack([ref, ref])) == pytest.approx(1 / 3)
+
+
+def test_top5_matches_numpy_and_properties() -> None:
+    for seed in range(5):
+        out, ref = _logits(300, 12, seed=seed), _logits(300, 12, seed=seed + 10)
+        r = ref.numpy().argmax(1)
+        order = np.argsort(-out.numpy(), axis=1, kind="stable")  # ties: lower index first
+        expected = np.mean([r[i] in order[i, :5] for i in range(300)])
+        assert top5(out, ref) == pytest.approx(expected, abs=1e-15)
+        assert 0.3 < top5(out, ref) < 0.55  # about 5/12 for unrelated logits
+        assert top5(out, ref) >= agreement(out, ref)
+        assert top5(out, out) == 1.0 and top5(2.0 * out - 1.0, out) == 1.0
+
+
+def test_top5_needs_five_classes() -> None:
+    with pytest.raises(MPQError) as info:
+        top5(_logits(8, 4), _logits(8, 4, seed=1))
+    assert info.value.code == "metric_not_applicable" and "at least 5 classes" in str(info.value)
+
+
+# --- nmse -------------------------------------------------------------------------------------
+
+
+def test_nmse_by_hand_and_zero_rule() -> None:
+    ref = torch.tensor([[3.0, 4.0], [1.0, 0.0]])  # |y|^2 = 25, 1
+    out = torch.tensor([[3.0, 5.0], [0.0, 0.0]])  # |y_q - y|^2 = 1, 1
+    assert nmse(out, ref) == pytest.approx((1 / 25 + 1 / 1) / 2)
+    zeros = torch.zeros(1, 3)
+    assert nmse(zeros, zeros) == 0.0  # a zero reference, matched: identical
+    assert nmse(torch.ones(1, 3), zeros) == 1.0  # a zero reference, missed: counts 1
+    x = _logits(16, 8)
+    assert nmse(x, x) == 0.0
+
+
+def test_nmse_matches_numpy_and_properties() -> None:
+    ref = _logits(40, 3, 5)
+    out = ref + 0.1 * _logits(40, 3, 5, seed=1)
+    r, o = ref.double().numpy().reshape(40, -1), out.double().numpy().reshape(40, -1)
+    expected = np.mean(((o - r) ** 2).sum(1) / (r**2).sum(1))
+    assert nmse(out, ref) == pytest.approx(expected, rel=1e-12)
+    assert 0.005 < nmse(out, ref) < 0.02  # about 0.1^2
+    assert nmse(3.0 * out, 3.0 * ref) == pytest.approx(nmse(out, ref), rel=1e-6)  # scale-free
+    halved = ref + 0.5 * (out - ref)
+    assert nmse(halved, ref) == pytest.approx(nmse(out, ref) / 4, rel=1e-5)
+    assert nmse(out, ref) != pytest.approx(nmse(ref, out), rel=1e-6)  # not symmetric
+
+
+# --- the table --------------------------------------------------------------------------------
+
+
 def test_metric_table() -> None:
-    assert set(METRICS) == {"accuracy", "agreement", "cosine", "sqnr", "kl_divergence"}
+    assert list(METRICS) == ["accuracy", "agreement", "top5", "kl", "cosine", "nmse", "sqnr"]
     assert [n for n, m in METRICS.items() if m.needs_labels] == ["accuracy"]
-    assert [n for n, m in METRICS.items() if not m.higher_is_better] == ["kl_divergence"]
-    x = _logits(8, 4)
+    assert [n for n, m in METRICS.items() if not m.higher_is_better] == ["kl", "nmse"]
+    x = _logits(8, 6)
     assert METRICS["agreement"].fn(x, x) == 1.0
     assert METRICS["accuracy"].fn(x, x.argmax(1)) == 1.0
+    assert METRICS["kl"].fn(x, x) == 0.0 and METRICS["nmse"].fn(x, x) == 0.0
+
+
+def test_per_sample_values_average_to_the_metric() -> None:
+    out, ref = _logits(20, 4, 7), _logits(20, 4, 7, seed=1)
+    labels = ref.argmax(-1)
+    for name, info in METRICS.items():
+        if info.per_sample is None:
+            assert name == "sqnr"
+            continue
+        other = labels if info.needs_labels else ref
+        per = info.per_sample(out, other)
+        rows = 80 if info.outputs == "logits" else 20  # per position, or per sample
+        assert per.shape == (rows,) and per.dtype == torch.float64
+        assert float(per.mean()) == pytest.approx(info.fn(out, other), abs=1e-15)
+
+
+def test_check_metric_and_related_metrics() -> None:
+    logits, three, emb = _logits(4, 10), _logits(4, 3), _logits(4, 2, 8)
+    for name in METRICS:
+        if name != "accuracy":
+            check_metric(name, logits, has_labels=False)
+    refused = [
+        ("accuracy", logits, False, "needs a 'labels' array"),
+        ("top5", three, True, "at least 5 classes"),
+        ("kl", torch.zeros(4, 1), False, "at least 2 classes"),
+        ("agreement", torch.zeros(4), False, "class scores"),
+        ("f1", logits, True, "unknown metric"),
+    ]
+    for name, out, labels, words in refused:
+        with pytest.raises(MPQError, match=words) as info:
+            check_metric(name, out, has_labels=labels)
+        assert info.value.code == "metric_not_applicable"
+    assert related_metrics("kl", logits, has_labels=True) == ("kl", "accuracy", "agreement", "top5")
+    assert related_metrics("agreement", three, has_labels=False) == ("agreement", "kl")
+    assert related_metrics("nmse", emb, has_labels=False) == ("nmse", "cosine", "sqnr")
 
 
 def test_mismatched_shapes_are_refused() -> None:

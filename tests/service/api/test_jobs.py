@@ -7,9 +7,11 @@ no worker running, submitted jobs stay queued, which is what these tests need.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
@@ -159,6 +161,12 @@ def test_the_body_is_a_job_spec_and_the_job_stores_it_as_is(
         ({"parallelism": 0}, 422, "invalid_plan"),
         ({"metric": "bleu"}, 422, "invalid_plan"),
         ({"metric": "sqnr"}, 422, "invalid_plan"),
+        ({"metric": "kl"}, 422, "invalid_plan"),  # max_drop on a lower-is-better metric
+        ({"metric": "nmse", "targets": {"min_metric": 0.1}}, 422, "invalid_plan"),
+        ({"metric": "kl", "targets": {"max_drop_rel": 0.1}}, 422, "invalid_plan"),
+        ({"targets": {"max_metric": 0.01}}, 422, "invalid_plan"),  # accuracy: higher is better
+        ({"metric": "kl", "targets": {"max_metric": 0.01, "max_drop": 0.1}}, 422, "invalid_plan"),
+        ({"metric": "kl", "targets": {"max_metric": "low"}}, 422, "invalid_request"),
         ({"space": ["int5x"]}, 422, "invalid_plan"),
         ({"space": []}, 422, "invalid_plan"),
         ({"model_id": 10_000}, 404, "not_found"),
@@ -182,6 +190,39 @@ def test_bad_jobs_answer_4xx_and_leave_no_row(
     assert _jobs(jobs_server) == before
 
 
+@pytest.mark.parametrize(
+    ("metric", "targets"),
+    [
+        ("kl", {"max_metric": 0.01, "max_bytes": "8KB"}),
+        ("nmse", {"max_metric": 0.05}),
+        ("top5", {"max_drop": 0.01}),
+        ("top5", {"min_metric": 0.99}),
+    ],
+)
+def test_new_metrics_and_their_targets_are_accepted(
+    jobs_server: Server, ids: tuple[int, int], metric: str, targets: dict[str, Any]
+) -> None:
+    with jobs_server.client(jobs_server.key_a) as c:
+        r = c.post("/v1/jobs", json=_body(ids, metric=metric, targets=targets))
+        assert r.status_code == 202, r.text
+        job = r.json()
+        assert job["config"]["metric"] == metric
+        stored = {k: v for k, v in job["config"]["targets"].items() if v is not None}
+        assert stored == {k: 8000 if k == "max_bytes" else v for k, v in targets.items()}
+        assert c.post(f"/v1/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
+
+
+def test_the_wrong_way_target_says_what_to_give(jobs_server: Server, ids: tuple[int, int]) -> None:
+    with jobs_server.client(jobs_server.key_a) as c:
+        r = c.post("/v1/jobs", json=_body(ids, metric="kl", targets={"min_metric": 0.01}))
+        _error(r, 422, "invalid_plan")
+        message = r.json()["error"]["message"]
+        assert "kl is lower-is-better" in message and "targets.max_metric" in message
+        r = c.post("/v1/jobs", json=_body(ids, targets={"max_metric": 0.01}))
+        _error(r, 422, "invalid_plan")
+        assert "accuracy is higher-is-better" in r.json()["error"]["message"]
+
+
 def test_unknown_job_ids_and_bad_json(jobs_server: Server) -> None:
     with jobs_server.client(jobs_server.key_a) as c:
         for path in ("/v1/jobs/999", "/v1/jobs/999/trials", "/v1/jobs/999/artifacts"):
@@ -192,3 +233,27 @@ def test_unknown_job_ids_and_bad_json(jobs_server: Server) -> None:
         _error(c.get("/v1/jobs", params={"status": "sleeping"}), 422, "invalid_request")
     with jobs_server.client(None) as anonymous:
         _error(anonymous.get("/v1/jobs"), 401, "unauthorized")
+
+
+def test_a_label_metric_on_a_dataset_without_labels_is_refused_at_submission(
+    jobs_server: Server, ids: tuple[int, int], digits: Digits, tmp_path: Path
+) -> None:
+    z = np.load(digits.npz)
+    path = tmp_path / "nolabels.npz"
+    np.savez(path, **{k: z[k] for k in z.files if k != "labels"})
+    with jobs_server.client(jobs_server.key_a) as c, open(path, "rb") as f:
+        r = c.post(
+            "/v1/datasets",
+            files={"file": ("nolabels.npz", f)},
+            data={"name": "nolabels", "model_id": str(ids[0])},
+        )
+        assert r.status_code == 201, r.text
+        unlabelled = (ids[0], int(r.json()["id"]))
+        before = _jobs(jobs_server)
+        r = c.post("/v1/jobs", json=_body(unlabelled))  # accuracy
+        _error(r, 422, "metric_not_applicable")
+        assert "'labels'" in r.json()["error"]["message"]
+        assert _jobs(jobs_server) == before
+        r = c.post("/v1/jobs", json=_body(unlabelled, metric="agreement"))
+        assert r.status_code == 202, r.text
+        assert c.post(f"/v1/jobs/{r.json()['id']}/cancel").json()["status"] == "cancelled"
