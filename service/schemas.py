@@ -2,6 +2,10 @@
 
 ``<Resource>Public`` is what a list shows, ``<Resource>Detail`` what one record's page
 adds, ``<Resource>sPublic(data, count)`` a page of a list with the team's total count.
+
+Size: over 300 lines because every resource's schemas live in this one module, as in the
+FastAPI template, and a job's family (its request, targets, budget, progress, public and
+detail views), documented field by field for the OpenAPI page, is most of it.
 """
 
 from __future__ import annotations
