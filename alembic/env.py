@@ -7,6 +7,9 @@ then MPQ's settings (``MPQ_DATABASE_URL``, else the SQLite file in the data dire
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from alembic import context
 from sqlalchemy.engine import Connection
 
@@ -23,15 +26,43 @@ def _url() -> str:
 
 
 def _run(connection: Connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         compare_type=True,
         # SQLite alters tables by copying them: needed for any later column change there.
-        render_as_batch=connection.dialect.name == "sqlite",
+        render_as_batch=sqlite,
     )
-    with context.begin_transaction():
+    with _sqlite_foreign_keys_off(connection), context.begin_transaction():
         context.run_migrations()
+        if sqlite:
+            _check_foreign_keys(connection)
+
+
+@contextmanager
+def _sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
+    # A batch migration copies a table and drops the old one. With foreign keys on, that
+    # DROP deletes the rows first and cascades: altering `jobs` would delete every
+    # artifact row. SQLite's own recipe for altering a table turns them off around the
+    # transaction (the pragma is ignored inside one) and checks them before the commit.
+    # In a caller's transaction the pragma would be ignored: that caller sees to it.
+    if connection.dialect.name != "sqlite" or connection.in_transaction():
+        yield
+        return
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise RuntimeError(f"the migration broke foreign keys (table, rowid, parent): {broken}")
 
 
 def run_migrations_offline() -> None:

@@ -24,7 +24,7 @@ targets ``max_drop=0.01``, space ``int2,int3,int4,int8,cb16``, seed 0.
    pay the same one-time costs: opening the evaluator in each pool process and
    measuring sensitivity. The clock starts before ``POST /v1/jobs`` is sent;
    ``GET /v1/jobs/{id}`` is then polled every 0.1 s, and each column is the first
-   poll that saw it: ``prepare`` (status left ``queued``: pickup, evaluator,
+   poll that saw it: ``prepare`` (status past ``queued`` and ``preparing``: pickup, evaluator,
    sensitivity, ILP seeds, study -- ``mpq.run_job``), ``1st trial`` (``trials_done``
    >= 1), ``trials`` (``trials_done`` = budget), ``wall`` (``succeeded``).
    ``tail`` = wall - trials: claiming and sending ``mpq.finalize``, the finalize
@@ -36,7 +36,7 @@ targets ``max_drop=0.01``, space ``int2,int3,int4,int8,cb16``, seed 0.
 2. Queue round trip: after the serial job, on that (now warm) worker, tiny jobs
    (1 trial, ``parallelism=1``) one after another, each followed to success before
    the next is sent. ``POST->running``: from sending the POST to the first poll that
-   sees the status leave ``queued`` (polled every 0.01 s here, for resolution). It
+   sees the status past ``queued`` and ``preparing`` (polled every 0.01 s here). It
    includes ``mpq.run_job``'s work on a warm process (evaluator kept, sensitivity
    cached on disk; ILP seeds and study creation remain). ``run_job``: that task's own
    seconds, from the worker log's ``Task mpq.run_job[...] succeeded in X s`` (the
@@ -93,6 +93,8 @@ from bench._stack import (
 
 SPACE = ["int2", "int3", "int4", "int8", "cb16"]
 FINAL = {"succeeded", "failed", "cancelled"}
+WAITING = {"queued", "preparing"}
+"""States before the trials begin: the clock of ``prepare`` runs through them."""
 POLL_S = 0.1
 RT_POLL_S = 0.01
 WARMUP = 5
@@ -197,7 +199,7 @@ def timed_job(c: httpx.Client, worker: Worker, ids: tuple[int, int], run: JobRun
     """Submit ``run``'s job, follow it every ``POLL_S``, fill in its times."""
 
     def seen(job: dict[str, Any], t: float) -> bool:
-        if run.prepare is None and job["status"] != "queued":
+        if run.prepare is None and job["status"] not in WAITING:
             run.prepare = t
         if run.first is None and job["trials_done"] >= 1:
             run.first = t
@@ -225,14 +227,14 @@ def run_job_seconds(worker: Worker) -> list[float]:
 def round_trips(
     c: httpx.Client, worker: Worker, ids: tuple[int, int], n: int, result: StackResult
 ) -> None:
-    """``n`` tiny jobs, one at a time: POST -> status leaves queued, and run_job's seconds."""
+    """``n`` tiny jobs, one at a time: POST -> status running, and run_job's seconds."""
     body = job_body(*ids, trials=1, parallelism=1)
     for _ in range(n):
         before = len(run_job_seconds(worker))
         left: list[float] = []
 
         def seen(job: dict[str, Any], t: float, left: list[float] = left) -> bool:
-            if job["status"] != "queued" and not left:
+            if job["status"] not in WAITING and not left:
                 left.append(t)
             return False
 

@@ -5,10 +5,11 @@ as the body of ``POST /v1/jobs``. Runs the mixed-precision search (:mod:`search`
 this process, or with ``--parallelism N`` (``--workers N``) in N processes sharing one
 study (an SQLite file in the output directory, or ``--storage URL``). Writes
 ``result.json``, ``model.mpq``, ``pareto.png`` and ``layers.png`` into ``--out``. On a
-terminal a progress line shows trials done and the best plan meeting the targets so
-far; the final summary gives each metric on the search split and, beside it, on the
-held-out split with its 95% interval (``--holdout``); ``--json`` prints only the result
-summary.
+terminal a progress line shows the phase, as a service job's does (``preparing:
+sensitivity 12/50``; then ``searching: 8/40, ~1m05s left`` with the best plan meeting
+the targets so far); the final summary gives each metric on the search split and, beside
+it, on the held-out split with its 95% interval (``--holdout``); ``--json`` prints only
+the result summary.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from commands.spec_flags import add_spec_flags, spec_from_args
 from engine.errors import FileMissingError
+from service.progress import Throttle, describe, eta_seconds, progress_doc
 from service.settings import get_settings
 
 __all__ = ["add_search_command"]
@@ -30,6 +33,8 @@ __all__ = ["add_search_command"]
 _STUDY = "mpq-search"
 _WORKER = [sys.executable, "-m", "commands", "search-worker", "--name", _STUDY]
 _FILES = ("result.json", "model.mpq", "model.onnx", "pareto.png", "layers.png")
+CLEAR_LINE = "\x1b[K"
+"""ANSI: erase to the end of the line (a shorter status line leaves nothing behind)."""
 
 
 def add_search_command(subparsers: Any) -> None:
@@ -57,6 +62,7 @@ def _search(args: argparse.Namespace) -> int:
 
     from engine.io.importers import sha256_file
     from search import create_search, finalize, open_evaluator, run_trials
+    from search import progress as progress_of
 
     for path in (args.model, args.data):
         if not path.is_file():
@@ -76,21 +82,23 @@ def _search(args: argparse.Namespace) -> int:
         db = args.out / "study.db"
         db.unlink(missing_ok=True)
         storage = f"sqlite:///{db.resolve()}"
+    show = not args.json and sys.stderr.isatty()
+    line = _ProgressLine(config.trials, spec.parallelism, config.timeout_s) if show else None
+    on_step = None if line is None else line.step
     t0 = time.perf_counter()
-    ev = open_evaluator(config, trust_uploads=settings.trust_uploads)
-    search = create_search(config, ev, storage_url=storage, name=_STUDY)
+    ev = open_evaluator(config, trust_uploads=settings.trust_uploads, on_step=on_step)
+    search = create_search(config, ev, storage_url=storage, name=_STUDY, on_step=on_step)
     t_setup = time.perf_counter() - t0
     procs = [
         subprocess.Popen([*_WORKER, "--storage", str(storage), "--worker", str(w)])
         for w in range(1, spec.parallelism)
     ]
-    show = not args.json and sys.stderr.isatty()
-    progress = _Progress(config.trials, search.baseline) if show else None
+    progress = None if line is None else line.searching(lambda: progress_of(search).done)
     t1 = time.perf_counter()
     run_trials(search, ev, worker=0, on_trial=progress)
     failed = [p.wait() for p in procs]
-    if progress is not None:
-        progress.done()
+    if line is not None:
+        line.done()
     if any(failed):
         print(f"warning: {sum(1 for c in failed if c)} worker process(es) failed", file=sys.stderr)
     t_trials = time.perf_counter() - t1
@@ -183,28 +191,59 @@ def _print(s: dict[str, Any]) -> None:
     print(f"wrote {', '.join(s['files'].values())}")
 
 
-class _Progress:
-    """One status line on stderr: trials done, best plan meeting the targets so far."""
+class _ProgressLine:
+    """One status line on stderr: the preparation's steps, then trials, time left, best plan.
 
-    def __init__(self, total: int, baseline: float) -> None:
-        self.total, self.baseline, self.done_count = total, baseline, 0
+    The time left is :func:`service.progress.eta_seconds` of this process's mean wall
+    seconds per trial, the trials the shared study still lacks, the parallelism and the
+    timeout; steps are redrawn at most every ``REDRAW_S`` seconds.
+    """
+
+    REDRAW_S = 0.1
+
+    def __init__(self, total: int, parallelism: int, timeout_s: float | None) -> None:
+        self.total, self.parallelism, self.timeout_s = total, parallelism, timeout_s
+        self.throttle = Throttle(self.REDRAW_S)
+        self.count: Callable[[], int] = lambda: 0
+        self.t0, self.finished = 0.0, 0
         self.best: tuple[int, float] | None = None
 
+    def step(self, step: str, done: int, total: int) -> None:
+        """``on_step`` of the preparation."""
+        if self.throttle(step):
+            self._draw(describe(progress_doc("preparing", step=step, done=done, total=total)))
+
+    def searching(self, count: Callable[[], int]) -> _ProgressLine:
+        """Follow the trials from now on (``count()``: finished in the shared study).
+
+        Returns self, the ``on_trial`` callback.
+        """
+        self.count, self.t0 = count, time.perf_counter()
+        self._draw(describe(progress_doc("searching", done=0, total=self.total)))
+        return self
+
     def __call__(self, record: Any) -> None:
-        self.done_count += 1
+        self.finished += 1
+        elapsed = time.perf_counter() - self.t0
         if record.feasible and (self.best is None or record.bytes < self.best[0]):
             self.best = (record.bytes, record.metric)
+        done = self.count()
+        eta = eta_seconds(
+            mean_s=elapsed / self.finished,
+            left=self.total - done,
+            parallelism=self.parallelism,
+            deadline_left_s=None if self.timeout_s is None else self.timeout_s - elapsed,
+        )
         best = (
             f"best {self.best[0]:,} B @ {self.best[1]:.4f}"
             if self.best
             else "no plan meets the targets yet"
         )
-        print(
-            f"\rtrials {self.done_count}/{self.total}  {best}   ",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
+        doc = progress_doc("searching", done=done, total=self.total, eta_s=eta)
+        self._draw(f"{describe(doc)}  {best}")
+
+    def _draw(self, text: str) -> None:
+        print(f"\r{text}{CLEAR_LINE}", end="", file=sys.stderr, flush=True)
 
     def done(self) -> None:
         print(file=sys.stderr)

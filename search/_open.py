@@ -4,7 +4,11 @@
 :func:`create_search` measures the layers' sensitivity (cached per model and data
 sha256), seeds the study with the ILP's plans and creates it; other processes
 :func:`join_search` it on the same storage, and :func:`open_search` does whichever is
-right after a crash (join a complete study, else make it again).
+right after a crash (join a complete study, else make it again). An ``on_step(step,
+done, total)`` callback hears where the preparation is: ``loading`` and ``calibrating``
+(:func:`open_evaluator`), ``sensitivity`` once per (layer, choice) measured, ``seeding``
+(:func:`create_search`); steps without a count are reported once, as ``0`` of ``1``, when
+they begin. The callback may raise to stop the preparation (a cancelled job).
 """
 
 from __future__ import annotations
@@ -26,12 +30,16 @@ from search._study import Search, create_study, load_study, open_storage
 
 __all__ = [
     "FULL_SENSITIVITY_MACS",
+    "OnStep",
     "create_search",
     "join_search",
     "open_evaluator",
     "open_search",
     "sensitivity_method",
 ]
+
+OnStep = Callable[[str, int, int], None]
+"""``on_step(step, done, total)``: the preparation reached ``done`` of ``total`` in ``step``."""
 
 FULL_SENSITIVITY_MACS = 2 * 10**9
 """``auto`` measures sensitivity with a forward per (layer, choice) while
@@ -42,18 +50,25 @@ better (bench/sensitivity.py); above, its cost grows as layers x choices x model
 local method's as the model cost alone."""
 
 
-def open_evaluator(config: SearchConfig, *, trust_uploads: bool = False) -> Evaluator:
+def open_evaluator(
+    config: SearchConfig, *, trust_uploads: bool = False, on_step: OnStep | None = None
+) -> Evaluator:
     """Load the model (an IR file, or an upload imported safely) and the data of ``config``.
 
     ``config.holdout`` of the evaluation samples are held out (seeded by ``config.seed``).
+    Steps: ``loading`` (the model and data files), ``calibrating`` (the float model's
+    outputs on the calibration and evaluation batches, and its baseline metric).
 
     Raises:
         InvalidDataError: the metric needs labels and the data file has none.
     """
+    step = on_step or _no_step
+    step("loading", 0, 1)
     path = Path(config.model)
     ir = load_ir(path) if is_ir_file(path) else import_model(path, trust_uploads=trust_uploads).ir
     ir, data = fit_batch(ir, load_dataset(Path(config.data), ir.inputs))
     metric = pick_metric(config.metric, data)
+    step("calibrating", 0, 1)
     return Evaluator(
         ir, data, metric, chunks=config.chunks, holdout=config.holdout, seed=config.seed
     )
@@ -66,8 +81,20 @@ def create_search(
     storage_url: str | None = None,
     name: str = "mpq-search",
     progress: Callable[[int, int], None] | None = None,
+    on_step: OnStep | None = None,
 ) -> Search:
-    """Measure sensitivity (cached), seed by ILP, and create the study."""
+    """Measure sensitivity (cached), seed by ILP, and create the study.
+
+    ``progress(done, total)`` hears the sensitivity steps alone; ``on_step`` hears them
+    as ``sensitivity`` and then ``seeding``.
+    """
+    step = on_step or _no_step
+
+    def measured(done: int, total: int) -> None:
+        step("sensitivity", done, total)
+        if progress is not None:
+            progress(done, total)
+
     method = sensitivity_method(config, ev)
     cache = None
     if config.cache_dir is not None:
@@ -81,10 +108,11 @@ def create_search(
     if config.ilp_seeds > 0:  # only the seeding needs it; a plain TPE/random search skips it
         if method == "local":
             sensitivity = measure_sensitivity_local(
-                ev, space, seed=config.seed, cache_file=cache, progress=progress
+                ev, space, seed=config.seed, cache_file=cache, progress=measured
             )
         else:
-            sensitivity = measure_sensitivity(ev, space, cache_file=cache, progress=progress)
+            sensitivity = measure_sensitivity(ev, space, cache_file=cache, progress=measured)
+    step("seeding", 0, 1)
     storage = open_storage(storage_url)
     return create_study(config, ev, sensitivity, storage=storage, name=name, method=method)
 
@@ -114,10 +142,18 @@ def join_search(storage_url: str, name: str, *, worker: int, read_only: bool = F
     return load_study(storage, name, worker=worker)
 
 
-def open_search(config: SearchConfig, ev: Evaluator, *, storage_url: str, name: str) -> Search:
+def open_search(
+    config: SearchConfig,
+    ev: Evaluator,
+    *,
+    storage_url: str,
+    name: str,
+    on_step: OnStep | None = None,
+) -> Search:
     """Join study ``name`` if it is complete, else (re)create it: safe to repeat after a crash.
 
-    A study whose creation was interrupted (a killed process) is deleted and made again.
+    A study whose creation was interrupted (a killed process) is deleted and made again
+    (``on_step`` hears that creation's steps, see :func:`create_search`).
     """
     storage = open_storage(storage_url)
     assert storage is not None
@@ -127,4 +163,8 @@ def open_search(config: SearchConfig, ev: Evaluator, *, storage_url: str, name: 
         pass
     if name in {s.study_name for s in optuna.get_all_study_summaries(storage, False)}:
         optuna.delete_study(study_name=name, storage=storage)
-    return create_search(config, ev, storage_url=storage_url, name=name)
+    return create_search(config, ev, storage_url=storage_url, name=name, on_step=on_step)
+
+
+def _no_step(step: str, done: int, total: int) -> None:
+    pass

@@ -2,6 +2,10 @@
 
 ``<Resource>Public`` is what a list shows, ``<Resource>Detail`` what one record's page
 adds, ``<Resource>sPublic(data, count)`` a page of a list with the team's total count.
+
+Size: over 300 lines because every resource's schemas live in this one module, as in the
+FastAPI template, and a job's family (its request, targets, budget, progress, public and
+detail views), documented field by field for the OpenAPI page, is most of it.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from search import JobSpec
 
@@ -23,6 +27,7 @@ __all__ = [
     "ErrorResponse",
     "JobCreate",
     "JobDetail",
+    "JobProgress",
     "JobPublic",
     "JobTargets",
     "JobsPublic",
@@ -216,13 +221,39 @@ class JobCreate(BaseModel):
         return JobSpec.from_json(self.model_dump(exclude={"model_id", "dataset_id"}))
 
 
+class JobProgress(BaseModel):
+    """What a job a worker took is doing (``service.progress``), as its task last reported."""
+
+    phase: str = Field(description="preparing, searching or finalizing", examples=["preparing"])
+    step: str | None = Field(
+        description="while preparing: loading, calibrating, sensitivity or seeding",
+        examples=["sensitivity"],
+    )
+    done: int | None = Field(description="units of the step done (searching: trials)")
+    total: int | None = Field(description="units of the step in all (searching: the budget)")
+    eta_s: float | None = Field(
+        description="searching: estimated seconds left at updated_at (not the finalize)"
+    )
+    updated_at: datetime
+
+
 class JobPublic(BaseModel):
     """A job as lists show it: state and progress."""
 
     model_config = ConfigDict(from_attributes=True)
 
     id: int
-    status: str = Field(description="queued, running, succeeded, failed or cancelled")
+    status: str = Field(description="queued, preparing, running, succeeded, failed or cancelled")
+    phase: str | None = Field(
+        default=None,
+        description=(
+            "what an active job is doing: preparing, searching or finalizing; null while "
+            "queued and once the job ended"
+        ),
+    )
+    progress: JobProgress | None = Field(
+        description="the phase's step, counts and time left (kept as last reported once ended)"
+    )
     model_id: int
     dataset_id: int
     config: dict[str, Any] = Field(
@@ -233,12 +264,18 @@ class JobPublic(BaseModel):
     error_code: str | None
     error_message: str | None
     created_at: datetime
-    started_at: datetime | None
+    started_at: datetime | None = Field(description="when its trials began (it turned running)")
     finished_at: datetime | None
     heartbeat_at: datetime | None = Field(
         description="last sign of life of the worker task on it (a stale one is resumed)"
     )
     created_by: KeyRef | None = Field(description="the key that submitted it")
+
+    @model_validator(mode="after")
+    def _phase(self) -> JobPublic:
+        active = self.status in ("preparing", "running")
+        self.phase = self.progress.phase if active and self.progress is not None else None
+        return self
 
 
 class JobDetail(JobPublic):

@@ -67,15 +67,20 @@ class WorkerContext:
         """The blob store under the settings' blob directory."""
         return BlobStore(self.settings.blobs)
 
-    def evaluator(self, config: SearchConfig) -> Evaluator:
-        """The evaluator of ``config``'s model and data, loaded once per process."""
+    def evaluator(
+        self, config: SearchConfig, *, on_step: Callable[[str, int, int], None] | None = None
+    ) -> Evaluator:
+        """The evaluator of ``config``'s model and data, loaded once per process.
+
+        ``on_step`` hears the loading steps (:func:`search.open_evaluator`) when it loads.
+        """
         key = (config.model, config.data, config.metric, config.chunks, config.holdout, config.seed)
         with self._lock:
             ev = self._evaluators.get(key)
             if ev is not None:
                 self._evaluators.move_to_end(key)
                 return ev
-        ev = open_evaluator(config, trust_uploads=self.trust_uploads)
+        ev = open_evaluator(config, trust_uploads=self.trust_uploads, on_step=on_step)
         with self._lock:
             self._evaluators[key] = ev
             while len(self._evaluators) > EVALUATORS:
@@ -83,13 +88,14 @@ class WorkerContext:
         return ev
 
     @contextmanager
-    def heartbeat(self, job_id: int) -> Iterator[Alive]:
+    def heartbeat(self, job_id: int, *, expect: JobStatus = JobStatus.RUNNING) -> Iterator[Alive]:
         """Write job ``job_id``'s heartbeat every ``heartbeat_s`` while the block runs.
 
-        Yields the :class:`Alive` the thread updates, so long steps can notice a
-        cancellation without a query of their own.
+        Yields the :class:`Alive` the thread updates (from ``expect``, the state the
+        job is in as the block starts), so long steps can notice a cancellation without
+        a query of their own.
         """
-        alive = Alive()
+        alive = Alive(expect)
         stop = threading.Event()
 
         def beat() -> None:

@@ -7,14 +7,17 @@ job's messages, the heartbeat stops. Each worker's main process sweeps every
 sweeper wins, see :func:`service.db.liveness.claim_stale`) and the step it was in is
 sent again:
 
-- queued (its preparation started, then died) → ``mpq.run_job``;
+- preparing (its worker died mid-preparation) → back to queued in the same claim, and
+  ``mpq.run_job``, which claims it afresh; queued with a heartbeat (requeued so, and
+  that message lost too) → ``mpq.run_job`` again;
 - running, finalize not claimed → ``parallelism`` times ``mpq.run_trials``; the new
   runners fail the dead runners' trials once those are past the same grace period,
   and retry them (:mod:`search._trials`);
 - running, finalize claimed → ``mpq.finalize``.
 
 Every step is idempotent, so resuming a job that was only slow costs duplicate
-messages that find nothing to do, never a wrong result. Late acknowledgement
+messages that find nothing to do, never a wrong result (a prepare finds the job
+claimed, or no longer queued, and backs off). Late acknowledgement
 (``acks_late``) covers a pool process that dies under a live worker: its message
 is requeued at once. The sweep covers what late acks cannot: a whole worker gone
 (the embedded broker forgets unacknowledged messages with the connection that held
@@ -52,7 +55,7 @@ def sweep(sessions: sessionmaker[Session], settings: Settings, send: Send) -> li
             log.warning(
                 "job %s has been silent for over %.0f s; resuming it", job.id, settings.grace_s
             )
-            if job.status == JobStatus.QUEUED:
+            if job.status in (JobStatus.QUEUED, JobStatus.PREPARING):
                 send(RUN_JOB, [job.id])
             elif job.finalize_claimed_at is not None:
                 send(FINALIZE, [job.id])

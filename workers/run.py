@@ -1,14 +1,17 @@
 """A job on the workers, in three idempotent steps, each the body of one Celery task.
 
-1. :func:`prepare` (``mpq.run_job``): open the evaluator on the job's IR and data,
-   create the job's Optuna study (``study_name``: sensitivity, ILP seeds) or join it when an
-   earlier delivery made it, mark the job running with its float baseline, and send
-   ``parallelism`` trial runners.
+1. :func:`prepare` (``mpq.run_job``): claim the queued job (``preparing``), open the
+   evaluator on the job's IR and data, create the job's Optuna study (``study_name``:
+   sensitivity, ILP seeds) or join it when an earlier delivery made it, mark the job
+   running with its float baseline, and send ``parallelism`` trial runners. Each step
+   of the preparation is stored as the job's progress (:mod:`service.progress`), and a
+   job cancelled meanwhile stops at its next step.
 2. :func:`run_runner` (``mpq.run_trials``): pull trials from the shared study until
    its budget is taken or the job's deadline passes (see :mod:`search._trials` for
    how the budget holds across runners and crashes), storing progress after each
-   trial. The runner that finds the budget spent and nothing running claims the
-   finalize (once, in the database) and sends it.
+   trial, with the estimated time left. The runner that finds the budget spent and
+   nothing running claims the finalize (once, in the database; the job's phase becomes
+   ``finalizing``) and sends it.
 3. :func:`finalize_job` (``mpq.finalize``): finalists, integer-only check, artifacts
    written to a temporary directory and committed to the blob store, the job succeeded.
 
@@ -34,8 +37,6 @@ from engine.errors import MPQError
 from search import (
     Search,
     SearchConfig,
-    TrialRecord,
-    best_so_far,
     finalize,
     join_search,
     open_search,
@@ -45,9 +46,11 @@ from search import (
 from service.db import liveness, repos
 from service.db.models import Job, JobStatus
 from service.domain import complete_job, job_inputs, job_spec
+from service.progress import progress_doc
 from service.queue import FINALIZE, RUN_TRIALS
 from service.settings import STUDY_SCHEMA
 from workers.context import Send, WorkerContext
+from workers.reports import JobCancelled, PrepareSteps, TrialProgress
 
 __all__ = ["ARTIFACTS", "JobCancelled", "finalize_job", "prepare", "run_runner"]
 
@@ -57,26 +60,31 @@ ARTIFACTS = ("model.mpq", "model.onnx", "result.json", "pareto.png", "layers.png
 """Files of a job's output directory recorded as artifacts (when present)."""
 
 
-class JobCancelled(Exception):
-    """Raised between trials to stop a job the user cancelled."""
-
-
 def prepare(ctx: WorkerContext, job_id: int) -> str:
-    """Step 1: create (or join) the job's study, mark it running, send its runners."""
+    """Step 1: claim the job, create (or join) its study, mark it running, send its runners."""
     with ctx.sessions() as session:
         job = repos.find_job_by_id(session, job_id)
         if job is None:
             log.warning("job %s does not exist; dropping its message", job_id)
             return "missing"
         if job.status != JobStatus.QUEUED:
-            return job.status.value  # already prepared (a redelivery) or finished
+            return job.status.value  # taken by another delivery, or finished
         config, name = _config(ctx, session, job), _study(job)
         parallelism = job_spec(job).parallelism
-    with ctx.heartbeat(job_id):
+        loading = progress_doc("preparing", step="loading", done=0, total=1)
+        if not repos.claim_job(session, job_id=job_id, progress=loading):
+            return "taken"  # a duplicate delivery claimed it first, or it was cancelled
+    with ctx.heartbeat(job_id, expect=JobStatus.PREPARING) as alive:
+        steps = PrepareSteps(ctx, job_id, alive)
         try:
-            ev = ctx.evaluator(config)
+            ev = ctx.evaluator(config, on_step=steps)
             _prepare_study_storage(ctx)
-            search = open_search(config, ev, storage_url=ctx.settings.study_url, name=name)
+            search = open_search(
+                config, ev, storage_url=ctx.settings.study_url, name=name, on_step=steps
+            )
+        except JobCancelled:
+            log.info("job %s left preparing (%s); stopped at %s", job_id, alive.state, steps.at)
+            return "stopped" if alive.state is None else alive.state.value
         except MPQError as exc:
             return _fail(ctx, job_id, exc)
         except optuna.exceptions.DuplicatedStudyError:
@@ -89,8 +97,9 @@ def prepare(ctx: WorkerContext, job_id: int) -> str:
             "bytes": search.float_bytes,
             "heldout": None if held is None else held.to_json(),
         }
+        searching = progress_doc("searching", done=0, total=config.trials)
         with ctx.sessions() as session:
-            if not repos.start_job(session, job_id=job_id, baseline=baseline):
+            if not repos.start_job(session, job_id=job_id, baseline=baseline, progress=searching):
                 return "cancelled"
     send_runners(ctx.send, job_id, parallelism)
     return "running"
@@ -115,6 +124,7 @@ def run_runner(ctx: WorkerContext, job_id: int, runner: int) -> str:
         if job.finalize_claimed_at is not None:
             return "finalizing"
         config, name = _config(ctx, session, job), _study(job)
+        parallelism = job_spec(job).parallelism
         deadline = None
         if config.timeout_s is not None and job.started_at is not None:
             deadline = job.started_at.timestamp() + config.timeout_s
@@ -123,11 +133,14 @@ def run_runner(ctx: WorkerContext, job_id: int, runner: int) -> str:
         try:
             ev = ctx.evaluator(config)
             search = _join(ctx, config, name, runner)
+            reporter = TrialProgress(
+                ctx, job_id, search, parallelism=parallelism, deadline=deadline
+            )
             ran = run_trials(
                 search,
                 ev,
                 worker=runner,
-                on_trial=_Progress(ctx, job_id, search),
+                on_trial=reporter,
                 deadline=deadline,
                 heartbeat_s=settings.heartbeat_s,
                 grace_s=settings.grace_s,
@@ -144,7 +157,7 @@ def run_runner(ctx: WorkerContext, job_id: int, runner: int) -> str:
         spent = state.done >= state.budget or (deadline is not None and time.time() >= deadline)
         if not (spent and state.settled):
             return f"ran {ran}"  # others are still running; the last one finalizes
-        _Progress(ctx, job_id, search).store(state.done)
+        reporter.store(state.done)
         with ctx.sessions() as session:
             claimed = liveness.claim_finalize(session, job_id=job_id)
     if claimed:
@@ -221,24 +234,3 @@ def _prepare_study_storage(ctx: WorkerContext) -> None:
         with ctx.sessions() as session:
             session.execute(text(f"CREATE SCHEMA IF NOT EXISTS {STUDY_SCHEMA}"))
             session.commit()
-
-
-class _Progress:
-    """``run_trials``'s callback: store progress, and stop when the job was cancelled."""
-
-    def __init__(self, ctx: WorkerContext, job_id: int, search: Search) -> None:
-        self.ctx, self.job_id, self.search = ctx, job_id, search
-
-    def __call__(self, record: TrialRecord) -> None:
-        if self.store(progress(self.search).done) != JobStatus.RUNNING:
-            raise JobCancelled
-
-    def store(self, done: int) -> JobStatus | None:
-        best = best_so_far(self.search)
-        with self.ctx.sessions() as session:
-            return repos.record_progress(
-                session,
-                job_id=self.job_id,
-                trials_done=done,
-                best=None if best is None else best.to_json(),
-            )

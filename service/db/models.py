@@ -29,9 +29,14 @@ def _values(cls: type[enum.Enum]) -> list[str]:
 
 
 class JobStatus(enum.StrEnum):
-    """Where a job is in its life: queued → running → one of the three final states."""
+    """Where a job is in its life: queued → preparing → running → one of three final states.
+
+    ``preparing``: a worker took the job and is loading the model, measuring the layers'
+    sensitivity and seeding the study; ``running``: trials run (and, last, the finalize).
+    """
 
     QUEUED = "queued"
+    PREPARING = "preparing"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -157,6 +162,11 @@ class Job(Base):
     (prepare, trial runners, finalize): an active job whose heartbeat stops is resumed
     by the workers' recovery sweep (``workers/recovery.py``). ``finalize_claimed_at``
     is set once, by the runner that saw the budget spent, so one finalize is sent.
+
+    ``progress`` is what the job is doing, written by its tasks (at most about once a
+    second): ``{"phase", "step", "done", "total", "eta_s", "updated_at"}``, built and
+    documented by :func:`service.progress.progress_doc`; NULL until a worker takes
+    the job, and kept as last written once it ends.
     """
 
     __tablename__ = "jobs"
@@ -187,6 +197,7 @@ class Job(Base):
     finished_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
     finalize_claimed_at: Mapped[datetime | None]
+    progress: Mapped[dict[str, Any] | None]
     created_by_key_id: Mapped[int | None] = _created_by()
     created_by: Mapped[ApiKey | None] = relationship(lazy="joined")
 

@@ -109,7 +109,7 @@ def _check_labels(store: BlobStore, dataset: Dataset, metric: str) -> None:
 
 
 def cancel_job(session: Session, *, team: Team, job_id: int) -> Job:
-    """Cancel the team's job ``job_id`` if queued or running (idempotent once cancelled).
+    """Cancel the team's job ``job_id`` if queued, preparing or running (idempotent once so).
 
     Raises:
         NotFoundError: the job is not the team's.

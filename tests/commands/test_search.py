@@ -7,8 +7,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import pytest
+
+from commands import search as search_command
 
 MPQ = [sys.executable, "-m", "commands"]
 
@@ -90,3 +94,33 @@ def test_bad_search_arguments_exit_2_with_a_code(digits, tmp_path: Path) -> None
     assert run.returncode == 2, run.stderr
     assert run.stderr.startswith("error[metric_not_applicable]: "), run.stderr
     assert "labels" in run.stderr
+
+
+def test_the_progress_line_shows_the_preparation_then_trials_with_time_left(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(search_command.time, "perf_counter", lambda: clock[0])
+    line = search_command._ProgressLine(10, 2, None)
+    for step, done, total in [("loading", 0, 1), ("sensitivity", 12, 50), ("seeding", 0, 1)]:
+        line.step(step, done, total)
+    finished = [0]
+    on_trial = line.searching(lambda: finished[0])
+    for feasible in (False, True, False, False):  # 3 s a trial, this process's
+        clock[0] += 3.0
+        finished[0] += 1
+        on_trial(SimpleNamespace(feasible=feasible, bytes=2000, metric=0.99))
+    line.done()
+    frames = capsys.readouterr().err.split("\r")[1:]
+    assert all(f.endswith(search_command.CLEAR_LINE) for f in frames[:-1])
+    assert [f.removesuffix("\n").removesuffix(search_command.CLEAR_LINE) for f in frames] == [
+        "preparing: loading",
+        "preparing: sensitivity 12/50",
+        "preparing: seeding",
+        "searching: 0/10",
+        # ceil(left / 2 runners) waves of 3 s
+        "searching: 1/10, ~15s left  no plan meets the targets yet",
+        "searching: 2/10, ~12s left  best 2,000 B @ 0.9900",
+        "searching: 3/10, ~12s left  best 2,000 B @ 0.9900",
+        "searching: 4/10, ~9s left  best 2,000 B @ 0.9900",
+    ]

@@ -4,12 +4,14 @@ budget still counts exactly ``trials`` finished trials (the digits CNN, on SQLit
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
+from engine.ir import save_ir
 from search import (
     SearchConfig,
     SearchSpace,
@@ -105,6 +107,46 @@ def test_open_search_remakes_a_study_whose_creation_was_interrupted(
     assert search.study.user_attrs["ready"] is True
     again = open_search(_config(digits, tmp_path), evaluator, storage_url=url, name="s")
     assert again.study._study_id == search.study._study_id  # complete: joined, not remade
+
+
+def test_opening_reports_each_step_and_a_raising_callback_stops_it(
+    digits: Digits, evaluator, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    steps: list[tuple[str, int, int]] = []
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel_at_3(step: str, done: int, total: int) -> None:
+        steps.append((step, done, total))
+        if (step, done) == ("sensitivity", 3):
+            raise Cancelled
+
+    small = SearchSpace(formats=("int4", "int8"), roundings=("nearest",), activations=("a8",))
+    config = replace(_config(digits, tmp_path), space=small)  # few sensitivity steps
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    with pytest.raises(Cancelled):
+        open_search(config, evaluator, storage_url=url, name="s", on_step=cancel_at_3)
+    n = sum(len(small.choices(layer.name)) for layer in evaluator.layers)
+    assert steps == [("sensitivity", 1, n), ("sensitivity", 2, n), ("sensitivity", 3, n)]
+    with pytest.raises(KeyError):  # stopped before any study was made
+        load_study(open_storage(url), "s")  # type: ignore[arg-type]
+
+    steps.clear()
+    search = open_search(
+        config, evaluator, storage_url=url, name="s", on_step=lambda *a: steps.append(a)
+    )
+    assert steps == [("sensitivity", k, n) for k in range(1, n + 1)] + [("seeding", 0, 1)]
+    assert search.study.user_attrs["ready"] is True
+    steps.clear()
+    open_search(config, evaluator, storage_url=url, name="s", on_step=lambda *a: steps.append(a))
+    assert steps == []  # joined: nothing to prepare
+
+    ir = tmp_path / "digits.ir"
+    save_ir(evaluator.ir, ir)
+    ev = open_evaluator(replace(config, model=str(ir)), on_step=lambda *a: steps.append(a))
+    assert steps == [("loading", 0, 1), ("calibrating", 0, 1)]
+    assert ev.baseline == evaluator.baseline
 
 
 def test_past_the_deadline_a_dead_runners_trial_is_still_settled(

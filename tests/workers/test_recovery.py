@@ -1,8 +1,10 @@
 """Jobs survive what production throws at them: a SIGKILLed worker, a Redis restart, a cancel.
 
-Real processes throughout (uvicorn, ``mpq worker`` Celery workers, Redis, PostgreSQL or
-the embedded SQLite stack), with short heartbeats so a dead worker is noticed in
-seconds: ``MPQ_HEARTBEAT_S=0.5``, ``MPQ_GRACE_S=3``, a recovery sweep every second.
+Real processes (uvicorn, ``mpq worker`` Celery workers, Redis, PostgreSQL or the
+embedded SQLite stack), with short heartbeats so a dead worker is noticed in seconds:
+``MPQ_HEARTBEAT_S=0.5``, ``MPQ_GRACE_S=3``, a recovery sweep every second. And the sweep
+alone, on each database, for what a test cannot time with processes: a job whose worker
+died while preparing it.
 """
 
 from __future__ import annotations
@@ -15,23 +17,89 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
+from search import JobSpec
+from service.db import Job, JobStatus, ModelKind, make_engine, session_factory
+from service.db.migrate import upgrade
+from service.db.repos import (
+    claim_job,
+    create_dataset,
+    create_job,
+    create_model,
+    create_team,
+    find_job_by_id,
+)
+from service.progress import progress_doc
+from service.queue import RUN_JOB
+from service.settings import Settings
 from tests.conftest import Digits
 from tests.service.api.conftest import STACKS, Server, free_port, start_server, start_stack
+from tests.service.conftest import db_url, postgres_url, sqlite_url
 from tests.workers.conftest import FINAL, job_body, start_worker, upload_digits, wait_for
+from workers.recovery import sweep
+
+__all__ = ["db_url", "postgres_url", "sqlite_url"]  # fixtures of the sweep's test
 
 FAST = {"MPQ_HEARTBEAT_S": "0.5", "MPQ_GRACE_S": "3", "MPQ_RECOVERY_INTERVAL_S": "1"}
+FAST_SETTINGS = {"heartbeat_s": 0.5, "grace_s": 3.0, "recovery_interval_s": 1.0}
 
 
 @pytest.fixture(params=STACKS)
 def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
     """An API server on each stack, with heartbeats fast enough to notice a death."""
     yield from start_stack(request.param, tmp_path / "data", **FAST)
+
+
+def test_the_sweep_requeues_a_silent_preparing_job_and_sends_its_prepare_again(
+    db_url: str, tmp_path: Path
+) -> None:
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    sessions = session_factory(engine)
+    try:
+        with sessions() as session:
+            team = create_team(session, name="acme")
+            model = create_model(
+                session, team=team, name="m", kind=ModelKind.PT2, sha256="0" * 64,
+                size_bytes=1, blob_path="models/m", inventory={},
+            )  # fmt: skip
+            dataset = create_dataset(
+                session, team=team, name="d", sha256="1" * 64, size_bytes=1,
+                blob_path="datasets/d", num_samples=1, inputs={},
+            )  # fmt: skip
+            spec = JobSpec(trials=3)
+            job = create_job(session, team=team, model=model, dataset=dataset, spec=spec)
+            step = progress_doc("preparing", step="sensitivity", done=3, total=8)
+            assert claim_job(session, job_id=job.id, progress=step)
+        settings = Settings(data_dir=tmp_path, database_url=db_url, **FAST_SETTINGS)
+        sent: list[tuple[str, list[Any]]] = []
+
+        def send(name: str, args: list[Any]) -> None:
+            sent.append((name, args))
+
+        assert sweep(sessions, settings, send) == []  # its heartbeat is fresh: alive
+        with sessions() as session:  # the worker died: no heartbeat since
+            old = datetime.now(UTC) - timedelta(seconds=2 * settings.grace_s)
+            session.execute(update(Job).where(Job.id == job.id).values(heartbeat_at=old))
+            session.commit()
+        assert sweep(sessions, settings, send) == [job.id]
+        assert sent == [(RUN_JOB, [job.id])]
+        with sessions() as session:
+            after = find_job_by_id(session, job.id)
+            assert after is not None and after.status == JobStatus.QUEUED
+            assert after.progress is None  # a client sees it waiting again, no stale step
+            # the prepare sent again claims it like a new job
+            assert claim_job(session, job_id=job.id, progress=step)
+        assert sweep(sessions, settings, send) == []  # claimed: alive again
+    finally:
+        engine.dispose()
 
 
 def _trials(c: httpx.Client, job_id: int) -> list[dict[str, Any]]:

@@ -103,7 +103,12 @@ def list_jobs(
 
 @router.get("/{job_id}", response_model=JobDetail)
 def get_job(job_id: int, session: SessionDep, team: CurrentTeam) -> JobDetail:
-    """One job: state, progress, baseline, best plan so far, result and chosen plan, error."""
+    """One job: state, phase, progress, baseline, best plan so far, result, chosen plan, error.
+
+    Once a worker takes a job it is `preparing` (`progress.step`: loading, calibrating,
+    sensitivity `done`/`total`, seeding), then `running` (phase `searching`, trials done of
+    the budget, `eta_s` once a trial finished; then `finalizing`).
+    """
     return _detail(repos.get_job(session, team=team, job_id=job_id))
 
 
@@ -121,7 +126,9 @@ def get_trials(
     "/{job_id}/cancel", response_model=JobDetail, responses={409: {"model": ErrorResponse}}
 )
 def cancel_job(job_id: int, session: SessionDep, team: CurrentTeam) -> JobDetail:
-    """Cancel a queued or running job (running trials stop after the current one).
+    """Cancel a queued, preparing or running job.
+
+    A preparing job stops at its next preparation step, running trials after the current one.
 
     Cancelling a cancelled job changes nothing; a finished one answers 409 `conflict`.
     """

@@ -20,6 +20,7 @@ from service.db.repos.datasets import (
 from service.db.repos.job_states import ACTIVE, FINAL, TRANSITIONS, Transition
 from service.db.repos.jobs import (
     cancel_job,
+    claim_job,
     count_jobs,
     create_job,
     fail_job,
@@ -29,6 +30,7 @@ from service.db.repos.jobs import (
     get_job,
     list_jobs,
     record_progress,
+    record_step,
     start_job,
     study_name,
 )
@@ -52,6 +54,7 @@ __all__ = [
     "Transition",
     "blob_in_use",
     "cancel_job",
+    "claim_job",
     "count_datasets",
     "count_jobs",
     "count_models",
@@ -81,6 +84,7 @@ __all__ = [
     "list_jobs",
     "list_models",
     "record_progress",
+    "record_step",
     "revoke_api_key",
     "start_job",
     "study_name",

@@ -2,15 +2,18 @@
 
 ::
 
-    queued ──start──▶ running ──finish──▶ succeeded
-      │                 │  ▲
-      │                 │  └─ start (a redelivered prepare), progress
-      ├──fail───────────┼──fail──▶ failed
-      └──cancel─────────┴──cancel─▶ cancelled
+    queued ──claim──▶ preparing ──start──▶ running ──finish──▶ succeeded
+      │  ▲              │  │  ▲               │  ▲
+      │  └──requeue─────┘  │  └─ step         │  └─ progress
+      ├──fail──────────────┼───────────────────┴──fail──▶ failed
+      └──cancel────────────┴──────────────────────cancel─▶ cancelled
 
-Succeeded, failed and cancelled are final: no move leaves them. Each move is one
-``UPDATE ... WHERE id = :id AND status IN (:sources)``, so of two racing writers (a
-worker finishing, a user cancelling) exactly one wins and the other sees ``False``.
+A worker's prepare task claims a queued job (so a duplicate delivery of the same message
+finds it taken and backs off), reports its steps, and starts it with the float baseline.
+The recovery sweep requeues a preparing job whose worker went silent, and sends the
+prepare again. Succeeded, failed and cancelled are final: no move leaves them. Each move
+is one ``UPDATE ... WHERE id = :id AND status IN (:sources)``, so of two racing writers
+(a worker finishing, a user cancelling) exactly one wins and the other sees ``False``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from service.db.models import Job, JobStatus
 
 __all__ = ["ACTIVE", "FINAL", "TRANSITIONS", "Transition", "allowed", "apply_transition"]
 
-ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+ACTIVE = (JobStatus.QUEUED, JobStatus.PREPARING, JobStatus.RUNNING)
 """Job states that can still change."""
 FINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 """Job states no move leaves."""
@@ -52,9 +55,18 @@ class Transition:
 
 
 TRANSITIONS: dict[str, Transition] = {
-    "start": Transition(ACTIVE, JobStatus.RUNNING, frozenset({"baseline"}), starts=True),
+    "claim": Transition(
+        (JobStatus.QUEUED,), JobStatus.PREPARING, frozenset({"progress", "heartbeat_at"})
+    ),
+    "step": Transition((JobStatus.PREPARING,), JobStatus.PREPARING, frozenset({"progress"})),
+    "requeue": Transition(
+        (JobStatus.PREPARING,), JobStatus.QUEUED, frozenset({"progress", "heartbeat_at"})
+    ),
+    "start": Transition(
+        (JobStatus.PREPARING,), JobStatus.RUNNING, frozenset({"baseline", "progress"}), starts=True
+    ),
     "progress": Transition(
-        (JobStatus.RUNNING,), JobStatus.RUNNING, frozenset({"trials_done", "best"})
+        (JobStatus.RUNNING,), JobStatus.RUNNING, frozenset({"trials_done", "best", "progress"})
     ),
     "finish": Transition(
         (JobStatus.RUNNING,), JobStatus.SUCCEEDED, frozenset({"result", "trials_done"}), ends=True

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.db.base import utcnow
 from service.db.models import ApiKey, Dataset, Job, JobStatus, Model, Team
 from service.db.repos._scoped import Scoped
 from service.db.repos.artifacts import ArtifactFile, put_artifacts
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # the search (and torch) load only where a spec is read back
 
 __all__ = [
     "cancel_job",
+    "claim_job",
     "count_jobs",
     "create_job",
     "fail_job",
@@ -35,6 +37,7 @@ __all__ = [
     "get_job",
     "list_jobs",
     "record_progress",
+    "record_step",
     "start_job",
     "study_name",
 ]
@@ -115,30 +118,65 @@ def count_jobs(session: Session, *, team: Team, status: JobStatus | None = None)
     return JOBS.count(session, team.id, *where)
 
 
-def start_job(session: Session, *, job_id: int, baseline: dict[str, Any]) -> bool:
-    """Mark job ``job_id`` running with its float ``baseline``; False if it is not active."""
+def claim_job(session: Session, *, job_id: int, progress: dict[str, Any]) -> bool:
+    """Take queued job ``job_id`` for preparing (its first heartbeat now); False if not queued.
+
+    Of two deliveries of the same prepare message exactly one gets True.
+    """
     end_reads(session)
-    done = apply_transition(session, job_id=job_id, move="start", baseline=baseline)
+    done = apply_transition(
+        session, job_id=job_id, move="claim", progress=progress, heartbeat_at=utcnow()
+    )
+    session.commit()
+    return done
+
+
+def record_step(session: Session, *, job_id: int, progress: dict[str, Any]) -> JobStatus | None:
+    """Store a preparing job's ``progress``; return its state now (``None``: the job is gone).
+
+    Any state but ``preparing`` (cancelled, requeued) tells the caller to stop.
+    """
+    end_reads(session)
+    apply_transition(session, job_id=job_id, move="step", progress=progress)
+    session.commit()
+    return session.scalar(select(Job.status).where(Job.id == job_id))
+
+
+def start_job(
+    session: Session, *, job_id: int, baseline: dict[str, Any], progress: dict[str, Any]
+) -> bool:
+    """Mark preparing job ``job_id`` running with its float ``baseline``; False if not preparing."""
+    end_reads(session)
+    done = apply_transition(
+        session, job_id=job_id, move="start", baseline=baseline, progress=progress
+    )
     session.commit()
     return done
 
 
 def record_progress(
-    session: Session, *, job_id: int, trials_done: int, best: dict[str, Any] | None
+    session: Session,
+    *,
+    job_id: int,
+    trials_done: int,
+    best: dict[str, Any] | None,
+    progress: dict[str, Any],
 ) -> JobStatus | None:
     """Store a running job's progress; return its state now (``None``: the job is gone).
 
     Several trial runners report; a report older than one already stored (fewer trials
-    done) changes nothing, so ``trials_done`` never goes back.
+    done) changes nothing, so ``trials_done`` never goes back, and neither does a report
+    once the finalize is claimed (the phase stays ``finalizing``).
     """
     end_reads(session)
     apply_transition(
         session,
         job_id=job_id,
         move="progress",
-        where=(Job.trials_done <= trials_done,),
+        where=(Job.trials_done <= trials_done, Job.finalize_claimed_at.is_(None)),
         trials_done=trials_done,
         best=best,
+        progress=progress,
     )
     session.commit()
     return session.scalar(select(Job.status).where(Job.id == job_id))
@@ -180,9 +218,9 @@ def fail_job(session: Session, *, job_id: int, code: str, message: str) -> bool:
 
 
 def cancel_job(session: Session, *, job: Job) -> Job:
-    """Cancel ``job`` if it is queued or running (idempotent on a cancelled job).
+    """Cancel ``job`` if it is queued, preparing or running (idempotent on a cancelled job).
 
-    Workers see the new state between trials and stop.
+    Workers see the new state at their next preparation step or trial, and stop.
 
     Raises:
         ConflictError: the job has already succeeded or failed.

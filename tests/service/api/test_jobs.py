@@ -16,7 +16,9 @@ import pytest
 from sqlalchemy import func, select
 
 from search import JobSpec
-from service.db import Job, make_engine
+from service.db import Job, JobStatus, make_engine, session_factory
+from service.db.repos import claim_job, record_step
+from service.progress import progress_doc
 from tests.conftest import Digits
 from tests.service.api.conftest import STACKS, Server, start_stack, upload_digits
 
@@ -73,6 +75,7 @@ def test_submit_answers_202_queued_and_cancel_is_idempotent(
         assert job["config"]["parallelism"] == 4  # capped by max_parallelism
         assert job["created_by"]["prefix"] == jobs_server.key_a[:12]  # who submitted it
         assert job["heartbeat_at"] is None  # no worker has touched it
+        assert job["phase"] is None and job["progress"] is None
         assert c.get(f"/v1/jobs/{job['id']}").json()["status"] == "queued"
         assert c.get(f"/v1/jobs/{job['id']}/trials").json() == {"data": [], "count": 0, "front": []}
         assert c.get(f"/v1/jobs/{job['id']}/artifacts").json() == {"data": [], "count": 0}
@@ -87,6 +90,40 @@ def test_submit_answers_202_queued_and_cancel_is_idempotent(
         _error(b.get(f"/v1/jobs/{job['id']}"), 404, "not_found")
         _error(b.post(f"/v1/jobs/{job['id']}/cancel"), 404, "not_found")
         _error(b.post("/v1/jobs", json=_body(ids)), 404, "not_found")
+
+
+def test_a_preparing_job_shows_its_step_in_the_list_and_can_be_cancelled(
+    jobs_server: Server, ids: tuple[int, int]
+) -> None:
+    with jobs_server.client(jobs_server.key_a) as c:
+        job_id = c.post("/v1/jobs", json=_body(ids)).json()["id"]
+        # What a worker's prepare writes (its claim, then a step), without the worker.
+        engine = make_engine(jobs_server.database_url)
+        try:
+            with session_factory(engine)() as session:
+                assert claim_job(session, job_id=job_id, progress=progress_doc("preparing"))
+                step = progress_doc("preparing", step="sensitivity", done=12, total=50)
+                assert record_step(session, job_id=job_id, progress=step) == JobStatus.PREPARING
+        finally:
+            engine.dispose()
+        job = c.get(f"/v1/jobs/{job_id}").json()
+        assert job["status"] == "preparing" and job["phase"] == "preparing"
+        assert job["heartbeat_at"] is not None and job["started_at"] is None
+        got = job["progress"]
+        assert (got["step"], got["done"], got["total"], got["eta_s"]) == (
+            "sensitivity",
+            12,
+            50,
+            None,
+        )
+        assert got["updated_at"].startswith(step["updated_at"][:19])
+        listed = c.get("/v1/jobs", params={"status": "preparing"}).json()
+        assert [j["id"] for j in listed["data"]] == [job_id] and listed["count"] == 1
+        assert listed["data"][0]["progress"] == got
+        r = c.post(f"/v1/jobs/{job_id}/cancel")
+        assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+        # Ended: no phase any more; the progress says where it was.
+        assert r.json()["phase"] is None and r.json()["progress"]["step"] == "sensitivity"
 
 
 def test_the_body_is_a_job_spec_and_the_job_stores_it_as_is(

@@ -90,6 +90,7 @@ def test_metrics_need_no_key_and_list_every_job_state(server: Server) -> None:
 def test_jobs_by_state_and_trials(server: Server) -> None:
     rows = {
         JobStatus.QUEUED: [0, 0],
+        JobStatus.PREPARING: [0],
         JobStatus.RUNNING: [3],
         JobStatus.SUCCEEDED: [8, 8, 8],
         JobStatus.FAILED: [1],

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from service.db import Base, make_engine
 from service.db.migrate import alembic_config, downgrade, upgrade
@@ -72,5 +74,63 @@ def test_sqlite_connections_use_wal_normal_sync_and_foreign_keys(sqlite_url: str
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar_one() == 1  # NORMAL
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
+_ROWS = [
+    "INSERT INTO teams (id, name, created_at) VALUES (1, 't', '2026-01-01')",
+    "INSERT INTO models (id, team_id, name, version, kind, sha256, size_bytes, blob_path,"
+    " inventory, created_at) VALUES (1, 1, 'm', 1, 'pt2', 'x', 1, 'b', '{}', '2026-01-01')",
+    "INSERT INTO datasets (id, team_id, name, sha256, size_bytes, blob_path, num_samples,"
+    " inputs, created_at) VALUES (1, 1, 'd', 'x', 1, 'b', 1, '{}', '2026-01-01')",
+    "INSERT INTO jobs (id, team_id, model_id, dataset_id, status, config, trials_done,"
+    " trials_total, created_at) VALUES (1, 1, 1, 1, 'succeeded', '{}', 1, 1, '2026-01-01')",
+    "INSERT INTO artifacts (id, job_id, name, blob_path, size_bytes, sha256, created_at)"
+    " VALUES (1, 1, 'model.mpq', 'b', 1, 'x', '2026-01-01')",
+]
+
+
+def _run(url: str, *statements: str) -> list[tuple[object, ...]]:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            rows: list[tuple[object, ...]] = []
+            for statement in statements:
+                result = conn.execute(text(statement))
+                rows = [tuple(r) for r in result] if result.returns_rows else []
+            return rows
+    finally:
+        engine.dispose()
+
+
+def test_0003_adds_preparing_and_progress_and_back_keeping_every_row(db_url: str) -> None:
+    upgrade(db_url, "0002")
+    _run(db_url, *_ROWS)
+    with pytest.raises(IntegrityError):  # the state does not exist yet
+        _run(db_url, "UPDATE jobs SET status = 'preparing' WHERE id = 1")
+    upgrade(db_url, "0003")
+    # SQLite copies the jobs table to change its CHECK: no row may be lost, nor any
+    # artifact row through its ON DELETE CASCADE foreign key.
+    assert _run(db_url, "SELECT count(*) FROM artifacts") == [(1,)]
+    progress = '{"phase": "preparing", "step": "sensitivity", "done": 3, "total": 8}'
+    _run(db_url, f"UPDATE jobs SET status = 'preparing', progress = '{progress}' WHERE id = 1")
+    assert _run(db_url, "SELECT status FROM jobs") == [("preparing",)]
+    with pytest.raises(IntegrityError):
+        _run(db_url, "UPDATE jobs SET status = 'paused' WHERE id = 1")
+    downgrade("0002", db_url)
+    # A preparing job goes back to queued, the state that revision knew it in.
+    assert _run(db_url, "SELECT id, status FROM jobs") == [(1, "queued")]
+    assert _run(db_url, "SELECT count(*) FROM artifacts") == [(1,)]
+    assert "progress" not in {c["name"] for c in _columns(db_url, "jobs")}
+    with pytest.raises(IntegrityError):
+        _run(db_url, "UPDATE jobs SET status = 'preparing' WHERE id = 1")
+
+
+def _columns(url: str, table: str) -> list[dict[str, object]]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return list(inspect(conn).get_columns(table))  # type: ignore[arg-type]
     finally:
         engine.dispose()

@@ -14,6 +14,7 @@ from search import JobSpec
 from service.db import ApiKey, Dataset, Job, JobStatus, Model, ModelKind, Team
 from service.db.repos import (
     blob_in_use,
+    claim_job,
     count_datasets,
     count_jobs,
     count_models,
@@ -43,6 +44,7 @@ from service.db.repos import (
     study_name,
 )
 from service.errors import ConflictError, InvalidNameError, NotFoundError
+from service.progress import progress_doc
 
 
 def _model(session: Session, team: Team, name: str) -> Model:
@@ -260,7 +262,8 @@ def test_artifacts_are_read_per_job_by_name(session: Session) -> None:
     model = _model(session, acme, "m")
     dataset = _dataset(session, acme, model, "d")
     job, other = _job(session, acme, model, dataset), _job(session, acme, model, dataset)
-    assert start_job(session, job_id=job.id, baseline={})
+    assert claim_job(session, job_id=job.id, progress=progress_doc("preparing"))
+    assert start_job(session, job_id=job.id, baseline={}, progress=progress_doc("searching"))
     files = [
         ("result.json", "artifacts/a.json", 2, "a" * 64),
         ("model.mpq", "artifacts/b.mpq", 3, "b" * 64),

@@ -13,9 +13,17 @@ from engine.errors import InvalidPlanError, MPQError
 from search import JobSpec
 from service.blobs import BlobStore, sha256_file
 from service.db import Job, JobStatus, Team
-from service.db.repos import cancel_job, create_team, find_job_by_id, list_artifacts, start_job
+from service.db.repos import (
+    cancel_job,
+    claim_job,
+    create_team,
+    find_job_by_id,
+    list_artifacts,
+    start_job,
+)
 from service.domain import add_dataset, add_model, complete_job, job_spec, submit_job
 from service.errors import NotFoundError, QueueUnavailableError
+from service.progress import progress_doc
 from service.settings import Settings
 from tests.conftest import Digits
 
@@ -139,7 +147,8 @@ def test_complete_commits_artifacts_as_blobs_or_keeps_none_when_cancelled(
         out = store.new_temp_dir()
         (out / "result.json").write_text(f'{{"job": {job.id}}}')
         (out / "model.mpq").write_bytes(b"MPQ")
-        assert start_job(session, job_id=job.id, baseline={})
+        assert claim_job(session, job_id=job.id, progress=progress_doc("preparing"))
+        assert start_job(session, job_id=job.id, baseline={}, progress=progress_doc("searching"))
         if job is cancelled:  # by its user while it finalized
             cancel_job(session, job=job)
         done = complete_job(
