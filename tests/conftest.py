@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -130,3 +131,20 @@ def efficientnet(tmp_path_factory: pytest.TempPathFactory) -> EfficientNetLite2:
     )
     name = "efficientnet_lite2"
     return EfficientNetLite2(out / f"{name}.pt2", out / f"{name}.onnx", out / f"{name}.npz")
+
+
+@pytest.fixture(scope="session")
+def efficientnet_int8(efficientnet: EfficientNetLite2) -> tuple[Any, torch.Tensor]:
+    """EfficientNet-Lite2 with int8 weights and 8-bit activations (the 16 calibration crops),
+    at batch 32, and the 32 evaluation crops: a ``QuantizedModel`` for integer-only tests."""
+    from engine import import_model
+    from engine.data import load_dataset
+    from engine.quant import LayerFormat, QuantPlan
+    from engine.transforms import apply, inventory
+
+    ir = import_model(efficientnet.pt2, trust_uploads=True).ir  # our own export
+    data = load_dataset(efficientnet.npz, ir.inputs)
+    names = [layer.name for layer in inventory(ir).layers]
+    calibration = [data.calibration.tensors()]
+    qm = apply(ir.at_batch(16), QuantPlan({k: LayerFormat("int8") for k in names}), calibration)
+    return replace(qm, ir=qm.ir.at_batch(32)), data.evaluation.tensors()[0]

@@ -9,8 +9,10 @@ Requantization maps an integer accumulator ``acc`` of scale ``s_acc`` to output
 qparams ``(s_o, z_o)``: ideally ``round(acc * M) + z_o`` with the real
 multiplier ``M = s_acc / s_o``. Hardware has no floats, so ``M`` becomes a
 *dyadic* number ``m * 2^-k`` (HAWQ-V3; Jacob et al. 2018, sec. 2.2): ``m`` an
-integer below ``2^31`` and ``k`` a shift, chosen so that the largest multiplier
-of the tensor uses 31 bits (relative error at most ``2^-31``). The rounding rule
+integer below ``2^31`` and ``k`` a shift, chosen so that the multiplier uses 31
+bits (relative error at most ``2^-31``): one shift per output channel for
+per-channel weight scales, one shared shift where several multipliers feed one
+sum (residual adds, grouped scales). The rounding rule
 is round half up by shifting::
 
     requantize(acc) = clamp(((acc * m + 2^(k-1)) >> k) + z_o, qmin, qmax)
@@ -84,23 +86,40 @@ def qspec_for_range(lo: float, hi: float, bits: int) -> QSpec:
 
 @dataclass(frozen=True)
 class Dyadic:
-    """Multipliers ``m * 2^-shift`` (``m`` int64, one per channel or a scalar; shift >= 1)."""
+    """Multipliers ``m * 2^-shift``: ``m`` int64 (a scalar or one per channel); ``shift``
+    one int shared by every ``m``, or an int64 tensor shaped like ``m`` (one per channel).
+    Every shift is in ``[1, 62]``."""
 
     m: torch.Tensor
-    shift: int
+    shift: int | torch.Tensor
 
     def real(self) -> torch.Tensor:
         """The float64 values the integers stand for."""
-        return self.m.double() * 2.0**-self.shift
+        return self.m.double() * torch.pow(2.0, -torch.as_tensor(self.shift, dtype=torch.float64))
 
 
-def dyadic(multiplier: torch.Tensor | float, *, acc_bound: float = 2.0**31 - 1) -> Dyadic:
-    """Dyadic approximation of positive multipliers with one shared shift.
+def dyadic(
+    multiplier: torch.Tensor | float,
+    *,
+    acc_bound: torch.Tensor | float = 2.0**31 - 1,
+    per_channel: bool = False,
+) -> Dyadic:
+    """Dyadic approximation of positive multipliers.
 
-    ``m`` gets 31 bits for the largest multiplier (an int32 accumulator times
-    ``m`` fits int64), fewer when ``acc_bound * m`` could leave int64
-    (``acc_bound`` bounds ``|acc|``). Every multiplier is within ``2^-(k+1)`` of
-    its real value.
+    With one shared shift (the default; needed where products of several
+    multipliers are summed before the shift), ``m`` gets 31 bits for the
+    largest multiplier, fewer when ``acc_bound * m`` could leave int64
+    (``acc_bound`` bounds ``|acc|``); a multiplier ``r`` times smaller than the
+    largest keeps ``31 - log2 r`` bits. With ``per_channel`` every multiplier
+    gets its own shift, hence its own 31 bits (fewer where its own
+    ``acc_bound``, a scalar or one per multiplier, needs the room), as per-channel
+    requantization on integer hardware does (TFLite's per-channel multiplier
+    and shift): a channel whose weight scale is ``10^9`` times smaller than
+    another's (a dead channel after batch-norm folding) keeps a precise
+    multiplier instead of rounding to 0. A shift is at most 62: a multiplier
+    below ``2^-32`` of an accumulator's reach then rounds to a small ``m`` (the
+    product stays below half a step either way). Every multiplier is within
+    ``2^-(k+1)`` of its real value (``k`` its shift).
 
     Raises:
         ValueError: a multiplier is not positive and finite, or is too large
@@ -112,15 +131,36 @@ def dyadic(multiplier: torch.Tensor | float, *, acc_bound: float = 2.0**31 - 1) 
     biggest = float(mult.max())
     if biggest >= 2.0**30:
         raise ValueError(f"multiplier {biggest} is too large for a dyadic right shift")
-    headroom = _INT64_BITS - 1 - math.ceil(math.log2(acc_bound + 1))
+    if per_channel:
+        return _per_channel(mult, torch.as_tensor(acc_bound, dtype=torch.float64))
+    bound = float(torch.as_tensor(acc_bound, dtype=torch.float64).max())
+    headroom = _INT64_BITS - 1 - math.ceil(math.log2(bound + 1))
     bits = min(31, headroom)
     if bits < 8:
-        raise ValueError(f"accumulators up to {acc_bound:.3g} leave no room for a multiplier")
+        raise ValueError(f"accumulators up to {bound:.3g} leave no room for a multiplier")
     shift = bits - 1 - math.floor(math.log2(biggest))
     if shift < 1:
-        raise ValueError(f"multiplier {biggest} with accumulators up to {acc_bound:.3g} overflows")
+        raise ValueError(f"multiplier {biggest} with accumulators up to {bound:.3g} overflows")
     m = torch.round(mult * 2.0**shift).to(torch.int64)
     return Dyadic(m, shift)
+
+
+def _per_channel(mult: torch.Tensor, acc_bound: torch.Tensor) -> Dyadic:
+    """One shift per multiplier: ``k = bits - 1 - floor(log2 M)``, ``bits = min(31, 62 -
+    ceil(log2(bound + 1)))``, capped to ``[1, 62]``."""
+    bound = acc_bound.expand_as(mult)
+    headroom = _INT64_BITS - 1 - torch.ceil(torch.log2(bound + 1))
+    bits = headroom.clamp(max=31)
+    if bool((bits < 8).any()):
+        raise ValueError(
+            f"accumulators up to {float(bound.max()):.3g} leave no room for a multiplier"
+        )
+    shift = bits - 1 - torch.floor(torch.log2(mult))
+    if bool((shift < 1).any()):
+        raise ValueError(f"multipliers up to {float(mult.max())} overflow their accumulators")
+    shift = shift.clamp(max=_INT64_BITS - 1)
+    m = torch.round(mult * torch.pow(2.0, shift)).to(torch.int64)
+    return Dyadic(m, shift.to(torch.int64))
 
 
 def requantize(
@@ -130,16 +170,23 @@ def requantize(
 
     Args:
         acc: int64 accumulators.
-        d: the dyadic multiplier(s); per channel along ``axis`` when ``d.m`` is 1-D.
+        d: the dyadic multiplier(s); per channel along ``axis`` when ``d.m`` is 1-D
+            (and so is ``d.shift`` when it is per channel).
         out: the output qparams.
         axis: the channel axis of ``acc`` that ``d.m`` runs along.
     """
     if acc.dtype != torch.int64:
         raise TypeError(f"accumulators must be int64, got {acc.dtype}")
-    m = d.m
+    m, shift = d.m, d.shift
     if m.dim() == 1 and axis is not None:
         view = [1] * acc.dim()
         view[axis] = -1
         m = m.reshape(view)
-    prod = (acc * m + (1 << (d.shift - 1))) >> d.shift
+        if isinstance(shift, torch.Tensor):
+            shift = shift.reshape(view)
+    if isinstance(shift, torch.Tensor):
+        half = torch.ones_like(shift) << (shift - 1)
+        prod = (acc * m + half) >> shift
+    else:
+        prod = (acc * m + (1 << (shift - 1))) >> shift
     return (prod + out.zero_point).clamp(out.qmin, out.qmax)

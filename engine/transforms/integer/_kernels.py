@@ -102,10 +102,11 @@ def grouped_linear_int(
     acc = exact_int(torch.einsum("...gk,ngk->...ng", xg, wg))  # [..., N, G]
     mult = s_w.double() * x.spec.scale / out.scale
     d = dyadic(mult, acc_bound=acc_bound * groups)
+    shift = int(d.shift)  # one shift shared by the groups summed
     total = (acc * d.m).sum(-1)
     if bias is not None:
-        total = total + torch.round(bias.double() / out.scale * 2.0**d.shift).to(torch.int64)
-    total = (total + (1 << (d.shift - 1))) >> d.shift
+        total = total + torch.round(bias.double() / out.scale * 2.0**shift).to(torch.int64)
+    total = (total + (1 << (shift - 1))) >> shift
     return (total + out.zero_point).clamp(out.qmin, out.qmax)
 
 

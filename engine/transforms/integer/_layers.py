@@ -15,7 +15,16 @@ and, for every scheme:
   channel's scale, ``round(v / s_w)``: wider than ``b`` bits but exact in the
   int32 accumulator (the bound below counts them).
 
-Bias: ``bias_i32[c] = round(b[c] / (s_x s_w[c]))``.
+Bias: ``bias_i32[c] = round(b[c] / (s_x s_w[c]))``. A channel whose weights are tiny next
+to its bias -- a dead channel after batch-norm folding (``s_w`` down to ``1e-11`` on
+EfficientNet-Lite2) with a bias of 1.5 -- would need ``|bias_i32|`` up to ``2^43``:
+int32 hardware cannot add it. Where the bias is what overflows (``|bias_i32[c]|``
+exceeds the channel's largest product sum, and both together exceed int32), the
+channel's integers move to a coarser scale ``s_w' = 2^e s_w``, ``w_i' = round(w_i
+2^-e)``, with the least ``e`` that brings the bound below ``2^30`` (TFLite's
+converter adjusts such weight scales the same way). The weights this rounds are
+negligible there: the sum they can change is below ``2^-30`` of the bias's reach on
+the int32 grid, far below an output step whenever the output range holds the bias.
 
 Worst-case accumulator: ``|acc[c]| <= max|x - z_x| * sum_k |w_i[c, k]| +
 |bias_i32[c]|`` -- a true bound for every input the activation qparams allow,
@@ -33,7 +42,21 @@ import torch
 from engine.quant import CODEBOOK_BITS, IntWeight, QuantizedWeight, scheme_for
 from engine.transforms.integer._dyadic import QSpec
 
-__all__ = ["CODEBOOK_BITS", "IntWeight", "accumulator_bound", "int_bias", "integer_weight"]
+__all__ = [
+    "CODEBOOK_BITS",
+    "INT32_MAX",
+    "IntWeight",
+    "accumulator_bound",
+    "accumulator_bounds",
+    "fit_int32_bias",
+    "int_bias",
+    "integer_weight",
+]
+
+INT32_MAX = 2**31 - 1
+_FIT_BOUND = 2.0**30
+"""A channel moved to a coarser scale is brought below this bound (half of int32: the
+rounding of its products and bias adds at most ``max|x'| * fan_in / 2 + 1/2`` back)."""
 
 
 def integer_weight(q: QuantizedWeight) -> IntWeight | None:
@@ -58,15 +81,40 @@ def int_bias(bias: torch.Tensor, x: QSpec, w: IntWeight) -> torch.Tensor:
     return torch.round(bias.double() / (x.scale * w.scale)).to(torch.int64)
 
 
-def accumulator_bound(w: IntWeight, x: QSpec, bias_i: torch.Tensor | None) -> int:
-    """Largest ``|acc|`` any allowed input can produce (per group for grouped scales)."""
+def fit_int32_bias(w: IntWeight, x: QSpec, bias: torch.Tensor) -> IntWeight:
+    """``w`` with the channels whose int32 bias overflows at a coarser scale (module doc).
+
+    Per-channel scales only; ``w`` itself when no channel needs it.
+    """
     rows = w.w_i.shape[0]
-    flat = w.w_i.reshape(rows, -1).abs()
+    products = w.w_i.reshape(rows, -1).abs().sum(-1).double() * x.max_abs_offset()
+    bias_abs = (bias.double() / (x.scale * w.scale)).abs().round()
+    over = (products + bias_abs > INT32_MAX) & (bias_abs > products)
+    if not bool(over.any()):
+        return w
+    need = torch.ceil(torch.log2((products + bias_abs) / _FIT_BOUND)).clamp(min=1)
+    factor = torch.where(over, torch.pow(2.0, need), torch.ones_like(need))
+    view = (rows, *([1] * (w.w_i.dim() - 1)))
+    w_i = torch.round(w.w_i.double() / factor.reshape(view)).to(torch.int64)
+    storage = f"{w.storage}, {int(over.sum())} channels at a coarser scale for an int32 bias"
+    return replace(w, w_i=w_i, scale=w.scale * factor, storage=storage)
+
+
+def accumulator_bounds(w: IntWeight, x: QSpec, bias_i: torch.Tensor | None) -> torch.Tensor:
+    """Largest ``|acc[c]|`` any allowed input can produce, per output channel (float64
+    ``[C_out]``, exact integers; the largest group's for grouped scales)."""
+    rows = w.w_i.shape[0]
+    flat = w.w_i.reshape(rows, -1).abs().double()
     if w.group_size is not None:
         sums = flat.reshape(rows, -1, w.group_size).sum(-1)
     else:
         sums = flat.sum(-1, keepdim=True)
     bound = sums * x.max_abs_offset()
     if bias_i is not None:
-        bound = bound + bias_i.abs().reshape(rows, 1)
-    return int(bound.max())
+        bound = bound + bias_i.abs().double().reshape(rows, 1)
+    return bound.amax(-1)
+
+
+def accumulator_bound(w: IntWeight, x: QSpec, bias_i: torch.Tensor | None) -> int:
+    """Largest ``|acc|`` any allowed input can produce (per group for grouped scales)."""
+    return int(accumulator_bounds(w, x, bias_i).max())

@@ -28,6 +28,7 @@ from engine.transforms.integer._lower import (
     CLAMP_OPS,
     IDENTITY_OPS,
     MAXPOOL_OPS,
+    PAD_OPS,
     Step,
     acc_bits,
     analyse,
@@ -81,18 +82,33 @@ class IntegerModel(nn.Module):
         self.report = report
 
     def forward(self, *inputs: torch.Tensor) -> Any:
-        env = self.trace(*inputs)
+        env = self._execute(inputs, keep_all=False)
         outs = [_float(env[r.name]) for r in self.qm.ir.outputs]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def trace(self, *inputs: torch.Tensor) -> dict[str, Any]:
         """Every node's value (:class:`QTensor` codes or float) for ``inputs``."""
+        return self._execute(inputs, keep_all=True)
+
+    def _execute(self, inputs: tuple[torch.Tensor, ...], *, keep_all: bool) -> dict[str, Any]:
+        """Run the nodes in order; unless ``keep_all``, drop each value after its last
+        reader (int64 codes of a CNN's every activation would otherwise stay alive)."""
         ir = self.qm.ir
         env: dict[str, Any] = dict(zip((s.name for s in ir.inputs), inputs, strict=True))
         env.update(ir.tensors)
+        outputs = {r.name for r in ir.outputs}
+        last: dict[str, int] = {}
+        for i, n in enumerate(ir.nodes):
+            for r in n.refs():
+                last[r] = i
         with torch.no_grad():
-            for n in ir.nodes:
+            for i, n in enumerate(ir.nodes):
                 env[n.name] = self._run(n, self.steps[n.name], env)
+                if keep_all:
+                    continue
+                for r in set(n.refs()):
+                    if last[r] == i and r not in outputs and r not in ir.tensors:
+                        del env[r]
         return env
 
     def _run(self, n: Any, step: Step, env: dict[str, Any]) -> Any:
@@ -142,8 +158,9 @@ def lower_to_integer(qm: QuantizedModel, *, internal_bits: int = 16) -> IntegerM
         elif step.kind == "embed":
             w = step.weight
             assert w is not None and step.target is not None
+            rows = w.w_i.reshape(w.w_i.shape[0], -1).abs().amax(-1).double()
             step.extra["dyadic"] = dyadic(
-                w.scale / step.target.scale, acc_bound=float(w.w_i.abs().max())
+                w.scale / step.target.scale, acc_bound=rows, per_channel=True
             )
     by_layer = {s.layer: s for s in steps.values() if s.layer is not None}
     layers = []
@@ -171,7 +188,8 @@ def _prepare_layer(step: Step) -> None:
     x_spec: QSpec = step.extra["x_spec"]
     if w.group_size is None:
         mult = x_spec.scale * w.scale / target.scale
-        step.extra["dyadic"] = dyadic(mult, acc_bound=float(step.acc_bound))
+        bounds = step.extra["acc_bounds"]
+        step.extra["dyadic"] = dyadic(mult, acc_bound=bounds, per_channel=True)
 
 
 def _layer(op: str, step: Step, args: list[Any]) -> torch.Tensor:
@@ -205,7 +223,8 @@ def _embed(step: Step, indices: torch.Tensor) -> torch.Tensor:
     assert w is not None and step.target is not None
     d: Dyadic = step.extra["dyadic"]
     idx = indices.long()
-    rows = Dyadic(d.m[idx].unsqueeze(-1), d.shift)
+    assert isinstance(d.shift, torch.Tensor)
+    rows = Dyadic(d.m[idx].unsqueeze(-1), d.shift[idx].unsqueeze(-1))
     return requantize(w.w_i[idx], rows, step.target)
 
 
@@ -216,12 +235,28 @@ def _keep(op: str, args: list[Any]) -> QTensor:
         return x
     if op in MAXPOOL_OPS:
         return QTensor(exact_int(resolve(op)(x.q.double(), *args[1:])), spec)
+    if op in PAD_OPS:
+        return QTensor(_pad(op, x, args), spec)
     if op in CLAMP_OPS:
         lo, hi = _clamp_bounds(op, args)
         q_lo = spec.qmin if lo is None else max(spec.qmin, int(spec.quantize(torch.tensor(lo))))
         q_hi = spec.qmax if hi is None else min(spec.qmax, int(spec.quantize(torch.tensor(hi))))
         return QTensor(x.q.clamp(q_lo, q_hi), spec)
     return QTensor(resolve(op)(x.q, *args[1:]), spec)
+
+
+def _pad(op: str, x: QTensor, args: list[Any]) -> torch.Tensor:
+    """Pad codes; a constant pad inserts the code of its real value (0 -> ``z``)."""
+    pad = args[1]
+    if op == "aten.constant_pad_nd.default":
+        mode, value = "constant", args[2] if len(args) > 2 else 0.0
+    else:
+        mode = args[2] if len(args) > 2 else "constant"
+        value = args[3] if len(args) > 3 and args[3] is not None else 0.0
+    if mode != "constant":  # reflect / replicate / circular copy codes (float64: exact)
+        return exact_int(torch.nn.functional.pad(x.q.double(), pad, mode))
+    code = int(x.spec.quantize(torch.tensor(float(value))))
+    return torch.nn.functional.pad(x.q, pad, "constant", code)
 
 
 def _clamp_bounds(op: str, args: list[Any]) -> tuple[float | None, float | None]:

@@ -30,6 +30,42 @@ def test_per_channel_multipliers_share_one_shift() -> None:
     assert requantize(acc, d, U8, axis=1).tolist() == [[4, 2, 8]]
 
 
+def test_per_channel_shifts_keep_31_bits_for_every_channel() -> None:
+    # a dead channel after batch-norm folding: its weight scale 1e-9 of another's
+    mult = torch.tensor([0.5, 0.5e-9], dtype=torch.float64)
+    shared = dyadic(mult)
+    assert shared.m.tolist() == [2**30, 1]  # one shift: the small multiplier keeps 1 bit
+    d = dyadic(mult, per_channel=True)
+    assert isinstance(d.shift, torch.Tensor) and d.shift.tolist() == [31, 61]
+    assert d.m.tolist() == [2**30, round(0.5e-9 * 2**61)]
+    assert all(2**30 <= m < 2**31 for m in d.m.tolist())
+    acc = torch.tensor([[8, 3_000_000_001]])  # 1.5000000005 -> 2 (round half up near a tie)
+    assert requantize(acc, d, U8, axis=1).tolist() == [[4, 2]]
+    assert requantize(acc, shared, U8, axis=1).tolist() == [[4, 1]]  # 1 * 2^-31 lost it
+
+
+def test_per_channel_shifts_shrink_where_a_channel_accumulates_more() -> None:
+    bounds = torch.tensor([2.0**31 - 1, 2.0**45], dtype=torch.float64)
+    d = dyadic(torch.tensor([0.01, 0.01]), acc_bound=bounds, per_channel=True)
+    assert isinstance(d.shift, torch.Tensor)
+    assert int(d.m[0]) >= 2**30 and int(d.m[1]) < 2**17  # 62 - 46 bits for the second
+    assert all(int(m) * b < 2**63 for m, b in zip(d.m.tolist(), bounds.tolist(), strict=True))
+    assert float((d.real() - 0.01).abs().max()) <= 2.0 ** -(int(d.shift.min()) + 1)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_per_channel_matches_float_rounding_except_on_ties(seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    mult = torch.rand(16, generator=gen, dtype=torch.float64) * 10.0 ** -torch.arange(16) + 1e-18
+    acc = torch.randint(-(2**24), 2**24, (1000, 16), generator=gen)
+    d = dyadic(mult, acc_bound=2.0**24, per_channel=True)
+    assert isinstance(d.shift, torch.Tensor)
+    got = requantize(acc, d, U8, axis=1)
+    ref = torch.round(acc.double() * mult).long()
+    assert (got - ref).abs().max() <= 1
+    assert float((got == ref).double().mean()) > 0.99
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_matches_float_rounding_except_on_ties(seed: int) -> None:
     gen = torch.Generator().manual_seed(seed)

@@ -1,5 +1,7 @@
-"""Integer-only models: the digits CNN within 0.3 pt of simulation, reports, artifacts,
-MiniLM with its float islands listed."""
+"""Integer-only models: the digits CNN within 0.2 pt of simulation, EfficientNet-Lite2
+(depthwise convs, ReLU6, TF "same" padding, dead channels after folding) agreeing with its
+simulation on 31 of 32 images and node by node, reports, artifacts, MiniLM with its float
+islands listed."""
 
 from __future__ import annotations
 
@@ -43,14 +45,14 @@ def _apply(digits_data: tuple[object, Dataset], plan: str) -> QuantizedModel:
 
 
 @pytest.mark.parametrize("plan", sorted(DIGITS_PLANS))
-def test_digits_integer_only_is_within_0_3_pt_of_simulation(plan: str, digits_data) -> None:  # type: ignore[no-untyped-def]
+def test_digits_integer_only_is_within_0_2_pt_of_simulation(plan: str, digits_data) -> None:  # type: ignore[no-untyped-def]
     _, data = digits_data
     qm = _apply(digits_data, plan)
     im = lower_to_integer(qm)
     labels = data.evaluation.labels
     sim = accuracy(evaluate(qm.module(), data, "evaluation"), labels)
     got = accuracy(evaluate(im, data, "evaluation"), labels)
-    assert abs(got - sim) <= 0.003, (plan, sim, got)
+    assert abs(got - sim) <= 0.002, (plan, sim, got)  # 540 images: one may differ
     assert got >= 0.98
     rep = im.report
     assert rep.integer_only == "full" and rep.islands == {} and rep.island_nodes == ()
@@ -60,6 +62,21 @@ def test_digits_integer_only_is_within_0_3_pt_of_simulation(plan: str, digits_da
         storage = {r.name: r.weight for r in rep.layers}
         assert storage["features.7"] == "cb16: int8 centroids, lookup"
         assert storage["classifier"] == "int6, 3 outliers as wide integers"
+
+
+def test_efficientnet_integer_only_agrees_with_simulation(efficientnet_int8) -> None:  # type: ignore[no-untyped-def]
+    qm, images = efficientnet_int8
+    im = lower_to_integer(qm)
+    rep = im.report
+    # padding runs on codes, every int32 bias fits: nothing in float, nothing beyond int32
+    assert rep.integer_only == "full" and rep.islands == {}, rep.islands
+    assert all(r.execution == "integer" and r.acc_bits <= 32 for r in rep.layers)
+    assert any("at a coarser scale for an int32 bias" in r.weight for r in rep.layers)
+    with torch.no_grad():
+        sim, got = qm.module()(images), im(images)
+    differ = int((sim.argmax(-1) != got.argmax(-1)).sum())
+    assert differ <= 1, f"{differ} of 32 top-1 classes differ"
+    assert cosine(got, sim) > 0.99
 
 
 def test_every_tensor_between_entry_and_exit_is_integer(digits_data) -> None:  # type: ignore[no-untyped-def]

@@ -3,11 +3,13 @@ integer model's own (dequantized) inputs, quantized to the node's qparams. Withi
 
 Covers the kernels as the lowering wires them: conv (incl. depthwise) + ReLU clamps, max and
 adaptive-average pools, flatten, linear, embedding lookups, residual add and sub, activation
-matmul, scaling by a constant, mean, concatenation, hardtanh, 1-D max pool.
+matmul, scaling by a constant, mean, concatenation, hardtanh, 1-D max pool, zero padding
+of codes with a nonzero zero point, a dead channel (weight scale 1e-11 of the others').
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from engine.ir import bind, resolve
 from engine.quant import LayerFormat, QuantPlan
 from engine.transforms import apply, inventory
 from engine.transforms.integer import QTensor, lower_to_integer
+from engine.transforms.integer._lower import PAD_OPS
 
 
 class _Mixed(nn.Module):
@@ -40,6 +43,28 @@ class _Mixed(nn.Module):
         pooled = nn.functional.max_pool1d(mixed.transpose(1, 2), 2)  # [B, 16, 4]
         feats = torch.cat([pooled.mean(-1), nn.functional.hardtanh(x.mean(1))], dim=-1)
         return self.out(feats)
+
+
+class _SamePadBlock(nn.Module):
+    """EfficientNet-Lite's block: a 1x1 conv (its output, not clamped, has a nonzero zero
+    point), TF "same" padding as ``ZeroPad2d`` before a stride-2 depthwise conv, batch
+    norm, ReLU6, a 1x1 conv. Channel 1 is dead after folding (its BN scale is 1e-9, so its
+    weight scale is ~1e-9 of the others') with a bias of 1.5."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.expand = nn.Conv2d(3, 4, 1)
+        self.pad = nn.ZeroPad2d((0, 1, 0, 1))
+        self.dw = nn.Conv2d(4, 4, 3, stride=2, groups=4, bias=False)
+        self.bn = nn.BatchNorm2d(4)
+        self.act = nn.ReLU6()
+        self.pw = nn.Conv2d(4, 6, 1)
+        with torch.no_grad():
+            self.bn.weight.copy_(torch.tensor([1.0, 1e-9, 0.8, 1.2]))
+            self.bn.bias.copy_(torch.tensor([0.1, 1.5, -0.2, 0.3]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pw(self.act(self.bn(self.dw(self.pad(self.expand(x))))))
 
 
 def _check_twins(im: Any, inputs: list[torch.Tensor]) -> int:
@@ -98,3 +123,36 @@ def test_mixed_ops_match_their_twins(weight: str) -> None:
     with torch.no_grad():
         sim, got = qm.module()(ids), im(ids)
     assert float((sim - got).abs().max()) < 0.05 * float(sim.abs().max())
+
+
+def test_same_padded_depthwise_with_a_dead_channel_matches_its_twin() -> None:
+    torch.manual_seed(0)
+    model = _SamePadBlock().eval()
+    x = torch.randn(4, 3, 9, 9, generator=torch.Generator().manual_seed(1))
+    ir = exported_program_to_ir(torch.export.export(model, (x,)))
+    names = [layer.name for layer in inventory(ir).layers]
+    qm = apply(ir, QuantPlan({k: LayerFormat("int8") for k in names}), [(x,)])
+    im = lower_to_integer(qm)
+    rep = im.report
+    # padding runs on codes; the dead channel's bias fits int32 at a coarser weight scale
+    assert rep.integer_only == "full" and rep.islands == {}, rep.islands
+    dw = next(r for r in rep.layers if r.name == "dw")
+    assert dw.acc_bits <= 32 and "1 channels at a coarser scale" in dw.weight
+    env = im.trace(x)
+    pad = next(n.name for n in qm.ir.nodes if n.op in PAD_OPS)
+    padded: QTensor = env[pad]
+    assert padded.spec.zero_point > 0  # an input below 0: real 0 is not code 0
+    assert bool((padded.q[:, :, -1, :] == padded.spec.zero_point).all())
+    assert im.steps[pad].kind == "keep" and _check_twins(im, [x]) >= 5
+    # the dead channel is the constant ReLU6(1.5); one shared shift had rounded its
+    # multiplier to 0 and the channel to 0
+    relu = next(n.name for n in qm.ir.nodes if n.op == "aten.hardtanh.default")
+    dead = env[relu].dequantize()[:, 1]
+    assert float((dead - 1.5).abs().max()) <= env[relu].spec.scale
+
+
+def test_efficientnet_nodes_match_their_twins(efficientnet_int8) -> None:  # type: ignore[no-untyped-def]
+    qm, images = efficientnet_int8
+    two = replace(qm, ir=qm.ir.at_batch(2))
+    # 65 layers, 48 ReLU6 clamps, 22 paddings, 9 residual adds, the mean: every one
+    assert _check_twins(lower_to_integer(two), [images[:2]]) >= 140
