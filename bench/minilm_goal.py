@@ -1,7 +1,7 @@
 """MiniLM through the search as a user runs it: compression at held-out cosine >= 0.99.
 
 Run: ``nice .venv/bin/python bench/minilm_goal.py [--trials 40] [--activations float,a8]
-[--work DIR]``
+[--formats F1,F2,...] [--work DIR]``
 
 The real all-MiniLM-L6-v2 sentence encoder (``examples/minilm.py``, from its PyPI wheel),
 768 disjoint sentences (``bench/_sentences.py``): 256 calibration (``calib/``) and 512
@@ -66,10 +66,13 @@ def build(work: Path) -> tuple[Path, Path]:
     return model_path, data_path
 
 
-def run(model: Path, data: Path, activation: str, trials: int, out: Path) -> None:
+def run(
+    model: Path, data: Path, activation: str, trials: int, out: Path, formats: str | None
+) -> None:
     spec = JobSpec(
         metric="cosine",
         targets=Targets(min_metric=0.99),
+        space=None if formats is None else tuple(formats.split(",")),
         activation=(activation,),
         trials=trials,
         holdout=0.5,
@@ -118,6 +121,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--activations", default="float,a8")
+    parser.add_argument("--formats", help="weight formats (default: the search's)")
     parser.add_argument("--work", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -126,7 +130,7 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         model, data = build(work)
         for act in args.activations.split(","):
-            run(model, data, act, args.trials, work / f"out-{act}")
+            run(model, data, act, args.trials, work / f"out-{act}", args.formats)
 
 
 if __name__ == "__main__":
