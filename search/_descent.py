@@ -66,7 +66,7 @@ def next_descent(
             if now is None or per is None or now not in per:
                 continue
             now_bytes = ev.layer_bytes(name, parse_choice(now, scale=scale))
-            for c in space.choices(name, embedding=name in ev.embeddings):
+            for c in ev.choices(space, name):
                 if c == now or c not in per:
                     continue
                 saved = now_bytes - ev.layer_bytes(name, parse_choice(c, scale=scale))

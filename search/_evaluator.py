@@ -183,11 +183,14 @@ class Evaluator:
         self.cache.hessian_layers |= {
             layer.name
             for layer in self.layers
-            if any(
-                "/gptq/" in k
-                for k in space.choices(layer.name, embedding=layer.name in self.embeddings)
-            )
+            if any("/gptq/" in k for k in self.choices(space, layer.name))
         }
+
+    def choices(self, space: SearchSpace, name: str) -> list[str]:
+        """The choice keys of layer ``name`` in ``space`` (:meth:`SearchSpace.choices`)."""
+        return space.choices(
+            name, embedding=name in self.embeddings, inputs=math.prod(self.shapes[name][1:])
+        )
 
     def payload_bytes(self, plan: QuantPlan) -> int:
         """Exact tensor bytes of the plan's ``model.mpq``."""

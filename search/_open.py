@@ -126,9 +126,7 @@ def sensitivity_method(config: SearchConfig, ev: Evaluator) -> str:
     """
     if config.sensitivity != "auto":
         return config.sensitivity
-    pairs = sum(
-        len(config.space.choices(x.name, embedding=x.name in ev.embeddings)) for x in ev.layers
-    )
+    pairs = sum(len(ev.choices(config.space, x.name)) for x in ev.layers)
     return "full" if pairs * ev.total_macs <= FULL_SENSITIVITY_MACS else "local"
 
 

@@ -35,7 +35,7 @@ def uniform_plans(config: SearchConfig, ev: Evaluator) -> list[tuple[str, dict[s
             key = f"{weight}/{rounding}/{act}"
             plan = {}
             for layer in ev.layers:
-                options = space.choices(layer.name, embedding=layer.name in ev.embeddings)
+                options = ev.choices(space, layer.name)
                 near = f"{weight}/nearest/{act}"
                 plan[layer.name] = (
                     key if key in options else near if near in options else options[0]

@@ -93,11 +93,7 @@ def measure_sensitivity(
 ) -> Sensitivity:
     """Damage of every (layer, choice) of ``space``; cached in ``cache_file``."""
     cached = read_cache(cache_file)
-    todo = [
-        (layer.name, key)
-        for layer in ev.layers
-        for key in space.choices(layer.name, embedding=layer.name in ev.embeddings)
-    ]
+    todo = [(layer.name, key) for layer in ev.layers for key in ev.choices(space, layer.name)]
     out: Sensitivity = {layer.name: {} for layer in ev.layers}
     ev.prime(space)
     base = {layer.name: FLOAT for layer in ev.layers}

@@ -42,7 +42,7 @@ and a ``[C_out, n] x [n, n]`` product -- no model forward. ``fp32`` gives 0.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ import torch
 from torch import fx
 
 from engine.ir import CONV_OPS, EMBEDDING_OPS, MATMUL_OPS, IRModel, Node, to_graph_module
-from engine.quant import LayerFormat, QuantizedWeight, QuantPlan, quantize_weight
+from engine.quant import LayerFormat, QuantizedWeight, QuantPlan
 from engine.transforms import LayerInfo, fold_batch_norm, weight_is_transposed
 from search._evaluator import CLASSIFICATION, Evaluator
 from search._sensitivity import Sensitivity, cache_key, read_cache, write_cache
@@ -90,11 +90,7 @@ def measure_sensitivity_local(
     shared forward/backward pass is the cost, so a partial table is measured whole),
     and what was measured is added to the file.
     """
-    todo = [
-        (layer, key)
-        for layer in ev.layers
-        for key in space.choices(layer.name, embedding=layer.name in ev.embeddings)
-    ]
+    todo = [(layer, key) for layer in ev.layers for key in ev.choices(space, layer.name)]
     cached = read_cache(cache_file)
     keys = [cache_key(layer.name, key, space.scale) for layer, key in todo]
     if keys and all(k in cached for k in keys):
@@ -124,9 +120,14 @@ def _measure(
     nodes = {n.name: n for n in folded.nodes}
     steps = _activation_steps(ev, space)
     out: Sensitivity = {layer.name: {} for layer in ev.layers}
+    filled: set[str] = set()
     for i, (layer, key) in enumerate(todo):
         fmt = parse_choice(key, scale=space.scale)
         w = _matrix_weight(folded, nodes[layer.node], layer)
+        if layer.name not in filled:  # every format of the layer at once (stacked GPTQ)
+            mine = [parse_choice(k, scale=space.scale) for x, k in todo if x is layer]
+            ev.cache.quantized_many(layer.name, mine, w)
+            filled.add(layer.name)
         q = _quantized(ev, layer, fmt, w)
         c = curv[layer.name]
         dw = (q.values.double() - w.double()).reshape(w.shape[0], -1)
@@ -263,17 +264,7 @@ def _quantized(
     ev: Evaluator, layer: LayerInfo, fmt: LayerFormat, w: torch.Tensor
 ) -> QuantizedWeight:
     """The layer's weight in ``fmt``, from or into ``ev.cache`` (as the engine would)."""
-    for key in ((layer.name, fmt), (layer.name, replace(fmt, activation="float"))):
-        if key in ev.cache.weights:
-            return ev.cache.weights[key]
-    stats = ev.cache.stats
-    assert stats is not None
-    hessians = stats[layer.name].hessians
-    qfmt = replace(fmt, rounding="nearest") if hessians is None and not fmt.is_float else fmt
-    q = quantize_weight(w, qfmt, hessians=hessians)
-    ev.cache.weights[(layer.name, fmt)] = q
-    ev.cache.weights[(layer.name, replace(fmt, activation="float"))] = q  # same weight
-    return q
+    return ev.cache.quantized(layer.name, fmt, w)
 
 
 def _grouped_quadratic(dw: torch.Tensor, moments: list[torch.Tensor]) -> torch.Tensor:

@@ -34,6 +34,12 @@ DEFAULT_ROUNDINGS = ("nearest", "gptq")
 DEFAULT_ACTIVATIONS = ("a8",)
 
 
+def _fits(weight: str, inputs: int) -> bool:
+    """Whether ``weight``'s groups split ``inputs`` into two or more whole groups."""
+    group = weight_format(weight).group_size
+    return group is None or (inputs % group == 0 and inputs > group)
+
+
 def choice_key(fmt: LayerFormat) -> str:
     """``weight/rounding/activation`` (rounding ``-`` for float formats)."""
     rounding = "-" if fmt.is_float else fmt.rounding
@@ -90,11 +96,19 @@ class SearchSpace:
                         out.append(key)
         return out
 
-    def choices(self, layer: str, *, embedding: bool = False) -> list[str]:
+    def choices(
+        self, layer: str, *, embedding: bool = False, inputs: int | None = None
+    ) -> list[str]:
         """The choices of one layer: its pin, or the whole space.
 
         Embeddings round to nearest (a lookup table has no input Hessian), so
         their ``gptq`` choices would duplicate ``nearest`` ones and are dropped.
+        With ``inputs`` (the layer's inputs per output channel), grouped formats
+        whose group size does not divide them, or that would make one group of
+        them (the per-channel format, at more bytes), are dropped.
+
+        Raises:
+            InvalidPlanError: no format of the space fits a layer of ``inputs``.
         """
         for pattern, key in self.pins.items():
             if fnmatch.fnmatchcase(layer, pattern):
@@ -102,6 +116,15 @@ class SearchSpace:
         keys = self.all_choices()
         if embedding:
             keys = [k for k in keys if "/gptq/" not in k] or keys
+        if inputs is not None:
+            fits = [k for k in keys if _fits(k.split("/")[0], inputs)]
+            if not fits:
+                raise InvalidPlanError(
+                    f"layer {layer!r} has {inputs} inputs per output channel, which the group "
+                    f"sizes of every format of the search space fail to divide in two or more "
+                    f"groups; add a per-channel format (e.g. int4) to the space"
+                )
+            keys = fits
         return keys
 
     def plan(self, choices: Mapping[str, str], *, calibration: str = "minmax") -> QuantPlan:

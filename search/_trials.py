@@ -114,10 +114,7 @@ def run_trials(
     config, study = search.config, search.study
     space = config.space
     dists: dict[str, BaseDistribution] = {
-        layer.name: CategoricalDistribution(
-            space.choices(layer.name, embedding=layer.name in ev.embeddings)
-        )
-        for layer in ev.layers
+        layer.name: CategoricalDistribution(ev.choices(space, layer.name)) for layer in ev.layers
     }
     if deadline is None and config.timeout_s is not None:
         deadline = time.time() + config.timeout_s

@@ -39,7 +39,7 @@ from engine.quant._plan import (
     ScaleMethod,
 )
 from engine.quant._scheme_codebook import CODEBOOK_BITS
-from engine.quant._weights import QuantizedWeight, quantize_weight
+from engine.quant._weights import QuantizedWeight, quantize_weight, quantize_weights
 from engine.quant.formats import (
     CodeScheme,
     IntWeight,
@@ -96,6 +96,7 @@ __all__ = [
     "quantize_affine",
     "quantize_codebook",
     "quantize_weight",
+    "quantize_weights",
     "register_weight_scheme",
     "scheme_for",
     "scheme_for_qparams",

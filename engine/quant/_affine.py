@@ -130,8 +130,7 @@ def choose_qparams_affine(
     best_err = torch.full(lo.shape, float("inf"))
     for r in torch.linspace(1.0, min_ratio, ratios).tolist():
         qp = _qparams(lo * r, hi * r, qmin, qmax, symmetric, axis, group_size)
-        err = (_grouped_view(fake_quantize_affine(x, qp), axis, group_size) - view).square()
-        err = err.sum(-1)
+        err = _view_error(view, qp)
         if best is None:
             best, best_err = qp, err
             continue
@@ -147,6 +146,18 @@ def choose_qparams_affine(
         )
     assert best is not None
     return best
+
+
+def _view_error(view: torch.Tensor, qp: AffineQParams) -> torch.Tensor:
+    """``sum((fake_quantize_affine(x, qp) - x)^2)`` per scale, on the grouped view of ``x``.
+
+    The arithmetic of :func:`fake_quantize_affine` element for element (so the MSE
+    search picks what it would), with the scale broadcast along the view's last
+    dim instead of expanded to the tensor's shape.
+    """
+    scale, zp = qp.scale[..., None], qp.zero_point.float()[..., None]
+    q = (torch.round(view * (1.0 / scale)) + zp).clamp_(qp.qmin, qp.qmax)
+    return (q.sub_(zp).mul_(scale).sub_(view)).square_().sum(-1)
 
 
 def quantize_affine(x: torch.Tensor, qp: AffineQParams) -> torch.Tensor:

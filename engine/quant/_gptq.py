@@ -27,11 +27,17 @@ and codebook (nearest centroid) formats. When ``H`` is diagonal and
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
-__all__ = ["QuantizeColumn", "gptq_quantize", "gptq_quantize_groups", "hessian_from_inputs"]
+__all__ = [
+    "QuantizeColumn",
+    "gptq_quantize",
+    "gptq_quantize_groups",
+    "gptq_quantize_stacked",
+    "hessian_from_inputs",
+]
 
 QuantizeColumn = Callable[[torch.Tensor, int], torch.Tensor]
 Factor = tuple[torch.Tensor, torch.Tensor]
@@ -71,23 +77,26 @@ def gptq_quantize(
     if hessian.shape != (n, n):
         raise ValueError(f"hessian is {tuple(hessian.shape)}; the weight has {n} columns")
     perm, U = _factor(hessian, damp=damp, act_order=act_order)
-    W = w.detach().double()[:, perm].clone()
-    Q = torch.zeros_like(W)
+    order = perm.tolist()
+    # transposed, [n, rows]: a column is contiguous, and so is every row of the block
+    # update (3-4x faster than updating strided columns of [rows, n]; same arithmetic)
+    Wt = w.detach().double()[:, perm].T.contiguous()
+    Qt = torch.empty_like(Wt)
     for start in range(0, n, block_size):
         stop = min(start + block_size, n)
-        W_blk = W[:, start:stop].clone()
+        B = Wt[start:stop].clone()
         U_blk = U[start:stop, start:stop]
-        err = torch.zeros_like(W_blk)
+        diag = torch.diagonal(U_blk).tolist()
+        err = torch.empty_like(B)
         for i in range(stop - start):
-            column = int(perm[start + i])
-            q = quantize_column(W_blk[:, i].float(), column).double()
-            Q[:, start + i] = q
-            e = (W_blk[:, i] - q) / U_blk[i, i]
-            W_blk[:, i:] -= e[:, None] * U_blk[i, i:][None, :]
-            err[:, i] = e
-        W[:, stop:] -= err @ U[start:stop, stop:]
-    out = torch.empty_like(Q)
-    out[:, perm] = Q
+            q = quantize_column(B[i].float(), order[start + i]).double()
+            Qt[start + i] = q
+            e = (B[i] - q) / diag[i]
+            B[i:] -= U_blk[i, i:, None] * e[None, :]
+            err[i] = e
+        Wt[stop:] -= U[start:stop, stop:].T @ err
+    out = torch.empty(w.shape, dtype=torch.float64)
+    out[:, perm] = Qt.T
     return out.float()
 
 
@@ -150,12 +159,57 @@ def gptq_quantize_groups(
     Raises:
         ValueError: ``G`` does not divide the rows.
     """
+    return gptq_quantize_stacked(w, hessians, [quantizer_for_rows])[0]
+
+
+def gptq_quantize_stacked(
+    w: torch.Tensor,
+    hessians: list[torch.Tensor],
+    quantizers_for_rows: Sequence[Callable[[slice], QuantizeColumn]],
+) -> list[torch.Tensor]:
+    """:func:`gptq_quantize_groups` of one weight for several quantizers in one pass.
+
+    GPTQ treats rows independently (the update of row ``r`` reads only row ``r`` and
+    ``H``), so the ``F`` quantizations of ``w`` are one of ``w`` stacked ``F`` times,
+    each copy's columns rounded by its own quantizer: the column loop, whose Python
+    overhead is most of GPTQ's cost on layers of a few hundred rows, runs once.
+
+    Returns:
+        One float32 ``[rows, n]`` per quantizer, each what :func:`gptq_quantize_groups`
+        gives with that quantizer (up to the summation order of the block updates).
+
+    Raises:
+        ValueError: ``G`` does not divide the rows.
+    """
     rows = w.shape[0]
     if rows % len(hessians):
         raise ValueError(f"{len(hessians)} Hessians do not split {rows} output channels")
     per = rows // len(hessians)
-    out = torch.empty_like(w)
+    outs = [torch.empty_like(w) for _ in quantizers_for_rows]
+    step = max(1, STACKED_ROWS // per)
     for g, h in enumerate(hessians):
         sl = slice(g * per, (g + 1) * per)
-        out[sl] = gptq_quantize(w[sl], h, quantizer_for_rows(sl))
-    return out
+        for first in range(0, len(outs), step):
+            columns = [q(sl) for q in quantizers_for_rows[first : first + step]]
+            for out, part in zip(outs[first:], _stacked(w[sl], h, columns), strict=False):
+                out[sl] = part
+    return outs
+
+
+STACKED_ROWS = 2048
+"""Most rows one stacked pass holds: past it the block updates, not the loop, dominate
+(measured here: 6 formats of a 384-row layer 1.3-1.7x faster stacked, of a 1536-row one
+1.4x slower)."""
+
+
+def _stacked(w: torch.Tensor, h: torch.Tensor, columns: list[QuantizeColumn]) -> list[torch.Tensor]:
+    """:func:`gptq_quantize` of ``w`` with each of ``columns``, in one pass of the stack."""
+    if len(columns) == 1:
+        return [gptq_quantize(w, h, columns[0])]
+    per = w.shape[0]
+
+    def column(values: torch.Tensor, j: int) -> torch.Tensor:
+        parts = torch.split(values, per)
+        return torch.cat([c(part, j) for c, part in zip(columns, parts, strict=True)])
+
+    return list(torch.split(gptq_quantize(w.repeat(len(columns), 1), h, column), per))

@@ -143,11 +143,15 @@ class WeightScheme(ABC, Generic[QP]):
         *,
         scale: ScaleMethod = "max",
         hessians: list[torch.Tensor] | None = None,
+        qparams: QP | None = None,
     ) -> Quantized[QP]:
         """Quantize the float32 matrix ``[rows, n]`` (not modified) to ``fmt``.
 
         ``scale`` is the scale rule of schemes that have one; with ``hessians``
         (one ``[n, n]`` per conv group) rounding is GPTQ, else round to nearest.
+        ``qparams``: the qparams this scheme already chose for the same matrix,
+        format and scale rule (with the other rounding), used instead of choosing
+        them again -- both roundings start from the same qparams.
         """
 
     @abstractmethod
@@ -215,9 +219,11 @@ class CodeScheme(WeightScheme[QP]):
         *,
         scale: ScaleMethod = "max",
         hessians: list[torch.Tensor] | None = None,
+        qparams: QP | None = None,
     ) -> Quantized[QP]:
-        """Choose qparams, round (nearest, or GPTQ with ``hessians``), take the codes."""
-        qp = self.choose_qparams(matrix, fmt, scale=scale)
+        """Choose qparams (or take ``qparams``), round (nearest, or GPTQ with
+        ``hessians``), take the codes."""
+        qp = self.choose_qparams(matrix, fmt, scale=scale) if qparams is None else qparams
         if hessians is not None:
             values = gptq_quantize_groups(
                 matrix, hessians, lambda rows: self.column_quantizer(qp, rows)

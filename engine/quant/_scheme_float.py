@@ -42,6 +42,7 @@ class FloatScheme(WeightScheme[None]):
         *,
         scale: ScaleMethod = "max",
         hessians: list[torch.Tensor] | None = None,
+        qparams: None = None,
     ) -> Quantized[None]:
         return Quantized(matrix.half().float() if fmt.bits == 16 else matrix.clone())
 

@@ -39,7 +39,7 @@ from engine.quant import (
     Ranges,
     choose_qparams_affine,
     observe_ranges,
-    quantize_weight,
+    quantize_weights,
 )
 from engine.transforms._bias_correction import bias_operand, corrected_bias
 from engine.transforms._calibrate import LayerStats, activation_index, calibrate
@@ -64,6 +64,56 @@ class WeightCache:
     stats: dict[str, LayerStats] | None = None
     hessian_layers: set[str] = field(default_factory=set)
     ranges: Ranges | None = None
+
+    def quantized(self, name: str, fmt: LayerFormat, w: torch.Tensor) -> QuantizedWeight:
+        """Layer ``name``'s weight ``w`` (output channel first) in ``fmt``, quantized once.
+
+        The weight does not depend on the activation format or bias correction, so
+        formats that differ only there share one entry; both roundings of one weight
+        format share its qparams (the MSE scale search or k-means runs once). A layer
+        without an input Hessian (a lookup table) rounds ``gptq`` to nearest. Needs
+        :attr:`stats` (what :func:`apply` calibrates).
+        """
+        return self.quantized_many(name, [fmt], w)[0]
+
+    def quantized_many(
+        self, name: str, fmts: Sequence[LayerFormat], w: torch.Tensor
+    ) -> list[QuantizedWeight]:
+        """:meth:`quantized` of each of ``fmts``; those not cached yet are quantized
+        together (:func:`~engine.quant.quantize_weights`: GPTQ formats in one pass),
+        round-to-nearest ones first so that GPTQ takes their qparams."""
+        assert self.stats is not None, "calibrate before quantizing weights"
+        hessians = self.stats[name].hessians
+        todo: dict[LayerFormat, list[LayerFormat]] = {}  # format quantized -> cache keys
+        for fmt in fmts:
+            key = _weight_only(fmt)
+            if (name, key) in self.weights:
+                continue
+            no_gptq = hessians is None and not key.is_float
+            keys = todo.setdefault(replace(key, rounding="nearest") if no_gptq else key, [])
+            if key not in keys:
+                keys.append(key)
+        for nearest in (True, False):
+            batch = [f for f in todo if (f.rounding == "nearest") == nearest]
+            if not batch:
+                continue
+            qparams = [None if f.is_float else self._sibling_qparams(name, f) for f in batch]
+            done = quantize_weights(w, batch, hessians=hessians, qparams=qparams)
+            for f, q in zip(batch, done, strict=True):
+                for key in todo[f]:
+                    self.weights[(name, key)] = q
+        return [self.weights[(name, _weight_only(f))] for f in fmts]
+
+    def _sibling_qparams(self, name: str, fmt: LayerFormat) -> object | None:
+        """The qparams of ``fmt``'s weight format with the other rounding, if cached."""
+        other = replace(fmt, rounding="gptq" if fmt.rounding == "nearest" else "nearest")
+        sibling = self.weights.get((name, other))
+        return None if sibling is None else sibling.qparams
+
+
+def _weight_only(fmt: LayerFormat) -> LayerFormat:
+    """``fmt`` with what does not change the quantized weight set to its default."""
+    return replace(fmt, activation="float", bias_correction=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,16 +186,10 @@ def apply(
     activations: dict[str, AffineQParams] = {}
     for layer in layers:
         fmt = plan.layers[layer.name]
-        key = (layer.name, fmt)
         transposed = weight_is_transposed(nodes[layer.node], layer.weight)
         w = folded.tensors[layer.weight]
         w = w.T if transposed else w
-        if key not in cache.weights:
-            hessians = stats[layer.name].hessians
-            # a lookup table has no input Hessian: GPTQ degrades to nearest rounding there
-            qfmt = replace(fmt, rounding="nearest") if hessians is None else fmt
-            cache.weights[key] = quantize_weight(w, qfmt, hessians=hessians)
-        q = cache.weights[key]
+        q = cache.quantized(layer.name, fmt, w)
         weights[layer.name] = q
         tensors[layer.weight] = q.values.T.contiguous() if transposed else q.values
         b, means = _own_bias(nodes[layer.node], users, tensors), stats[layer.name].means

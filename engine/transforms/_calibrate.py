@@ -70,6 +70,8 @@ def calibrate(
     stats = {layer.name: LayerStats() for layer in layers}
     gen = torch.Generator().manual_seed(seed)
 
+    grams: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # this batch's X^T X per input
+
     class _Recorder(fx.Interpreter):
         def run_node(self, n: fx.Node) -> Any:
             name = n.meta.get("mpq_name")
@@ -81,13 +83,14 @@ def calibrate(
                     _record(stats[layer.name], args[idx].detach(), gen)
                     _mean(stats[layer.name], nodes[name], args, idx)
                     if layer.name in hessian_layers:
-                        _hessian(stats[layer.name], nodes[name], args)
+                        _hessian(stats[layer.name], nodes[name], args, grams)
             return super().run_node(n)
 
     recorder = _Recorder(to_graph_module(model))
     with torch.no_grad():
         for batch in batches:
             recorder.run(*batch)
+            grams.clear()
     for s in stats.values():
         if s.hessians is not None:
             s.hessians = [h / max(s.rows, 1) for h in s.hessians]
@@ -129,19 +132,33 @@ def _mean(s: LayerStats, node: Node, args: Sequence[Any], idx: int) -> None:
     s.rows += rows
 
 
-def _hessian(s: LayerStats, node: Node, args: Sequence[Any]) -> None:
-    """Add ``2 X^T X`` of this batch (per conv group); :func:`_mean` counts the rows."""
-    x = args[0].double()
+def _hessian(
+    s: LayerStats,
+    node: Node,
+    args: Sequence[Any],
+    grams: dict[int, tuple[torch.Tensor, torch.Tensor]],
+) -> None:
+    """Add ``2 X^T X`` of this batch (per conv group); :func:`_mean` counts the rows.
+
+    Layers reading one tensor (a transformer's query, key and value projections) share
+    its product: ``grams`` holds this batch's, keyed by the input tensor's identity.
+    """
+    x = args[0]
     if node.op in CONV_OPS:
         weight = args[1]
         groups = int(args[6]) if len(args) > 6 else 1
-        parts = [_patches(xg, weight, args) for xg in x.chunk(groups, dim=1)]
+        parts = [_patches(xg, weight, args) for xg in x.double().chunk(groups, dim=1)]
+        products = [p.T @ p for p in parts]
     else:
-        parts = [x.reshape(-1, x.shape[-1])]
+        hit = grams.get(id(x))
+        if hit is None or hit[0] is not x:
+            p = x.double().reshape(-1, x.shape[-1])
+            hit = grams[id(x)] = (x, p.T @ p)
+        products = [hit[1]]
     if s.hessians is None:
-        s.hessians = [torch.zeros(p.shape[1], p.shape[1], dtype=torch.float64) for p in parts]
-    for h, p in zip(s.hessians, parts, strict=True):
-        h += 2.0 * p.T @ p
+        s.hessians = [torch.zeros_like(g) for g in products]
+    for h, g in zip(s.hessians, products, strict=True):
+        h += 2.0 * g
 
 
 def _patches(x: torch.Tensor, weight: torch.Tensor, args: Sequence[Any]) -> torch.Tensor:

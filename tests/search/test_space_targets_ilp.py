@@ -48,6 +48,23 @@ def test_space_choices_pins_and_embeddings() -> None:
     assert SearchSpace.from_json(space.to_json()) == space
 
 
+def test_grouped_formats_only_where_their_groups_fit() -> None:
+    space = SearchSpace.parse("int4,int4g64,int3g128", roundings=("nearest",), activations=("a8",))
+    assert space.choices("fc", inputs=384) == [
+        "int4/nearest/a8",
+        "int4g64/nearest/a8",
+        "int3g128/nearest/a8",
+    ]
+    # 9 inputs (a 3x3 conv on one channel): no group divides them
+    assert space.choices("conv", inputs=9) == ["int4/nearest/a8"]
+    # 128 inputs: int3g128 would be one group, the per-channel format at more bytes
+    assert space.choices("fc", inputs=128) == ["int4/nearest/a8", "int4g64/nearest/a8"]
+    grouped = SearchSpace.parse("int4g64", roundings=("nearest",), activations=("a8",))
+    with pytest.raises(MPQError, match="'conv' has 9 inputs per output channel") as err:
+        grouped.choices("conv", inputs=9)
+    assert err.value.code == "invalid_plan"
+
+
 @pytest.mark.parametrize(
     "bad", [dict(formats="int9"), dict(formats="int4", pins=["x"]), dict(formats=",")]
 )

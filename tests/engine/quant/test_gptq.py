@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
 from engine.quant import (
+    _gptq,
     choose_qparams_affine,
     fake_quantize_affine,
     gptq_quantize,
     hessian_from_inputs,
 )
+from engine.quant._gptq import gptq_quantize_groups, gptq_quantize_stacked
+from engine.quant.formats import weight_scheme
 
 
 def _round(v: torch.Tensor, j: int) -> torch.Tensor:
@@ -106,3 +111,23 @@ def test_the_factor_is_reused_for_the_same_hessian_and_remade_after_a_change() -
     changed = gptq_quantize(w, h, rnd)
     assert torch.equal(changed, gptq_quantize(w, h.clone(), rnd))
     assert not torch.equal(changed, first)  # the change matters, so a stale factor would show
+
+
+@pytest.mark.parametrize("stacked_rows", [2048, 24, 1])  # all in one stack, 2 a stack, none
+def test_stacked_quantizers_give_what_each_gives_alone(
+    stacked_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_gptq, "STACKED_ROWS", stacked_rows)
+    w, x = _correlated(11, n=40, rows=12)
+    h, h2 = hessian_from_inputs(x), hessian_from_inputs(x.flip(1))
+    affine = weight_scheme("affine")
+    factories = [
+        functools.partial(affine.column_quantizer, choose_qparams_affine(w, bits=b, axis=0))
+        for b in (2, 3, 5)
+    ]
+    # one Hessian, and two conv groups (rows g * 6 ... use the g-th)
+    for hessians in ([h], [h, h2]):
+        alone = [gptq_quantize_groups(w, hessians, f) for f in factories]
+        stacked = gptq_quantize_stacked(w, hessians, factories)
+        for a, s in zip(alone, stacked, strict=True):
+            torch.testing.assert_close(s, a, rtol=0, atol=1e-6)
