@@ -107,6 +107,21 @@ class HeldoutScore:
         return {"metric": self.metric, "ci": ci, "samples": self.samples, "level": self.level}
 
 
+@dataclass(frozen=True)
+class FileScores:
+    """What a finished job reports of its file (:meth:`Evaluator.file_scores`).
+
+    Attributes:
+        metric: the search metric on the search split.
+        metrics: the metric and its related ones on the whole evaluation split.
+        heldout: the held-out score, None when nothing is held out.
+    """
+
+    metric: float
+    metrics: dict[str, float]
+    heldout: HeldoutScore | None
+
+
 ScoredSplit = Literal["search", "heldout", "evaluation"]
 
 
@@ -257,6 +272,26 @@ class Evaluator:
         outs = self._outputs(module, batches)
         return {m: self._value(outs, batches, reference, metric=m) for m in names}
 
+    def file_scores(self, module: torch.nn.Module) -> FileScores:
+        """The search metric, the whole split's metrics and the held-out score of
+        ``module``, from one pass over each split.
+
+        The whole evaluation split is the search split and the held-out split together;
+        its metrics are computed on their outputs (every metric is a mean or a sum
+        over samples). That equals scoring the file batched as ``mpq eval`` batches it
+        for a module whose per-sample outputs do not depend on the batch, which
+        :func:`~engine.transforms.deterministic_module` gives (its sums are order-free).
+        """
+        outs = self._outputs(module, self.batches)
+        held = self._outputs(module, self.heldout_batches)
+        value = self._value(outs, self.batches, self.reference)
+        batches = [*self.batches, *self.heldout_batches]
+        reference = [*self.reference, *self.heldout_reference]
+        metrics = {
+            m: self._value([*outs, *held], batches, reference, metric=m) for m in self.related
+        }
+        return FileScores(value, metrics, self._heldout(held) if held else None)
+
     def heldout_score(self, module: torch.nn.Module) -> HeldoutScore | None:
         """The metric of ``module`` on the held-out split with its confidence interval.
 
@@ -266,7 +301,10 @@ class Evaluator:
         """
         if not self.heldout_batches:
             return None
-        outs = self._outputs(module, self.heldout_batches)
+        return self._heldout(self._outputs(module, self.heldout_batches))
+
+    def _heldout(self, outs: list[torch.Tensor]) -> HeldoutScore:
+        """:meth:`heldout_score` from the held-out outputs ``outs``."""
         value = self._value(outs, self.heldout_batches, self.heldout_reference)
         out = torch.cat(outs)
         if METRICS[self.metric].needs_labels:

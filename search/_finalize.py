@@ -239,12 +239,10 @@ def _pack(
     try:
         save_artifact(qm, partial, source_sha256=source_sha256)
         loaded = load_artifact(partial)
-        module = loaded.module()
-        value = ev.score_module(module)
         # The file's own metrics are what `mpq eval` gives: the whole evaluation split.
-        metrics = ev.scores(module, split="evaluation")
+        scores = ev.file_scores(loaded.module())
+        value, metrics, held = scores.metric, scores.metrics, scores.heldout
         whole = metrics[search.config.metric]
-        held = ev.heldout_score(module)
         file_bytes = save_artifact(qm, partial, source_sha256=source_sha256, metrics=metrics)
         os.replace(partial, path)
     finally:
