@@ -19,9 +19,11 @@ from engine.transforms import QuantizedModel, apply, inventory
 torch.set_num_threads(1)
 
 
-def _session(data: bytes) -> ort.InferenceSession:
+def _session(data: bytes, *, optimized: bool = True) -> ort.InferenceSession:
     so = ort.SessionOptions()
     so.intra_op_num_threads = so.inter_op_num_threads = 1
+    if not optimized:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
 
 
@@ -40,8 +42,8 @@ def _top1(outputs: list[np.ndarray], data: Dataset) -> float:
     return float((logits.argmax(1) == data.evaluation.labels.numpy()).mean())
 
 
-def _ort_top1(onnx_bytes: bytes, data: Dataset) -> float:
-    s = _session(onnx_bytes)
+def _ort_top1(onnx_bytes: bytes, data: Dataset, *, optimized: bool = True) -> float:
+    s = _session(onnx_bytes, optimized=optimized)
     return _top1(
         [s.run(None, {"x": b.tensors[0].numpy()})[0] for b in data.batches("evaluation")], data
     )
@@ -72,8 +74,16 @@ def test_digits_export_runs_and_keeps_the_simulated_accuracy(plan: str, digits_s
     qm = apply(ir, QuantPlan(PLANS[plan](names)), calibration)
     exported = export_onnx(qm)
     onnx.checker.check_model(onnx.load_from_string(exported.data), full_check=True)
-    simulated, deployed = _sim_top1(qm, data), _ort_top1(exported.data, data)
+    simulated = _sim_top1(qm, data)
+    # the file as written: onnxruntime's reference kernels (no graph optimizations)
+    deployed = _ort_top1(exported.data, data, optimized=False)
     assert abs(deployed - simulated) <= 0.003, (deployed, simulated)
+    # what users run: optimizations fuse QDQ into integer kernels, whose uint8 x int8
+    # products are added in pairs in int16 on CPUs without VNNI (AVX2 vpmaddubsw) and
+    # saturate: 0.9907 against 0.9944 simulated (w8a8) on an AVX2-only AMD EPYC, within
+    # 0.003 on a VNNI CPU
+    fused = _ort_top1(exported.data, data)
+    assert abs(fused - simulated) <= 0.01, (fused, simulated)
     assert simulated > 0.9
     report = exported.report
     assert report.opset == 21 and report.file_bytes == len(exported.data)
