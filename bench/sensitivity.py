@@ -26,7 +26,7 @@ depth (the first, the last and K - 2 evenly between, by position in the model's
 layer list): every plan still names every layer, the others at fp32 with float
 activations -- the plans a whole-model measurement builds for those pairs, so the
 values are the same, only fewer. The full forward on all of EfficientNet-Lite2's
-65 layers would take hours on one thread.
+65 layers x 20 choices takes about 40 minutes on one thread.
 
 Threads: ``torch.set_num_threads(1)`` (as ``bench/search.py``).
 """
