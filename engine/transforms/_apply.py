@@ -89,8 +89,13 @@ class WeightCache:
             key = _weight_only(fmt)
             if (name, key) in self.weights:
                 continue
-            no_gptq = hessians is None and not key.is_float
-            keys = todo.setdefault(replace(key, rounding="nearest") if no_gptq else key, [])
+            quantized = key
+            if hessians is None and not key.is_float:  # GPTQ degrades to nearest here
+                quantized = replace(key, rounding="nearest")
+                if (name, quantized) in self.weights:
+                    self.weights[(name, key)] = self.weights[(name, quantized)]
+                    continue
+            keys = todo.setdefault(quantized, [])
             if key not in keys:
                 keys.append(key)
         for nearest in (True, False):
