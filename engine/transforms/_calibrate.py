@@ -6,7 +6,8 @@ percentile and MSE calibration), the mean input row ``E[x] = 1^T X / m`` (for
 bias correction), and, for layers that round with GPTQ, the input Hessian
 ``H = 2 X^T X / m``. ``X`` (``[m, n]``) is the layer seen as a matrix product:
 its rows are a linear layer's input vectors, or a conv's im2col patches (one
-``E[x]`` and one Hessian per conv group).
+``E[x]`` and one Hessian per conv group, computed for all groups at once: a depthwise
+conv has hundreds).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from engine.transforms._inventory import LayerInfo
 __all__ = ["LayerStats", "activation_index", "calibrate"]
 
 SAMPLE_SIZE = 1 << 18
+PATCH_BYTES = 1 << 28
+"""Most bytes of float64 im2col patches built at once (a batch is cut by images)."""
 
 
 @dataclass
@@ -118,11 +121,10 @@ def _mean(s: LayerStats, node: Node, args: Sequence[Any], idx: int) -> None:
     """
     x = args[idx].detach().double()
     if node.op in CONV_OPS:
-        weight = args[1]
         groups = int(args[6]) if len(args) > 6 else 1
-        summed = x.sum(0, keepdim=True)
-        sums = [_patches(xg, weight, args).sum(0) for xg in summed.chunk(groups, dim=1)]
-        rows = x.shape[0] * _patches(summed[:, :1], weight, args).shape[0]
+        cols = _unfold(x.sum(0, keepdim=True), args[1], args)  # [1, C * kk, L]
+        sums = list(cols.sum((0, 2)).reshape(groups, -1))
+        rows = x.shape[0] * cols.shape[2]
     else:
         sums, rows = [x.reshape(-1, x.shape[-1]).sum(0)], x.numel() // x.shape[-1]
     if s.means is None:
@@ -145,10 +147,7 @@ def _hessian(
     """
     x = args[0]
     if node.op in CONV_OPS:
-        weight = args[1]
-        groups = int(args[6]) if len(args) > 6 else 1
-        parts = [_patches(xg, weight, args) for xg in x.double().chunk(groups, dim=1)]
-        products = [p.T @ p for p in parts]
+        products = list(_conv_grams(x.double(), args))
     else:
         hit = grams.get(id(x))
         if hit is None or hit[0] is not x:
@@ -161,9 +160,33 @@ def _hessian(
         h += 2.0 * g
 
 
-def _patches(x: torch.Tensor, weight: torch.Tensor, args: Sequence[Any]) -> torch.Tensor:
-    """im2col rows ``[N * L, C_g * prod(k)]`` of a conv input group."""
+def _conv_grams(x: torch.Tensor, args: Sequence[Any]) -> torch.Tensor:
+    """``X_g^T X_g`` of every conv group ``g`` (``[G, n, n]``), ``X_g`` its im2col patches.
+
+    All groups in one batched product, the batch cut by images so that at most about
+    ``PATCH_BYTES`` of patches exist at once.
+    """
+    groups = int(args[6]) if len(args) > 6 else 1
+    first = _unfold(x[:1], args[1], args)  # [1, C * kk, L]
+    per_image = first.numel() * first.element_size()
+    step = max(1, PATCH_BYTES // max(per_image, 1))
+    n = first.shape[1] // groups
+    out = torch.zeros(groups, n, n, dtype=torch.float64)
+    for start in range(0, x.shape[0], step):
+        cols = (
+            first if start == 0 and step == 1 else _unfold(x[start : start + step], args[1], args)
+        )
+        # X_g^T X_g = sum over images i of P_ig P_ig^T, P_ig = cols[i, g*n:(g+1)*n] ([n, L])
+        p = cols.reshape(-1, n, cols.shape[2])  # [N * G, n, L], no copy
+        out += (p @ p.transpose(1, 2)).reshape(cols.shape[0], groups, n, n).sum(0)
+    return out
+
+
+def _unfold(x: torch.Tensor, weight: torch.Tensor, args: Sequence[Any]) -> torch.Tensor:
+    """im2col of a conv input: ``[N, C * prod(k), L]``, channel-major (``c * prod(k) + i``)."""
     k = tuple(weight.shape[2:])
+    if all(d == 1 for d in k) and _is_plain(args, len(k)):
+        return x.reshape(x.shape[0], x.shape[1], -1)  # a 1x1 conv's patches are its input
     one_d = len(k) == 1
     stride = _pair(args[3] if len(args) > 3 else 1, len(k))
     dilation = _pair(args[5] if len(args) > 5 else 1, len(k))
@@ -178,8 +201,15 @@ def _patches(x: torch.Tensor, weight: torch.Tensor, args: Sequence[Any]) -> torc
     if one_d:
         x, k = x.unsqueeze(-1), (k[0], 1)
         stride, dilation, padding = (stride[0], 1), (dilation[0], 1), (padding[0], 0)
-    cols = F.unfold(x, k, dilation=dilation, padding=padding, stride=stride)
-    return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+    return F.unfold(x, k, dilation=dilation, padding=padding, stride=stride)
+
+
+def _is_plain(args: Sequence[Any], dims: int) -> bool:
+    """Stride 1 and no padding (a string padding of a 1x1 kernel adds none either)."""
+    stride = _pair(args[3] if len(args) > 3 else 1, dims)
+    padding = args[4] if len(args) > 4 else 0
+    no_pad = isinstance(padding, str) or all(p == 0 for p in _pair(padding, dims))
+    return all(st == 1 for st in stride) and no_pad
 
 
 def _pair(v: Any, n: int) -> tuple[int, ...]:

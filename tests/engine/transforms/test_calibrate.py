@@ -8,17 +8,28 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.io.importers import exported_program_to_ir
-from engine.transforms import calibrate, inventory
+from engine.transforms import _calibrate, calibrate, inventory
 
 LAYERS = pytest.mark.parametrize(
     ("layer", "shape"),
     [
         (nn.Conv2d(4, 6, 3, stride=2, padding=1), (3, 4, 9, 9)),
         (nn.Conv2d(4, 8, 3, padding="same", groups=2, bias=False), (3, 4, 7, 7)),
+        (nn.Conv2d(4, 4, 3, padding=1, groups=4), (3, 4, 6, 6)),
+        (nn.Conv2d(4, 6, 1), (3, 4, 5, 5)),
+        (nn.Conv2d(4, 6, 1, stride=2), (3, 4, 5, 5)),
         (nn.Conv1d(3, 5, 3, dilation=2), (3, 3, 20)),
         (nn.Linear(6, 4), (3, 5, 6)),
     ],
-    ids=["conv_strided", "conv_grouped_same", "conv1d_dilated", "linear_3d"],
+    ids=[
+        "conv_strided",
+        "conv_grouped_same",
+        "conv_depthwise",
+        "conv_1x1",
+        "conv_1x1_strided",
+        "conv1d_dilated",
+        "linear_3d",
+    ],
 )
 
 
@@ -77,3 +88,17 @@ def test_ranges_cover_every_batch() -> None:
     stats = calibrate(ir, info, batches, hessian_layers=set())[info[0].name]
     assert (stats.lo, stats.hi) == (-4.0, 7.5) and stats.hessians is None
     assert set(stats.values().tolist()) == {-4.0, 1.0, 7.5}
+
+
+def test_conv_hessians_cut_by_images_equal_the_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    g = torch.Generator().manual_seed(3)
+    layer = nn.Conv2d(6, 6, 3, padding=1, groups=3).eval()
+    batches = [(torch.randn(5, 6, 12, 12, generator=g),)]
+    ir = exported_program_to_ir(torch.export.export(layer, batches[0]))
+    info = inventory(ir).layers
+    whole = calibrate(ir, info, batches, hessian_layers={info[0].name})[info[0].name]
+    monkeypatch.setattr(_calibrate, "PATCH_BYTES", 1)  # one image at a time
+    cut = calibrate(ir, info, batches, hessian_layers={info[0].name})[info[0].name]
+    assert whole.hessians is not None and cut.hessians is not None and len(cut.hessians) == 3
+    for a, b in zip(whole.hessians, cut.hessians, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
