@@ -11,7 +11,10 @@ ILP seeding, the study in memory), timed apart and together; then the model cost
 float evaluation of the search split (the float32 graph the trials run,
 :func:`bench.efficientnet_goal.float_eval_seconds`); and the ratio prepare / float
 evaluation: the number of float evaluations the preparation costs. Constant across
-models means prepare time linear in model cost.
+models means prepare time linear in model cost. Every figure is given in wall seconds and
+in CPU seconds (this process, one thread, and any child process it waited for): on
+a shared machine the wall seconds of the same float evaluation vary 2x with the other
+work, the CPU seconds far less.
 
 Each model with the job its own benchmark runs:
 
@@ -39,7 +42,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._stack import ROOT
-from bench.efficientnet_goal import CALIB, EVAL, build, float_eval_seconds, job_body
+from bench.efficientnet_goal import (
+    CALIB,
+    EVAL,
+    build,
+    cpu_seconds,
+    float_eval_seconds,
+    job_body,
+)
 from search import JobSpec, Targets, create_search, open_evaluator
 
 MODELS = ("digits", "minilm", "efficientnet")
@@ -58,13 +68,17 @@ class Row:
     layers: int
     method: str
     samples: int
-    open_s: float
-    setup_s: float
-    float_s: float
+    open_s: tuple[float, float]
+    """(wall, CPU) seconds of ``open_evaluator``; likewise below."""
+    setup_s: tuple[float, float]
+    float_s: tuple[float, float]
 
-    @property
-    def prepare_s(self) -> float:
-        return self.open_s + self.setup_s
+    def prepare(self, i: int) -> float:
+        """Prepare seconds: wall (``i=0``) or CPU (``i=1``)."""
+        return self.open_s[i] + self.setup_s[i]
+
+    def ratio(self, i: int) -> float:
+        return self.prepare(i) / self.float_s[i]
 
 
 def inputs(name: str, work: Path, *, calib: int, evaluation: int) -> tuple[JobSpec, Path, Path]:
@@ -91,12 +105,12 @@ def inputs(name: str, work: Path, *, calib: int, evaluation: int) -> tuple[JobSp
 def measure(name: str, spec: JobSpec, model: Path, data: Path) -> Row:
     """Prepare ``spec``'s search on ``model`` and ``data`` as a worker does; time it."""
     config = spec.search_config(model=str(model), data=str(data))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     ev = open_evaluator(config, trust_uploads=True)
-    open_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t1, c1 = time.perf_counter(), cpu_seconds()
     search = create_search(config, ev)
-    setup_s = time.perf_counter() - t0
+    t2, c2 = time.perf_counter(), cpu_seconds()
+    open_s, setup_s = (t1 - t0, c1 - c0), (t2 - t1, c2 - c1)
     float_s = float_eval_seconds(ev.ir, ev.batches)
     samples = sum(b.n_valid for b in ev.batches)
     method = str(search.study.user_attrs.get("sensitivity_method"))
@@ -104,17 +118,20 @@ def measure(name: str, spec: JobSpec, model: Path, data: Path) -> Row:
 
 
 def report(rows: list[Row]) -> None:
+    """The table: wall seconds, then CPU seconds, each with prepare / float evaluation."""
     head = (
         f"{'model':<13} {'GMAC/sample':>11} {'layers':>6} {'sens.':>5} {'search n':>8} "
-        f"{'open s':>7} {'setup s':>8} {'prepare s':>9} {'float eval s':>12} {'prepare/eval':>12}"
+        f"{'open s':>7} {'setup s':>8} {'prepare s':>9} {'float s':>8} {'ratio':>7} "
+        f"{'prepare CPU s':>13} {'float CPU s':>11} {'CPU ratio':>9}"
     )
     say(head)
     say("-" * len(head))
     for r in rows:
         say(
             f"{r.model:<13} {r.macs / 1e9:>11.4f} {r.layers:>6} {r.method:>5} {r.samples:>8} "
-            f"{r.open_s:>7.1f} {r.setup_s:>8.1f} {r.prepare_s:>9.1f} {r.float_s:>12.3f} "
-            f"{r.prepare_s / r.float_s:>12.1f}"
+            f"{r.open_s[0]:>7.1f} {r.setup_s[0]:>8.1f} {r.prepare(0):>9.1f} "
+            f"{r.float_s[0]:>8.3f} {r.ratio(0):>7.1f} {r.prepare(1):>13.1f} "
+            f"{r.float_s[1]:>11.3f} {r.ratio(1):>9.1f}"
         )
 
 
@@ -141,7 +158,10 @@ def main() -> None:
             spec, model, data = inputs(name, work, calib=args.calib, evaluation=args.eval)
             rows.append(measure(name, spec, model, data))
             r = rows[-1]
-            say(f"{name}: prepare {r.prepare_s:.1f} s, float evaluation {r.float_s:.3f} s")
+            say(
+                f"{name}: prepare {r.prepare(0):.1f} s ({r.prepare(1):.1f} CPU s), float "
+                f"evaluation {r.float_s[0]:.3f} s ({r.float_s[1]:.3f} CPU s)"
+            )
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     say(f"load avg after: {load}")
     report(rows)
