@@ -7,10 +7,10 @@ The pretrained ImageNet EfficientNet-Lite2 from its PyPI wheels (``examples/effi
 a ``.pt2`` with a dynamic batch; random crops of the photos scikit-image and scikit-learn
 ship; labels = the fp32 model's top-1). Defaults: 64 calibration and 256 evaluation crops,
 half of them held out (``holdout=0.5``: 128 search, 128 held-out, stratified by label).
-Every trial scores the search split, so its size prices the whole search (128 images: about
-20 s a trial here); 128 held-out images give agreement a 95% interval about 6.5 pt wide
-(124 of 128: [0.923, 0.988]), the least that tells a plan at 0.97 from one at 0.92 (64
-would give 12 pt). 64 calibration crops are what ``bench/integer_cnn.py`` calibrates this
+Every trial scores the search split, so its size prices the whole search (128 images: one
+float pass takes 8-17 s here); 128 held-out images give agreement a 95% interval about
+6.5 pt wide (124 of 128: [0.922, 0.988]), the least that tells a plan at 0.97 from one at
+0.92 (64 would give 10 pt). 64 calibration crops are what ``bench/integer_cnn.py`` calibrates this
 model on; weight-only plans use them only for GPTQ's Hessians and the sensitivity.
 
 The job runs as a user runs it: the real stack (``bench/_stack.py``: ``mpq db upgrade``,
