@@ -107,13 +107,20 @@ class WeightCache:
             for f, q in zip(batch, done, strict=True):
                 for key in todo[f]:
                     self.weights[(name, key)] = q
-        return [self.weights[(name, _weight_only(f))] for f in fmts]
+        return [_as(self.weights[(name, _weight_only(f))], f) for f in fmts]
 
     def _sibling_qparams(self, name: str, fmt: LayerFormat) -> object | None:
         """The qparams of ``fmt``'s weight format with the other rounding, if cached."""
         other = replace(fmt, rounding="gptq" if fmt.rounding == "nearest" else "nearest")
         sibling = self.weights.get((name, other))
         return None if sibling is None else sibling.qparams
+
+
+def _as(q: QuantizedWeight, fmt: LayerFormat) -> QuantizedWeight:
+    """The cached weight ``q`` labelled with the layer's own format (its activation and bias
+    correction; the rounding it was quantized with), sharing its tensors."""
+    target = replace(fmt, rounding=q.fmt.rounding)
+    return q if q.fmt == target else replace(q, fmt=target)
 
 
 def _weight_only(fmt: LayerFormat) -> LayerFormat:

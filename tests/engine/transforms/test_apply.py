@@ -129,7 +129,8 @@ def test_the_cache_quantizes_a_weight_format_once(digits_ir, calibration) -> Non
     folded, _ = fold_batch_norm(digits_ir)
     layer = next(x for x in inventory(folded).layers if x.name == "features.4")
     many = cache.quantized_many("features.4", formats, folded.tensors[layer.weight])
-    assert many[0] is w and many[1] is w
+    assert many[0].values is w.values and many[1].values is w.values  # one entry, relabelled
+    assert many[0].fmt == formats[0] and many[1].fmt == formats[1]
     assert many[2].fmt.rounding == "nearest" and many[3].fmt.weight == "cb16"
     # the nearest one took GPTQ's scales: the same qparams, other values
     assert torch.equal(many[2].qparams.scale, w.qparams.scale)  # type: ignore[attr-defined]
