@@ -7,8 +7,10 @@ command line registers it on every invocation.
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
+from service.private_files import UMASK
 from service.settings import get_settings
 
 __all__ = ["add_api_command"]
@@ -25,6 +27,7 @@ def add_api_command(subparsers: Any) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    os.umask(UMASK)  # the API's files (uploads, the database) are for its user only
     settings = get_settings()
     host = args.host or settings.api_host
     port = settings.api_port if args.port is None else args.port

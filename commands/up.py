@@ -27,6 +27,7 @@ import urllib.request
 from types import FrameType
 from typing import Any
 
+from service.private_files import UMASK
 from service.settings import Settings, get_settings
 
 __all__ = ["add_up_command"]
@@ -60,6 +61,7 @@ def add_up_command(subparsers: Any) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
+    os.umask(UMASK)  # the data directory is for this user only (the children inherit it)
     settings = get_settings()
     host: str = args.host or settings.api_host
     port: int = settings.api_port if args.port is None else args.port

@@ -10,7 +10,10 @@ command line registers it on every invocation.
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
+
+from service.private_files import UMASK, make_private_dir
 
 __all__ = ["add_beat_command", "add_worker_command"]
 
@@ -32,6 +35,7 @@ def add_worker_command(subparsers: Any) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    os.umask(UMASK)  # artifacts, studies and the broker file are for its user only
     from workers.app import app
 
     queue = app.conf.task_default_queue
@@ -63,8 +67,8 @@ def _beat(args: argparse.Namespace) -> int:
     from service.settings import get_settings
     from workers.app import app
 
-    data_dir = get_settings().data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
+    os.umask(UMASK)
+    data_dir = make_private_dir(get_settings().data_dir)
     # Beat's SIGTERM/SIGINT handler saves the schedule and raises SystemExit: status 0.
     app.Beat(loglevel=args.loglevel, schedule=str(data_dir / SCHEDULE_FILE)).run()
     return 0

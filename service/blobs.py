@@ -13,6 +13,10 @@ Layout under ``Settings.blob_dir``::
 Rows store the path relative to the blob directory (``models/<sha256>.pt2``), so the
 directory can move. Identical uploads share one file: a blob is written once, by an
 atomic rename in the same file system, and deleted only when no row refers to it.
+
+Only the service's user may read them: directories are created ``0700``, temporary
+files ``0600``, and a blob is made ``0600`` as it is committed, whoever wrote it (see
+:mod:`service.private_files`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import os
 import secrets
 import shutil
 from pathlib import Path
+
+from service.private_files import DIR_MODE, FILE_MODE, make_private_dir, make_private_file
 
 __all__ = ["BlobStore", "sha256_file"]
 
@@ -52,17 +58,17 @@ class BlobStore:
         return self.root / "tmp"
 
     def new_temp(self) -> Path:
-        """Create an empty, uniquely named temporary file under :attr:`tmp_dir`."""
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        """Create an empty, uniquely named ``0600`` temporary file under :attr:`tmp_dir`."""
+        make_private_dir(self.tmp_dir)
         path = self.tmp_dir / f"{secrets.token_hex(16)}.part"
-        path.touch(exist_ok=False)
-        return path
+        return make_private_file(path, exist_ok=False)
 
     def new_temp_dir(self) -> Path:
-        """Create an empty, uniquely named temporary directory under :attr:`tmp_dir`."""
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        """Create an empty, uniquely named ``0700`` temporary directory under :attr:`tmp_dir`."""
+        make_private_dir(self.tmp_dir)
         path = self.tmp_dir / f"{secrets.token_hex(16)}.d"
-        path.mkdir()
+        path.mkdir(mode=DIR_MODE)
+        os.chmod(path, DIR_MODE)
         return path
 
     def stage(self, path: Path) -> Path:
@@ -88,7 +94,7 @@ class BlobStore:
         """Move ``temp`` to its content address ``<kind>/<sha256>.<ext>``.
 
         When that blob exists already (the same bytes were uploaded before), ``temp`` is
-        removed instead and the existing file kept.
+        removed instead and the existing file kept. A new blob is ``0600``.
 
         Args:
             temp: a file under :attr:`tmp_dir` (gone after the call).
@@ -101,7 +107,8 @@ class BlobStore:
         """
         key = f"{kind}/{sha256}.{ext}"
         final = self.path(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(final.parent)
+        os.chmod(temp, FILE_MODE)  # a worker may have written it under any umask
         try:
             # A hard link fails if the blob exists: no window where two writers race.
             os.link(temp, final)

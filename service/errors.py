@@ -11,6 +11,7 @@ from __future__ import annotations
 from engine.errors import MPQError
 
 __all__ = [
+    "BodyTooLargeError",
     "BrokerUnavailableError",
     "ConflictError",
     "DatabaseSchemaError",
@@ -22,6 +23,7 @@ __all__ = [
     "MethodNotAllowedError",
     "NotFoundError",
     "QueueUnavailableError",
+    "RateLimitedError",
     "UnauthorizedError",
     "UploadTooLargeError",
 ]
@@ -67,6 +69,18 @@ class UploadTooLargeError(MPQError):
     """An uploaded file exceeds the service's ``max_upload_bytes``."""
 
     code = "upload_too_large"
+
+
+class BodyTooLargeError(MPQError):
+    """A request body other than a file upload (a JSON body) exceeds ``max_json_bytes``."""
+
+    code = "body_too_large"
+
+
+class RateLimitedError(MPQError):
+    """An API key sent more requests than ``rate_limit_per_s`` and ``rate_limit_burst`` allow."""
+
+    code = "rate_limited"
 
 
 class InternalError(MPQError):

@@ -17,6 +17,7 @@ from typing import Any
 from celery import Celery
 from sqlalchemy.engine import make_url
 
+from service.private_files import make_private_dir, make_private_file
 from service.settings import Settings
 
 __all__ = ["FINALIZE", "RUN_JOB", "RUN_TRIALS", "make_celery"]
@@ -49,7 +50,7 @@ def make_celery(settings: Settings, **conf: Any) -> Celery:
         Transport.polling_interval = settings.broker_polling_interval_s
         database = make_url(url.removeprefix("sqla+")).database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            make_private_file(make_private_dir(Path(database).parent) / Path(database).name)
     app = Celery("mpq", broker=url, set_as_current=False)
     app.conf.update(
         task_serializer="json",

@@ -84,6 +84,14 @@ class Settings(BaseSettings):
             sha256 (``~/.cache/mpq``).
         debug: print the traceback of an unexpected internal error in the CLI
             (``MPQ_DEBUG=1``).
+        max_json_bytes: largest request body accepted outside file uploads (JSON), in
+            bytes; a larger one is refused with 413 ``body_too_large`` before it is read.
+        metrics_token: the bearer token ``GET /metrics`` requires; empty (the default)
+            turns ``/metrics`` off (404).
+        rate_limit_per_s: requests per second each API key may make, sustained (a token
+            bucket per key, in each API process); ``0`` turns rate limiting off.
+        rate_limit_burst: requests a key may make at once above the sustained rate (the
+            bucket's size).
     """
 
     model_config = SettingsConfigDict(env_prefix="MPQ_", extra="ignore")
@@ -106,6 +114,10 @@ class Settings(BaseSettings):
     trust_uploads: bool = False
     cache_dir: Path = Field(default_factory=default_cache_dir)
     debug: bool = False
+    max_json_bytes: int = Field(default=64 * 1024, gt=0)
+    metrics_token: str = ""
+    rate_limit_per_s: float = Field(default=20.0, ge=0)
+    rate_limit_burst: int = Field(default=100, ge=1)
 
     @field_validator("trust_uploads", "debug", mode="before")
     @classmethod

@@ -20,6 +20,7 @@ entry of its own or below a base other than :class:`MPQError`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -43,7 +44,9 @@ from engine.errors import (
     UnsupportedExportError,
     UnsupportedOpsError,
 )
+from service.api.headers import relative_path, security_headers
 from service.errors import (
+    BodyTooLargeError,
     BrokerUnavailableError,
     ConflictError,
     DatabaseSchemaError,
@@ -55,11 +58,14 @@ from service.errors import (
     MethodNotAllowedError,
     NotFoundError,
     QueueUnavailableError,
+    RateLimitedError,
     UnauthorizedError,
     UploadTooLargeError,
 )
 
 __all__ = [
+    "MAX_MESSAGE_CHARS",
+    "MAX_PROBLEMS",
     "STATUS",
     "error_response",
     "http_status",
@@ -97,6 +103,8 @@ STATUS: dict[type[MPQError], int] = {
     MethodNotAllowedError: 405,
     ConflictError: 409,
     UploadTooLargeError: 413,
+    BodyTooLargeError: 413,
+    RateLimitedError: 429,
     InternalError: 500,
     InvalidSettingsError: 500,
     BrokerUnavailableError: 503,
@@ -107,13 +115,24 @@ STATUS: dict[type[MPQError], int] = {
 }
 """HTTP status per error class: the one place where errors meet statuses."""
 
-# Starlette's own HTTP errors (no route, wrong method) in the same shape.
+# Starlette's and FastAPI's own HTTP errors (no route, wrong method, an unreadable
+# body, a body over the limit) as MPQ errors, answered with their STATUS entry.
 _HTTP_ERRORS: dict[int, type[MPQError]] = {
+    400: InvalidRequestError,
     401: UnauthorizedError,
     404: NotFoundError,
     405: MethodNotAllowedError,
+    413: BodyTooLargeError,
 }
 INTERNAL_MESSAGE = "internal error; it has been logged. Try again, or report it if it persists"
+
+MAX_PROBLEMS = 10
+"""Validation problems listed in a message at most; the rest are counted ("and 3 more")."""
+
+MAX_MESSAGE_CHARS = 4096
+"""Longest message of a validation error; each problem is cut to a tenth of it."""
+
+_PATH_CHARS = 120  # of a request path quoted in a message
 
 
 def status_entry(error: type[MPQError]) -> type[MPQError]:
@@ -126,12 +145,45 @@ def http_status(error: type[MPQError]) -> int:
     return STATUS[status_entry(error)]
 
 
-def error_response(code: str, message: str, *, status: int) -> JSONResponse:
-    """The JSON error response ``{"error": {"code", "message"}}`` with ``status``."""
-    headers = {"WWW-Authenticate": "Bearer"} if code == UnauthorizedError.code else None
+def error_response(
+    code: str, message: str, *, status: int, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """The JSON error response ``{"error": {"code", "message"}}`` with ``status``.
+
+    Args:
+        code: the error's stable code.
+        message: what was wrong and how to fix it.
+        status: the HTTP status (``http_status`` of the error's class).
+        headers: extra response headers (``Allow`` of a 405, ``Retry-After``...).
+    """
+    headers = dict(headers or {})
+    if code == UnauthorizedError.code:
+        headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(
         {"error": {"code": code, "message": message}}, status_code=status, headers=headers
     )
+
+
+def validation_message(errors: Sequence[Any]) -> str:
+    """One message listing pydantic's validation ``errors``, at most :data:`MAX_PROBLEMS`.
+
+    Each problem reads ``field.path: what is wrong``, cut to a tenth of
+    :data:`MAX_MESSAGE_CHARS`; further problems are counted, not listed, so that a large
+    invalid body cannot make a large response.
+    """
+    cut = MAX_MESSAGE_CHARS // 10
+    problems = []
+    for err in errors[:MAX_PROBLEMS]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
+        problems.append(_shorten(f"{where}: {err.get('msg', 'invalid')}", cut))
+    message = "invalid request: " + "; ".join(problems)
+    if len(errors) > MAX_PROBLEMS:
+        message += f"; and {len(errors) - MAX_PROBLEMS:,} more"
+    return _shorten(message, MAX_MESSAGE_CHARS)
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -149,11 +201,7 @@ async def _mpq_error(request: Request, exc: Any) -> JSONResponse:
 
 async def _validation_error(request: Request, exc: Any) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    problems = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
-        problems.append(f"{where}: {err.get('msg', 'invalid')}")
-    message = "invalid request: " + "; ".join(problems)
+    message = validation_message(exc.errors())
     return error_response(
         InvalidRequestError.code, message, status=http_status(InvalidRequestError)
     )
@@ -161,9 +209,32 @@ async def _validation_error(request: Request, exc: Any) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Any) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    known = _HTTP_ERRORS.get(exc.status_code)
-    code = "http_error" if known is None else known.code
-    return error_response(code, str(exc.detail), status=exc.status_code)
+    error = _HTTP_ERRORS.get(exc.status_code)
+    if error is None:  # no other status is raised today; keep the shape if one appears
+        error = InvalidRequestError if exc.status_code < 500 else InternalError
+    message = _http_message(request, exc, error)
+    return error_response(error.code, message, status=http_status(error), headers=exc.headers)
+
+
+def _http_message(request: Request, exc: StarletteHTTPException, error: type[MPQError]) -> str:
+    path = _shorten(relative_path(request.scope), _PATH_CHARS)
+    if error is NotFoundError:
+        return f"no route at {path!r}; the API's routes are listed at /docs (no trailing slash)"
+    if error is MethodNotAllowedError:
+        return f"{path!r} does not answer {request.method}; see /docs for the methods it answers"
+    if error is InvalidRequestError:
+        cause = exc.__cause__
+        if isinstance(cause, RecursionError):
+            return (
+                "the JSON body nests arrays or objects too deeply to be parsed (about 1,000 "
+                "levels); send a flatter body"
+            )
+        if isinstance(cause, UnicodeDecodeError):
+            return "the JSON body is not valid UTF-8 text; send it encoded as UTF-8"
+        return "the request body could not be read; send JSON with Content-Type: application/json"
+    if error is InternalError:
+        return INTERNAL_MESSAGE
+    return str(exc.detail)
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
@@ -174,4 +245,9 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
         request.url.path,
         exc_info=exc,
     )
-    return error_response(InternalError.code, INTERNAL_MESSAGE, status=http_status(InternalError))
+    # Answered outside every middleware (Starlette's ServerErrorMiddleware), hence the
+    # security headers here.
+    headers = security_headers(relative_path(request.scope))
+    return error_response(
+        InternalError.code, INTERNAL_MESSAGE, status=http_status(InternalError), headers=headers
+    )

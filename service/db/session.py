@@ -9,6 +9,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.private_files import make_private_dir, make_private_file
+
 __all__ = ["make_engine", "session_factory"]
 
 # How long a SQLite writer waits for another one's lock before "database is locked".
@@ -22,8 +24,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     ``synchronous=NORMAL`` (durable at each checkpoint; safe with WAL) and
     ``foreign_keys=ON`` (SQLite ignores foreign keys otherwise). pysqlite's own
     transaction handling is switched off and SQLAlchemy emits ``BEGIN`` itself, so that
-    savepoints and transactional DDL work as on PostgreSQL. The parent directory of a
-    SQLite file is created if missing.
+    savepoints and transactional DDL work as on PostgreSQL. A missing SQLite file is
+    created ``0600``, and its missing parent directories ``0700`` (it holds API key
+    hashes: see :mod:`service.private_files`).
 
     Args:
         url: a SQLAlchemy URL, e.g. ``sqlite:////abs/path/mpq.db`` or
@@ -39,7 +42,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return create_engine(parsed, **kwargs)
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        make_private_file(make_private_dir(Path(database).parent) / Path(database).name)
     connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S, **kwargs.pop("connect_args", {})}
     engine = create_engine(parsed, connect_args=connect_args, **kwargs)
     event.listen(engine, "connect", _sqlite_on_connect)

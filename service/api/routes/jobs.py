@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import FileResponse
 
 from service.api.deps import (
@@ -143,24 +143,57 @@ def list_artifacts(job_id: int, session: SessionDep, team: CurrentTeam) -> Artif
     return ArtifactsPublic(data=[ArtifactPublic.model_validate(r) for r in rows], count=len(rows))
 
 
+# Artifacts never change (an ETag is the file's sha256): a client may keep a copy and
+# revalidate it with If-None-Match; no shared cache may keep one (team data).
+ARTIFACT_CACHE_CONTROL = "private, no-cache"
+
+
 @router.get(
     "/{job_id}/artifacts/{name}",
     response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}},
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        304: {"description": "`If-None-Match` names the artifact's ETag (or is `*`)"},
+    },
 )
 def download_artifact(
-    job_id: int, name: str, session: SessionDep, team: CurrentTeam, blobs: BlobsDep
-) -> FileResponse:
-    """Download one artifact; `ETag` is its quoted sha256, `Content-Length` its size."""
+    job_id: int,
+    name: str,
+    session: SessionDep,
+    team: CurrentTeam,
+    blobs: BlobsDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Download one artifact; `ETag` is its quoted sha256, `Content-Length` its size.
+
+    With `If-None-Match` naming that ETag (or `*`, or a list holding it), the answer is
+    304 with no body: the copy the client has is current.
+    """
     job = repos.get_job(session, team=team, job_id=job_id)
     row = repos.get_artifact(session, job=job, name=name)
     path = blobs.path(row.blob_path)
     if not path.is_file():
         raise NotFoundError(f"artifact {name!r} of job {job_id} is missing from the blob store")
+    headers = {"ETag": f'"{row.sha256}"', "Cache-Control": ARTIFACT_CACHE_CONTROL}
+    if if_none_match is not None and etag_matches(if_none_match, row.sha256):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     suffix = path.suffix.lower()
     return FileResponse(
         path,
         media_type=MEDIA_TYPES.get(suffix, "application/octet-stream"),
         filename=name,
-        headers={"ETag": f'"{row.sha256}"'},
+        headers=headers,
     )
+
+
+def etag_matches(if_none_match: str, opaque: str) -> bool:
+    """Whether an ``If-None-Match`` value names the entity tag ``"<opaque>"``.
+
+    RFC 9110 13.1.2: ``*`` matches any current representation; otherwise the value is
+    a comma-separated list of entity tags, compared weakly (``W/"x"`` matches ``"x"``).
+    """
+    value = if_none_match.strip()
+    if value == "*":
+        return True
+    tags = (t.strip() for t in value.split(","))
+    return any(t.removeprefix("W/") == f'"{opaque}"' for t in tags)
