@@ -116,8 +116,8 @@ class Settings(BaseSettings):
     debug: bool = False
     max_json_bytes: int = Field(default=64 * 1024, gt=0)
     metrics_token: str = ""
-    rate_limit_per_s: float = Field(default=20.0, ge=0)
-    rate_limit_burst: int = Field(default=100, ge=1)
+    rate_limit_per_s: float = Field(default=50.0, ge=0)
+    rate_limit_burst: int = Field(default=200, ge=1)
 
     @field_validator("trust_uploads", "debug", mode="before")
     @classmethod

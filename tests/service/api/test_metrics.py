@@ -1,7 +1,9 @@
 """``GET /metrics`` and the broker half of ``/readyz``, against real uvicorn processes.
 
-No worker runs next to these servers, so a task sent under a name nobody consumes stays
-in the broker queue, and the scraped queue depth can be checked exactly.
+The servers have a metrics token (``/metrics`` is off without one; its access rules are
+tested in test_hardening.py). No worker runs next to these servers, so a task sent under
+a name nobody consumes stays in the broker queue, and the scraped queue depth can be
+checked exactly.
 """
 
 from __future__ import annotations
@@ -30,16 +32,23 @@ UNCONSUMED = "mpq.test.nobody_consumes"
 STATES = {s.value for s in JobStatus}
 LATENCY = "mpq_http_request_duration_seconds"
 DEAD_BROKER = "redis://127.0.0.1:1/0"  # port 1: nothing listens, connections are refused
+TOKEN = "test-metrics-token"
 
 
 def _labels(**labels: str) -> Labels:
     return frozenset(labels.items())
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One SQLite-backed server with a metrics token, shared by this module."""
+    yield from start_server(tmp_path_factory.mktemp("api"), MPQ_METRICS_TOKEN=TOKEN)
+
+
 def _scrape(server: Server) -> Samples:
-    """Every sample of ``/metrics`` (no API key), parsed strictly by prometheus_client."""
+    """Every sample of ``/metrics`` (with the token), parsed strictly by prometheus_client."""
     with server.client(None) as c:
-        r = c.get("/metrics")
+        r = c.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/plain; version=0.0.4"), r.headers
     samples: Samples = {}
@@ -78,7 +87,7 @@ def _send(settings: Settings, n: int) -> None:
         app.close()
 
 
-def test_metrics_need_no_key_and_list_every_job_state(server: Server) -> None:
+def test_metrics_list_every_job_state(server: Server) -> None:
     samples = _scrape(server)
     for state in STATES:
         assert samples[("mpq_jobs", _labels(state=state))] == 0
@@ -172,7 +181,9 @@ def test_queue_depth_on_the_embedded_broker(server: Server) -> None:
 @pytest.fixture(scope="module")
 def dead_broker_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server whose broker URL points at a port where nothing listens."""
-    yield from start_server(tmp_path_factory.mktemp("api_dead"), MPQ_BROKER_URL=DEAD_BROKER)
+    yield from start_server(
+        tmp_path_factory.mktemp("api_dead"), MPQ_BROKER_URL=DEAD_BROKER, MPQ_METRICS_TOKEN=TOKEN
+    )
 
 
 def test_readyz_without_broker(dead_broker_server: Server) -> None:
@@ -201,7 +212,9 @@ def redis_server(
 ) -> Iterator[tuple[Server, Settings]]:
     """A server on the test Redis, with a queue of its own (deleted afterwards)."""
     queue = f"mpq-test-{uuid.uuid4().hex[:12]}"
-    for server in start_server(tmp_path / "api", MPQ_BROKER_URL=redis_url, MPQ_QUEUE=queue):
+    for server in start_server(
+        tmp_path / "api", MPQ_BROKER_URL=redis_url, MPQ_QUEUE=queue, MPQ_METRICS_TOKEN=TOKEN
+    ):
         settings = _queue_app(server, redis_url, queue)
         try:
             yield server, settings
