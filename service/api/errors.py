@@ -2,7 +2,11 @@
 
 Every error response has the body ``{"error": {"code": ..., "message": ...}}``. MPQ
 errors (:class:`engine.errors.MPQError` and :mod:`service.errors`) keep their code and
-message; FastAPI's request validation becomes ``invalid_request``; anything else is an
+message; FastAPI's request validation becomes ``invalid_request``, its message listing at
+most :data:`MAX_PROBLEMS` problems (a large invalid body never makes a large answer);
+Starlette's and FastAPI's own HTTP errors become MPQ errors too (:data:`_HTTP_ERRORS`:
+no route, wrong method, a body that cannot be parsed, one over the size limit), so that
+every code the API answers is a class with a :data:`STATUS` entry; anything else is an
 internal error logged here with its traceback and answered with a generic message.
 
 The status of an error is found by walking its class's MRO through :data:`STATUS`, a
