@@ -6,6 +6,7 @@ import os
 import queue
 import re
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -144,6 +145,11 @@ def test_up_serves_with_a_first_key_and_stops_its_children(tmp_path: Path) -> No
         anonymous = httpx.get(f"{up.url}/v1/models", timeout=10)
         assert anonymous.status_code == 401
         assert anonymous.json()["error"]["code"] == "unauthorized"
+        # the service's files are its user's only: the children run with umask 077
+        for pid in children:
+            assert "\nUmask:\t0077\n" in Path(f"/proc/{pid}/status").read_text(), pid
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        assert stat.S_IMODE((data / "mpq.db").stat().st_mode) == 0o600
 
         below = up.descendants()
         assert children <= below

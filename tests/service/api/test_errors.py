@@ -62,6 +62,9 @@ def test_internal_error_is_generic_and_logged(
         assert r.status_code == 500
         assert r.json()["error"]["code"] == "internal"
         assert "secret" not in r.text and "Traceback" not in r.text
+        # answered outside the middleware, yet with the security headers
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["content-security-policy"].startswith("default-src 'none'")
         assert "RuntimeError" in caplog.text
         missing = client.get("/nowhere")
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
