@@ -75,6 +75,7 @@ __all__ = [
     "http_status",
     "install_error_handlers",
     "status_entry",
+    "validation_message",
 ]
 
 log = logging.getLogger("service.api")
