@@ -15,6 +15,10 @@ series. It holds two kinds of metric:
   ``mpq_queue_depth{queue}`` (messages waiting in the broker queue) and
   ``mpq_broker_up`` / ``mpq_database_up`` (1 or 0).
 
+No series is labelled by team, nor counts one team's rows: the numbers are the
+service's totals, and ``/metrics`` itself needs the metrics token (see
+:mod:`service.api.routes.metrics`).
+
 A scrape never fails because a backend is down: an unreachable broker (probed with a
 :data:`BROKER_TIMEOUT_S` bound) drops the queue-depth sample and reports
 ``mpq_broker_up 0``; an unreachable database drops the job samples and reports
