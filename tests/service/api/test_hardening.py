@@ -132,6 +132,16 @@ def test_a_body_at_the_limit_is_read(server: Server) -> None:
     assert r.json()["error"]["code"] in CODES
 
 
+def test_uploads_are_exempt_but_a_multipart_body_elsewhere_is_not(server: Server) -> None:
+    blob = bytes(range(256)) * 800  # 200 KiB, over the JSON limit
+    with server.client(server.key_a) as c:
+        r = c.post("/v1/models", files={"file": ("m.onnx", blob)}, data={"name": "m"})
+        assert r.status_code == 422, r.text  # read in full and refused as a model, not 413
+        assert r.json()["error"]["code"] != "body_too_large"
+        r = c.post("/v1/jobs", files={"file": ("m.onnx", blob)}, data={"name": "m"})
+        _error(r, 413, "body_too_large")
+
+
 def test_validation_messages_are_capped(server: Server) -> None:
     space = b"[" + b",".join([b"1"] * 30_000) + b"]"  # 30,000 problems in 60 KB
     body = b'{"model_id": 1, "dataset_id": 1, "space": ' + space + b"}"
