@@ -12,7 +12,9 @@ from engine.errors import MPQError
 
 __all__ = [
     "BrokerUnavailableError",
+    "BusyError",
     "ConflictError",
+    "DatabaseBusyError",
     "DatabaseSchemaError",
     "DatabaseUnavailableError",
     "InternalError",
@@ -23,6 +25,7 @@ __all__ = [
     "NotFoundError",
     "QueueUnavailableError",
     "UnauthorizedError",
+    "UploadTimeoutError",
     "UploadTooLargeError",
 ]
 
@@ -67,6 +70,31 @@ class UploadTooLargeError(MPQError):
     """An uploaded file exceeds the service's ``max_upload_bytes``."""
 
     code = "upload_too_large"
+
+
+class UploadTimeoutError(MPQError):
+    """An upload's body sent nothing for ``upload_read_timeout_s``; the partial file is gone."""
+
+    code = "upload_timeout"
+
+
+class BusyError(MPQError):
+    """The service is at capacity (every upload or import slot taken); retry later.
+
+    Answered with ``Retry-After: retry_after_s``.
+    """
+
+    code = "busy"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DatabaseBusyError(BusyError):
+    """Every connection of the API's database pool stayed taken for ``db_pool_timeout_s``."""
+
+    code = "database_busy"
 
 
 class InternalError(MPQError):

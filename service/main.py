@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.api.errors import install_error_handlers
+from service.api.limits import Limits
 from service.api.routes import api_router, health_router, metrics_router
 from service.db.session import make_engine, session_factory
 from service.metrics import install_metrics
@@ -44,13 +45,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     Returns:
         The app, with its routers, error handlers and request-metrics middleware;
         ``app.state`` holds ``settings``, ``trust_uploads``, ``metrics`` (its Prometheus
-        registry) and, while it runs, ``engine``, ``sessions`` and ``queue``.
+        registry), ``limits`` (its upload and import slots) and, while it runs,
+        ``engine``, ``sessions`` and ``queue``.
     """
     settings = get_settings() if settings is None else settings
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout_s=settings.db_pool_timeout_s,
+        )
         app.state.engine, app.state.sessions = engine, session_factory(engine)
         app.state.queue = make_celery(settings)
         try:
@@ -62,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="MPQ", version=VERSION, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.trust_uploads = settings.trust_uploads
+    app.state.limits = Limits.from_settings(settings)
     install_error_handlers(app)
     install_metrics(app)
     app.include_router(health_router)
