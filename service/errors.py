@@ -73,7 +73,7 @@ class UploadTooLargeError(MPQError):
 
 
 class UploadTimeoutError(MPQError):
-    """An upload's body sent nothing for ``upload_read_timeout_s``; the partial file is gone."""
+    """An upload's body stalled (``upload_read_timeout_s``) or crawled (``upload_min_rate_bps``)."""
 
     code = "upload_timeout"
 

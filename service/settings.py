@@ -73,6 +73,9 @@ class Settings(BaseSettings):
         import_wait_s: how long a received upload waits for an import slot, in seconds.
         upload_read_timeout_s: seconds an upload's body may send nothing before it is
             answered 408 ``upload_timeout`` and its partial file removed.
+        upload_min_rate_bps: the lowest average rate, in bytes/s, of an upload that has
+            run for ``upload_read_timeout_s``; a slower one is answered 408
+            ``upload_timeout`` (so a byte every few seconds cannot hold a slot). 0: none.
         busy_retry_after_s: the ``Retry-After`` (seconds) of a 503 ``busy`` answer.
         db_pool_size: database connections the API keeps open.
         db_max_overflow: connections the API may open beyond ``db_pool_size`` under load.
@@ -111,6 +114,7 @@ class Settings(BaseSettings):
     max_concurrent_imports: int = Field(default=2, ge=1)
     import_wait_s: float = Field(default=20.0, ge=0)
     upload_read_timeout_s: float = Field(default=30.0, gt=0)
+    upload_min_rate_bps: float = Field(default=1024.0, ge=0)
     busy_retry_after_s: int = Field(default=10, ge=1)
     db_pool_size: int = Field(default=5, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)

@@ -6,7 +6,7 @@ a model import runs a sandboxed child process of a few hundred MB, so fifteen at
 exhaust a small machine. One upload more than the slots allow is answered 503 ``busy``
 with ``Retry-After`` before its body is read; a received file waits a bounded time
 (``import_wait_s``) for an import slot, then is answered the same way. ``/readyz``
-reports a process whose slots are all taken as not ready.
+reports a process whose upload slots are all taken as not ready.
 
 The slots live on ``app.state.limits`` and are taken on the event loop, which is what
 keeps the counts exact without a lock; threads only read them.

@@ -5,9 +5,10 @@ writing the one file part chunk by chunk to a temporary file in the blob directo
 hashing it, and refusing it with :class:`UploadTooLargeError` as soon as it passes
 ``max_bytes`` -- nothing is buffered whole in memory or spooled elsewhere. Small text
 fields (``name``, ``model_id``) are kept in memory, each at most :data:`MAX_FIELD_BYTES`.
-A body that sends nothing for ``read_timeout_s`` is refused with
-:class:`UploadTimeoutError` (a stalled or deliberately slow client must not hold its
-upload slot forever). Whatever goes wrong, the temporary file is removed before the error
+A body that sends nothing for ``read_timeout_s``, or that has averaged under
+``min_rate_bps`` once it has run that long, is refused with :class:`UploadTimeoutError`:
+a stalled or deliberately slow client (a byte every few seconds) must not hold its
+upload slot forever. Whatever goes wrong, the temporary file is removed before the error
 propagates; on
 success the caller owns it (see :meth:`Upload.discard`): the routes hand its path to
 the domain (:func:`service.domain.add_model`, :func:`service.domain.add_dataset`).
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,6 +184,7 @@ async def receive_upload(
     store: BlobStore,
     max_bytes: int,
     read_timeout_s: float,
+    min_rate_bps: float = 0.0,
     file_field: str = "file",
 ) -> Upload:
     """Stream a ``multipart/form-data`` body into a temporary blob the caller must move or discard.
@@ -191,11 +194,14 @@ async def receive_upload(
         store: the blob store whose ``tmp/`` directory receives the file.
         max_bytes: the largest file accepted.
         read_timeout_s: the longest wait for the next piece of the body, in seconds.
+        min_rate_bps: the lowest average rate (bytes/s) of a body that has run for
+            ``read_timeout_s`` or longer; 0 for none.
         file_field: the name of the (single, required) file part.
 
     Raises:
         UploadTooLargeError: the file (or the declared body) is larger than ``max_bytes``.
-        UploadTimeoutError: the body sent nothing for ``read_timeout_s``.
+        UploadTimeoutError: the body sent nothing for ``read_timeout_s``, or arrives
+            slower than ``min_rate_bps``.
         InvalidRequestError: not multipart, malformed, or no file part.
     """
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
@@ -212,7 +218,7 @@ async def receive_upload(
     callbacks = {name: getattr(state, name) for name in _CALLBACKS}
     parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
     try:
-        async for chunk in _with_timeout(request.stream(), read_timeout_s):
+        async for chunk in _paced(request.stream(), read_timeout_s, min_rate_bps):
             parser.write(chunk)
         parser.finalize()
         if state.path is None or state.out is not None:
@@ -227,8 +233,12 @@ async def receive_upload(
     return Upload(state.fields, state.path, state.filename, state.size, state.digest.hexdigest())
 
 
-async def _with_timeout(chunks: AsyncIterator[bytes], timeout_s: float) -> AsyncIterator[bytes]:
-    """``chunks``, refused with :class:`UploadTimeoutError` when one takes over ``timeout_s``."""
+async def _paced(
+    chunks: AsyncIterator[bytes], timeout_s: float, min_rate_bps: float
+) -> AsyncIterator[bytes]:
+    """``chunks``, refused with :class:`UploadTimeoutError` when one takes over ``timeout_s``
+    or, past ``timeout_s``, they average under ``min_rate_bps``."""
+    start, received = time.monotonic(), 0
     while True:
         try:
             async with asyncio.timeout(timeout_s):
@@ -240,6 +250,14 @@ async def _with_timeout(chunks: AsyncIterator[bytes], timeout_s: float) -> Async
                 f"the upload sent nothing for {timeout_s:g} s and was abandoned; "
                 "send it again over a steadier connection"
             ) from None
+        received += len(chunk)
+        elapsed = time.monotonic() - start
+        if elapsed > timeout_s and received < min_rate_bps * elapsed:
+            raise UploadTimeoutError(
+                f"the upload arrived at {received / elapsed:.0f} bytes/s, under the minimum "
+                f"of {min_rate_bps:g} bytes/s, and was abandoned; send it again over a "
+                "faster connection"
+            )
         yield chunk
 
 

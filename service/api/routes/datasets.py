@@ -76,6 +76,7 @@ async def upload_dataset(
             store=blobs,
             max_bytes=settings.max_upload_bytes,
             read_timeout_s=settings.upload_read_timeout_s,
+            min_rate_bps=settings.upload_min_rate_bps,
         )
         try:
             name, model_id = upload.text("name"), upload.integer("model_id")

@@ -31,7 +31,7 @@ def healthz() -> Status:
     responses={
         503: {
             "model": ErrorResponse,
-            "description": "`busy` (every upload or import slot taken), `database_busy` "
+            "description": "`busy` (every upload slot taken), `database_busy` "
             "(every pooled connection in use), `database_unavailable`, `database_schema` "
             "or `broker_unavailable`",
         }
@@ -41,10 +41,13 @@ def readyz(request: Request) -> Status:
     """Readiness: the process has room, the database is reachable and migrated, and the
     broker answers.
 
-    A saturated process is not ready: every upload or import slot taken (503 `busy`),
-    or every connection of its database pool checked out (503 `database_busy`) -- a
-    load balancer then sends new requests elsewhere. Those are counted, not probed; then
-    the database is checked, then the broker (its probe gives up after about 2 s).
+    A saturated process is not ready: every upload slot taken, so that the next upload
+    would be refused (503 `busy`), or every connection of its database pool checked out
+    (503 `database_busy`) -- a load balancer then sends new requests elsewhere. Busy
+    import slots alone are not saturation: uploads queue for them holding their upload
+    slots, so a backlog of imports fills the upload slots. Both are counted, not
+    probed; then the database is checked, then the broker (its probe gives up after
+    about 2 s).
     """
     settings: Settings = request.app.state.settings
     engine = request.app.state.engine
@@ -64,12 +67,11 @@ def readyz(request: Request) -> Status:
 
 
 def _check_room(limits: Limits, pool: object, settings: Settings) -> None:
-    for slots in (limits.uploads, limits.imports):
-        if slots.full:
-            raise BusyError(
-                f"not ready: all {slots.size} {slots.what} slots are taken",
-                retry_after_s=settings.busy_retry_after_s,
-            )
+    if limits.uploads.full:
+        raise BusyError(
+            f"not ready: all {limits.uploads.size} upload slots are taken",
+            retry_after_s=settings.busy_retry_after_s,
+        )
     capacity = settings.db_pool_size + settings.db_max_overflow
     if isinstance(pool, QueuePool) and pool.checkedout() >= capacity:
         raise _database_busy(settings)

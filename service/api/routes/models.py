@@ -70,6 +70,7 @@ async def upload_model(
             store=blobs,
             max_bytes=settings.max_upload_bytes,
             read_timeout_s=settings.upload_read_timeout_s,
+            min_rate_bps=settings.upload_min_rate_bps,
         )
         try:
             name = upload.text("name")

@@ -2,11 +2,13 @@
 
 The server runs with a tiny database pool (2 + 1 connections) so that any request that
 held a connection while its body streams would starve the others at once, with 15
-upload slots, 1 import slot, a 2 s wait for one, and a 3 s body read timeout.
+upload slots, 1 import slot, a 2 s wait for one, a 3 s body read timeout and a minimum
+rate of 40 bytes/s.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -28,7 +30,7 @@ from service.settings import Settings
 from tests.conftest import Digits
 from tests.service.api.conftest import Server, start_server
 
-UPLOAD_SLOTS, RETRY_AFTER, READ_TIMEOUT_S = 15, 7, 3
+UPLOAD_SLOTS, RETRY_AFTER, READ_TIMEOUT_S, MIN_RATE = 15, 7, 3, 40
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +41,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         MPQ_MAX_CONCURRENT_IMPORTS="1",
         MPQ_IMPORT_WAIT_S="2",
         MPQ_UPLOAD_READ_TIMEOUT_S=str(READ_TIMEOUT_S),
+        MPQ_UPLOAD_MIN_RATE_BPS=str(MIN_RATE),
         MPQ_BUSY_RETRY_AFTER_S=str(RETRY_AFTER),
         MPQ_DB_POOL_SIZE="2",
         MPQ_DB_MAX_OVERFLOW="1",
@@ -114,7 +117,8 @@ def test_slow_uploads_leave_the_api_answering(server: Server, digits: Digits) ->
     def trickle() -> None:  # a byte per connection every 0.5 s: never past the read timeout
         while not stop.wait(0.5):
             for sock in socks:
-                sock.sendall(body[sent[0] : sent[0] + 1])
+                with contextlib.suppress(OSError):  # answered (408) and closed already
+                    sock.sendall(body[sent[0] : sent[0] + 1])
             sent[0] += 1
 
     dripper = threading.Thread(target=trickle)
@@ -140,6 +144,11 @@ def test_slow_uploads_leave_the_api_answering(server: Server, digits: Digits) ->
         assert r.headers["retry-after"] == str(RETRY_AFTER)
         assert "upload slots" in r.json()["error"]["message"]
         assert len(_temp_files(server)) == UPLOAD_SLOTS  # every slow body is being received
+        # Under MIN_RATE on average once past the read timeout (after ~9 s): cut off.
+        for sock in socks:
+            status, _, answer = _response(sock)
+            assert (status, answer["error"]["code"]) == (408, "upload_timeout"), answer
+            assert "bytes/s" in answer["error"]["message"]
     finally:
         stop.set()
         dripper.join()
