@@ -254,7 +254,7 @@ async def _paced(
         elapsed = time.monotonic() - start
         if elapsed > timeout_s and received < min_rate_bps * elapsed:
             raise UploadTimeoutError(
-                f"the upload arrived at {received / elapsed:.0f} bytes/s, under the minimum "
+                f"the upload arrived at {received / elapsed:.2g} bytes/s, under the minimum "
                 f"of {min_rate_bps:g} bytes/s, and was abandoned; send it again over a "
                 "faster connection"
             )
