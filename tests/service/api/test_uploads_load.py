@@ -29,6 +29,7 @@ from service.main import create_app
 from service.settings import Settings
 from tests.conftest import Digits
 from tests.service.api.conftest import Server, start_server
+from tests.service.conftest import BACKENDS, throwaway_postgres
 
 UPLOAD_SLOTS, RETRY_AFTER, READ_TIMEOUT_S, MIN_RATE = 15, 7, 3, 40
 
@@ -237,8 +238,18 @@ def test_dataset_form_fields_are_checked_before_the_file_is_read(
     assert not _temp_files(server)
 
 
-def test_an_exhausted_pool_answers_503_database_busy(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'mpq.db'}"
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'mpq.db'}"
+    else:
+        with throwaway_postgres() as url:
+            yield url
+
+
+def test_an_exhausted_pool_answers_503_database_busy(tmp_path: Path, database_url: str) -> None:
+    url = database_url
     upgrade(url)
     engine = make_engine(url)
     with session_factory(engine)() as session:
