@@ -62,7 +62,8 @@ async def upload_model(
     unacceptable files answer 422 with a specific code; a `name` that is empty, blank
     or has control characters answers 422 `invalid_name` before any import. When every
     upload or import slot is taken the answer is 503 `busy` with `Retry-After`; a body
-    that stalls for `MPQ_UPLOAD_READ_TIMEOUT_S` is answered 408 `upload_timeout`.
+    that stalls for `MPQ_UPLOAD_READ_TIMEOUT_S`, or crawls under `MPQ_UPLOAD_MIN_RATE_BPS`,
+    is answered 408 `upload_timeout`.
     """
     async with limits.uploads.take():
         upload = await receive_upload(
