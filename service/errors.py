@@ -13,7 +13,9 @@ from engine.errors import MPQError
 __all__ = [
     "BodyTooLargeError",
     "BrokerUnavailableError",
+    "BusyError",
     "ConflictError",
+    "DatabaseBusyError",
     "DatabaseSchemaError",
     "DatabaseUnavailableError",
     "InternalError",
@@ -25,6 +27,7 @@ __all__ = [
     "QueueUnavailableError",
     "RateLimitedError",
     "UnauthorizedError",
+    "UploadTimeoutError",
     "UploadTooLargeError",
 ]
 
@@ -81,6 +84,31 @@ class RateLimitedError(MPQError):
     """An API key sent more requests than ``rate_limit_per_s`` and ``rate_limit_burst`` allow."""
 
     code = "rate_limited"
+
+
+class UploadTimeoutError(MPQError):
+    """An upload's body stalled (``upload_read_timeout_s``) or crawled (``upload_min_rate_bps``)."""
+
+    code = "upload_timeout"
+
+
+class BusyError(MPQError):
+    """The service is at capacity (every upload or import slot taken); retry later.
+
+    Answered with ``Retry-After: retry_after_s``.
+    """
+
+    code = "busy"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DatabaseBusyError(BusyError):
+    """Every connection of the API's database pool stayed taken for ``db_pool_timeout_s``."""
+
+    code = "database_busy"
 
 
 class InternalError(MPQError):

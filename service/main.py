@@ -27,6 +27,7 @@ from service.api.headers import SecurityHeadersMiddleware
 from service.api.limits import BodyLimitMiddleware
 from service.api.ratelimit import RateLimitMiddleware
 from service.api.routes import api_router, health_router, metrics_router
+from service.api.slots import Limits
 from service.db.session import make_engine, session_factory
 from service.metrics import install_metrics
 from service.queue import make_celery
@@ -59,13 +60,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     Returns:
         The app, with its routers, error handlers and middleware;
         ``app.state`` holds ``settings``, ``trust_uploads``, ``metrics`` (its Prometheus
-        registry) and, while it runs, ``engine``, ``sessions`` and ``queue``.
+        registry), ``limits`` (its upload and import slots) and, while it runs,
+        ``engine``, ``sessions`` and ``queue``.
     """
     settings = get_settings() if settings is None else settings
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout_s=settings.db_pool_timeout_s,
+        )
         app.state.engine, app.state.sessions = engine, session_factory(engine)
         app.state.queue = make_celery(settings)
         try:
@@ -85,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.trust_uploads = settings.trust_uploads
+    app.state.limits = Limits.from_settings(settings)
     install_error_handlers(app)
     # add_middleware puts each one outside those added before it
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_json_bytes)

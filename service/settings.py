@@ -65,6 +65,22 @@ class Settings(BaseSettings):
             with ``search_path`` set to the schema ``optuna`` (created by the workers).
         blob_dir: directory of uploaded files and artifacts (made absolute).
         max_upload_bytes: largest model or dataset upload accepted, in bytes.
+        max_concurrent_uploads: uploads the API receives and processes at once; one
+            more is answered 503 ``busy`` (with ``Retry-After``) before its body is read.
+        max_concurrent_imports: uploaded files imported or validated at once (each model
+            import runs a sandboxed child process of a few hundred MB); an upload waits up
+            to ``import_wait_s`` for one, then is answered 503 ``busy``.
+        import_wait_s: how long a received upload waits for an import slot, in seconds.
+        upload_read_timeout_s: seconds an upload's body may send nothing before it is
+            answered 408 ``upload_timeout`` and its partial file removed.
+        upload_min_rate_bps: the lowest average rate, in bytes/s, of an upload that has
+            run for ``upload_read_timeout_s``; a slower one is answered 408
+            ``upload_timeout`` (so a byte every few seconds cannot hold a slot). 0: none.
+        busy_retry_after_s: the ``Retry-After`` (seconds) of a 503 ``busy`` answer.
+        db_pool_size: database connections the API keeps open.
+        db_max_overflow: connections the API may open beyond ``db_pool_size`` under load.
+        db_pool_timeout_s: how long a request waits for a free connection before it is
+            answered 503 ``database_busy``, in seconds.
         max_parallelism: cap on a job's trial-runner tasks, whatever the job asks for.
         api_host: interface the API binds to.
         api_port: TCP port the API listens on.
@@ -102,6 +118,15 @@ class Settings(BaseSettings):
     study_url: str = ""
     blob_dir: Path | None = None
     max_upload_bytes: int = Field(default=1 << 30, gt=0)
+    max_concurrent_uploads: int = Field(default=8, ge=1)
+    max_concurrent_imports: int = Field(default=2, ge=1)
+    import_wait_s: float = Field(default=20.0, ge=0)
+    upload_read_timeout_s: float = Field(default=30.0, gt=0)
+    upload_min_rate_bps: float = Field(default=1024.0, ge=0)
+    busy_retry_after_s: int = Field(default=10, ge=1)
+    db_pool_size: int = Field(default=5, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_timeout_s: float = Field(default=5.0, gt=0)
     max_parallelism: int = Field(default=4, ge=1)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)

@@ -2,6 +2,12 @@
 
 Routes declare what they need with these ``Annotated`` aliases; tests override
 :func:`get_settings_dep` (``app.dependency_overrides``) instead of editing the environment.
+
+A request's session takes a pooled connection only when it first queries and gives it
+back at each commit. Authentication reads the key in a transaction of its own and commits
+it before the route runs, so a route that streams an upload or imports a model (minutes,
+for a slow client) holds no connection meanwhile: it takes one again only for its final
+short database work.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from service.api.slots import Limits
 from service.blobs import BlobStore
 from service.db.models import ApiKey, Team
 from service.db.repos import find_key
@@ -24,6 +31,7 @@ __all__ = [
     "BlobsDep",
     "CurrentKey",
     "CurrentTeam",
+    "LimitsDep",
     "QueueDep",
     "SessionDep",
     "SettingsDep",
@@ -63,6 +71,15 @@ def get_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+def get_limits(request: Request) -> Limits:
+    """The upload and import slots of this API process."""
+    limits: Limits = request.app.state.limits
+    return limits
+
+
+LimitsDep = Annotated[Limits, Depends(get_limits)]
+
+
 def get_blobs(settings: SettingsDep) -> BlobStore:
     """The blob store under ``settings.blob_dir``."""
     return BlobStore(settings.blobs)
@@ -77,6 +94,9 @@ def get_caller(
 ) -> tuple[ApiKey, Team]:
     """The API key of the request's ``Authorization: Bearer <key>``, and its team.
 
+    The key is read in a transaction committed before this returns: the connection goes
+    back to the pool while the rows stay loaded in the request's session.
+
     Raises:
         UnauthorizedError: no bearer key, or an unknown or revoked one (answered 401
             with ``WWW-Authenticate: Bearer``).
@@ -87,6 +107,7 @@ def get_caller(
             "(create one with `mpq admin create-key --team TEAM`)"
         )
     found = find_key(session, credentials.credentials)
+    session.commit()  # read only: ends the transaction, gives the connection back
     if found is None:
         raise UnauthorizedError(
             "the API key is unknown or revoked; create a new one with `mpq admin create-key`"

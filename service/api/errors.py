@@ -30,6 +30,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import (
@@ -52,7 +53,9 @@ from service.api.headers import relative_path, security_headers
 from service.errors import (
     BodyTooLargeError,
     BrokerUnavailableError,
+    BusyError,
     ConflictError,
+    DatabaseBusyError,
     DatabaseSchemaError,
     DatabaseUnavailableError,
     InternalError,
@@ -64,6 +67,7 @@ from service.errors import (
     QueueUnavailableError,
     RateLimitedError,
     UnauthorizedError,
+    UploadTimeoutError,
     UploadTooLargeError,
 )
 
@@ -106,6 +110,7 @@ STATUS: dict[type[MPQError], int] = {
     UnauthorizedError: 401,
     NotFoundError: 404,
     MethodNotAllowedError: 405,
+    UploadTimeoutError: 408,
     ConflictError: 409,
     UploadTooLargeError: 413,
     BodyTooLargeError: 413,
@@ -113,6 +118,7 @@ STATUS: dict[type[MPQError], int] = {
     InternalError: 500,
     InvalidSettingsError: 500,
     BrokerUnavailableError: 503,
+    BusyError: 503,
     DatabaseSchemaError: 503,
     DatabaseUnavailableError: 503,
     QueueUnavailableError: 503,
@@ -196,12 +202,25 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(MPQError, _mpq_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(PoolTimeoutError, _pool_timeout)
     app.add_exception_handler(Exception, _internal_error)
 
 
 async def _mpq_error(request: Request, exc: Any) -> JSONResponse:
     assert isinstance(exc, MPQError)
-    return error_response(exc.code, exc.message, status=http_status(type(exc)))
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, BusyError) else None
+    return error_response(exc.code, exc.message, status=http_status(type(exc)), headers=headers)
+
+
+async def _pool_timeout(request: Request, exc: Any) -> JSONResponse:
+    # Every pooled connection stayed checked out for db_pool_timeout_s: the API is
+    # saturated, not broken -- tell the client to come back rather than answer 500.
+    settings = request.app.state.settings
+    busy = DatabaseBusyError(
+        "the service is busy: every database connection is in use; retry in a few seconds",
+        retry_after_s=settings.busy_retry_after_s,
+    )
+    return await _mpq_error(request, busy)
 
 
 async def _validation_error(request: Request, exc: Any) -> JSONResponse:

@@ -5,27 +5,38 @@ writing the one file part chunk by chunk to a temporary file in the blob directo
 hashing it, and refusing it with :class:`UploadTooLargeError` as soon as it passes
 ``max_bytes`` -- nothing is buffered whole in memory or spooled elsewhere. Small text
 fields (``name``, ``model_id``) are kept in memory, each at most :data:`MAX_FIELD_BYTES`.
-Whatever goes wrong, the temporary file is removed before the error propagates; on
+A body that sends nothing for ``read_timeout_s``, or that has averaged under
+``min_rate_bps`` once it has run that long, is refused with :class:`UploadTimeoutError`:
+a stalled or deliberately slow client (a byte every few seconds) must not hold its
+upload slot forever. Whatever goes wrong, the temporary file is removed before the error
+propagates; on
 success the caller owns it (see :meth:`Upload.discard`): the routes hand its path to
 the domain (:func:`service.domain.add_model`, :func:`service.domain.add_dataset`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import re
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from service.blobs import BlobStore
-from service.errors import InvalidRequestError, UploadTooLargeError
+from service.errors import InvalidRequestError, UploadTimeoutError, UploadTooLargeError
 
-__all__ = ["MAX_FIELD_BYTES", "MAX_PARTS", "Upload", "openapi_form", "receive_upload"]
+__all__ = ["MAX_FIELD_BYTES", "MAX_ID", "MAX_PARTS", "Upload", "openapi_form", "receive_upload"]
 
 MAX_FIELD_BYTES, MAX_PARTS = 64 * 1024, 16
+MAX_ID = 2**63 - 1
+"""The largest id a form field may give: a row id is a signed 64-bit integer."""
+_ASCII_DIGITS = re.compile(r"[0-9]{1,19}")
 # Room for the multipart framing around the file, when judging Content-Length up front.
 FORM_OVERHEAD = 64 * 1024
 _CALLBACKS = (
@@ -60,11 +71,19 @@ class Upload:
         return self.fields[name]
 
     def integer(self, name: str) -> int:
-        """The text field ``name`` as an integer; :class:`InvalidRequestError` if it is not."""
+        """The text field ``name`` as an id: ASCII digits (blanks around allowed), at most
+        :data:`MAX_ID`; :class:`InvalidRequestError` otherwise.
+
+        ``str.isdigit`` would accept Unicode digits such as ``'²'`` that ``int`` refuses.
+        """
         value = self.text(name)
-        if not value.strip().isdigit():
-            raise InvalidRequestError(f"form field {name!r} is {value!r}; give an integer id")
-        return int(value)
+        digits = value.strip(" \t\r\n")
+        if not _ASCII_DIGITS.fullmatch(digits) or int(digits) > MAX_ID:
+            raise InvalidRequestError(
+                f"form field {name!r} is {value[:40]!r}; give an id: a whole number "
+                f"from 0 to {MAX_ID}, in the digits 0-9"
+            )
+        return int(digits)
 
     def discard(self) -> None:
         """Remove the temporary file (no error if it was moved or removed already)."""
@@ -160,7 +179,13 @@ class _Parse:
 
 
 async def receive_upload(
-    request: Request, *, store: BlobStore, max_bytes: int, file_field: str = "file"
+    request: Request,
+    *,
+    store: BlobStore,
+    max_bytes: int,
+    read_timeout_s: float,
+    min_rate_bps: float = 0.0,
+    file_field: str = "file",
 ) -> Upload:
     """Stream a ``multipart/form-data`` body into a temporary blob the caller must move or discard.
 
@@ -168,10 +193,15 @@ async def receive_upload(
         request: the incoming request (its body is consumed).
         store: the blob store whose ``tmp/`` directory receives the file.
         max_bytes: the largest file accepted.
+        read_timeout_s: the longest wait for the next piece of the body, in seconds.
+        min_rate_bps: the lowest average rate (bytes/s) of a body that has run for
+            ``read_timeout_s`` or longer; 0 for none.
         file_field: the name of the (single, required) file part.
 
     Raises:
         UploadTooLargeError: the file (or the declared body) is larger than ``max_bytes``.
+        UploadTimeoutError: the body sent nothing for ``read_timeout_s``, or arrives
+            slower than ``min_rate_bps``.
         InvalidRequestError: not multipart, malformed, or no file part.
     """
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
@@ -188,7 +218,7 @@ async def receive_upload(
     callbacks = {name: getattr(state, name) for name in _CALLBACKS}
     parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
     try:
-        async for chunk in request.stream():
+        async for chunk in _paced(request.stream(), read_timeout_s, min_rate_bps):
             parser.write(chunk)
         parser.finalize()
         if state.path is None or state.out is not None:
@@ -197,8 +227,38 @@ async def receive_upload(
         state.cleanup()
         if type(exc).__module__.startswith("python_multipart"):
             raise InvalidRequestError(f"malformed multipart body: {exc}") from None
+        if isinstance(exc, ClientDisconnect):  # nobody hears the answer; no 500 logged
+            raise InvalidRequestError("the client closed the upload before its end") from None
         raise
     return Upload(state.fields, state.path, state.filename, state.size, state.digest.hexdigest())
+
+
+async def _paced(
+    chunks: AsyncIterator[bytes], timeout_s: float, min_rate_bps: float
+) -> AsyncIterator[bytes]:
+    """``chunks``, refused with :class:`UploadTimeoutError` when one takes over ``timeout_s``
+    or, past ``timeout_s``, they average under ``min_rate_bps``."""
+    start, received = time.monotonic(), 0
+    while True:
+        try:
+            async with asyncio.timeout(timeout_s):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise UploadTimeoutError(
+                f"the upload sent nothing for {timeout_s:g} s and was abandoned; "
+                "send it again over a steadier connection"
+            ) from None
+        received += len(chunk)
+        elapsed = time.monotonic() - start
+        if elapsed > timeout_s and received < min_rate_bps * elapsed:
+            raise UploadTimeoutError(
+                f"the upload arrived at {received / elapsed:.2g} bytes/s, under the minimum "
+                f"of {min_rate_bps:g} bytes/s, and was abandoned; send it again over a "
+                "faster connection"
+            )
+        yield chunk
 
 
 def _too_large(max_bytes: int) -> UploadTooLargeError:

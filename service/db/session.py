@@ -17,7 +17,14 @@ __all__ = ["make_engine", "session_factory"]
 SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+    pool_timeout_s: float | None = None,
+    **kwargs: Any,
+) -> Engine:
     """Create an engine for ``url``; on SQLite, tuned for one file shared by processes.
 
     Every SQLite connection gets ``journal_mode=WAL`` (readers never block the writer),
@@ -31,16 +38,31 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     Args:
         url: a SQLAlchemy URL, e.g. ``sqlite:////abs/path/mpq.db`` or
             ``postgresql+psycopg://user@host:5432/db``.
+        pool_size: connections the pool keeps open (SQLAlchemy's default, 5, if ``None``).
+        max_overflow: connections it may open beyond ``pool_size`` (default 10).
+        pool_timeout_s: how long a checkout waits for a free connection before
+            :class:`sqlalchemy.exc.TimeoutError` (default 30). The three apply to a
+            queue pool only: ignored for an in-memory SQLite database or a ``poolclass``
+            given in ``kwargs``.
         **kwargs: passed on to :func:`sqlalchemy.create_engine`.
 
     Returns:
         The engine (its pool opens connections lazily).
     """
     parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
+    database = parsed.database
+    sqlite = parsed.get_backend_name() == "sqlite"
+    in_memory = sqlite and (not database or database == ":memory:" or "mode=memory" in database)
+    if "poolclass" not in kwargs and not in_memory:
+        pool = {
+            "pool_size": pool_size,
+            "max_overflow": max_overflow,
+            "pool_timeout": pool_timeout_s,
+        }
+        kwargs |= {k: v for k, v in pool.items() if v is not None}
+    if not sqlite:
         kwargs.setdefault("pool_pre_ping", True)
         return create_engine(parsed, **kwargs)
-    database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
         make_private_file(make_private_dir(Path(database).parent) / Path(database).name)
     connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S, **kwargs.pop("connect_args", {})}

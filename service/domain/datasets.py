@@ -11,7 +11,7 @@ from engine.data import load_dataset
 from engine.ir import TensorSpec
 from service.blobs import BlobStore, sha256_file
 from service.db.models import ApiKey, Dataset, Model, Team
-from service.db.repos import create_dataset, get_model
+from service.db.repos import check_label, create_dataset, get_model
 from service.domain._blobs import forget_blobs
 
 __all__ = ["add_dataset"]
@@ -46,13 +46,16 @@ def add_dataset(
         created_by: the API key that added it.
 
     Raises:
+        InvalidNameError: ``name`` is empty, blank, too long or has control characters.
         NotFoundError: ``model_id`` is not one of the team's models.
         InvalidDataError: a subclass naming what does not match (see :mod:`engine.data`).
     """
     temp = store.stage(path)
     made: list[str] = []
     try:
+        check_label(name, what="dataset")
         model = get_model(session, team=team, model_id=model_id)
+        session.commit()  # read only: no connection held while the file is read
         specs = [TensorSpec(d["name"], tuple(d["shape"]), d["dtype"]) for d in _inputs(model)]
         size = temp.stat().st_size
         digest = sha256 or sha256_file(temp)[1]

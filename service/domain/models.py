@@ -11,7 +11,7 @@ from engine.ir import save_ir
 from engine.transforms import inventory
 from service.blobs import BlobStore, sha256_file
 from service.db.models import ApiKey, Model, ModelKind, Team
-from service.db.repos import create_model
+from service.db.repos import check_label, create_model
 from service.domain._blobs import forget_blobs
 
 __all__ = ["add_model"]
@@ -32,7 +32,9 @@ def add_model(
 
     Two blobs are kept: the file as given (``models/<sha256>.<ext>``) and the IR the
     importer made of it (``ir/<sha256 of the file>.ir``), which is all workers load.
-    Whatever fails, no row, no new blob and no temporary file remain.
+    Whatever fails, no row, no new blob and no temporary file remain. ``name`` is checked
+    before the (seconds long) import; ``session`` is first used to insert the row, so it
+    holds no database connection during the import.
 
     Args:
         session: the database session (no pending changes).
@@ -46,11 +48,13 @@ def add_model(
         created_by: the API key that added it.
 
     Raises:
+        InvalidNameError: ``name`` is empty, blank, too long or has control characters.
         MPQError: the importer's error for an unacceptable file, or the repository's.
     """
     temp = store.stage(path)
     made: list[str] = []
     try:
+        check_label(name, what="model")
         size = temp.stat().st_size
         digest = sha256 or sha256_file(temp)[1]
         imported = import_model(temp, trust_uploads=trust)

@@ -7,9 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import BlobsDep, CurrentKey, CurrentTeam, SessionDep, SettingsDep
-from service.api.multipart import openapi_form, receive_upload
+from service.api.deps import (
+    BlobsDep,
+    CurrentKey,
+    CurrentTeam,
+    LimitsDep,
+    SessionDep,
+    SettingsDep,
+)
+from service.api.multipart import MAX_ID, openapi_form, receive_upload
 from service.db import repos
+from service.db.repos import check_label
 from service.domain import add_dataset
 from service.schemas import DatasetPublic, DatasetsPublic, ErrorResponse
 
@@ -23,7 +31,12 @@ router = APIRouter(
 
 MULTIPART = openapi_form(
     name={"type": "string"},
-    model_id={"type": "integer", "description": "the model whose inputs the arrays feed"},
+    model_id={
+        "type": "integer",
+        "minimum": 0,
+        "maximum": MAX_ID,
+        "description": "the model whose inputs the arrays feed",
+    },
 )
 
 
@@ -32,7 +45,12 @@ MULTIPART = openapi_form(
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetPublic,
     openapi_extra=MULTIPART,
-    responses={404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}},
+    responses={
+        404: {"model": ErrorResponse},
+        408: {"model": ErrorResponse},
+        413: {"model": ErrorResponse},
+        503: {"model": ErrorResponse, "description": "`busy` (with `Retry-After`), ..."},
+    },
 )
 async def upload_dataset(
     request: Request,
@@ -41,31 +59,43 @@ async def upload_dataset(
     key: CurrentKey,
     settings: SettingsDep,
     blobs: BlobsDep,
+    limits: LimitsDep,
 ) -> DatasetPublic:
     """Upload an `.npz` or `.safetensors` file with one array per input of `model_id`.
 
     Arrays are matched to the model's inputs by name or position (optional `labels`,
     optional `calib/<input>` arrays); the file is never unpickled. A mismatch answers
-    422 with the data error's code (`missing_inputs`, `data_shape`, ...).
+    422 with the data error's code (`missing_inputs`, `data_shape`, ...); a `model_id`
+    that is not a whole number in ASCII digits up to 2**63-1 answers 422
+    `invalid_request`, a blank `name` 422 `invalid_name`, both before the file is read.
+    Busy and stalled uploads are answered as for models (503 `busy`, 408 `upload_timeout`).
     """
-    upload = await receive_upload(request, store=blobs, max_bytes=settings.max_upload_bytes)
-    try:
-        name, model_id = upload.text("name"), upload.integer("model_id")
-    except BaseException:
-        upload.discard()
-        raise
-    row = await run_in_threadpool(
-        lambda: add_dataset(
-            session,
+    async with limits.uploads.take():
+        upload = await receive_upload(
+            request,
             store=blobs,
-            team=team,
-            name=name,
-            model_id=model_id,
-            path=upload.path,
-            sha256=upload.sha256,
-            created_by=key,
+            max_bytes=settings.max_upload_bytes,
+            read_timeout_s=settings.upload_read_timeout_s,
+            min_rate_bps=settings.upload_min_rate_bps,
         )
-    )
+        try:
+            name, model_id = upload.text("name"), upload.integer("model_id")
+            check_label(name, what="dataset")
+            async with limits.imports.take(wait_s=settings.import_wait_s):
+                row = await run_in_threadpool(
+                    lambda: add_dataset(
+                        session,
+                        store=blobs,
+                        team=team,
+                        name=name,
+                        model_id=model_id,
+                        path=upload.path,
+                        sha256=upload.sha256,
+                        created_by=key,
+                    )
+                )
+        finally:
+            upload.discard()
     return DatasetPublic.model_validate(row)
 
 

@@ -11,12 +11,14 @@ from service.api.deps import (
     BlobsDep,
     CurrentKey,
     CurrentTeam,
+    LimitsDep,
     SessionDep,
     SettingsDep,
     TrustUploadsDep,
 )
 from service.api.multipart import openapi_form, receive_upload
 from service.db import repos
+from service.db.repos import check_label
 from service.domain import add_model
 from service.schemas import ErrorResponse, ModelDetail, ModelPublic, ModelsPublic
 
@@ -37,7 +39,11 @@ MULTIPART = openapi_form(name={"type": "string", "description": "versions count 
     status_code=status.HTTP_201_CREATED,
     response_model=ModelDetail,
     openapi_extra=MULTIPART,
-    responses={413: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    responses={
+        408: {"model": ErrorResponse},
+        413: {"model": ErrorResponse},
+        503: {"model": ErrorResponse, "description": "`busy` (with `Retry-After`), ..."},
+    },
 )
 async def upload_model(
     request: Request,
@@ -47,31 +53,45 @@ async def upload_model(
     settings: SettingsDep,
     blobs: BlobsDep,
     trust: TrustUploadsDep,
+    limits: LimitsDep,
 ) -> ModelDetail:
     """Upload a `.pt2` (torch.export) or `.onnx` model as the next version of `name`.
 
     The file is streamed to disk (limit `MPQ_MAX_UPLOAD_BYTES`), imported into MPQ's IR
     by the isolated importer, and stored by its sha256. Pickles, TorchScript and other
-    unacceptable files answer 422 with a specific code.
+    unacceptable files answer 422 with a specific code; a `name` that is empty, blank
+    or has control characters answers 422 `invalid_name` before any import. When every
+    upload or import slot is taken the answer is 503 `busy` with `Retry-After`; a body
+    that stalls for `MPQ_UPLOAD_READ_TIMEOUT_S`, or crawls under `MPQ_UPLOAD_MIN_RATE_BPS`,
+    is answered 408 `upload_timeout`.
     """
-    upload = await receive_upload(request, store=blobs, max_bytes=settings.max_upload_bytes)
-    try:
-        name = upload.text("name")
-    except BaseException:
-        upload.discard()
-        raise
-    row = await run_in_threadpool(
-        lambda: add_model(
-            session,
+    async with limits.uploads.take():
+        upload = await receive_upload(
+            request,
             store=blobs,
-            team=team,
-            name=name,
-            path=upload.path,
-            sha256=upload.sha256,
-            trust=trust,
-            created_by=key,
+            max_bytes=settings.max_upload_bytes,
+            read_timeout_s=settings.upload_read_timeout_s,
+            min_rate_bps=settings.upload_min_rate_bps,
         )
-    )
+        try:
+            name = upload.text("name")
+            check_label(name, what="model")
+            async with limits.imports.take(wait_s=settings.import_wait_s):
+                # the session holds no connection here: add_model takes one only to insert
+                row = await run_in_threadpool(
+                    lambda: add_model(
+                        session,
+                        store=blobs,
+                        team=team,
+                        name=name,
+                        path=upload.path,
+                        sha256=upload.sha256,
+                        trust=trust,
+                        created_by=key,
+                    )
+                )
+        finally:
+            upload.discard()
     return ModelDetail.model_validate(row)
 
 

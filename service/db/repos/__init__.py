@@ -8,6 +8,7 @@ or change rows own their transaction and commit before returning.
 
 from __future__ import annotations
 
+from service.db.repos._names import check_label
 from service.db.repos.artifacts import ArtifactFile, find_artifact, get_artifact, list_artifacts
 from service.db.repos.blobs import blob_in_use
 from service.db.repos.datasets import (
@@ -54,6 +55,7 @@ __all__ = [
     "Transition",
     "blob_in_use",
     "cancel_job",
+    "check_label",
     "claim_job",
     "count_datasets",
     "count_jobs",

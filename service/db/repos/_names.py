@@ -24,8 +24,14 @@ def check_team_name(name: str) -> None:
 
 
 def check_label(name: str, *, what: str) -> None:
-    """Refuse a ``what`` name that is empty, too long or unprintable (:class:`InvalidNameError`)."""
-    if not 0 < len(name) <= MAX_LABEL or not name.isprintable():
+    """Refuse a ``what`` name that is empty, blank, too long or unprintable.
+
+    Raises:
+        InvalidNameError: the name has no character other than spaces, more than
+            :data:`MAX_LABEL`, or a control (or other unprintable) character.
+    """
+    if not 0 < len(name) <= MAX_LABEL or not name.isprintable() or not name.strip():
         raise InvalidNameError(
-            f"invalid {what} name {name!r}: use 1 to {MAX_LABEL} printable characters"
+            f"invalid {what} name {name[:MAX_LABEL]!r}: use 1 to {MAX_LABEL} printable "
+            "characters, not all spaces"
         )

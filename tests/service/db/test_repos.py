@@ -162,7 +162,7 @@ def test_a_revoked_key_finds_nothing(session: Session) -> None:
 
 def test_a_key_label_must_be_printable(session: Session) -> None:
     acme = create_team(session, name="acme")
-    for bad in ("", "x" * 256, "tab\there"):
+    for bad in ("", "x" * 256, "tab\there", "   ", "\u3000"):
         with pytest.raises(InvalidNameError):
             create_api_key(session, team=acme, name=bad)
     assert session.scalars(select(ApiKey)).all() == []

@@ -88,6 +88,20 @@ def test_a_refused_file_leaves_no_blob_no_row_and_no_temporary_file(
     assert _files(store) == {model.blob_path, model.ir_blob_path}
 
 
+def test_a_blank_name_is_refused_before_the_file_is_read(
+    session: Session, store: BlobStore, acme: Team, tmp_path: Path
+) -> None:
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"\x80\x04K\x01.")  # a pickle: importing it first would say so
+    with pytest.raises(MPQError) as info:
+        add_model(session, store=store, team=acme, name="   ", path=bad, trust=True)
+    assert info.value.code == "invalid_name"
+    with pytest.raises(MPQError) as info:  # before the (missing) model is looked up
+        add_dataset(session, store=store, team=acme, name=" ", model_id=999, path=bad)
+    assert info.value.code == "invalid_name"
+    assert _files(store) == set() and bad.is_file()
+
+
 def test_submit_stores_the_spec_capped_and_enqueues_after_commit(
     session: Session, store: BlobStore, acme: Team, digits: Digits, tmp_path: Path
 ) -> None:
