@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from search import JobSpec
+from service.db.repos import MAX_ID
 
 __all__ = [
     "ArtifactPublic",
@@ -132,7 +133,7 @@ class JobTargets(BaseModel):
     for the API and ``mpq search`` alike (``invalid_plan``).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     max_drop: float | None = Field(default=None, description="absolute metric drop, >= 0")
     max_drop_rel: float | None = Field(default=None, description="relative drop, in [0, 1)")
@@ -154,7 +155,7 @@ class JobTargets(BaseModel):
 class Budget(BaseModel):
     """How much searching a job may do."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     trials: int = Field(default=100, description="trial budget, over all runners (>= 1)")
     timeout_s: float | None = Field(default=None, description="wall-clock budget, seconds")
@@ -165,12 +166,20 @@ class JobCreate(BaseModel):
 
     Everything but ``model_id`` and ``dataset_id`` is read by ``JobSpec.from_json``; the
     names are those of the spec and of the ``mpq search`` flags.
+
+    Strict types: ``true`` is not the number 1, ``"5"`` not 5; numbers are finite (NaN
+    and infinities are refused here, as ``invalid_request``); ids are 1 to 2^63 - 1.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-    model_id: int
-    dataset_id: int
+    model_id: int = Field(ge=1, le=MAX_ID, description="the team's model to compress")
+    dataset_id: int = Field(
+        ge=1,
+        le=MAX_ID,
+        description="the team's dataset to calibrate and evaluate on (uploaded for this "
+        "model, or for one with exactly the same inputs)",
+    )
     metric: str = Field(
         default="accuracy",
         description="accuracy, agreement, top5, kl, cosine, nmse or sqnr",

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, status
 from fastapi.responses import FileResponse
 
 from service.api.deps import (
@@ -15,6 +13,7 @@ from service.api.deps import (
     SessionDep,
     SettingsDep,
 )
+from service.api.params import JobId, Limit, Skip
 from service.db import repos
 from service.db.models import Job, JobStatus
 from service.domain import cancel_job as cancel
@@ -90,8 +89,8 @@ def list_jobs(
     session: SessionDep,
     team: CurrentTeam,
     status: JobStatus | None = None,
-    skip: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    skip: Skip = 0,
+    limit: Limit = 20,
 ) -> JobsPublic:
     """The team's jobs, newest first, optionally in one `status` (`count`: all that match)."""
     rows = repos.list_jobs(session, team=team, status=status, skip=skip, limit=limit)
@@ -102,7 +101,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobDetail)
-def get_job(job_id: int, session: SessionDep, team: CurrentTeam) -> JobDetail:
+def get_job(job_id: JobId, session: SessionDep, team: CurrentTeam) -> JobDetail:
     """One job: state, phase, progress, baseline, best plan so far, result, chosen plan, error.
 
     Once a worker takes a job it is `preparing` (`progress.step`: loading, calibrating,
@@ -114,7 +113,7 @@ def get_job(job_id: int, session: SessionDep, team: CurrentTeam) -> JobDetail:
 
 @router.get("/{job_id}/trials", response_model=TrialsPublic)
 def get_trials(
-    job_id: int, session: SessionDep, team: CurrentTeam, settings: SettingsDep
+    job_id: JobId, session: SessionDep, team: CurrentTeam, settings: SettingsDep
 ) -> TrialsPublic:
     """The job's trials so far (plan, metric, bytes, feasibility) and its Pareto front."""
     job = repos.get_job(session, team=team, job_id=job_id)
@@ -125,7 +124,7 @@ def get_trials(
 @router.post(
     "/{job_id}/cancel", response_model=JobDetail, responses={409: {"model": ErrorResponse}}
 )
-def cancel_job(job_id: int, session: SessionDep, team: CurrentTeam) -> JobDetail:
+def cancel_job(job_id: JobId, session: SessionDep, team: CurrentTeam) -> JobDetail:
     """Cancel a queued, preparing or running job.
 
     A preparing job stops at its next preparation step, running trials after the current one.
@@ -136,7 +135,7 @@ def cancel_job(job_id: int, session: SessionDep, team: CurrentTeam) -> JobDetail
 
 
 @router.get("/{job_id}/artifacts", response_model=ArtifactsPublic)
-def list_artifacts(job_id: int, session: SessionDep, team: CurrentTeam) -> ArtifactsPublic:
+def list_artifacts(job_id: JobId, session: SessionDep, team: CurrentTeam) -> ArtifactsPublic:
     """The files a finished job produced (`model.mpq`, `result.json`, plots)."""
     job = repos.get_job(session, team=team, job_id=job_id)
     rows = repos.list_artifacts(session, job=job)

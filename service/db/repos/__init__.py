@@ -8,6 +8,7 @@ or change rows own their transaction and commit before returning.
 
 from __future__ import annotations
 
+from service.db.repos._scoped import MAX_ID
 from service.db.repos.artifacts import ArtifactFile, find_artifact, get_artifact, list_artifacts
 from service.db.repos.blobs import blob_in_use
 from service.db.repos.datasets import (
@@ -49,6 +50,7 @@ __all__ = [
     "ACTIVE",
     "FINAL",
     "KEY_PREFIX",
+    "MAX_ID",
     "TRANSITIONS",
     "ArtifactFile",
     "Transition",
