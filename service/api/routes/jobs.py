@@ -148,7 +148,7 @@ def list_artifacts(job_id: JobId, session: SessionDep, team: CurrentTeam) -> Art
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
 def download_artifact(
-    job_id: int, name: str, session: SessionDep, team: CurrentTeam, blobs: BlobsDep
+    job_id: JobId, name: str, session: SessionDep, team: CurrentTeam, blobs: BlobsDep
 ) -> FileResponse:
     """Download one artifact; `ETag` is its quoted sha256, `Content-Length` its size."""
     job = repos.get_job(session, team=team, job_id=job_id)
