@@ -8,13 +8,14 @@ in ``service/api/errors.py``.
 
 from __future__ import annotations
 
-from engine.errors import MPQError
+from engine.errors import InvalidDataError, MPQError
 
 __all__ = [
     "BrokerUnavailableError",
     "ConflictError",
     "DatabaseSchemaError",
     "DatabaseUnavailableError",
+    "DatasetModelMismatchError",
     "InternalError",
     "InvalidNameError",
     "InvalidRequestError",
@@ -22,6 +23,7 @@ __all__ = [
     "MethodNotAllowedError",
     "NotFoundError",
     "QueueUnavailableError",
+    "QuotaExceededError",
     "UnauthorizedError",
     "UploadTooLargeError",
 ]
@@ -103,3 +105,15 @@ class BrokerUnavailableError(MPQError):
     """The Celery broker cannot be reached within the probe's timeout (readiness, metrics)."""
 
     code = "broker_unavailable"
+
+
+class QuotaExceededError(MPQError):
+    """The team is at one of its quotas (active jobs, storage); the message names which."""
+
+    code = "quota_exceeded"
+
+
+class DatasetModelMismatchError(InvalidDataError):
+    """A job pairs a model with a dataset validated for a model with other inputs."""
+
+    code = "dataset_model_mismatch"

@@ -84,6 +84,11 @@ class Settings(BaseSettings):
             sha256 (``~/.cache/mpq``).
         debug: print the traceback of an unexpected internal error in the CLI
             (``MPQ_DEBUG=1``).
+        max_active_jobs_per_team: most queued, preparing and running jobs a team may
+            have at once; one more answers 429 ``quota_exceeded``.
+        max_team_storage_bytes: most bytes a team's models, datasets and job artifacts
+            may take together; an upload that would pass it answers 429
+            ``quota_exceeded``.
     """
 
     model_config = SettingsConfigDict(env_prefix="MPQ_", extra="ignore")
@@ -106,6 +111,8 @@ class Settings(BaseSettings):
     trust_uploads: bool = False
     cache_dir: Path = Field(default_factory=default_cache_dir)
     debug: bool = False
+    max_active_jobs_per_team: int = Field(default=20, ge=1)
+    max_team_storage_bytes: int = Field(default=50 << 30, ge=1)
 
     @field_validator("trust_uploads", "debug", mode="before")
     @classmethod

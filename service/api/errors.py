@@ -55,6 +55,7 @@ from service.errors import (
     MethodNotAllowedError,
     NotFoundError,
     QueueUnavailableError,
+    QuotaExceededError,
     UnauthorizedError,
     UploadTooLargeError,
 )
@@ -97,6 +98,7 @@ STATUS: dict[type[MPQError], int] = {
     MethodNotAllowedError: 405,
     ConflictError: 409,
     UploadTooLargeError: 413,
+    QuotaExceededError: 429,
     InternalError: 500,
     InvalidSettingsError: 500,
     BrokerUnavailableError: 503,

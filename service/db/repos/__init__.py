@@ -22,6 +22,7 @@ from service.db.repos.job_states import ACTIVE, FINAL, TRANSITIONS, Transition
 from service.db.repos.jobs import (
     cancel_job,
     claim_job,
+    count_active_jobs,
     count_jobs,
     create_job,
     fail_job,
@@ -44,7 +45,13 @@ from service.db.repos.keys import (
     revoke_api_key,
 )
 from service.db.repos.models import count_models, create_model, find_model, get_model, list_models
-from service.db.repos.teams import create_team, find_team_by_name, get_team_by_name
+from service.db.repos.teams import (
+    create_team,
+    find_team_by_name,
+    get_team_by_name,
+    lock_team,
+    team_storage_bytes,
+)
 
 __all__ = [
     "ACTIVE",
@@ -57,6 +64,7 @@ __all__ = [
     "blob_in_use",
     "cancel_job",
     "claim_job",
+    "count_active_jobs",
     "count_datasets",
     "count_jobs",
     "count_models",
@@ -85,9 +93,11 @@ __all__ = [
     "list_datasets",
     "list_jobs",
     "list_models",
+    "lock_team",
     "record_progress",
     "record_step",
     "revoke_api_key",
     "start_job",
     "study_name",
+    "team_storage_bytes",
 ]
