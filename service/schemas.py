@@ -157,7 +157,10 @@ class Budget(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-    trials: int = Field(default=100, description="trial budget, over all runners (>= 1)")
+    trials: int = Field(
+        default=100,
+        description="trial budget, over all runners (1 to the service's MPQ_MAX_TRIALS)",
+    )
     timeout_s: float | None = Field(default=None, description="wall-clock budget, seconds")
 
 
@@ -188,7 +191,8 @@ class JobCreate(BaseModel):
     targets: JobTargets = Field(default_factory=JobTargets)
     space: list[str] | None = Field(
         default=None,
-        description="weight formats to search (default: the search's own)",
+        description="weight formats to search (default: the search's own); duplicates are "
+        "dropped, at most 32 distinct",
         examples=[["int2", "int4", "int8", "cb16"]],
     )
     rounding: list[str] = Field(
@@ -205,9 +209,9 @@ class JobCreate(BaseModel):
         examples=[{"classifier": "int8"}],
     )
     budget: Budget = Field(default_factory=Budget)
-    seed: int = Field(default=0, description="seeds the sampler (>= 0)")
+    seed: int = Field(default=0, description="seeds the sampler, 0 to 2^32 - 1")
     sampler: str = Field(default=_SPEC.sampler, description="tpe, nsga2 or random")
-    parallelism: int = Field(default=1, description="trial runners, >= 1 (capped by settings)")
+    parallelism: int = Field(default=1, description="trial runners, 1 to 1024 (capped by settings)")
     sensitivity: str = Field(
         default=_SPEC.sensitivity,
         description="per-layer sensitivity: local (one forward and backward pass), full (a "
