@@ -68,7 +68,9 @@ def submit_job(
     The rest of the body is a job spec (`search.JobSpec`), stored as the job's `config`.
     Answers 202 with the queued job; follow it with `GET /v1/jobs/{id}`. Invalid
     targets, formats or metrics answer 422 (`invalid_request`, `invalid_plan`); a metric
-    that needs labels on a dataset without them, 422 (`metric_not_applicable`).
+    that needs labels on a dataset without them, 422 (`metric_not_applicable`); a dataset
+    uploaded for a model with other inputs, 422 (`dataset_model_mismatch`); a team at its
+    quota of active jobs, 429 (`quota_exceeded`). Everything is checked before the 202.
     """
     job = submit(
         session,
