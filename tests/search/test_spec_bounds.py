@@ -98,3 +98,12 @@ def test_parse_bytes_never_overflows() -> None:
         with pytest.raises(InvalidPlanError):
             parse_bytes(text)
     assert math.isfinite(parse_bytes("9" * 18))
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random"])
+def test_the_largest_seed_seeds_every_runner(sampler: str) -> None:
+    from search._study import _sampler
+
+    config = JobSpec(seed=MAX_SEED, sampler=sampler).search_config(model="m", data="d")
+    for worker in range(3):  # MAX_SEED + worker wraps round 2^32
+        assert _sampler(config, worker) is not None
