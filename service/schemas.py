@@ -171,15 +171,17 @@ class JobCreate(BaseModel):
     names are those of the spec and of the ``mpq search`` flags.
 
     Strict types: ``true`` is not the number 1, ``"5"`` not 5; numbers are finite (NaN
-    and infinities are refused here, as ``invalid_request``); ids are 1 to 2^63 - 1.
+    and infinities are refused here, as ``invalid_request``); ids are 1 to 2^63 - 1
+    (declared as ``< 2^63``: the OpenAPI document writes bounds as floats, and 2^63 - 1
+    is no float).
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-    model_id: int = Field(ge=1, le=MAX_ID, description="the team's model to compress")
+    model_id: int = Field(ge=1, lt=MAX_ID + 1, description="the team's model to compress")
     dataset_id: int = Field(
         ge=1,
-        le=MAX_ID,
+        lt=MAX_ID + 1,
         description="the team's dataset to calibrate and evaluate on (uploaded for this "
         "model, or for one with exactly the same inputs)",
     )

@@ -293,4 +293,5 @@ def test_the_openapi_schema_declares_the_bounds(server: Server) -> None:
     param = spec["paths"]["/v1/jobs/{job_id}"]["get"]["parameters"][0]
     assert param["schema"]["minimum"] == 1 and param["schema"]["maximum"] == 2**63 - 1
     body = spec["components"]["schemas"]["JobCreate"]["properties"]
-    assert body["model_id"]["minimum"] == 1 and body["model_id"]["maximum"] >= 2**63 - 1
+    for name in ("model_id", "dataset_id"):
+        assert body[name]["minimum"] == 1 and body[name]["exclusiveMaximum"] == 2**63
