@@ -7,11 +7,15 @@ the flags given into such a document and reads it with :meth:`JobSpec.from_json`
 command line and ``POST /v1/jobs`` share defaults, validation and error messages
 (:class:`~engine.errors.InvalidPlanError`, ``invalid_plan``). A flag left out leaves its
 option out of the document, so its default is the spec's.
+
+The spec's messages name options as the API does, in backticks (```targets.max_drop```);
+:func:`spec_from_args` says them in this command's words instead (``--max-drop``).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +23,14 @@ from typing import Any
 from engine.errors import InvalidPlanError
 from search import METRICS, SAMPLERS, JobSpec
 
-__all__ = ["SPEC_FLAGS", "SpecFlag", "add_spec_flags", "spec_document", "spec_from_args"]
+__all__ = [
+    "SPEC_FLAGS",
+    "SpecFlag",
+    "add_spec_flags",
+    "in_flag_words",
+    "spec_document",
+    "spec_from_args",
+]
 
 
 def _names(text: str) -> list[str]:
@@ -239,9 +250,18 @@ def spec_from_args(args: argparse.Namespace) -> JobSpec:
     """The job spec the flags ask for.
 
     Raises:
-        InvalidPlanError: the spec is invalid (the API's own message).
+        InvalidPlanError: the spec is invalid (the API's message, naming flags).
     """
-    return JobSpec.from_json(spec_document(args))
+    try:
+        return JobSpec.from_json(spec_document(args))
+    except InvalidPlanError as exc:
+        raise InvalidPlanError(in_flag_words(exc.message)) from None
+
+
+def in_flag_words(message: str) -> str:
+    """A spec message with each backticked option (```targets.max_drop```) as its flag."""
+    flags = {".".join(row.path): row.flag for row in SPEC_FLAGS}
+    return re.sub(r"`([a-z_.]+)`", lambda m: flags.get(m[1], m[0]), message)
 
 
 def _at(doc: dict[str, Any], path: tuple[str, ...]) -> Any:

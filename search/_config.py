@@ -76,7 +76,7 @@ class SearchConfig:
         self.targets.check_metric(self.metric)
         if self.metric == "sqnr" and (self.targets.max_drop or self.targets.max_drop_rel):
             raise InvalidPlanError(
-                "sqnr has no finite float baseline to drop from; give --min-metric DB instead"
+                "sqnr has no finite float baseline to drop from; give `targets.min_metric` (in dB)"
             )
         if self.sampler not in SAMPLERS:
             raise InvalidPlanError(f"sampler must be one of {', '.join(SAMPLERS)}")

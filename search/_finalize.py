@@ -140,7 +140,7 @@ def finalize(
         if message:
             result["message"] = message
     else:
-        result["message"] = "no trial was evaluated; raise --trials or --timeout"
+        result["message"] = "no trial was evaluated; raise the trial budget or the time budget"
     if chosen is not None and not _meets(chosen.integer_metric, floor, ceiling):
         bound = f"below the metric floor {floor:.6g}" if floor is not None else ""
         bound = bound or f"above the metric ceiling {ceiling:.6g}"

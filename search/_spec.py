@@ -20,7 +20,17 @@ Its JSON (version 1) is the job body of the REST API without the model and datas
      "sensitivity": "auto"}
 
 Validation lives here once: every front door raises the same
-:class:`~engine.errors.InvalidPlanError` with the same message.
+:class:`~engine.errors.InvalidPlanError`. Messages name options by their place in this
+JSON, in backticks (```targets.max_drop```, ```budget.trials```, ```seed```), the REST
+API's words; ``mpq search`` rewrites each backticked name into its flag
+(``commands.spec_flags``).
+
+Every value is bounded, so nothing a client sends fails later in a worker: integers in
+ranges the database and the samplers take (``seed`` to 2^32 - 1, the samplers' limit;
+runner ``w`` seeds ``(seed + w) mod 2^32``), numbers finite, targets inside their
+metric's range (:data:`search._targets.METRIC_RANGES`), ``min_ratio`` at most what the
+space's smallest format can give (:func:`max_ratio`), lists de-duplicated in order and
+capped (:data:`MAX_ENTRIES`, :data:`MAX_PINS`).
 
 Size: one file (over 300 lines): the spec, its JSON both ways and every rule on its
 values, so the three front doors cannot drift apart.
@@ -35,14 +45,45 @@ from typing import Any
 
 from engine.data import METRICS as _METRIC_INFO
 from engine.errors import InvalidPlanError
+from engine.quant import weight_format
 from search._config import DEFAULT_HOLDOUT, SAMPLERS, SearchConfig, check_holdout
 from search._sensitivity import METHODS as SENSITIVITY_METHODS
-from search._space import DEFAULT_ACTIVATIONS, DEFAULT_ROUNDINGS, SearchSpace
+from search._space import (
+    DEFAULT_ACTIVATIONS,
+    DEFAULT_ROUNDINGS,
+    SearchSpace,
+)
 from search._targets import Targets, parse_bytes
 
-__all__ = ["METRICS", "SPEC_VERSION", "JobSpec"]
+__all__ = [
+    "FLOAT_BITS",
+    "MAX_ENTRIES",
+    "MAX_PARALLELISM",
+    "MAX_PINS",
+    "MAX_SEED",
+    "MAX_TIMEOUT_S",
+    "MAX_TRIALS",
+    "METRICS",
+    "SPEC_VERSION",
+    "JobSpec",
+    "max_ratio",
+]
 
 SPEC_VERSION = 1
+MAX_SEED = 2**32 - 1
+"""The largest seed: Optuna's samplers (numpy's ``RandomState``) take 0 to 2^32 - 1."""
+MAX_TRIALS = 1_000_000
+"""The largest trial budget a spec may ask for (a service caps it lower: ``max_trials``)."""
+MAX_PARALLELISM = 1024
+"""The most trial runners a spec may ask for (a service caps it: ``max_parallelism``)."""
+MAX_TIMEOUT_S = 30 * 24 * 3600.0
+"""The longest wall-clock budget, 30 days."""
+MAX_ENTRIES = 32
+"""The most distinct entries of ``space``, ``rounding`` or ``activation``."""
+MAX_PINS = 256
+"""The most pins, and the longest pin pattern (characters)."""
+FLOAT_BITS = 32
+"""Bits of a float model's weights, what ``min_ratio`` compares against."""
 METRICS = tuple(_METRIC_INFO)  # every metric of engine.data can be searched on
 _ROUNDINGS = ("nearest", "gptq")
 _METRIC_TARGETS = ("max_drop", "max_drop_rel", "min_metric", "max_metric")
@@ -115,36 +156,43 @@ class JobSpec:
             )
         if self.metric not in METRICS:
             raise InvalidPlanError(
-                f"cannot search on metric {self.metric!r}; use {', '.join(METRICS)}"
+                f"cannot search on `metric` {_short(self.metric)}; use {', '.join(METRICS)}"
             )
         _check_targets(self.targets, self.metric)
+        for name in ("space", "rounding", "activation"):
+            _normalise(self, name)
         if self.space is not None and not self.space:
-            raise InvalidPlanError("space must list at least one weight format, e.g. int4, int8")
+            raise InvalidPlanError("`space` must list at least one weight format, e.g. int4, int8")
         if not self.rounding or not set(self.rounding) <= set(_ROUNDINGS):
             raise InvalidPlanError(
-                f"rounding must list one or more of {', '.join(_ROUNDINGS)}, got "
-                f"{list(self.rounding)}"
+                f"`rounding` must list one or more of {', '.join(_ROUNDINGS)}, got "
+                f"{_short(list(self.rounding))}"
             )
         if self.sampler not in SAMPLERS:
             raise InvalidPlanError(
-                f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}"
+                f"`sampler` must be one of {', '.join(SAMPLERS)}, got {_short(self.sampler)}"
             )
         if self.sensitivity not in SENSITIVITY_METHODS:
             raise InvalidPlanError(
-                f"sensitivity must be one of {', '.join(SENSITIVITY_METHODS)}, got "
-                f"{self.sensitivity!r}"
+                f"`sensitivity` must be one of {', '.join(SENSITIVITY_METHODS)}, got "
+                f"{_short(self.sensitivity)}"
             )
-        _check_int("trials", self.trials, low=1)
-        _check_int("seed", self.seed, low=0, high=2**63 - 1)
-        _check_int("parallelism", self.parallelism, low=1)
+        _check_int("budget.trials", self.trials, low=1, high=MAX_TRIALS)
+        _check_int("seed", self.seed, low=0, high=MAX_SEED)
+        _check_int("parallelism", self.parallelism, low=1, high=MAX_PARALLELISM)
+        if not (isinstance(self.holdout, int | float) and math.isfinite(self.holdout)):
+            raise InvalidPlanError(f"`holdout` must be a finite number, got {self.holdout}")
         check_holdout(self.holdout)
         if self.timeout_s is not None and not (
-            math.isfinite(self.timeout_s) and self.timeout_s > 0
+            math.isfinite(self.timeout_s) and 0 < self.timeout_s <= MAX_TIMEOUT_S
         ):
             raise InvalidPlanError(
-                f"timeout_s must be a positive number of seconds, got {self.timeout_s}"
+                f"`budget.timeout_s` must be a positive number of seconds, at most "
+                f"{MAX_TIMEOUT_S:.0f} (30 days), got {self.timeout_s}"
             )
+        _check_pins(self)
         self.search_space()  # every format, rounding, activation and pin parses
+        _check_ratio(self)
 
     def search_space(self) -> SearchSpace:
         """The :class:`SearchSpace` this spec names (pins as full choice keys)."""
@@ -220,7 +268,7 @@ class JobSpec:
             space=None if doc.get("space") is None else _strs(doc["space"], "space"),
             rounding=_strs(doc.get("rounding", d.rounding), "rounding"),
             activation=_strs(doc.get("activation", d.activation), "activation"),
-            pins=tuple((_str(k, "pins"), _str(v, f"pins[{k!r}]")) for k, v in pins.items()),
+            pins=tuple((_str(k, "pins"), _str(v, "pins")) for k, v in pins.items()),
             trials=_int(budget.get("trials", d.trials), "budget.trials"),
             timeout_s=_num(budget.get("timeout_s"), "budget.timeout_s"),
             seed=_int(doc.get("seed", d.seed), "seed"),
@@ -262,47 +310,116 @@ class JobSpec:
         return (*_METRIC_TARGETS, *_SIZE_TARGETS, *names)
 
 
+def max_ratio(formats: Sequence[str]) -> float:
+    """The largest compression any plan of ``formats`` can reach: 32 / their fewest bits.
+
+    Every stored weight takes at least its format's code bits (``int2``: 2, ``cb4``: 2,
+    ``fp16``: 16), beside scales, codebooks and the tensors left in float, against the
+    float model's 32; so ``float_bytes / payload_bytes <= 32 / min(bits)``.
+    """
+    return FLOAT_BITS / min(weight_format(f).bits for f in formats)
+
+
 def _check_targets(targets: Targets, metric: str) -> None:
     given = {n: getattr(targets, n) for n in _METRIC_TARGETS + _SIZE_TARGETS}
-    for name, value in given.items():
-        if value is not None and not math.isfinite(value):
-            raise InvalidPlanError(f"{name} must be a finite number, got {value}")
     metric_given = [n for n in _METRIC_TARGETS if given[n] is not None]
     size_given = [n for n in _SIZE_TARGETS if given[n] is not None]
     if len(metric_given) > 1 or len(size_given) > 1:
         raise InvalidPlanError(
-            "give at most one of max_drop, max_drop_rel, min_metric, max_metric and at most "
-            f"one of max_bytes, min_ratio; got {', '.join(metric_given + size_given)}"
+            "give at most one of `targets.max_drop`, `targets.max_drop_rel`, "
+            "`targets.min_metric`, `targets.max_metric` and at most one of "
+            "`targets.max_bytes`, `targets.min_ratio`; got "
+            + ", ".join(f"`targets.{n}`" for n in metric_given + size_given)
         )
     targets.check_metric(metric)
     if metric == "sqnr" and metric_given and metric_given[0] != "min_metric":
         raise InvalidPlanError(
-            "sqnr has no finite float baseline to drop from; give min_metric (in dB) instead"
+            "sqnr has no finite float baseline to drop from; give `targets.min_metric` "
+            "(in dB) instead"
         )
 
 
-def _check_int(name: str, value: int, *, low: int, high: int | None = None) -> None:
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise InvalidPlanError(f"{name} must be {bound}, got {value}")
+def _normalise(spec: JobSpec, name: str) -> None:
+    """De-duplicate list option ``name`` in order, cap its length, refuse ``/`` in entries."""
+    value = getattr(spec, name)
+    if value is None:
+        return
+    unique = tuple(dict.fromkeys(value))
+    if len(unique) > MAX_ENTRIES:
+        raise InvalidPlanError(
+            f"`{name}` lists {len(unique)} distinct entries; at most {MAX_ENTRIES} are allowed"
+        )
+    for entry in unique:
+        if not isinstance(entry, str) or "/" in entry or not entry or len(entry) > 64:
+            raise InvalidPlanError(
+                f"`{name}` entry {_short(entry)} is not a name such as "
+                f"{'int4' if name == 'space' else 'a8' if name == 'activation' else 'gptq'}"
+                " (only a pin takes FORMAT/ROUNDING/ACTIVATION)"
+            )
+    object.__setattr__(spec, name, unique)  # frozen: normalised once, here
+
+
+def _check_pins(spec: JobSpec) -> None:
+    if len(spec.pins) > MAX_PINS:
+        raise InvalidPlanError(f"`pins` has {len(spec.pins)} entries; at most {MAX_PINS}")
+    seen: set[str] = set()
+    for pattern, fmt in spec.pins:  # each pin's format is parsed by the search space
+        if not pattern or len(pattern) > MAX_PINS or "=" in pattern or pattern in seen:
+            raise InvalidPlanError(
+                f"`pins` pattern {_short(pattern)} must be a non-empty layer-name pattern of "
+                f"at most {MAX_PINS} characters without '=', given once"
+            )
+        seen.add(pattern)
+        if len(fmt) > 64:
+            raise InvalidPlanError(f"`pins` entry {_short(pattern)}: {_short(fmt)} is too long")
+
+
+def _check_ratio(spec: JobSpec) -> None:
+    ratio = spec.targets.min_ratio
+    if ratio is None:
+        return
+    space = spec.search_space()
+    formats = (*space.formats, *(key.split("/")[0] for key in space.pins.values()))
+    best = max_ratio(formats)
+    if ratio > best:
+        raise InvalidPlanError(
+            f"`targets.min_ratio` is {ratio:g}, but no plan of this space can compress more "
+            f"than {best:g}x ({FLOAT_BITS} float bits over the fewest bits of its formats); "
+            "lower it, or add smaller formats to `space` (e.g. int2, cb4)"
+        )
+
+
+def _check_int(name: str, value: int, *, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidPlanError(f"`{name}` must be an integer, got {_short(value)}")
+    if not low <= value <= high:
+        raise InvalidPlanError(f"`{name}` must be between {low} and {high}, got {_short(value)}")
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, cut to 80 characters: a message never echoes a whole body."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _known(where: str, doc: Mapping[str, Any], names: Sequence[str]) -> None:
-    unknown = sorted(set(doc) - set(names))
+    unknown = sorted(set(doc) - set(names), key=str)
     if unknown:
-        raise InvalidPlanError(f"unknown {where} option {unknown[0]!r}; known: {', '.join(names)}")
+        raise InvalidPlanError(
+            f"unknown {where} option {_short(unknown[0])}; known: {', '.join(names)}"
+        )
 
 
 def _mapping(doc: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     value = doc.get(name) or {}
     if not isinstance(value, Mapping):
-        raise InvalidPlanError(f"{name} must be an object, got {type(value).__name__}")
+        raise InvalidPlanError(f"`{name}` must be an object, got {type(value).__name__}")
     return value
 
 
 def _int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidPlanError(f"{name} must be an integer, got {value!r}")
+        raise InvalidPlanError(f"`{name}` must be an integer, got {_short(value)}")
     return value
 
 
@@ -310,17 +427,23 @@ def _num(value: Any, name: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidPlanError(f"{name} must be a number, got {value!r}")
-    return float(value)
+        raise InvalidPlanError(f"`{name}` must be a number, got {_short(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        number = math.inf
+    if not math.isfinite(number):
+        raise InvalidPlanError(f"`{name}` must be a finite number, got {_short(value)}")
+    return number
 
 
 def _str(value: Any, name: str) -> str:
     if not isinstance(value, str):
-        raise InvalidPlanError(f"{name} must be a string, got {value!r}")
+        raise InvalidPlanError(f"`{name}` must be a string, got {_short(value)}")
     return value
 
 
 def _strs(value: Any, name: str) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, Sequence):
-        raise InvalidPlanError(f"{name} must be a list of strings, got {value!r}")
+        raise InvalidPlanError(f"`{name}` must be a list of strings, got {_short(value)}")
     return tuple(dict.fromkeys(_str(v, name) for v in value))  # duplicates dropped, in order

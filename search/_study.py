@@ -163,7 +163,7 @@ def _new_storage(url: str, *, read_only: bool) -> BaseStorage:
 
 
 def _sampler(config: SearchConfig, worker: int) -> optuna.samplers.BaseSampler:
-    seed = config.seed + worker
+    seed = (config.seed + worker) % 2**32  # numpy's RandomState takes 0 to 2^32 - 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if config.sampler == "tpe":

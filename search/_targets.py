@@ -13,7 +13,14 @@ A plan meets the targets when its metric is at least the floor (at most the metr
 ceiling) and its payload bytes at most the byte ceiling. As Optuna constraints
 (feasible when ``<= 0``): ``floor - metric`` (``metric - ceiling``) and
 ``(bytes - ceiling) / ceiling``. :meth:`Targets.check_metric` refuses targets that go
-the wrong way for the metric.
+the wrong way for the metric, or that no value of the metric can meet or miss:
+:data:`METRIC_RANGES` holds each metric's range (accuracy, agreement and top5 are
+fractions in ``[0, 1]``; cosine is in ``[-1, 1]``; kl and nmse are ``>= 0``; sqnr is in
+dB), so ``min_metric`` and ``max_metric`` must lie in it and ``max_drop`` may not exceed
+its width (a drop of 5 on accuracy would allow everything).
+
+Messages name options as the REST API does (```targets.max_drop```, in backticks);
+``mpq search`` rewrites the backticked names into its flags.
 """
 
 from __future__ import annotations
@@ -27,20 +34,38 @@ from typing import Any
 from engine.data import METRICS
 from engine.errors import InvalidPlanError
 
-__all__ = ["Targets", "parse_bytes"]
+__all__ = ["MAX_BYTES", "METRIC_RANGES", "Targets", "parse_bytes"]
+
+MAX_BYTES = 2**63 - 1
+"""The largest byte count a target may name (it is stored as a SQL ``BIGINT``)."""
+
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "accuracy": (0.0, 1.0),
+    "agreement": (0.0, 1.0),
+    "top5": (0.0, 1.0),
+    "cosine": (-1.0, 1.0),
+    "kl": (0.0, math.inf),
+    "nmse": (0.0, math.inf),
+    "sqnr": (-math.inf, math.inf),
+}
+"""Every value a metric can take, ``(low, high)``; a target outside it means nothing."""
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20}
 
 
 def parse_bytes(text: str) -> int:
     """``"8KB"`` -> 8000, ``"1.5MiB"`` -> 1572864, ``"2048"`` -> 2048 (KB = 1000 B)."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text[:64], flags=re.ASCII)
     unit = m[2].upper() if m else ""
-    if m is None or unit not in _UNITS:
+    if m is None or unit not in _UNITS or len(text) > 64:
         raise InvalidPlanError(
-            f"size {text!r} is not understood; write e.g. 8000, 8KB, 11.4MB or 2MiB"
+            f"`targets.max_bytes`: size {text[:64]!r} is not understood; write e.g. 8000, "
+            "8KB, 11.4MB or 2MiB"
         )
-    return int(float(m[1]) * _UNITS[unit])
+    value = float(m[1]) * _UNITS[unit]
+    if not value < MAX_BYTES:  # also inf, from hundreds of digits
+        raise InvalidPlanError(f"`targets.max_bytes` must be below 2^63 bytes, got {text!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -55,16 +80,23 @@ class Targets:
     min_ratio: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_drop", "max_drop_rel"):
+        for name in ("max_drop", "max_drop_rel", "min_metric", "max_metric", "min_ratio"):
             v = getattr(self, name)
-            if v is not None and not 0 <= v < (1 if name == "max_drop_rel" else math.inf):
-                raise InvalidPlanError(
-                    f"{name} must be >= 0 (and a fraction for relative), got {v}"
-                )
-        if self.max_bytes is not None and self.max_bytes <= 0:
-            raise InvalidPlanError(f"max_bytes must be positive, got {self.max_bytes}")
+            if v is not None and not math.isfinite(v):
+                raise InvalidPlanError(f"`targets.{name}` must be a finite number, got {v}")
+        if self.max_drop is not None and self.max_drop < 0:
+            raise InvalidPlanError(f"`targets.max_drop` must be >= 0, got {self.max_drop}")
+        if self.max_drop_rel is not None and not 0 <= self.max_drop_rel < 1:
+            raise InvalidPlanError(
+                f"`targets.max_drop_rel` must be a fraction in [0, 1), got {self.max_drop_rel}"
+            )
+        if self.max_bytes is not None and not 0 < self.max_bytes <= MAX_BYTES:
+            raise InvalidPlanError(
+                f"`targets.max_bytes` must be a positive number of bytes below 2^63, got "
+                f"{self.max_bytes}"
+            )
         if self.min_ratio is not None and self.min_ratio <= 1:
-            raise InvalidPlanError(f"min_ratio must be above 1, got {self.min_ratio}")
+            raise InvalidPlanError(f"`targets.min_ratio` must be above 1, got {self.min_ratio}")
 
     @property
     def has_metric_target(self) -> bool:
@@ -83,8 +115,9 @@ class Targets:
             return  # the metric itself is refused by the caller, with the list of metrics
         if info.higher_is_better and self.max_metric is not None:
             raise InvalidPlanError(
-                f"targets.max_metric is for metrics where lower is better (kl, nmse); "
-                f"{metric} is higher-is-better: give min_metric, max_drop or max_drop_rel"
+                f"`targets.max_metric` is for metrics where lower is better (kl, nmse); "
+                f"{metric} is higher-is-better: give `targets.min_metric`, "
+                "`targets.max_drop` or `targets.max_drop_rel`"
             )
         if not info.higher_is_better:
             given = [
@@ -95,9 +128,32 @@ class Targets:
             if given:
                 raise InvalidPlanError(
                     f"{metric} is lower-is-better (0 for the float model), so "
-                    f"targets.{given[0]} means nothing for it: give targets.max_metric, the "
-                    f"largest {metric} allowed (e.g. max_metric: 0.01)"
+                    f"`targets.{given[0]}` means nothing for it: give `targets.max_metric`, "
+                    f"the largest {metric} allowed (e.g. 0.01)"
                 )
+        self._check_range(metric)
+
+    def _check_range(self, metric: str) -> None:
+        """Refuse a target outside the values ``metric`` can take (:data:`METRIC_RANGES`)."""
+        low, high = METRIC_RANGES.get(metric, (-math.inf, math.inf))
+        shown = f"[{low:g}, {high:g}]" if math.isfinite(high) else f">= {low:g}"
+        for name in ("min_metric", "max_metric"):
+            v = getattr(self, name)
+            if v is not None and not low <= v <= high:
+                raise InvalidPlanError(
+                    f"`targets.{name}` is {v:g}, but {metric} is always {shown}: give a "
+                    f"value in that range (e.g. 0.99 for 99%)"
+                    if name == "min_metric"
+                    else f"`targets.{name}` is {v:g}, but {metric} is always {shown}: give a "
+                    "value in that range (e.g. 0.01)"
+                )
+        width = high - low
+        if self.max_drop is not None and self.max_drop > width:
+            raise InvalidPlanError(
+                f"`targets.max_drop` is {self.max_drop:g}, but {metric} is always {shown}, so "
+                f"it cannot drop by more than {width:g}: give an absolute drop such as 0.01 "
+                "(one point), or `targets.max_drop_rel` for a relative one"
+            )
 
     @property
     def has_size_target(self) -> bool:

@@ -8,7 +8,7 @@ in ``service/api/errors.py``.
 
 from __future__ import annotations
 
-from engine.errors import MPQError
+from engine.errors import InvalidDataError, MPQError
 
 __all__ = [
     "BodyTooLargeError",
@@ -18,6 +18,7 @@ __all__ = [
     "DatabaseBusyError",
     "DatabaseSchemaError",
     "DatabaseUnavailableError",
+    "DatasetModelMismatchError",
     "InternalError",
     "InvalidNameError",
     "InvalidRequestError",
@@ -25,6 +26,7 @@ __all__ = [
     "MethodNotAllowedError",
     "NotFoundError",
     "QueueUnavailableError",
+    "QuotaExceededError",
     "RateLimitedError",
     "UnauthorizedError",
     "UploadTimeoutError",
@@ -145,3 +147,15 @@ class BrokerUnavailableError(MPQError):
     """The Celery broker cannot be reached within the probe's timeout (readiness, metrics)."""
 
     code = "broker_unavailable"
+
+
+class QuotaExceededError(MPQError):
+    """The team is at one of its quotas (active jobs, storage); the message names which."""
+
+    code = "quota_exceeded"
+
+
+class DatasetModelMismatchError(InvalidDataError):
+    """A job pairs a model with a dataset validated for a model with other inputs."""
+
+    code = "dataset_model_mismatch"

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from search import JobSpec
+from service.db.repos import MAX_ID
 
 __all__ = [
     "ArtifactPublic",
@@ -132,7 +133,7 @@ class JobTargets(BaseModel):
     for the API and ``mpq search`` alike (``invalid_plan``).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     max_drop: float | None = Field(default=None, description="absolute metric drop, >= 0")
     max_drop_rel: float | None = Field(default=None, description="relative drop, in [0, 1)")
@@ -154,9 +155,12 @@ class JobTargets(BaseModel):
 class Budget(BaseModel):
     """How much searching a job may do."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-    trials: int = Field(default=100, description="trial budget, over all runners (>= 1)")
+    trials: int = Field(
+        default=100,
+        description="trial budget, over all runners (1 to the service's MPQ_MAX_TRIALS)",
+    )
     timeout_s: float | None = Field(default=None, description="wall-clock budget, seconds")
 
 
@@ -165,12 +169,22 @@ class JobCreate(BaseModel):
 
     Everything but ``model_id`` and ``dataset_id`` is read by ``JobSpec.from_json``; the
     names are those of the spec and of the ``mpq search`` flags.
+
+    Strict types: ``true`` is not the number 1, ``"5"`` not 5; numbers are finite (NaN
+    and infinities are refused here, as ``invalid_request``); ids are 1 to 2^63 - 1
+    (declared as ``< 2^63``: the OpenAPI document writes bounds as floats, and 2^63 - 1
+    is no float).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-    model_id: int
-    dataset_id: int
+    model_id: int = Field(ge=1, lt=MAX_ID + 1, description="the team's model to compress")
+    dataset_id: int = Field(
+        ge=1,
+        lt=MAX_ID + 1,
+        description="the team's dataset to calibrate and evaluate on (uploaded for this "
+        "model, or for one with exactly the same inputs)",
+    )
     metric: str = Field(
         default="accuracy",
         description="accuracy, agreement, top5, kl, cosine, nmse or sqnr",
@@ -179,7 +193,8 @@ class JobCreate(BaseModel):
     targets: JobTargets = Field(default_factory=JobTargets)
     space: list[str] | None = Field(
         default=None,
-        description="weight formats to search (default: the search's own)",
+        description="weight formats to search (default: the search's own); duplicates are "
+        "dropped, at most 32 distinct",
         examples=[["int2", "int4", "int8", "cb16"]],
     )
     rounding: list[str] = Field(
@@ -196,9 +211,9 @@ class JobCreate(BaseModel):
         examples=[{"classifier": "int8"}],
     )
     budget: Budget = Field(default_factory=Budget)
-    seed: int = Field(default=0, description="seeds the sampler (>= 0)")
+    seed: int = Field(default=0, description="seeds the sampler, 0 to 2^32 - 1")
     sampler: str = Field(default=_SPEC.sampler, description="tpe, nsga2 or random")
-    parallelism: int = Field(default=1, description="trial runners, >= 1 (capped by settings)")
+    parallelism: int = Field(default=1, description="trial runners, 1 to 1024 (capped by settings)")
     sensitivity: str = Field(
         default=_SPEC.sensitivity,
         description="per-layer sensitivity: local (one forward and backward pass), full (a "

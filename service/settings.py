@@ -108,6 +108,11 @@ class Settings(BaseSettings):
             bucket per key, in each API process); ``0`` turns rate limiting off.
         rate_limit_burst: requests a key may make at once above the sustained rate (the
             bucket's size).
+        max_active_jobs_per_team: most queued, preparing and running jobs a team may
+            have at once; one more answers 429 ``quota_exceeded``.
+        max_team_storage_bytes: most bytes a team's models, datasets and job artifacts
+            may take together; an upload that would pass it answers 429
+            ``quota_exceeded``.
     """
 
     model_config = SettingsConfigDict(env_prefix="MPQ_", extra="ignore")
@@ -143,6 +148,8 @@ class Settings(BaseSettings):
     metrics_token: str = ""
     rate_limit_per_s: float = Field(default=50.0, ge=0)
     rate_limit_burst: int = Field(default=200, ge=1)
+    max_active_jobs_per_team: int = Field(default=20, ge=1)
+    max_team_storage_bytes: int = Field(default=50 << 30, ge=1)
 
     @field_validator("trust_uploads", "debug", mode="before")
     @classmethod

@@ -14,6 +14,8 @@
    ``finalizing``) and sends it.
 3. :func:`finalize_job` (``mpq.finalize``): finalists, integer-only check, artifacts
    written to a temporary directory and committed to the blob store, the job succeeded.
+   The result (and ``result.json``) names the model and data as the user does, and so
+   does a failure's message: no server path reaches the user (:mod:`workers.public`).
 
 Every step re-reads the job's row (tasks get ids only), skips a job no longer in the
 state it expects (a redelivered or duplicate message is harmless), and writes the
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 import time
 
 import optuna
@@ -44,12 +47,13 @@ from search import (
     run_trials,
 )
 from service.db import liveness, repos
-from service.db.models import Job, JobStatus
+from service.db.models import Dataset, Job, JobStatus, Model
 from service.domain import complete_job, job_inputs, job_spec
 from service.progress import progress_doc
 from service.queue import FINALIZE, RUN_TRIALS
 from service.settings import STUDY_SCHEMA
 from workers.context import Send, WorkerContext
+from workers.public import Labels, rewrite_result_file, without_paths
 from workers.reports import JobCancelled, PrepareSteps, TrialProgress
 
 __all__ = ["ARTIFACTS", "JobCancelled", "finalize_job", "prepare", "run_runner"]
@@ -70,6 +74,7 @@ def prepare(ctx: WorkerContext, job_id: int) -> str:
         if job.status != JobStatus.QUEUED:
             return job.status.value  # taken by another delivery, or finished
         config, name = _config(ctx, session, job), _study(job)
+        labels = _labels(ctx, session, job)
         parallelism = job_spec(job).parallelism
         loading = progress_doc("preparing", step="loading", done=0, total=1)
         if not repos.claim_job(session, job_id=job_id, progress=loading):
@@ -86,7 +91,7 @@ def prepare(ctx: WorkerContext, job_id: int) -> str:
             log.info("job %s left preparing (%s); stopped at %s", job_id, alive.state, steps.at)
             return "stopped" if alive.state is None else alive.state.value
         except MPQError as exc:
-            return _fail(ctx, job_id, exc)
+            return _fail(ctx, job_id, exc, labels)
         except optuna.exceptions.DuplicatedStudyError:
             # A duplicate delivery is preparing the same job right now; it carries on.
             log.info("job %s is being prepared by another task; leaving it to that one", job_id)
@@ -124,6 +129,7 @@ def run_runner(ctx: WorkerContext, job_id: int, runner: int) -> str:
         if job.finalize_claimed_at is not None:
             return "finalizing"
         config, name = _config(ctx, session, job), _study(job)
+        labels = _labels(ctx, session, job)
         parallelism = job_spec(job).parallelism
         deadline = None
         if config.timeout_s is not None and job.started_at is not None:
@@ -150,7 +156,7 @@ def run_runner(ctx: WorkerContext, job_id: int, runner: int) -> str:
             log.info("job %s cancelled; runner %s stopped between trials", job_id, runner)
             return "cancelled"
         except MPQError as exc:
-            return _fail(ctx, job_id, exc)
+            return _fail(ctx, job_id, exc, labels)
         if alive.state != JobStatus.RUNNING:
             return "cancelled" if alive.state == JobStatus.CANCELLED else "stopped"
         state = progress(search)
@@ -175,6 +181,7 @@ def finalize_job(ctx: WorkerContext, job_id: int) -> str:
         if job is None or job.status != JobStatus.RUNNING:
             return "skipped" if job is None else job.status.value
         config, name = _config(ctx, session, job), _study(job)
+        labels = _labels(ctx, session, job)
         source_sha256 = job_inputs(session, job).model_sha256
     blobs = ctx.blobs
     out_dir = blobs.new_temp_dir()
@@ -186,9 +193,11 @@ def finalize_job(ctx: WorkerContext, job_id: int) -> str:
         except BaseException as exc:
             shutil.rmtree(out_dir, ignore_errors=True)  # no artifact row will refer to it
             if isinstance(exc, MPQError):
-                return _fail(ctx, job_id, exc)
+                return _fail(ctx, job_id, exc, labels)
             raise
-        summary = {k: v for k, v in result.items() if k != "trials"}
+        rewrite_result_file(out_dir / "result.json", labels)
+        public = without_paths(result, labels)
+        summary = {k: v for k, v in public.items() if k != "trials"}
         with ctx.sessions() as session:
             done = complete_job(
                 session,
@@ -202,10 +211,28 @@ def finalize_job(ctx: WorkerContext, job_id: int) -> str:
     return "succeeded" if done else "cancelled"  # cancelled while finalizing
 
 
-def _fail(ctx: WorkerContext, job_id: int, exc: MPQError) -> str:
+def _fail(ctx: WorkerContext, job_id: int, exc: MPQError, labels: Labels) -> str:
+    message = labels.text(exc.message)  # the user's names, no server path
     with ctx.sessions() as session:
-        repos.fail_job(session, job_id=job_id, code=exc.code, message=exc.message)
+        repos.fail_job(session, job_id=job_id, code=exc.code, message=message)
     return "failed"
+
+
+def _labels(ctx: WorkerContext, session: Session, job: Job) -> Labels:
+    """The job's server paths and the names its user knows them by (:mod:`workers.public`)."""
+    inputs, blobs = job_inputs(session, job), ctx.blobs
+    model, dataset = session.get(Model, job.model_id), session.get(Dataset, job.dataset_id)
+    model_name = f"model {job.model_id}" + (
+        "" if model is None else f" ({model.name!r} v{model.version})"
+    )
+    data_name = f"dataset {job.dataset_id}" + ("" if dataset is None else f" ({dataset.name!r})")
+    names = {
+        str(blobs.path(inputs.model_key)): model_name,
+        str(blobs.path(inputs.data_key)): data_name,
+        str(ctx.settings.data_dir / "cache"): "the sensitivity cache",
+    }
+    roots = {str(ctx.settings.data_dir), str(blobs.root), str(blobs.root.resolve())}
+    return Labels(names, sorted(roots | {tempfile.gettempdir()}))
 
 
 def _config(ctx: WorkerContext, session: Session, job: Job) -> SearchConfig:

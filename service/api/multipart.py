@@ -29,12 +29,12 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from service.blobs import BlobStore
+from service.db.repos import MAX_ID
 from service.errors import InvalidRequestError, UploadTimeoutError, UploadTooLargeError
 
-__all__ = ["MAX_FIELD_BYTES", "MAX_ID", "MAX_PARTS", "Upload", "openapi_form", "receive_upload"]
+__all__ = ["MAX_FIELD_BYTES", "MAX_PARTS", "Upload", "openapi_form", "receive_upload"]
 
 MAX_FIELD_BYTES, MAX_PARTS = 64 * 1024, 16
-MAX_ID = 2**63 - 1
 """The largest id a form field may give: a row id is a signed 64-bit integer."""
 _ASCII_DIGITS = re.compile(r"[0-9]{1,19}")
 # Room for the multipart framing around the file, when judging Content-Length up front.

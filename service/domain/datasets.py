@@ -13,6 +13,7 @@ from service.blobs import BlobStore, sha256_file
 from service.db.models import ApiKey, Dataset, Model, Team
 from service.db.repos import check_label, create_dataset, get_model
 from service.domain._blobs import forget_blobs
+from service.domain.quotas import check_storage
 
 __all__ = ["add_dataset"]
 
@@ -58,6 +59,7 @@ def add_dataset(
         session.commit()  # read only: no connection held while the file is read
         specs = [TensorSpec(d["name"], tuple(d["shape"]), d["dtype"]) for d in _inputs(model)]
         size = temp.stat().st_size
+        check_storage(session, team=team, adding=size)
         digest = sha256 or sha256_file(temp)[1]
         data = load_dataset(temp, specs)
         with open(temp, "rb") as f:

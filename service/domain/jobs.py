@@ -27,6 +27,8 @@ from service.blobs import BlobStore
 from service.db import repos
 from service.db.models import ApiKey, Dataset, Job, Model, Team
 from service.domain._blobs import forget_blobs
+from service.domain._fit import check_fit, check_pairing
+from service.domain.quotas import active_jobs_guard
 from service.errors import QueueUnavailableError
 from service.queue import RUN_JOB
 from service.settings import Settings
@@ -65,7 +67,8 @@ def submit_job(
         dataset_id: the data to calibrate and evaluate on.
         spec: what to search; stored on the row with ``parallelism`` capped at
             ``settings.max_parallelism``.
-        settings: the service settings (``max_trials``, ``max_parallelism``).
+        settings: the service settings (``max_trials``, ``max_parallelism``,
+            ``max_active_jobs_per_team``).
         queue: the Celery app ``mpq.run_job`` is sent through.
         created_by: the API key that submitted it.
         store: the blob store holding the dataset; given, a metric that needs labels is
@@ -74,21 +77,33 @@ def submit_job(
 
     Raises:
         NotFoundError: the model or dataset is not the team's.
-        InvalidPlanError: the spec asks for more trials than the service allows.
+        DatasetModelMismatchError: the dataset was validated for a model with other inputs.
+        InvalidPlanError: the spec asks for more trials than the service allows, a layer
+            fits no format of the space, or a size target no plan can meet
+            (:mod:`service.domain._fit`).
         MetricNotApplicableError: the metric needs labels and the dataset has none.
+        QuotaExceededError: the team has ``settings.max_active_jobs_per_team`` active jobs.
         QueueUnavailableError: the broker could not be reached (the job is marked failed).
     """
     model = repos.get_model(session, team=team, model_id=model_id)
     dataset = repos.get_dataset(session, team=team, dataset_id=dataset_id)
+    check_pairing(model, dataset)
     if spec.trials > settings.max_trials:
         raise InvalidPlanError(
-            f"budget.trials is {spec.trials}; this service allows at most {settings.max_trials}"
+            f"`budget.trials` is {spec.trials}; this service allows at most {settings.max_trials}"
         )
+    check_fit(spec, model)
     if store is not None and METRICS[spec.metric].needs_labels:
         _check_labels(store, dataset, spec.metric)
     spec = replace(spec, parallelism=min(spec.parallelism, settings.max_parallelism))
     job = repos.create_job(
-        session, team=team, model=model, dataset=dataset, spec=spec, created_by=created_by
+        session,
+        team=team,
+        model=model,
+        dataset=dataset,
+        spec=spec,
+        created_by=created_by,
+        guard=active_jobs_guard(team, limit=settings.max_active_jobs_per_team),
     )
     try:
         queue.send_task(RUN_JOB, args=[job.id])
@@ -103,7 +118,8 @@ def submit_job(
 def _check_labels(store: BlobStore, dataset: Dataset, metric: str) -> None:
     if LABELS not in array_names(store.path(dataset.blob_path)):
         raise MetricNotApplicableError(
-            f"metric {metric!r} needs a 'labels' array and dataset {dataset.id} has none; "
+            f"metric {metric!r} needs a 'labels' array and dataset {dataset.id} "
+            f"({dataset.name!r}) has none; "
             "upload one with labels, or use agreement, top5 or kl (against the float model)"
         )
 

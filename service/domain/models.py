@@ -13,6 +13,7 @@ from service.blobs import BlobStore, sha256_file
 from service.db.models import ApiKey, Model, ModelKind, Team
 from service.db.repos import check_label, create_model
 from service.domain._blobs import forget_blobs
+from service.domain.quotas import check_storage
 
 __all__ = ["add_model"]
 
@@ -56,6 +57,7 @@ def add_model(
     try:
         check_label(name, what="model")
         size = temp.stat().st_size
+        check_storage(session, team=team, adding=size)
         digest = sha256 or sha256_file(temp)[1]
         imported = import_model(temp, trust_uploads=trust)
         document = inventory(imported.ir).to_json()

@@ -77,6 +77,8 @@ def test_bad_search_arguments_exit_2_with_a_code(digits, tmp_path: Path) -> None
         run = _mpq(*base, *extra, cache=tmp_path / "cache")
         assert run.returncode == 2, (extra, run.stderr)
         assert run.stderr.startswith(f"error[{code}]: ") and "Traceback" not in run.stderr
+        assert "`" not in run.stderr and "targets." not in run.stderr  # flags, not API names
+    assert "give --min-metric" in run.stderr
     assert not (tmp_path / "o" / "model.mpq").exists()
     unlabeled = tmp_path / "x.npz"
     np.savez(unlabeled, x=np.load(digits.npz)["x"])

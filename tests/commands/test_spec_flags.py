@@ -94,14 +94,17 @@ def test_the_old_spellings_still_work() -> None:
     [
         (("--max-drop", "0.01", "--min-metric", "0.9"), "at most one of"),
         (("--max-bytes", "8KB", "--min-ratio", "4"), "at most one of"),
-        (("--metric", "sqnr", "--max-drop", "0.1"), "min_metric"),
-        (("--metric", "kl", "--max-drop", "0.1"), "max_metric"),
+        (("--metric", "sqnr", "--max-drop", "0.1"), "give --min-metric"),
+        (
+            ("--metric", "kl", "--max-drop", "0.1"),
+            "--max-drop means nothing for it: give --max-metric",
+        ),
         (("--max-metric", "0.1"), "accuracy is higher-is-better"),
-        (("--metric", "f1"), "metric 'f1'"),
-        (("--sampler", "grid"), "sampler"),
+        (("--metric", "f1"), "--metric 'f1'"),
+        (("--sampler", "grid"), "--sampler must be one of"),
         (("--max-bytes", "8 parsecs"), "8 parsecs"),
         (("--pin", "classifier"), "PATTERN=FORMAT"),
-        (("--trials", "0"), "trials"),
+        (("--trials", "0"), "--trials must be between 1 and"),
     ],
 )
 def test_invalid_flags_raise_the_specs_error(argv: tuple[str, ...], words: str) -> None:

@@ -55,6 +55,20 @@ def test_job_runs_to_success_and_its_artifact_matches(
     DONE[stack.stack_name] = job
 
 
+def _assert_no_server_paths(doc: Any, stack: Server) -> None:
+    """No string of ``doc`` (keys too) starts with '/' or names the data directory."""
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            _assert_no_server_paths(key, stack)
+            _assert_no_server_paths(value, stack)
+    elif isinstance(doc, list):
+        for value in doc:
+            _assert_no_server_paths(value, stack)
+    elif isinstance(doc, str):
+        assert not doc.startswith("/") and str(stack.data_dir) not in doc, doc
+        assert "/tmp/" not in doc and "blobs/" not in doc, doc
+
+
 def _run_and_check(stack: Server, digits: Digits, tmp_path: Path) -> dict[str, Any]:
     with stack.client(stack.key_a) as c:
         model_id, dataset_id = upload_digits(c, digits)
@@ -92,6 +106,14 @@ def _run_and_check(stack: Server, digits: Digits, tmp_path: Path) -> dict[str, A
         assert int(r.headers["content-length"]) == len(r.content) == chosen["file_bytes"]
         path = tmp_path / "model.mpq"
         path.write_bytes(r.content)
+        # No server path in what the user sees: the job, its trials and result.json.
+        result_json = c.get(f"/v1/jobs/{job['id']}/artifacts/result.json").json()
+        for doc in (job, trials, result_json):
+            _assert_no_server_paths(doc, stack)
+        config = result_json["config"]
+        assert config["model"] == f"model {model_id} ('digits' v1)"
+        assert config["data"] == f"dataset {dataset_id} ('digits')"
+        assert job["result"]["config"] == config
 
     # What `mpq eval model.mpq --data digits.npz` measures: the artifact file alone.
     report = evaluate_file(path, digits.npz, metric="accuracy")

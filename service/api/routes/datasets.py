@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Request, status
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import (
@@ -15,7 +13,8 @@ from service.api.deps import (
     SessionDep,
     SettingsDep,
 )
-from service.api.multipart import MAX_ID, openapi_form, receive_upload
+from service.api.multipart import openapi_form, receive_upload
+from service.api.params import MAX_ID, DatasetId, Limit, Skip
 from service.db import repos
 from service.db.repos import check_label
 from service.domain import add_dataset
@@ -103,8 +102,8 @@ async def upload_dataset(
 def list_datasets(
     session: SessionDep,
     team: CurrentTeam,
-    skip: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    skip: Skip = 0,
+    limit: Limit = 20,
 ) -> DatasetsPublic:
     """The team's datasets, newest first (`skip`/`limit` pagination; `count` is the total)."""
     rows = repos.list_datasets(session, team=team, skip=skip, limit=limit)
@@ -117,7 +116,7 @@ def list_datasets(
 @router.get(
     "/{dataset_id}", response_model=DatasetPublic, responses={404: {"model": ErrorResponse}}
 )
-def get_dataset(dataset_id: int, session: SessionDep, team: CurrentTeam) -> DatasetPublic:
+def get_dataset(dataset_id: DatasetId, session: SessionDep, team: CurrentTeam) -> DatasetPublic:
     """One of the team's datasets (another team's id: 404)."""
     return DatasetPublic.model_validate(
         repos.get_dataset(session, team=team, dataset_id=dataset_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Response, status
 from fastapi.responses import FileResponse
 
 from service.api.deps import (
@@ -15,6 +15,7 @@ from service.api.deps import (
     SessionDep,
     SettingsDep,
 )
+from service.api.params import JobId, Limit, Skip
 from service.db import repos
 from service.db.models import Job, JobStatus
 from service.domain import cancel_job as cancel
@@ -69,7 +70,9 @@ def submit_job(
     The rest of the body is a job spec (`search.JobSpec`), stored as the job's `config`.
     Answers 202 with the queued job; follow it with `GET /v1/jobs/{id}`. Invalid
     targets, formats or metrics answer 422 (`invalid_request`, `invalid_plan`); a metric
-    that needs labels on a dataset without them, 422 (`metric_not_applicable`).
+    that needs labels on a dataset without them, 422 (`metric_not_applicable`); a dataset
+    uploaded for a model with other inputs, 422 (`dataset_model_mismatch`); a team at its
+    quota of active jobs, 429 (`quota_exceeded`). Everything is checked before the 202.
     """
     job = submit(
         session,
@@ -90,8 +93,8 @@ def list_jobs(
     session: SessionDep,
     team: CurrentTeam,
     status: JobStatus | None = None,
-    skip: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    skip: Skip = 0,
+    limit: Limit = 20,
 ) -> JobsPublic:
     """The team's jobs, newest first, optionally in one `status` (`count`: all that match)."""
     rows = repos.list_jobs(session, team=team, status=status, skip=skip, limit=limit)
@@ -102,7 +105,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobDetail)
-def get_job(job_id: int, session: SessionDep, team: CurrentTeam) -> JobDetail:
+def get_job(job_id: JobId, session: SessionDep, team: CurrentTeam) -> JobDetail:
     """One job: state, phase, progress, baseline, best plan so far, result, chosen plan, error.
 
     Once a worker takes a job it is `preparing` (`progress.step`: loading, calibrating,
@@ -114,7 +117,7 @@ def get_job(job_id: int, session: SessionDep, team: CurrentTeam) -> JobDetail:
 
 @router.get("/{job_id}/trials", response_model=TrialsPublic)
 def get_trials(
-    job_id: int, session: SessionDep, team: CurrentTeam, settings: SettingsDep
+    job_id: JobId, session: SessionDep, team: CurrentTeam, settings: SettingsDep
 ) -> TrialsPublic:
     """The job's trials so far (plan, metric, bytes, feasibility) and its Pareto front."""
     job = repos.get_job(session, team=team, job_id=job_id)
@@ -125,7 +128,7 @@ def get_trials(
 @router.post(
     "/{job_id}/cancel", response_model=JobDetail, responses={409: {"model": ErrorResponse}}
 )
-def cancel_job(job_id: int, session: SessionDep, team: CurrentTeam) -> JobDetail:
+def cancel_job(job_id: JobId, session: SessionDep, team: CurrentTeam) -> JobDetail:
     """Cancel a queued, preparing or running job.
 
     A preparing job stops at its next preparation step, running trials after the current one.
@@ -136,7 +139,7 @@ def cancel_job(job_id: int, session: SessionDep, team: CurrentTeam) -> JobDetail
 
 
 @router.get("/{job_id}/artifacts", response_model=ArtifactsPublic)
-def list_artifacts(job_id: int, session: SessionDep, team: CurrentTeam) -> ArtifactsPublic:
+def list_artifacts(job_id: JobId, session: SessionDep, team: CurrentTeam) -> ArtifactsPublic:
     """The files a finished job produced (`model.mpq`, `result.json`, plots)."""
     job = repos.get_job(session, team=team, job_id=job_id)
     rows = repos.list_artifacts(session, job=job)
@@ -157,7 +160,7 @@ ARTIFACT_CACHE_CONTROL = "private, no-cache"
     },
 )
 def download_artifact(
-    job_id: int,
+    job_id: JobId,
     name: str,
     session: SessionDep,
     team: CurrentTeam,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Request, status
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import (
@@ -17,6 +15,7 @@ from service.api.deps import (
     TrustUploadsDep,
 )
 from service.api.multipart import openapi_form, receive_upload
+from service.api.params import Limit, ModelId, Skip
 from service.db import repos
 from service.db.repos import check_label
 from service.domain import add_model
@@ -99,8 +98,8 @@ async def upload_model(
 def list_models(
     session: SessionDep,
     team: CurrentTeam,
-    skip: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    skip: Skip = 0,
+    limit: Limit = 20,
 ) -> ModelsPublic:
     """The team's models, newest first (`skip`/`limit` pagination; `count` is the total)."""
     rows = repos.list_models(session, team=team, skip=skip, limit=limit)
@@ -111,6 +110,6 @@ def list_models(
 
 
 @router.get("/{model_id}", response_model=ModelDetail, responses={404: {"model": ErrorResponse}})
-def get_model(model_id: int, session: SessionDep, team: CurrentTeam) -> ModelDetail:
+def get_model(model_id: ModelId, session: SessionDep, team: CurrentTeam) -> ModelDetail:
     """One of the team's models, with its layer inventory (another team's id: 404)."""
     return ModelDetail.model_validate(repos.get_model(session, team=team, model_id=model_id))

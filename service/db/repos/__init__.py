@@ -9,6 +9,7 @@ or change rows own their transaction and commit before returning.
 from __future__ import annotations
 
 from service.db.repos._names import check_label
+from service.db.repos._scoped import MAX_ID
 from service.db.repos.artifacts import ArtifactFile, find_artifact, get_artifact, list_artifacts
 from service.db.repos.blobs import blob_in_use
 from service.db.repos.datasets import (
@@ -22,6 +23,7 @@ from service.db.repos.job_states import ACTIVE, FINAL, TRANSITIONS, Transition
 from service.db.repos.jobs import (
     cancel_job,
     claim_job,
+    count_active_jobs,
     count_jobs,
     create_job,
     fail_job,
@@ -44,12 +46,19 @@ from service.db.repos.keys import (
     revoke_api_key,
 )
 from service.db.repos.models import count_models, create_model, find_model, get_model, list_models
-from service.db.repos.teams import create_team, find_team_by_name, get_team_by_name
+from service.db.repos.teams import (
+    create_team,
+    find_team_by_name,
+    get_team_by_name,
+    lock_team,
+    team_storage_bytes,
+)
 
 __all__ = [
     "ACTIVE",
     "FINAL",
     "KEY_PREFIX",
+    "MAX_ID",
     "TRANSITIONS",
     "ArtifactFile",
     "Transition",
@@ -57,6 +66,7 @@ __all__ = [
     "cancel_job",
     "check_label",
     "claim_job",
+    "count_active_jobs",
     "count_datasets",
     "count_jobs",
     "count_models",
@@ -85,9 +95,11 @@ __all__ = [
     "list_datasets",
     "list_jobs",
     "list_models",
+    "lock_team",
     "record_progress",
     "record_step",
     "revoke_api_key",
     "start_job",
     "study_name",
+    "team_storage_bytes",
 ]

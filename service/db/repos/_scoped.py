@@ -3,7 +3,9 @@
 A row of a scoped table belongs to an owner -- a team (models, datasets, jobs) or a
 job (artifacts) -- and is looked up by a key within it (an id, a name). Every read
 filters on the owner, so one team never sees another's rows, and another team's id
-reads exactly like a missing one. Names say what a miss does: :meth:`Scoped.get`
+reads exactly like a missing one. So does an integer key outside the ``BIGINT`` range
+(1 to :data:`MAX_ID`), which no row can have and SQLite cannot bind; a ``skip`` past
+:data:`MAX_ID` lists nothing. Names say what a miss does: :meth:`Scoped.get`
 raises :class:`~service.errors.NotFoundError`, :meth:`Scoped.find` returns ``None``,
 :meth:`Scoped.list` returns a (possibly empty) list, :meth:`Scoped.count` an int.
 """
@@ -19,7 +21,10 @@ from sqlalchemy.orm import Session
 from service.db.base import Base
 from service.errors import NotFoundError
 
-__all__ = ["Scoped"]
+__all__ = ["MAX_ID", "Scoped"]
+
+MAX_ID = 2**63 - 1
+"""The largest id a row can have (SQL ``BIGINT``); larger ones are refused or missed."""
 
 RowT = TypeVar("RowT", bound=Base)
 
@@ -49,6 +54,8 @@ class Scoped(Generic[RowT]):
 
     def find(self, session: Session, owner_id: int, key: Any) -> RowT | None:
         """The row ``key`` of owner ``owner_id``, or ``None`` (another owner's too)."""
+        if not _bindable(owner_id) or (isinstance(key, int) and not _bindable(key)):
+            return None
         query = select(self.table).filter_by(**{self.owner: owner_id, self.key: key})
         return session.scalars(query).one_or_none()
 
@@ -72,6 +79,8 @@ class Scoped(Generic[RowT]):
         limit: int | None = None,
     ) -> list[RowT]:
         """The owner's rows matching ``where``, in :attr:`order`, ``limit`` after ``skip``."""
+        if not _bindable(owner_id) or not 0 <= skip <= MAX_ID:
+            return []
         query = select(self.table).filter_by(**{self.owner: owner_id}).where(*where)
         query = query.order_by(*self.order).offset(skip).limit(limit)
         return list(session.scalars(query))
@@ -81,3 +90,8 @@ class Scoped(Generic[RowT]):
         query = select(func.count()).select_from(self.table)
         query = query.filter_by(**{self.owner: owner_id}).where(*where)
         return session.scalar(query) or 0
+
+
+def _bindable(value: int) -> bool:
+    """Whether ``value`` can be an id (``bool`` aside: ``True`` is not id 1)."""
+    return not isinstance(value, bool) and 1 <= value <= MAX_ID

@@ -9,6 +9,7 @@ work only for committed rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -18,7 +19,7 @@ from service.db.base import utcnow
 from service.db.models import ApiKey, Dataset, Job, JobStatus, Model, Team
 from service.db.repos._scoped import Scoped
 from service.db.repos.artifacts import ArtifactFile, put_artifacts
-from service.db.repos.job_states import apply_transition
+from service.db.repos.job_states import ACTIVE, apply_transition
 from service.db.session import end_reads
 from service.errors import ConflictError
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # the search (and torch) load only where a spec is read back
 __all__ = [
     "cancel_job",
     "claim_job",
+    "count_active_jobs",
     "count_jobs",
     "create_job",
     "fail_job",
@@ -64,9 +66,21 @@ def create_job(
     dataset: Dataset,
     spec: JobSpec,
     created_by: ApiKey | None = None,
+    guard: Callable[[Session], None] | None = None,
 ) -> Job:
-    """Record a queued job of ``team`` storing ``spec`` as is (committed: enqueue it next)."""
+    """Record a queued job of ``team`` storing ``spec`` as is (committed: enqueue it next).
+
+    ``guard`` runs first in the inserting transaction (a quota check that counts the
+    team's jobs: :func:`service.domain.quotas.active_jobs_guard`); what it raises
+    leaves no row.
+    """
     end_reads(session)
+    if guard is not None:
+        try:
+            guard(session)
+        except BaseException:
+            session.rollback()
+            raise
     row = Job(
         team_id=team.id,
         model_id=model.id,
@@ -116,6 +130,11 @@ def count_jobs(session: Session, *, team: Team, status: JobStatus | None = None)
     """How many jobs ``team`` has (in ``status`` if given)."""
     where = () if status is None else (Job.status == status,)
     return JOBS.count(session, team.id, *where)
+
+
+def count_active_jobs(session: Session, *, team: Team) -> int:
+    """How many of ``team``'s jobs are queued, preparing or running."""
+    return JOBS.count(session, team.id, Job.status.in_(ACTIVE))
 
 
 def claim_job(session: Session, *, job_id: int, progress: dict[str, Any]) -> bool:

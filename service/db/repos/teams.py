@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.db.models import Team
+from service.db.models import Artifact, Dataset, Job, Model, Team
 from service.db.repos._names import check_team_name
 from service.db.session import end_reads
 from service.errors import ConflictError, NotFoundError
 
-__all__ = ["create_team", "find_team_by_name", "get_team_by_name"]
+__all__ = [
+    "create_team",
+    "find_team_by_name",
+    "get_team_by_name",
+    "lock_team",
+    "team_storage_bytes",
+]
 
 
 def create_team(session: Session, *, name: str) -> Team:
@@ -53,3 +59,26 @@ def get_team_by_name(session: Session, name: str) -> Team:
             f"no team named {name!r}; create it with `mpq admin create-team {name}`"
         )
     return team
+
+
+def team_storage_bytes(session: Session, *, team: Team) -> int:
+    """Bytes of ``team``'s uploaded models and datasets and its jobs' artifacts, summed."""
+    models = select(func.coalesce(func.sum(Model.size_bytes), 0)).where(Model.team_id == team.id)
+    datasets = select(func.coalesce(func.sum(Dataset.size_bytes), 0)).where(
+        Dataset.team_id == team.id
+    )
+    artifacts = (
+        select(func.coalesce(func.sum(Artifact.size_bytes), 0))
+        .join(Job, Job.id == Artifact.job_id)
+        .where(Job.team_id == team.id)
+    )
+    return sum(int(session.scalar(q) or 0) for q in (models, datasets, artifacts))
+
+
+def lock_team(session: Session, *, team: Team) -> None:
+    """Lock ``team``'s row until the transaction ends (PostgreSQL; SQLite locks on write).
+
+    A check that counts the team's rows and then inserts one (a quota) holds it, so two
+    concurrent requests cannot both pass.
+    """
+    session.execute(select(Team.id).where(Team.id == team.id).with_for_update())
