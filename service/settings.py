@@ -65,6 +65,11 @@ class Settings(BaseSettings):
             with ``search_path`` set to the schema ``optuna`` (created by the workers).
         blob_dir: directory of uploaded files and artifacts (made absolute).
         max_upload_bytes: largest model or dataset upload accepted, in bytes.
+        max_dataset_bytes: largest decoded size of a dataset upload, in bytes: the bytes
+            its arrays declare (an ``.npz`` member's shape and dtype, a safetensors
+            header's offsets), checked before anything is decompressed. A small
+            compressed file may declare gigabytes; it is refused with ``data_too_large``
+            (422). Validating an accepted file takes about twice this much memory.
         max_parallelism: cap on a job's trial-runner tasks, whatever the job asks for.
         api_host: interface the API binds to.
         api_port: TCP port the API listens on.
@@ -94,6 +99,7 @@ class Settings(BaseSettings):
     study_url: str = ""
     blob_dir: Path | None = None
     max_upload_bytes: int = Field(default=1 << 30, gt=0)
+    max_dataset_bytes: int = Field(default=512 << 20, gt=0)
     max_parallelism: int = Field(default=4, ge=1)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)

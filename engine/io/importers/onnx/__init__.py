@@ -16,6 +16,7 @@ same model.
 from __future__ import annotations
 
 import math
+import mmap
 import re
 from collections import Counter
 from dataclasses import replace
@@ -105,14 +106,31 @@ def import_onnx(path: Path, *, max_bytes: int) -> IRModel:
             f"the ONNX file {path.name!r} is {size} bytes, over the limit of {max_bytes} bytes; "
             "upload a smaller model or raise the limit"
         )
-    with open(path, "rb") as f:
-        data = f.read(max_bytes + 1)  # the file may have grown since the size check
-    model = decode_model(data, max_bytes=max_bytes)
-    del data
+    model = _decode_file(path, size, max_bytes)
     opset = _opset(model)
     _check_ops(model.graph)
     reader = ExternalDataReader(path, budget=max_bytes - size)
     return _convert(model.graph, opset, reader, fold_budget=max_bytes)
+
+
+def _decode_file(path: Path, size: int, max_bytes: int) -> OnnxModel:
+    """Decode the file through a read-only memory map of its first ``size`` bytes.
+
+    The file is never read whole into memory: the decoder touches only the pages it
+    parses and the fields it copies out, so a large file that is not a model costs
+    nothing, and a model costs about its tensors' bytes.
+    """
+    if size == 0:
+        return decode_model(b"", max_bytes=max_bytes)
+    with open(path, "rb") as f:
+        try:
+            data = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
+        except (ValueError, OSError):  # the file shrank after the size check
+            raise CorruptFileError(
+                f"the ONNX file {path.name!r} changed while being read"
+            ) from None
+        with data:
+            return decode_model(data, max_bytes=max_bytes)
 
 
 def _opset(model: OnnxModel) -> int:
