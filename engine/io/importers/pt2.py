@@ -97,7 +97,9 @@ def import_pt2(
 
 
 def _limits_text(limits: Limits) -> str:
-    return f"{limits.memory_bytes / 2**30:g} GiB of memory, {limits.timeout_s:.0f} s"
+    mib = limits.memory_bytes >> 20
+    memory = f"{mib >> 10} GiB" if mib % 1024 == 0 else f"{mib} MiB"
+    return f"{memory} of memory, {limits.timeout_s:.0f} s"
 
 
 def _without_sample_inputs(src: Path, dst: Path) -> Path:
