@@ -8,6 +8,7 @@ the API's hostile-upload test.
 from __future__ import annotations
 
 import io
+import math
 import struct
 import zipfile
 import zlib
@@ -25,20 +26,22 @@ __all__ = [
 ]
 
 
-def npz_bomb(path: Path, *, gib: int = 1) -> Path:
+def npz_bomb(path: Path, *, shape: tuple[int, ...] = (2**28,)) -> Path:
     """An ``.npz`` whose one member ``x.npy`` is a valid, deflated float32 array of zeros.
 
-    The member is ``gib`` GiB when inflated (~1 MB on disk per GiB). Deflate output after a
-    full flush does not depend on earlier data, so one compressed 16 MiB block of zeros is
-    repeated; the CRC is that of the real contents, so an unbounded reader inflates it all.
+    ``shape`` must hold a whole number of 16 MiB blocks (the default: 1 GiB, ~1 MB on disk;
+    ``(4194304, 1, 8, 8)`` is 1 GiB of digits samples). Deflate output after a full flush
+    does not depend on earlier data, so one compressed 16 MiB block of zeros is repeated;
+    the CRC is that of the real contents, so an unbounded reader inflates it all.
     """
     head = io.BytesIO()
-    shape = (gib * 2**28,)
+    gib = math.prod(shape) * 4 / 2**30
     np.lib.format.write_array_header_1_0(
         head, {"descr": "<f4", "fortran_order": False, "shape": shape}
     )
     header = head.getvalue()
-    block, repeats = bytes(1 << 24), gib * 64
+    block, repeats = bytes(1 << 24), int(gib * 64)
+    assert repeats * len(block) == math.prod(shape) * 4, "whole 16 MiB blocks only"
     c = zlib.compressobj(9, zlib.DEFLATED, -15)
     first = c.compress(header) + c.flush(zlib.Z_FULL_FLUSH)
     body = c.compress(block) + c.flush(zlib.Z_FULL_FLUSH)

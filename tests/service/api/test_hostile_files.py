@@ -29,6 +29,8 @@ from tests.hostile import (
 from tests.service.api.conftest import Server, start_server
 
 MAX_GROWTH_KIB = 100 * 1024
+DIGITS_GIB = (4_194_304, 1, 8, 8)
+"""1 GiB of float32 samples shaped like the digits model's input (the probe's file)."""
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +75,7 @@ def _refused(server: Server, r: httpx.Response, code: str, blobs: set[str]) -> s
 @pytest.mark.parametrize(
     ("build", "name", "code"),
     [
-        (lambda d, p: npz_bomb(p / "x.npz"), "probe.npz", "data_too_large"),
+        (lambda d, p: npz_bomb(p / "x.npz", shape=DIGITS_GIB), "probe.npz", "data_too_large"),
         (
             lambda d, p: safetensors_nested(p / "x.st"),
             "deep.safetensors",
@@ -102,7 +104,7 @@ def test_the_npz_message_gives_the_declared_size_and_the_limit(
         server,
         "/v1/datasets",
         "probe.npz",
-        npz_bomb(tmp_path / "x.npz"),
+        npz_bomb(tmp_path / "x.npz", shape=DIGITS_GIB),
         {"name": "d", "model_id": str(model_id)},
     )
     message = r.json()["error"]["message"]
@@ -113,8 +115,8 @@ def test_the_npz_message_gives_the_declared_size_and_the_limit(
     ("build", "name", "code"),
     [
         (
-            lambda d, p: pt2_with_json_member(d.pt2, p / "x.pt2", mib=64),
-            "json64.pt2",
+            lambda d, p: pt2_with_json_member(d.pt2, p / "x.pt2", mib=63),
+            "json63.pt2",
             "unsafe_archive",
         ),
         (lambda d, p: onnx_like(p / "x.onnx", size=200 << 20), "big.onnx", "corrupt_file"),
@@ -124,7 +126,7 @@ def test_the_npz_message_gives_the_declared_size_and_the_limit(
             "archive_limits_exceeded",
         ),
     ],
-    ids=["pt2_64mib_json_member", "onnx_like_200mib", "onnx_32mib_packed_varints"],
+    ids=["pt2_63mib_json_member", "onnx_like_200mib", "onnx_32mib_packed_varints"],
 )
 def test_hostile_models_are_refused_cheaply(  # type: ignore[no-untyped-def]
     server: Server, model_id: int, digits: Digits, tmp_path: Path, build, name: str, code: str
