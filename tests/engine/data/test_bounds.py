@@ -13,6 +13,7 @@ import pytest
 from engine.data import read_arrays
 from engine.data._headers import SAFETENSORS_DEPTH, json_depth_at_most
 from engine.errors import CorruptFileError, DataFormatError, DataTooLargeError
+from engine.ir import read_safetensors
 from tests.hostile import npz_bomb, safetensors_nested
 
 LIMIT = 512 << 20
@@ -104,3 +105,9 @@ def test_valid_safetensors_still_reads(tmp_path: Path) -> None:
 )
 def test_json_depth_at_most(text: bytes, levels: int, ok: bool) -> None:
     assert json_depth_at_most(text, levels) is ok
+
+
+def test_the_shared_safetensors_reader_refuses_deep_nesting_too(tmp_path: Path) -> None:
+    """IR files and artifacts are read by engine.ir.read_safetensors: no RecursionError there."""
+    with pytest.raises(CorruptFileError, match="nested too deep"):
+        read_safetensors(safetensors_nested(tmp_path / "deep.safetensors"))
