@@ -18,6 +18,7 @@ import numpy as np
 
 __all__ = [
     "npz_bomb",
+    "onnx_constant_of_shape",
     "onnx_like",
     "onnx_packed_varints",
     "pt2_with_json_member",
@@ -138,3 +139,28 @@ def rss_kib(pid: int) -> dict[str, int]:
         if key in ("VmRSS", "VmHWM"):
             out[key] = int(value.split()[0])
     return out
+
+
+def onnx_constant_of_shape(path: Path, *, numel: int = 1 << 28) -> Path:
+    """A ~140-byte ONNX model whose ``ConstantOfShape`` describes ``numel`` float32 ones
+    (1 GiB by default), added to a [1, 4] input."""
+    tensor = (
+        _varint(1 << 3) + _varint(1)  # dims [1]
+        + _varint(2 << 3) + _varint(7)  # INT64
+        + _field(8, b"s")
+        + _field(7, _varint(numel))  # int64_data
+    )  # fmt: skip
+    value = _varint(1 << 3) + _varint(1) + _varint(2 << 3) + _varint(1) + _field(9, b"\0\0\x80?")
+    attr = _field(1, b"value") + _field(5, value) + _varint(20 << 3) + _varint(4)  # TENSOR
+    fill = _field(1, b"s") + _field(2, b"c") + _field(4, b"ConstantOfShape") + _field(5, attr)
+    add = _field(1, b"x") + _field(1, b"c") + _field(2, b"y") + _field(4, b"Add")
+    dims = _field(1, _varint(1 << 3) + _varint(1)) + _field(1, _varint(1 << 3) + _varint(4))
+    typ = _field(1, _varint(1 << 3) + _varint(1) + _field(2, dims))  # tensor_type FLOAT [1, 4]
+    graph = (
+        _field(1, fill) + _field(1, add) + _field(2, b"g") + _field(5, tensor)
+        + _field(11, _field(1, b"x") + _field(2, typ))
+        + _field(12, _field(1, b"y") + _field(2, typ))
+    )  # fmt: skip
+    opset = _varint(2 << 3) + _varint(17)
+    path.write_bytes(_varint(1 << 3) + _varint(8) + _field(8, opset) + _field(7, graph))
+    return path

@@ -20,6 +20,7 @@ from tests.conftest import Digits
 from tests.engine.io.importers.onnx.test_import import _external_model, _point_to
 from tests.hostile import (
     npz_bomb,
+    onnx_constant_of_shape,
     onnx_like,
     onnx_packed_varints,
     pt2_with_json_member,
@@ -125,8 +126,18 @@ def test_the_npz_message_gives_the_declared_size_and_the_limit(
             "varints.onnx",
             "archive_limits_exceeded",
         ),
+        (
+            lambda d, p: onnx_constant_of_shape(p / "x.onnx"),
+            "fill.onnx",
+            "archive_limits_exceeded",
+        ),
     ],
-    ids=["pt2_63mib_json_member", "onnx_like_200mib", "onnx_32mib_packed_varints"],
+    ids=[
+        "pt2_63mib_json_member",
+        "onnx_like_200mib",
+        "onnx_32mib_packed_varints",
+        "onnx_constant_of_shape_1gib",
+    ],
 )
 def test_hostile_models_are_refused_cheaply(  # type: ignore[no-untyped-def]
     server: Server, model_id: int, digits: Digits, tmp_path: Path, build, name: str, code: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 from pathlib import Path
 
 import onnx
@@ -9,10 +10,10 @@ import pytest
 from onnx import helper as h
 
 from engine.errors import ArchiveLimitError, CorruptFileError, OnnxExternalDataError
-from engine.io.importers.onnx import import_onnx
+from engine.io.importers.onnx import FOLD_FLOOR, import_onnx
 from engine.io.importers.onnx._proto import MAX_ATTRIBUTE_VALUES, MAX_STRING_BYTES, decode_model
 from tests.engine.io.importers.onnx.test_import import _external_model, _point_to
-from tests.hostile import onnx_like, onnx_packed_varints
+from tests.hostile import onnx_constant_of_shape, onnx_like, onnx_packed_varints
 
 LIMIT = 1 << 30
 
@@ -82,3 +83,15 @@ def test_external_offsets_are_ascii_decimal(offset: str, tmp_path: Path) -> None
     _point_to(path, "w.bin", offset=offset)
     with pytest.raises(OnnxExternalDataError, match="non-negative integer"):
         import_onnx(path, max_bytes=LIMIT)
+
+
+def test_constants_made_at_import_are_charged_before_they_are_made(tmp_path: Path) -> None:
+    """A 130-byte ConstantOfShape of 1 GiB: refused by FOLD_FLOOR + 2 x the file, unallocated."""
+    small = import_onnx(onnx_constant_of_shape(tmp_path / "s.onnx", numel=4), max_bytes=LIMIT)
+    assert small.tensors and small.nodes[0].op == "aten.add.Tensor"
+    path = onnx_constant_of_shape(tmp_path / "big.onnx")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ArchiveLimitError, match="1073741824-byte constant"):
+        import_onnx(path, max_bytes=8 << 30)
+    assert FOLD_FLOOR < 1 << 30
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 << 10  # KiB
