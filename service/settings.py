@@ -81,6 +81,11 @@ class Settings(BaseSettings):
         db_max_overflow: connections the API may open beyond ``db_pool_size`` under load.
         db_pool_timeout_s: how long a request waits for a free connection before it is
             answered 503 ``database_busy``, in seconds.
+        max_dataset_bytes: largest decoded size of a dataset upload, in bytes: the bytes
+            its arrays declare (an ``.npz`` member's shape and dtype, a safetensors
+            header's offsets), checked before anything is decompressed. A small
+            compressed file may declare gigabytes; it is refused with ``data_too_large``
+            (422). Validating an accepted file takes about twice this much memory.
         max_parallelism: cap on a job's trial-runner tasks, whatever the job asks for.
         api_host: interface the API binds to.
         api_port: TCP port the API listens on.
@@ -132,6 +137,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=5, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout_s: float = Field(default=5.0, gt=0)
+    max_dataset_bytes: int = Field(default=512 << 20, gt=0)
     max_parallelism: int = Field(default=4, ge=1)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)

@@ -166,12 +166,15 @@ def load_dataset(
     calibration_samples: int | None = None,
     max_bytes: int = 2 * 1024**3,
     hold_out_calibration: bool = True,
+    name: str | None = None,
 ) -> Dataset:
     """Load and validate the data file at ``path`` for a model whose inputs are ``inputs``.
 
     See the module docstring for formats, naming, splitting and casting rules.
     ``calibration_samples`` (``1 <= k < n``) applies only to files without
-    ``calib/`` arrays. ``max_bytes`` caps the file size and the unpacked size.
+    ``calib/`` arrays. ``max_bytes`` caps the file size and the bytes its arrays declare
+    (checked before anything is decompressed). ``name`` is how messages call the file
+    (the name the user gave an upload); ``path.name`` when ``None``.
     ``hold_out_calibration=False`` is for callers that calibrate nothing (scoring a
     ``model.mpq`` or a float model): the evaluation split is then every sample of a file
     without ``calib/`` arrays (its calibration split, still drawn as above, overlaps it).
@@ -187,8 +190,8 @@ def load_dataset(
         raise ValueError("the model has no inputs")
     if not path.is_file():
         raise FileMissingError(f"data file {str(path)!r} does not exist or is not a file")
-    arrays = read_arrays(path, max_bytes)
-    file = path.name
+    arrays = read_arrays(path, max_bytes, name=name)
+    file = path.name if name is None else name
     if not arrays:
         raise EmptyDataError(f"{file!r} holds no arrays; save one array per model input")
     notes: list[str] = []

@@ -94,6 +94,10 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
         raise CorruptFileError(f"{where} declares a {n}-byte header; the file has {len(data)}")
     try:
         header = json.loads(data[8 : 8 + n].decode())
+    except RecursionError:  # nested past the parser's stack: no real header does that
+        raise CorruptFileError(
+            f"{where} has a header nested too deep to be a tensor index"
+        ) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CorruptFileError(f"{where} has a header that is not JSON: {exc}") from None
     if not isinstance(header, dict):

@@ -28,6 +28,8 @@ def add_dataset(
     path: Path,
     sha256: str | None = None,
     created_by: ApiKey | None = None,
+    filename: str | None = None,
+    max_bytes: int = 512 << 20,
 ) -> Dataset:
     """Validate the data file at ``path`` against model ``model_id``'s inputs; record it.
 
@@ -45,10 +47,16 @@ def add_dataset(
             other file is copied and left as it was.
         sha256: the file's hex sha256 when already known (an upload hashed on arrival).
         created_by: the API key that added it.
+        filename: the file's name as the client gave it; messages name the file by it
+            (never by the temporary path it was stored under). ``path``'s name when
+            ``None`` or empty.
+        max_bytes: limit on the bytes the file's arrays declare, checked before they
+            are decompressed or read (``Settings.max_dataset_bytes``).
 
     Raises:
         InvalidNameError: ``name`` is empty, blank, too long or has control characters.
         NotFoundError: ``model_id`` is not one of the team's models.
+        DataTooLargeError: the file declares more than ``max_bytes`` bytes of arrays.
         InvalidDataError: a subclass naming what does not match (see :mod:`engine.data`).
     """
     temp = store.stage(path)
@@ -61,7 +69,9 @@ def add_dataset(
         size = temp.stat().st_size
         check_storage(session, team=team, adding=size)
         digest = sha256 or sha256_file(temp)[1]
-        data = load_dataset(temp, specs)
+        data = load_dataset(
+            temp, specs, max_bytes=max_bytes, name=_display_name(filename, Path(path).name)
+        )
         with open(temp, "rb") as f:
             ext = "npz" if f.read(2) == b"PK" else "safetensors"
         key, created = store.commit(temp, kind="datasets", sha256=digest, ext=ext)
@@ -85,6 +95,12 @@ def add_dataset(
         raise
     finally:
         temp.unlink(missing_ok=True)
+
+
+def _display_name(filename: str | None, fallback: str) -> str:
+    """The client's file name, without any folder part and at most 200 characters."""
+    base = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return (base or fallback)[:200]
 
 
 def _inputs(model: Model) -> list[dict[str, Any]]:

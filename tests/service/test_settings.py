@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from service.errors import InvalidSettingsError
 from service.settings import Settings, get_settings
@@ -53,3 +54,14 @@ def test_a_flag_that_is_not_a_boolean_is_named(monkeypatch: pytest.MonkeyPatch) 
             get_settings()
     finally:
         get_settings.cache_clear()
+
+
+def test_max_dataset_bytes_defaults_to_512_mib_and_reads_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().max_dataset_bytes == 512 << 20
+    monkeypatch.setenv("MPQ_MAX_DATASET_BYTES", "1048576")
+    assert Settings().max_dataset_bytes == 1 << 20
+    monkeypatch.setenv("MPQ_MAX_DATASET_BYTES", "0")
+    with pytest.raises(ValidationError):
+        Settings()

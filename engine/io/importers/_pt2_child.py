@@ -3,7 +3,9 @@
 Runs only inside :func:`engine.io.run_isolated`. Loads the archive with
 ``torch.export.load`` (which can run code from the file -- hence the sandbox),
 converts it to IR and writes ``OUT/model.mpqir``; on failure writes
-``OUT/error.json`` = ``{"code", "message"}`` and exits non-zero. The parent
+``OUT/error.json`` = ``{"code", "message", "reason"}`` and exits non-zero (for an
+unexpected failure, ``message`` is torch's own text, which the parent logs but never
+shows: ``reason`` says ``memory`` when the address-space limit was hit). The parent
 trusts neither file: it validates the IR and only accepts known error codes.
 """
 
@@ -34,14 +36,20 @@ def main(argv: list[str]) -> int:
         except MPQError as exc:
             _error(out, exc.code, exc.message)
             return 3
+    except MemoryError:
+        _error(out, "import_failed", "", reason="memory")
+        return 4
     except Exception as exc:
-        _error(out, "import_failed", f"torch.export.load failed: {type(exc).__name__}: {exc}")
+        _error(out, "import_failed", f"{type(exc).__name__}: {exc}", reason="load")
         return 4
     return 0
 
 
-def _error(out: Path, code: str, message: str) -> None:
-    (out / ERROR_FILE).write_text(json.dumps({"code": code, "message": message[:2000]}))
+def _error(out: Path, code: str, message: str, *, reason: str = "") -> None:
+    """Write ``error.json``; for ``import_failed``, ``message`` is torch's text (logged by the
+    parent, never shown) and ``reason`` says what happened (``memory``, ``load``)."""
+    doc = {"code": code, "message": message[:2000], "reason": reason}
+    (out / ERROR_FILE).write_text(json.dumps(doc))
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ import pickletools
 import re
 import struct
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -74,7 +75,12 @@ _TENSOR_GLOBALS = frozenset(
     | {("torch", f"{t}Storage") for t in _STORAGES}
 )
 """Globals a ``torch.save`` of plain tensors in tuples/dicts references (protocol 2)."""
-_MAX_JSON = 64 * 1024 * 1024
+_MAX_JSON = 16 * 1024 * 1024
+"""Largest JSON member, refused by its declared size before it is read."""
+_MAX_JSON_VALUES = 1 << 20
+"""Most JSON values (counted by their separators) in one member, checked before it is
+parsed: each becomes a Python object of 30 to 200 bytes (a 64 MiB member of ``[]`` would
+take over a gigabyte). A BERT-base export has ~100,000."""
 _MAX_PICKLE = 16 * 1024 * 1024
 _MAX_NESTED_READ = 4 * 1024 * 1024
 """Largest single read from a nested sample-inputs zip (its directory, a pickle chunk)."""
@@ -340,26 +346,40 @@ class _Window(io.RawIOBase):
 
 
 def _read_json(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> Any:
+    """A JSON member, after its declared size and its count of values are checked."""
+    raw = _read_small(zf, info, _MAX_JSON)
+    values = sum(raw.count(c) for c in (b",", b"[", b"{", b":"))
+    if values > _MAX_JSON_VALUES:
+        raise UnsafeArchiveError(
+            f"member {info.filename!r} of {path.name!r} holds about {values} JSON values; "
+            f"the limit is {_MAX_JSON_VALUES} (real exports hold far fewer)"
+        )
     try:
-        return json.loads(_read_small(zf, info, _MAX_JSON))
-    except (ValueError, RecursionError) as exc:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
         raise CorruptFileError(
-            f"member {info.filename!r} of {path.name!r} is not readable JSON ({exc})"
+            f"member {info.filename!r} of {path.name!r} is not readable JSON"
         ) from None
 
 
 def _read_small(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
     """The member's bytes, read in 1 MiB chunks, refusing more than ``limit``."""
     if info.file_size > limit:
-        raise UnsafeArchiveError(f"member {info.filename!r} is implausibly large")
+        raise UnsafeArchiveError(
+            f"member {info.filename!r} declares {info.file_size} bytes; the limit for this "
+            f"member is {limit} bytes (real exports are far smaller)"
+        )
     chunks, total = [], 0
     try:
         with zf.open(info) as f:
             while total <= limit and (chunk := f.read(min(1 << 20, limit + 1 - total))):
                 chunks.append(chunk)
                 total += len(chunk)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise CorruptFileError(f"member {info.filename!r} cannot be read ({exc})") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error):
+        raise CorruptFileError(
+            f"member {info.filename!r} cannot be read (damaged or truncated); save the model "
+            "again and re-upload the complete file"
+        ) from None
     if total > limit:
         raise UnsafeArchiveError(f"member {info.filename!r} is larger than its header says")
     return b"".join(chunks)

@@ -105,10 +105,10 @@ def _members(path: Path) -> list[zipfile.ZipInfo]:
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         raise CorruptFileError(
-            f"{path.name!r} is a damaged or truncated zip archive ({exc}). Save the model "
-            "again and re-upload the complete file."
+            f"{path.name!r} is a damaged or truncated zip archive (its directory cannot be "
+            "read). Save the model again and re-upload the complete file."
         ) from None
     if not infos or min(i.header_offset for i in infos) != 0:
         raise CorruptFileError(

@@ -17,6 +17,7 @@ Two guards, because ``torch.export.load`` can run code from the file:
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 import zipfile
@@ -38,6 +39,8 @@ from engine.io.importers._sniff import ArchiveLimits
 from engine.ir import IRModel, load_ir
 
 __all__ = ["import_pt2"]
+
+log = logging.getLogger(__name__)
 
 _CHILD_ERRORS: dict[str, type[MPQError]] = {
     cls.code: cls for cls in (TrainingModeError, UnsupportedOpsError, InvalidIRError)
@@ -77,16 +80,26 @@ def import_pt2(
             trust_uploads=trust_uploads,
         )
         if (out / ERROR_FILE).is_file():
-            raise _child_error(out / ERROR_FILE, path)
+            raise _child_error(out / ERROR_FILE, path, limits)
         if result.returncode != 0 or not (out / IR_FILE).is_file():
-            last = result.stderr.strip().splitlines()[-1:] or ["no output"]
+            log.warning(
+                "isolated import of %s exited with status %s: %s",
+                path.name,
+                result.returncode,
+                result.stderr[-2000:],
+            )
             raise ImportFailedError(
-                f"the isolated importer exited with status {result.returncode} on "
-                f"{path.name!r} ({last[0][:300]}). The file may be damaged or exceed the "
-                f"importer's limits ({limits.memory_bytes // 2**30} GiB memory, "
-                f"{limits.timeout_s:.0f} s)."
+                f"the isolated importer stopped without reading {path.name!r} (exit status "
+                f"{result.returncode}). The file may be damaged or exceed the importer's "
+                f"limits ({_limits_text(limits)})."
             )
         return load_ir(out / IR_FILE)
+
+
+def _limits_text(limits: Limits) -> str:
+    mib = limits.memory_bytes >> 20
+    memory = f"{mib >> 10} GiB" if mib % 1024 == 0 else f"{mib} MiB"
+    return f"{memory} of memory, {limits.timeout_s:.0f} s"
 
 
 def _without_sample_inputs(src: Path, dst: Path) -> Path:
@@ -112,21 +125,33 @@ def _without_sample_inputs(src: Path, dst: Path) -> Path:
             try:
                 with zin.open(info) as fin, zout.open(copy, "w") as fout:
                     shutil.copyfileobj(fin, fout, 1 << 20)
-            except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+            except (zipfile.BadZipFile, EOFError, zlib.error):
                 raise CorruptFileError(
-                    f"member {info.filename!r} of {src.name!r} is damaged ({exc}). Save the "
-                    "model again and re-upload the complete file."
+                    f"member {info.filename!r} of {src.name!r} is damaged (bad checksum or "
+                    "truncated data). Save the model again and re-upload the complete file."
                 ) from None
     return dst
 
 
-def _child_error(error_file: Path, path: Path) -> MPQError:
+def _child_error(error_file: Path, path: Path, limits: Limits) -> MPQError:
+    """The child's error in MPQ's words: its own codes pass through, torch's text is logged."""
     try:
         data = json.loads(error_file.read_text()[:10_000])
         code, message = str(data["code"]), str(data["message"])[:2000]
-    except (ValueError, KeyError, TypeError, OSError):
+        reason = str(data.get("reason", ""))
+    except (ValueError, KeyError, TypeError, OSError, AttributeError):
         return ImportFailedError(f"the isolated importer failed on {path.name!r}")
     cls = _CHILD_ERRORS.get(code)
-    if cls is None:
-        return ImportFailedError(f"could not load {path.name!r}: {message}")
-    return cls(message)
+    if cls is not None:
+        return cls(message)
+    log.warning("isolated import of %s failed (%s): %s", path.name, reason, message)
+    if reason == "memory":
+        return ImportFailedError(
+            f"loading {path.name!r} needed more memory than the importer's limit "
+            f"({_limits_text(limits)}); upload a smaller model"
+        )
+    return ImportFailedError(
+        f"torch.export.load could not load {path.name!r}: the archive is damaged or was "
+        "written by an incompatible torch version. Export it again with torch.export.save "
+        "(or upload an ONNX export)."
+    )

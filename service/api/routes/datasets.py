@@ -91,6 +91,8 @@ async def upload_dataset(
                         path=upload.path,
                         sha256=upload.sha256,
                         created_by=key,
+                        filename=upload.filename or "upload",
+                        max_bytes=settings.max_dataset_bytes,
                     )
                 )
         finally:

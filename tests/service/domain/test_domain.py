@@ -183,3 +183,24 @@ def test_complete_commits_artifacts_as_blobs_or_keeps_none_when_cancelled(
     after = find_job_by_id(session, running.id)
     assert after is not None and after.status == JobStatus.SUCCEEDED
     assert list_artifacts(session, job=cancelled) == []
+
+
+def test_a_dataset_over_max_bytes_is_refused_by_the_users_file_name(
+    session: Session, store: BlobStore, acme: Team, digits: Digits
+) -> None:
+    """The declared size is checked against ``max_bytes`` before any array is read."""
+    model = add_model(session, store=store, team=acme, name="digits", path=digits.pt2, trust=True)
+    with pytest.raises(MPQError) as info:
+        add_dataset(
+            session,
+            store=store,
+            team=acme,
+            name="d",
+            model_id=model.id,
+            path=digits.npz,
+            filename="C:\\data\\my digits.npz",
+            max_bytes=1000,
+        )
+    assert info.value.code == "data_too_large"
+    assert "'my digits.npz'" in info.value.message and "1000 bytes" in info.value.message
+    assert _files(store) == {model.blob_path, model.ir_blob_path}

@@ -16,6 +16,7 @@ same model.
 from __future__ import annotations
 
 import math
+import mmap
 import re
 from collections import Counter
 from dataclasses import replace
@@ -50,13 +51,15 @@ from engine.io.importers.onnx._shape import SHAPE_CONVERTERS
 from engine.io.importers.onnx._types import OnnxGraph, OnnxModel, OnnxValueInfo
 from engine.ir import DYNAMIC_BATCH, DType, IRModel, TensorSpec
 
-__all__ = ["MAX_OPSET", "MIN_OPSET", "SUPPORTED_ONNX_OPS", "import_onnx"]
+__all__ = ["FOLD_FLOOR", "MAX_OPSET", "MIN_OPSET", "SUPPORTED_ONNX_OPS", "import_onnx"]
 
 MIN_OPSET = 7
 MAX_OPSET = 25
 """The ``ai.onnx`` opsets whose semantics for the supported ops were checked (onnx 1.23)."""
 
 _MAX_INPUT_NUMEL = 1 << 40
+FOLD_FLOOR = 64 * 1024 * 1024
+"""Bytes of constants any model may make at import, beyond twice its own size."""
 _CONVERTERS = {
     **NN_CONVERTERS,
     **ELEMENTWISE_CONVERTERS,
@@ -81,7 +84,10 @@ def import_onnx(path: Path, *, max_bytes: int) -> IRModel:
     Args:
         path: The .onnx file. External tensor data may live only in files inside its directory.
         max_bytes: Limit on the file's size plus all external data read, and separately on
-            the constants folding may create.
+            the constants folding may create. Those are also held to :data:`FOLD_FLOOR`
+            plus twice the model's bytes (file and external data read): folding transposes
+            or rescales weights, so a real model folds about its own size, while a few
+            bytes of ``ConstantOfShape`` can describe gigabytes.
 
     Returns:
         The IR: graph inputs (initializers excluded) in order as IR inputs, outputs in order.
@@ -105,14 +111,32 @@ def import_onnx(path: Path, *, max_bytes: int) -> IRModel:
             f"the ONNX file {path.name!r} is {size} bytes, over the limit of {max_bytes} bytes; "
             "upload a smaller model or raise the limit"
         )
-    with open(path, "rb") as f:
-        data = f.read(max_bytes + 1)  # the file may have grown since the size check
-    model = decode_model(data, max_bytes=max_bytes)
-    del data
+    model = _decode_file(path, size, max_bytes)
     opset = _opset(model)
     _check_ops(model.graph)
     reader = ExternalDataReader(path, budget=max_bytes - size)
-    return _convert(model.graph, opset, reader, fold_budget=max_bytes)
+    fold_budget = min(max_bytes, FOLD_FLOOR + 2 * size)  # grows by 2x external bytes read
+    return _convert(model.graph, opset, reader, fold_budget=fold_budget)
+
+
+def _decode_file(path: Path, size: int, max_bytes: int) -> OnnxModel:
+    """Decode the file through a read-only memory map of its first ``size`` bytes.
+
+    The file is never read whole into memory: the decoder touches only the pages it
+    parses and the fields it copies out, so a large file that is not a model costs
+    nothing, and a model costs about its tensors' bytes.
+    """
+    if size == 0:
+        return decode_model(b"", max_bytes=max_bytes)
+    with open(path, "rb") as f:
+        try:
+            data = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
+        except (ValueError, OSError):  # the file shrank after the size check
+            raise CorruptFileError(
+                f"the ONNX file {path.name!r} changed while being read"
+            ) from None
+        with data:
+            return decode_model(data, max_bytes=max_bytes)
 
 
 def _opset(model: OnnxModel) -> int:

@@ -27,6 +27,8 @@ from engine.io.importers.onnx._types import OnnxNode
 
 __all__ = ["EINSUM_CONVERTERS"]
 
+_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
 
 def _parse(n: OnnxNode, ranks: list[int]) -> tuple[list[str], str]:
     """The letters of each operand and of the output, ``...`` replaced by letters of its own.
@@ -37,6 +39,10 @@ def _parse(n: OnnxNode, ranks: list[int]) -> tuple[list[str], str]:
     equation = attr_str(n, "equation", "").replace(" ", "")
     lhs, arrow, rhs = equation.partition("->")
     terms = lhs.split(",")
+    if not all(c in _LETTERS for c in (lhs + rhs).replace("...", "").replace(",", "")):
+        # ASCII only: ONNX labels are a-z/A-Z, and other letters could pass for the
+        # internal stand-ins of ``...`` below
+        raise CorruptFileError(f"Einsum {n.name!r}: {equation!r} uses labels other than a-z, A-Z")
     if len(terms) != len(ranks):
         raise CorruptFileError(f"Einsum {n.name!r}: {equation!r} for {len(ranks)} inputs")
     spans = [

@@ -7,15 +7,26 @@ policy here: ``location`` must be a relative path which, after :meth:`pathlib.Pa
 (following every symlink), lies inside the directory of the model file as it was given (not of
 its symlink target), and names a regular file; ``offset`` and ``length`` must lie inside that
 file; and the bytes read from all external files together stay within a budget.
+
+No answer depends on what exists outside that directory: the location is first normalised
+lexically (``..`` collapsed, no filesystem access) and refused if it leaves the directory, so an
+existing and a missing ``../../etc/shadow`` get the same error; only a location inside is looked
+up, and a symlink out of it is refused with that same error whether or not its target exists.
+``offset`` and ``length`` are ASCII decimal integers (``int()`` would accept other scripts'
+digits, ``_`` and spaces).
 """
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from engine.errors import ArchiveLimitError, OnnxExternalDataError
 
 __all__ = ["ExternalDataReader"]
+
+_DECIMAL = re.compile(r"[0-9]{1,19}", re.ASCII)
 
 _FIX = (
     "Keep external data files next to the .onnx file and name them by relative paths, or embed "
@@ -80,17 +91,22 @@ class ExternalDataReader:
             )
         if PureWindowsPath(location).drive:
             raise OnnxExternalDataError(f"{where} names a drive. {_FIX}")
+        outside = OnnxExternalDataError(
+            f"{where} leads outside the model's directory (through '..' or a symbolic link); "
+            f"MPQ reads external data only from inside it. {_FIX}"
+        )
+        lexical = Path(os.path.normpath(self.directory / location))
+        if not lexical.is_relative_to(self.directory) or lexical == self.directory:
+            raise outside  # decided on the text alone: nothing outside is looked up
         try:
-            target = (self.directory / location).resolve(strict=True)
-        except (OSError, RuntimeError) as exc:  # missing file, symlink loop
+            target = lexical.resolve(strict=False)
+        except (OSError, RuntimeError):  # a symlink loop: not a file (exists() says so)
+            target = lexical
+        if not target.is_relative_to(self.directory) or target == self.directory:
+            raise outside
+        if not target.exists():
             raise OnnxExternalDataError(
-                f"{where} cannot be opened ({type(exc).__name__}): the file is missing or a "
-                f"broken link. {_FIX}"
-            ) from None
-        if not target.is_relative_to(self.directory):
-            raise OnnxExternalDataError(
-                f"{where} resolves to a file outside the model's directory (through '..' or a "
-                f"symbolic link); MPQ reads external data only from inside it. {_FIX}"
+                f"{where} names a file that is missing beside the model. {_FIX}"
             )
         if not target.is_file():
             raise OnnxExternalDataError(f"{where} is not a regular file. {_FIX}")
@@ -102,10 +118,7 @@ def _int_entry(entries: dict[str, str], key: str, location: str, *, default: int
     raw = entries.get(key)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
+    value = int(raw) if _DECIMAL.fullmatch(raw) else -1
     if value < 0:
         raise OnnxExternalDataError(
             f"external data {location!r} has {key} {raw[:40]!r}; it must be a non-negative "

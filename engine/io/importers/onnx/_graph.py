@@ -13,9 +13,10 @@ initializer, the first time an emitted node reads it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import torch
 
@@ -26,6 +27,8 @@ from engine.io.importers.onnx._types import OnnxNode, OnnxTensor
 from engine.ir import QUANTIZABLE_OPS, DType, Node, Ref, Value, resolve
 
 __all__ = ["Arg", "GraphBuilder", "Val"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -110,7 +113,10 @@ class GraphBuilder:
 
     def load(self, t: OnnxTensor) -> torch.Tensor:
         """The contents of an ONNX tensor (an initializer or a ``Constant`` value)."""
-        return tensor_to_torch(t, self.loader)
+        value = tensor_to_torch(t, self.loader)
+        if t.data_location == 1:  # external bytes: folding them may make as much again
+            self._fold_budget += 2 * value.nbytes
+        return value
 
     def constant(self, value: torch.Tensor, hint: str) -> Val:
         """A constant :class:`Val` holding ``value``, stored as ``hint`` if a node reads it."""
@@ -193,7 +199,11 @@ class GraphBuilder:
             The output value (a constant when folded).
         """
         vals = [v for v in _walk([*args, *kwargs.values()]) if isinstance(v, Val)]
-        meta = self._run(op, args, kwargs, lambda v: v.meta)
+        # a factory (aten.full of a constant shape) has no tensor input: its shape is worked
+        # out on the meta device too, so that nothing is allocated before it is charged
+        meta_device = cast(Arg, torch.device("meta"))  # passed through to the op as is
+        on_meta = kwargs if vals else {**kwargs, "device": meta_device}
+        meta = self._run(op, args, on_meta, lambda v: v.meta)
         if op not in QUANTIZABLE_OPS and all(v.const is not None for v in vals):
             self.charge(meta.numel() * meta.element_size())
             out = self._run(op, args, kwargs, lambda v: v.const)
@@ -259,11 +269,12 @@ class GraphBuilder:
                 )
         except (RuntimeError, ValueError, TypeError, IndexError, OverflowError) as exc:
             shapes = [v.shape for v in _walk(list(args)) if isinstance(v, Val)]
-            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+            log.info("ONNX node %r as %s on %s: %r", self.onnx_node, op, shapes, exc)
             raise UnsupportedOpsError(
                 f"ONNX node {self.onnx_node!r} cannot be expressed as {op} on inputs of shapes "
-                f"{shapes}: {reason}. Check that the model runs in onnxruntime; if it does, "
-                "this use of the operator is not supported yet."
+                f"{shapes} (their shapes, dtypes or attributes do not fit the operator). Check "
+                "that the model runs in onnxruntime; if it does, this use of the operator is "
+                "not supported yet."
             ) from None
         if not isinstance(out, torch.Tensor):
             raise UnsupportedOpsError(f"{op} returned {type(out).__name__}, not a tensor")

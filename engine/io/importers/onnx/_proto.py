@@ -7,12 +7,22 @@ unchecked count: malformed input raises :class:`~engine.errors.CorruptFileError`
 offset. Unknown fields are skipped, repeated numbers may be packed or not, and a singular message
 field that occurs twice is merged, as protobuf does.
 
-Size: one file (just over 300 lines): the message specs and the one decoder that
-walks them are a single wire-format reader; the bounds checks are in its inner loop.
+Memory is bounded by what the file declares, before it is allocated: the buffer may be a
+read-only :class:`mmap.mmap` of the file (only the pages a field is copied from are read);
+names and other strings are at most :data:`MAX_STRING_BYTES`; the messages, strings and list
+entries one file may hold are counted against ``max_items`` as they are met (each costs a
+Python object a hundred times the size of its 2-byte minimum on the wire); varints, which
+expand up to 8x when decoded, are counted before they are decoded against
+``max_varint_values``; an attribute's list holds at most :data:`MAX_ATTRIBUTE_VALUES` values.
+
+Size: one file (about 400 lines): the message specs and the one decoder that walks them
+are a single wire-format reader; the bounds checks, and the counts of what the file makes
+it allocate, are in its inner loop.
 """
 
 from __future__ import annotations
 
+import mmap
 import struct
 from typing import Any
 
@@ -32,11 +42,32 @@ from engine.io.importers.onnx._types import (
     OnnxValueInfo,
 )
 
-__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_DEPTH", "decode_model"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_ITEMS",
+    "DEFAULT_MAX_VARINT_VALUES",
+    "MAX_ATTRIBUTE_VALUES",
+    "MAX_STRING_BYTES",
+    "decode_model",
+]
 
 DEFAULT_MAX_BYTES = 2**31 - 1  # protobuf's own limit for one serialized message
 DEFAULT_MAX_DEPTH = 64
+DEFAULT_MAX_ITEMS = 1 << 20
+"""Messages, strings and list entries per file (a BERT-base export holds ~20,000)."""
+DEFAULT_MAX_VARINT_VALUES = 1 << 22
+"""Varint-encoded numbers per file (32 MiB decoded); exporters store weights as raw_data."""
+MAX_STRING_BYTES = 1 << 20
+"""Longest name or string field (tensor bytes, ``raw_data``, are bounded by the file only)."""
+MAX_ATTRIBUTE_VALUES = 1 << 16
+"""Most values in one attribute's list (``ints``, ``floats``, ``strings``...)."""
+_LIMIT_HINT = (
+    "The file is not an ONNX model as exporters write them; export it again with "
+    "torch.onnx.export (weights are then stored as raw_data)."
+)
 _CHUNK = 1 << 20  # bytes of packed varints decoded per vectorised step
+_Buffer = bytes | mmap.mmap
 Spans = list[tuple[int, int]]  # the [start, end) pieces of one (possibly merged) message
 _Spec = dict[int, tuple[str, str]]
 _Fields = dict[str, Any]
@@ -72,7 +103,7 @@ _WIRE |= {"i": (0,), "f": (5,), "V": (0, 2), "F": (5, 2), "D": (1, 2)}
 _ATTR_FIELD = {t: _ATTR[t + 1][0] for t in range(1, 11)}
 
 
-def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+def _varint(buf: _Buffer, pos: int, end: int) -> tuple[int, int]:
     """Read one varint at ``pos``; return ``(value, next_pos)``."""
     if pos < end and buf[pos] < 0x80:  # the common one-byte case
         return buf[pos], pos + 1
@@ -88,11 +119,19 @@ def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     raise CorruptFileError(f"varint at byte offset {pos} is longer than 10 bytes.")
 
 
-def _packed_varints(buf: bytes, start: int, end: int) -> bytes:
+def _count_varints(buf: _Buffer, start: int, end: int) -> int:
+    """How many varints ``buf[start:end]`` holds (its bytes below 0x80), 1 MiB at a time."""
+    return sum(
+        int(np.count_nonzero(np.frombuffer(buf[pos : min(end, pos + _CHUNK)], np.uint8) < 0x80))
+        for pos in range(start, end, _CHUNK)
+    )
+
+
+def _packed_varints(buf: _Buffer, start: int, end: int) -> bytes:
     """Decode packed varints into little-endian uint64 bytes, vectorised, 1 MiB at a time."""
     parts, pos = [], start
     while pos < end:
-        chunk = np.frombuffer(buf, np.uint8, min(end - pos, _CHUNK), pos)
+        chunk = np.frombuffer(buf[pos : min(end, pos + _CHUNK)], np.uint8)  # a copy: no view
         stops = np.flatnonzero(chunk < 0x80)
         if stops.size == 0:
             raise CorruptFileError(f"unterminated varint at byte offset {pos} (ends at {end}).")
@@ -135,8 +174,25 @@ def _int32(f: _Fields, name: str) -> int:
 class _Decoder:
     """Decodes the messages of one buffer; ``depth`` counts enclosing messages."""
 
-    def __init__(self, buf: bytes, max_depth: int) -> None:
+    def __init__(self, buf: _Buffer, max_depth: int, max_items: int, max_varints: int) -> None:
         self.buf, self.max_depth = buf, max_depth
+        self.items, self.max_items = 0, max_items
+        self.varints, self.max_varints = 0, max_varints
+
+    def _count(self, what: str, at: int, items: int = 1, varints: int = 0) -> None:
+        """Account for objects about to be made; refuse the file past the limits."""
+        self.items += items
+        self.varints += varints
+        if self.items > self.max_items:
+            raise ArchiveLimitError(
+                f"the ONNX file holds more than {self.max_items} messages, names and list "
+                f"entries (the limit was passed in {what} at byte offset {at}). {_LIMIT_HINT}"
+            )
+        if self.varints > self.max_varints:
+            raise ArchiveLimitError(
+                f"the ONNX file stores more than {self.max_varints} varint-encoded numbers "
+                f"(the limit was passed in {what} at byte offset {at}). {_LIMIT_HINT}"
+            )
 
     def scan(self, spans: Spans, spec: _Spec, what: str, depth: int) -> _Fields:
         """Read the fields in ``spec`` from a message's pieces, in order; skip other fields."""
@@ -171,6 +227,14 @@ class _Decoder:
                     continue  # a field MPQ does not need
                 if wire not in _WIRE[kind]:
                     raise CorruptFileError(f"{what}.{name} at byte {at} has wire type {wire}.")
+                is_text = kind in "sSB" or (kind == "b" and name != "raw_data")
+                if is_text and pos - val > MAX_STRING_BYTES:
+                    raise ArchiveLimitError(
+                        f"{what}.{name} at byte offset {at} is {pos - val} bytes; names and "
+                        f"strings may have at most {MAX_STRING_BYTES}. {_LIMIT_HINT}"
+                    )
+                if kind in "mMSB":
+                    self._count(what, at)
                 if kind == "i":
                     out[name] = val - (1 << 64) if val >> 63 else val
                 elif kind == "f":
@@ -183,6 +247,8 @@ class _Decoder:
                     raw = buf[val:pos]
                     out.setdefault(name, []).append(_text(raw, val) if kind == "S" else raw)
                 elif kind == "V":
+                    count = 1 if wire == 0 else _count_varints(buf, val, pos)
+                    self._count(f"{what}.{name}", at, items=0, varints=count)
                     data = (
                         val.to_bytes(8, "little") if wire == 0 else _packed_varints(buf, val, pos)
                     )
@@ -236,7 +302,13 @@ class _Decoder:
         elif kind == 5:
             value = self.graph(f.get(key, []), d)
         elif kind in (6, 7):
-            value = tuple(_array(f, key, "<f4" if kind == 6 else "<i8").tolist())
+            values = _array(f, key, "<f4" if kind == 6 else "<i8")
+            if values.size > MAX_ATTRIBUTE_VALUES:
+                raise ArchiveLimitError(
+                    f"attribute {name!r} at byte offset {spans[0][0]} lists {values.size} "
+                    f"values; at most {MAX_ATTRIBUTE_VALUES} are accepted. {_LIMIT_HINT}"
+                )
+            value = tuple(values.tolist())
         elif kind == 8:
             value = tuple(f.get(key, []))
         elif kind == 9:
@@ -283,26 +355,36 @@ _GRAPH_VALUES = ("input", "output", "value_info")
 
 
 def decode_model(
-    data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: int = DEFAULT_MAX_DEPTH
+    data: _Buffer,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_items: int = DEFAULT_MAX_ITEMS,
+    max_varint_values: int = DEFAULT_MAX_VARINT_VALUES,
 ) -> OnnxModel:
     """Decode a serialized ONNX ``ModelProto``.
 
     Args:
-        data: The file's bytes.
+        data: The file's bytes, or a read-only :class:`mmap.mmap` of the file (read only
+            where a field is copied out).
         max_bytes: Largest accepted input, checked before parsing.
         max_depth: Deepest accepted message nesting (each subgraph level adds 3).
+        max_items: Most messages, strings and list entries in the file.
+        max_varint_values: Most varint-encoded numbers in the file, counted before decoding.
 
     Returns:
         The decoded model; tensor values are converted only by :meth:`OnnxTensor.to_numpy`.
 
     Raises:
-        ArchiveLimitError: ``data`` is larger than ``max_bytes``.
+        ArchiveLimitError: ``data`` is larger than ``max_bytes``, or passes ``max_items``,
+            ``max_varint_values``, :data:`MAX_STRING_BYTES` or :data:`MAX_ATTRIBUTE_VALUES`.
         CorruptFileError: ``data`` is not a well-formed ONNX model; the message gives the offset.
         ModelFormatError: A node has a sparse-tensor or type-proto attribute.
     """
     if len(data) > max_bytes:
         raise ArchiveLimitError(f"the ONNX file has {len(data)} bytes, over the {max_bytes} limit.")
-    dec = _Decoder(bytes(data), max_depth)
+    buf = data if isinstance(data, bytes | mmap.mmap) else bytes(data)
+    dec = _Decoder(buf, max_depth, max_items, max_varint_values)
     f = dec.scan([(0, len(data))], _MODEL, "ModelProto", 0)
     if "graph" not in f:
         raise CorruptFileError("not an ONNX model: the ModelProto has no graph (field 7).")

@@ -145,3 +145,12 @@ def test_unsupported_uses_are_refused(case: Case, message: str, tmp_path: Path) 
 def test_float_mod_without_fmod_is_a_corrupt_file(tmp_path: Path) -> None:
     with pytest.raises(CorruptFileError, match="fmod=0"):
         import_case(Case("mod_float_fmod0", [N("Mod", ["x", "x"])], {"x": X2}), tmp_path)
+
+
+@pytest.mark.parametrize("equation", ["\u0101j,jk->\u0101k", "...ij,...jk->...i\u0100"])
+def test_einsum_labels_must_be_ascii_letters(equation: str, tmp_path: Path) -> None:
+    """Other letters could pass for the importer's internal stand-ins of ``...``."""
+    case = Case("einsum_non_ascii", [N("Einsum", ["a", "b"], equation=equation)],
+                {"a": f32(2, 3, 4), "b": f32(2, 4, 5)})  # fmt: skip
+    with pytest.raises(CorruptFileError, match="labels other than"):
+        import_case(case, tmp_path)
