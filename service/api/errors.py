@@ -26,6 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from engine.errors import (
     ArchiveLimitError,
@@ -163,7 +164,24 @@ async def _http_error(request: Request, exc: Any) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     known = _HTTP_ERRORS.get(exc.status_code)
     code = "http_error" if known is None else known.code
-    return error_response(code, str(exc.detail), status=exc.status_code)
+    response = error_response(code, str(exc.detail), status=exc.status_code)
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        response.headers["Allow"] = _allowed_methods(request)
+    return response
+
+
+def _allowed_methods(request: Request) -> str:
+    """The ``Allow`` header of a 405: the methods of every route on the request's path.
+
+    Starlette names only the first route whose path matched, so a path served by two
+    routes (``GET`` and ``POST /v1/jobs``) would otherwise under-report (RFC 9110 15.5.6).
+    """
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods or set()
+    return ", ".join(sorted(methods))
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:

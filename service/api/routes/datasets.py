@@ -9,21 +9,26 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import BlobsDep, CurrentKey, CurrentTeam, SessionDep, SettingsDep
 from service.api.multipart import openapi_form, receive_upload
+from service.api.responses import errors
 from service.db import repos
 from service.domain import add_dataset
-from service.schemas import DatasetPublic, DatasetsPublic, ErrorResponse
+from service.schemas import DatasetPublic, DatasetsPublic
 
 __all__ = ["router"]
 
 router = APIRouter(
     prefix="/datasets",
     tags=["datasets"],
-    responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    responses=errors(401, 422),
 )
 
 MULTIPART = openapi_form(
     name={"type": "string"},
-    model_id={"type": "integer", "description": "the model whose inputs the arrays feed"},
+    model_id={
+        "type": "integer",
+        "minimum": 0,
+        "description": "the model whose inputs the arrays feed",
+    },
 )
 
 
@@ -32,7 +37,7 @@ MULTIPART = openapi_form(
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetPublic,
     openapi_extra=MULTIPART,
-    responses={404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}},
+    responses=errors(404, 413),
 )
 async def upload_dataset(
     request: Request,
@@ -84,9 +89,7 @@ def list_datasets(
     )
 
 
-@router.get(
-    "/{dataset_id}", response_model=DatasetPublic, responses={404: {"model": ErrorResponse}}
-)
+@router.get("/{dataset_id}", response_model=DatasetPublic, responses=errors(404))
 def get_dataset(dataset_id: int, session: SessionDep, team: CurrentTeam) -> DatasetPublic:
     """One of the team's datasets (another team's id: 404)."""
     return DatasetPublic.model_validate(

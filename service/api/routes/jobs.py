@@ -15,6 +15,7 @@ from service.api.deps import (
     SessionDep,
     SettingsDep,
 )
+from service.api.responses import errors
 from service.db import repos
 from service.db.models import Job, JobStatus
 from service.domain import cancel_job as cancel
@@ -24,7 +25,6 @@ from service.errors import NotFoundError
 from service.schemas import (
     ArtifactPublic,
     ArtifactsPublic,
-    ErrorResponse,
     JobCreate,
     JobDetail,
     JobPublic,
@@ -37,7 +37,7 @@ __all__ = ["router"]
 router = APIRouter(
     prefix="/jobs",
     tags=["jobs"],
-    responses={401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
+    responses=errors(401, 422),
 )
 
 MEDIA_TYPES = {".json": "application/json", ".png": "image/png"}
@@ -53,7 +53,7 @@ def _detail(job: Job) -> JobDetail:
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobDetail,
-    responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    responses=errors(400, 404, 503),
 )
 def submit_job(
     request: JobCreate,
@@ -101,7 +101,7 @@ def list_jobs(
     )
 
 
-@router.get("/{job_id}", response_model=JobDetail)
+@router.get("/{job_id}", response_model=JobDetail, responses=errors(404))
 def get_job(job_id: int, session: SessionDep, team: CurrentTeam) -> JobDetail:
     """One job: state, phase, progress, baseline, best plan so far, result, chosen plan, error.
 
@@ -112,7 +112,7 @@ def get_job(job_id: int, session: SessionDep, team: CurrentTeam) -> JobDetail:
     return _detail(repos.get_job(session, team=team, job_id=job_id))
 
 
-@router.get("/{job_id}/trials", response_model=TrialsPublic)
+@router.get("/{job_id}/trials", response_model=TrialsPublic, responses=errors(404))
 def get_trials(
     job_id: int, session: SessionDep, team: CurrentTeam, settings: SettingsDep
 ) -> TrialsPublic:
@@ -122,9 +122,7 @@ def get_trials(
     return TrialsPublic(data=records, count=len(records), front=pareto)
 
 
-@router.post(
-    "/{job_id}/cancel", response_model=JobDetail, responses={409: {"model": ErrorResponse}}
-)
+@router.post("/{job_id}/cancel", response_model=JobDetail, responses=errors(404, 409))
 def cancel_job(job_id: int, session: SessionDep, team: CurrentTeam) -> JobDetail:
     """Cancel a queued, preparing or running job.
 
@@ -135,7 +133,7 @@ def cancel_job(job_id: int, session: SessionDep, team: CurrentTeam) -> JobDetail
     return _detail(cancel(session, team=team, job_id=job_id))
 
 
-@router.get("/{job_id}/artifacts", response_model=ArtifactsPublic)
+@router.get("/{job_id}/artifacts", response_model=ArtifactsPublic, responses=errors(404))
 def list_artifacts(job_id: int, session: SessionDep, team: CurrentTeam) -> ArtifactsPublic:
     """The files a finished job produced (`model.mpq`, `result.json`, plots)."""
     job = repos.get_job(session, team=team, job_id=job_id)
@@ -146,7 +144,10 @@ def list_artifacts(job_id: int, session: SessionDep, team: CurrentTeam) -> Artif
 @router.get(
     "/{job_id}/artifacts/{name}",
     response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}},
+    responses={
+        200: {"content": {t: {} for t in ("application/octet-stream", *MEDIA_TYPES.values())}},
+        **errors(404),
+    },
 )
 def download_artifact(
     job_id: int, name: str, session: SessionDep, team: CurrentTeam, blobs: BlobsDep

@@ -16,16 +16,17 @@ from service.api.deps import (
     TrustUploadsDep,
 )
 from service.api.multipart import openapi_form, receive_upload
+from service.api.responses import errors
 from service.db import repos
 from service.domain import add_model
-from service.schemas import ErrorResponse, ModelDetail, ModelPublic, ModelsPublic
+from service.schemas import ModelDetail, ModelPublic, ModelsPublic
 
 __all__ = ["router"]
 
 router = APIRouter(
     prefix="/models",
     tags=["models"],
-    responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    responses=errors(401, 422),
 )
 
 
@@ -37,7 +38,7 @@ MULTIPART = openapi_form(name={"type": "string", "description": "versions count 
     status_code=status.HTTP_201_CREATED,
     response_model=ModelDetail,
     openapi_extra=MULTIPART,
-    responses={413: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    responses=errors(413, 503),
 )
 async def upload_model(
     request: Request,
@@ -90,7 +91,7 @@ def list_models(
     )
 
 
-@router.get("/{model_id}", response_model=ModelDetail, responses={404: {"model": ErrorResponse}})
+@router.get("/{model_id}", response_model=ModelDetail, responses=errors(404))
 def get_model(model_id: int, session: SessionDep, team: CurrentTeam) -> ModelDetail:
     """One of the team's models, with its layer inventory (another team's id: 404)."""
     return ModelDetail.model_validate(repos.get_model(session, team=team, model_id=model_id))

@@ -1,0 +1,135 @@
+"""schemathesis against a real ``mpq up``: the API keeps the promises of its OpenAPI document.
+
+One ``mpq up`` (migrations, first key, the API and a worker, as users start it) over a
+fresh data directory; the digits model and data are uploaded once (ids 1), then
+``schemathesis run`` reads ``/openapi.json`` and tests every operation with the key: all
+four phases (examples, coverage, fuzzing, stateful) and ``--checks all``. The run must
+end with no failure at all -- no 5xx, no status, header, content type or body that the
+document does not declare, no schema-valid request refused, no invalid one accepted, and
+a 405 with ``Allow`` for every method a path does not have.
+
+What is fuzzed, and how:
+
+- Every operation, uploads and job submission included. Three operations take content
+  whose acceptability OpenAPI cannot state, so for them alone ``positive_data_acceptance``
+  also counts 413 and 422 as a right answer to a schema-valid request (``CONFIG``):
+  an upload's file is arbitrary bytes to the schema, which the importer rightly refuses
+  (422 with a format code, in well under a second: the sandboxed ``.pt2`` loader runs
+  only on a real zip archive) -- whether bytes are a model, or arrays that fit one, is
+  no schema's to say; and a job spec has rules across fields (at most one metric target
+  and one size target, ``max_metric`` only for lower-is-better metrics, ``sqnr`` without
+  a drop target) and a grammar for formats and pins that ``search.JobSpec`` checks
+  (422 ``invalid_plan``), by design the one place they are checked. Every other check,
+  and every check on every other operation, is as schemathesis ships it: invalid data
+  must still be refused, and no request may get a 5xx.
+- Job submission: ``POST /v1/jobs`` with generated ids; one that names model and dataset
+  1 is a real job that the worker runs. That is rare and small (digits), and ``mpq up``
+  is stopped, its worker with it, when the run ends.
+- Deterministic: a fixed ``--seed``, one schemathesis worker, no example database, so a
+  run against the same code sends the same requests.
+
+Size of the run: ``MAX_EXAMPLES`` test cases per operation and phase; the whole test
+(start, uploads, fuzzing, stop) takes about a minute on a busy two-core machine.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.commands.test_up import STOP_S, mpq_up
+from tests.conftest import Digits
+from tests.service.api.conftest import upload_digits
+
+MAX_EXAMPLES = 100
+SEED = 20261204
+RUN_TIMEOUT_S = 600
+PHASES = "examples,coverage,fuzzing,stateful"
+CONTENT_CHECKED = (
+    "upload_model_v1_models_post",
+    "upload_dataset_v1_datasets_post",
+    "submit_job_v1_jobs_post",
+)
+CONFIG = f"""\
+[[operations]]
+include-operation-id = {list(CONTENT_CHECKED)!r}
+checks.positive_data_acceptance.expected-statuses = [
+  "2xx", "3xx", "401", "403", "404", "409", "413", "422", "429",
+]
+"""
+"""schemathesis.toml for the run: see the module docstring for why those three differ."""
+
+_FAILURE = re.compile(r"^_{3,} (.+?) _{3,}$|^- (ST\d+ .+)$")
+
+
+def _report(output: str) -> str:
+    """The failing operations with their failure classes, then schemathesis's summary."""
+    lines = []
+    for line in output.splitlines():
+        found = _FAILURE.match(line)
+        if found:
+            lines.append(found[1] or f"    {found[2]}")
+    summary = output[output.rfind("SUMMARY") :] if "SUMMARY" in output else output[-4000:]
+    return "\n".join([*lines, "", summary])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mpq up reads /proc")
+def test_schemathesis_finds_nothing_against_mpq_up(tmp_path: Path, digits: Digits) -> None:
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(CONFIG)
+    with mpq_up(tmp_path / "data") as up:
+        key = up.read_until("API key: ").removeprefix("API key: ")
+        up.read_until("MPQ is serving at ")
+        auth = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=up.url, headers=auth, timeout=120) as client:
+            assert upload_digits(client, digits) == (1, 1)
+            paths = client.get("/openapi.json").json()["paths"]
+        operations = sum(len(methods) for methods in paths.values())
+        try:
+            run = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "schemathesis.cli",
+                    "--config-file",
+                    str(config),
+                    "run",
+                    f"{up.url}/openapi.json",
+                    "--header",
+                    f"Authorization: Bearer {key}",
+                    "--checks",
+                    "all",
+                    "--phases",
+                    PHASES,
+                    "--max-examples",
+                    str(MAX_EXAMPLES),
+                    "--seed",
+                    str(SEED),
+                    "--workers",
+                    "1",
+                    "--generation-database",
+                    "none",
+                    "--no-color",
+                    "--output-truncate",
+                    "false",
+                ],
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=RUN_TIMEOUT_S,
+                check=False,
+            )
+        finally:
+            up.process.send_signal(signal.SIGTERM)
+            up.process.wait(timeout=STOP_S)
+    (tmp_path / "schemathesis.out").write_text(run.stdout + run.stderr)
+    assert run.returncode == 0, _report(run.stdout + run.stderr)
+    # every operation was selected and tested (none skipped for want of data)
+    tested = f"Selected: {operations}/{operations}\n  Tested: {operations}\n"
+    assert tested in run.stdout, _report(run.stdout)
