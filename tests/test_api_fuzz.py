@@ -1,9 +1,10 @@
 """schemathesis against a real ``mpq up``: the API keeps the promises of its OpenAPI document.
 
 One ``mpq up`` (migrations, first key, the API and a worker, as users start it) over a
-fresh data directory; the digits model and data are uploaded once (ids 1), then
-``schemathesis run`` reads ``/openapi.json`` and tests every operation with the key: all
-four phases (examples, coverage, fuzzing, stateful) and ``--checks all``. The run must
+fresh data directory; the digits model and data are uploaded (ids 1) and a two-trial
+job on them runs to the end (job 1, with its artifacts); then ``schemathesis run``
+reads ``/openapi.json`` and tests every operation with the key: all four phases
+(examples, coverage, fuzzing, stateful) and ``--checks all``. The run must
 end with no failure at all -- no 5xx, no status, header, content type or body that the
 document does not declare, no schema-valid request refused, no invalid one accepted, and
 a 405 with ``Allow`` for every method a path does not have.
@@ -22,14 +23,16 @@ What is fuzzed, and how:
   (422 ``invalid_plan``), by design the one place they are checked. Every other check,
   and every check on every other operation, is as schemathesis ships it: invalid data
   must still be refused, and no request may get a 5xx.
-- Job submission: ``POST /v1/jobs`` with generated ids; one that names model and dataset
-  1 is a real job that the worker runs. That is rare and small (digits), and ``mpq up``
-  is stopped, its worker with it, when the run ends.
+- Job submission: a generated spec that is valid and names model and dataset 1 is a
+  real job that the worker runs. That is rare and small (digits), and ``mpq up`` is
+  stopped, its worker with it, when the run ends. Job 1 is finished before the run
+  starts, so what the job routes answer for it does not depend on timing.
 - Deterministic: a fixed ``--seed``, one schemathesis worker, no example database, so a
   run against the same code sends the same requests.
 
-Size of the run: ``MAX_EXAMPLES`` test cases per operation and phase; the whole test
-(start, uploads, fuzzing, stop) takes about a minute on a busy two-core machine.
+Size of the run: at most ``MAX_EXAMPLES`` test cases per operation in each phase, about
+2,600 requests in all; the whole test (start, uploads, job 1, fuzzing, stop) takes about
+two minutes on a busy two-core machine, the fuzzing itself 40 s of it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -50,6 +54,8 @@ from tests.service.api.conftest import upload_digits
 MAX_EXAMPLES = 100
 SEED = 20261204
 RUN_TIMEOUT_S = 600
+JOB_TIMEOUT_S = 180
+FINISHED = {"succeeded", "failed", "cancelled"}
 PHASES = "examples,coverage,fuzzing,stateful"
 CONTENT_CHECKED = (
     "upload_model_v1_models_post",
@@ -79,57 +85,81 @@ def _report(output: str) -> str:
     return "\n".join([*lines, "", summary])
 
 
+def _seed(client: httpx.Client, digits: Digits) -> None:
+    """Model and dataset 1 (digits), and job 1: a two-trial search, finished, with artifacts.
+
+    The fuzzing then reaches real rows where it tries id 1, and the stateful phase follows
+    the job's artifact names to real downloads.
+    """
+    assert upload_digits(client, digits) == (1, 1)
+    spec = {"model_id": 1, "dataset_id": 1, "budget": {"trials": 2}}
+    submitted = client.post("/v1/jobs", json=spec)
+    assert submitted.status_code == 202, submitted.text
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while (job := client.get("/v1/jobs/1").json())["status"] not in FINISHED:
+        assert time.monotonic() < deadline, f"job 1 not finished in {JOB_TIMEOUT_S} s: {job}"
+        time.sleep(0.5)
+    assert job["status"] == "succeeded", job
+
+
+def _schemathesis(url: str, key: str, config: Path) -> subprocess.CompletedProcess[str]:
+    """``schemathesis run`` over ``url``'s OpenAPI document, as the module docstring says."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "--config-file",
+            str(config),
+            "run",
+            f"{url}/openapi.json",
+            "--header",
+            f"Authorization: Bearer {key}",
+            "--checks",
+            "all",
+            "--phases",
+            PHASES,
+            "--max-examples",
+            str(MAX_EXAMPLES),
+            "--seed",
+            str(SEED),
+            "--workers",
+            "1",
+            "--generation-database",
+            "none",
+            "--no-color",
+            "--output-truncate",
+            "false",
+        ],
+        cwd=config.parent,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mpq up reads /proc")
 def test_schemathesis_finds_nothing_against_mpq_up(tmp_path: Path, digits: Digits) -> None:
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)
     with mpq_up(tmp_path / "data") as up:
-        key = up.read_until("API key: ").removeprefix("API key: ")
-        up.read_until("MPQ is serving at ")
-        auth = {"Authorization": f"Bearer {key}"}
-        with httpx.Client(base_url=up.url, headers=auth, timeout=120) as client:
-            assert upload_digits(client, digits) == (1, 1)
-            paths = client.get("/openapi.json").json()["paths"]
-        operations = sum(len(methods) for methods in paths.values())
         try:
-            run = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "schemathesis.cli",
-                    "--config-file",
-                    str(config),
-                    "run",
-                    f"{up.url}/openapi.json",
-                    "--header",
-                    f"Authorization: Bearer {key}",
-                    "--checks",
-                    "all",
-                    "--phases",
-                    PHASES,
-                    "--max-examples",
-                    str(MAX_EXAMPLES),
-                    "--seed",
-                    str(SEED),
-                    "--workers",
-                    "1",
-                    "--generation-database",
-                    "none",
-                    "--no-color",
-                    "--output-truncate",
-                    "false",
-                ],
-                cwd=tmp_path,
-                capture_output=True,
-                text=True,
-                timeout=RUN_TIMEOUT_S,
-                check=False,
-            )
+            key = up.read_until("API key: ").removeprefix("API key: ")
+            up.read_until("MPQ is serving at ")
+            auth = {"Authorization": f"Bearer {key}"}
+            with httpx.Client(base_url=up.url, headers=auth, timeout=120) as client:
+                _seed(client, digits)
+                paths = client.get("/openapi.json").json()["paths"]
+            run = _schemathesis(up.url, key, config)
         finally:
+            # SIGTERM, so that `mpq up` stops its API and worker too (a kill would orphan them)
             up.process.send_signal(signal.SIGTERM)
             up.process.wait(timeout=STOP_S)
-    (tmp_path / "schemathesis.out").write_text(run.stdout + run.stderr)
-    assert run.returncode == 0, _report(run.stdout + run.stderr)
-    # every operation was selected and tested (none skipped for want of data)
+    output = run.stdout + run.stderr
+    (tmp_path / "schemathesis.out").write_text(output)
+    assert run.returncode == 0, _report(output)
+    # every operation was selected and tested
+    operations = sum(len(methods) for methods in paths.values())
     tested = f"Selected: {operations}/{operations}\n  Tested: {operations}\n"
-    assert tested in run.stdout, _report(run.stdout)
+    assert tested in run.stdout, _report(output)
