@@ -42,6 +42,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -139,27 +141,85 @@ def _schemathesis(url: str, key: str, config: Path) -> subprocess.CompletedProce
     )
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mpq up reads /proc")
-def test_schemathesis_finds_nothing_against_mpq_up(tmp_path: Path, digits: Digits) -> None:
-    config = tmp_path / "schemathesis.toml"
-    config.write_text(CONFIG)
-    with mpq_up(tmp_path / "data") as up:
+@dataclass(frozen=True)
+class Seeded:
+    """A running ``mpq up`` with model, dataset and job 1, and its first key."""
+
+    url: str
+    key: str
+    log: Path
+
+    def client(self) -> httpx.Client:
+        auth = {"Authorization": f"Bearer {self.key}"}
+        return httpx.Client(base_url=self.url, headers=auth, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory, digits: Digits) -> Iterator[Seeded]:
+    """``mpq up`` over a fresh data directory, seeded by :func:`_seed`; stopped after."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the mpq up helpers read /proc")
+    with mpq_up(tmp_path_factory.mktemp("fuzz") / "data") as up:
         try:
             key = up.read_until("API key: ").removeprefix("API key: ")
             up.read_until("MPQ is serving at ")
-            auth = {"Authorization": f"Bearer {key}"}
-            with httpx.Client(base_url=up.url, headers=auth, timeout=120) as client:
+            server = Seeded(up.url, key, up.log_path)
+            with server.client() as client:
                 _seed(client, digits)
-                paths = client.get("/openapi.json").json()["paths"]
-            run = _schemathesis(up.url, key, config)
+            yield server
         finally:
             # SIGTERM, so that `mpq up` stops its API and worker too (a kill would orphan them)
             up.process.send_signal(signal.SIGTERM)
             up.process.wait(timeout=STOP_S)
+
+
+def test_schemathesis_finds_nothing_against_mpq_up(seeded: Seeded, tmp_path: Path) -> None:
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(CONFIG)
+    with seeded.client() as client:
+        paths = client.get("/openapi.json").json()["paths"]
+    run = _schemathesis(seeded.url, seeded.key, config)
     output = run.stdout + run.stderr
     (tmp_path / "schemathesis.out").write_text(output)
-    assert run.returncode == 0, _report(output)
+    where = f"schemathesis's output: {tmp_path / 'schemathesis.out'}; the server's: {seeded.log}"
+    assert run.returncode == 0, f"{_report(output)}\n{where}"
     # every operation was selected and tested
     operations = sum(len(methods) for methods in paths.values())
     tested = f"Selected: {operations}/{operations}\n  Tested: {operations}\n"
     assert tested in run.stdout, _report(output)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("OPTIONS", "/v1/jobs", "GET, POST"),  # two routes share the path
+        ("DELETE", "/v1/models", "GET, POST"),
+        ("PUT", "/v1/jobs/1", "GET"),
+        ("GET", "/v1/jobs/1/cancel", "POST"),
+        ("TRACE", "/healthz", "GET"),
+    ],
+)
+def test_a_405_names_every_method_of_the_path(
+    seeded: Seeded, method: str, path: str, allow: str
+) -> None:
+    with seeded.client() as client:
+        r = client.request(method, path)
+    assert (r.status_code, r.json()["error"]["code"]) == (405, "method_not_allowed")
+    assert r.headers["Allow"] == allow
+    assert r.json()["error"]["message"] == f"{method} is not allowed on {path}; it answers {allow}"
+
+
+def test_every_error_a_route_declares_has_the_error_body(seeded: Seeded) -> None:
+    with seeded.client() as client:
+        paths = client.get("/openapi.json").json()["paths"]
+    ref = "#/components/schemas/ErrorResponse"
+    for path, methods in paths.items():
+        for method, operation in methods.items():
+            where = f"{method.upper()} {path}"
+            errors = {int(s): r for s, r in operation["responses"].items() if int(s) >= 400}
+            for status, response in errors.items():
+                schema = response["content"]["application/json"]["schema"]
+                assert schema == {"$ref": ref}, (where, status)
+            if path.startswith("/v1/"):  # every /v1 route needs a key and reads parameters
+                assert {401, 422} <= set(errors), where
+            assert 500 not in errors, where

@@ -26,7 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Route
+from starlette.routing import Match
 
 from engine.errors import (
     ArchiveLimitError,
@@ -114,6 +114,7 @@ _HTTP_ERRORS: dict[int, type[MPQError]] = {
     404: NotFoundError,
     405: MethodNotAllowedError,
 }
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 INTERNAL_MESSAGE = "internal error; it has been logged. Try again, or report it if it persists"
 
 
@@ -164,24 +165,31 @@ async def _http_error(request: Request, exc: Any) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     known = _HTTP_ERRORS.get(exc.status_code)
     code = "http_error" if known is None else known.code
-    response = error_response(code, str(exc.detail), status=exc.status_code)
-    response.headers.update(exc.headers or {})
+    message, headers = str(exc.detail), dict(exc.headers or {})
     if exc.status_code == 405:
-        response.headers["Allow"] = _allowed_methods(request)
+        headers["Allow"] = _allowed_methods(request)
+        message = (
+            f"{request.method} is not allowed on {request.url.path}; it answers {headers['Allow']}"
+        )
+    response = error_response(code, message, status=exc.status_code)
+    response.headers.update(headers)
     return response
 
 
 def _allowed_methods(request: Request) -> str:
-    """The ``Allow`` header of a 405: the methods of every route on the request's path.
+    """The ``Allow`` header of a 405: every method some route answers on the request's path.
 
-    Starlette names only the first route whose path matched, so a path served by two
-    routes (``GET`` and ``POST /v1/jobs``) would otherwise under-report (RFC 9110 15.5.6).
+    Starlette names only the methods of the first route whose path matched, so a path
+    served by two routes (``GET`` and ``POST /v1/jobs``) would be under-reported (RFC 9110
+    15.5.6); each method is tried against the app's routes instead.
     """
-    methods: set[str] = set()
-    for route in request.app.routes:
-        if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE:
-            methods |= route.methods or set()
-    return ", ".join(sorted(methods))
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] is Match.FULL for r in routes)
+    ]
+    return ", ".join(allowed)
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
