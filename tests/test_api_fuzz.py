@@ -1,10 +1,11 @@
 """schemathesis against a real ``mpq up``: the API keeps the promises of its OpenAPI document.
 
-One ``mpq up`` (migrations, first key, the API and a worker, as users start it) over a
-fresh data directory; the digits model and data are uploaded (ids 1) and a two-trial
-job on them runs to the end (job 1, with its artifacts); then ``schemathesis run``
-reads ``/openapi.json`` and tests every operation with the key: all four phases
-(examples, coverage, fuzzing, stateful) and ``--checks all``. The run must
+One ``mpq up`` (migrations, first key, the API and a worker, as users start it) per
+stack -- embedded (SQLite) and production's PostgreSQL + Redis, whose limits differ (a
+32-bit id column) -- over a fresh data directory. The digits model and data are uploaded
+(ids 1) and a two-trial job on them runs to the end (job 1, with its artifacts); then
+``schemathesis run`` reads ``/openapi.json`` and tests every operation with the key: all
+four phases (examples, coverage, fuzzing, stateful) and ``--checks all``. The run must
 end with no failure at all -- no 5xx, no status, header, content type or body that the
 document does not declare, no schema-valid request refused, no invalid one accepted, and
 a 405 with ``Allow`` for every method a path does not have.
@@ -31,8 +32,8 @@ What is fuzzed, and how:
   run against the same code sends the same requests.
 
 Size of the run: at most ``MAX_EXAMPLES`` test cases per operation in each phase, about
-2,600 requests in all; the whole test (start, uploads, job 1, fuzzing, stop) takes about
-two minutes on a busy two-core machine, the fuzzing itself 40 s of it.
+2,500 requests per stack; per stack, the whole (start, uploads, job 1, fuzzing, stop)
+takes one to two minutes on a busy two-core machine, the fuzzing about 40 s of it.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +54,8 @@ import pytest
 
 from tests.commands.test_up import STOP_S, mpq_up
 from tests.conftest import Digits
-from tests.service.api.conftest import upload_digits
+from tests.service.api.conftest import STACKS, upload_digits
+from tests.service.conftest import require_redis, throwaway_postgres
 
 MAX_EXAMPLES = 100
 SEED = 20261204
@@ -154,12 +158,37 @@ class Seeded:
         return httpx.Client(base_url=self.url, headers=auth, timeout=120)
 
 
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory, digits: Digits) -> Iterator[Seeded]:
-    """``mpq up`` over a fresh data directory, seeded by :func:`_seed`; stopped after."""
+@contextmanager
+def _stack(name: str) -> Iterator[dict[str, str]]:
+    """The ``MPQ_*`` settings of stack ``name`` (:data:`STACKS`): none for the embedded one
+    (SQLite and its broker under the data directory); a throwaway PostgreSQL database and
+    a queue of its own on the test Redis, both removed afterwards, for the other."""
+    if name == "embedded":
+        yield {}
+        return
+    queue = f"mpq-fuzz-{uuid.uuid4().hex[:8]}"
+    redis_url = require_redis()
+    with throwaway_postgres() as url:
+        yield {"MPQ_DATABASE_URL": url, "MPQ_BROKER_URL": redis_url, "MPQ_QUEUE": queue}
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.delete(queue)
+    client.close()
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def seeded(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, digits: Digits
+) -> Iterator[Seeded]:
+    """``mpq up`` on a stack over a fresh data directory, seeded by :func:`_seed`; stopped
+    after. Both stacks, since PostgreSQL refuses values SQLite stores (32-bit ids)."""
     if not sys.platform.startswith("linux"):
         pytest.skip("the mpq up helpers read /proc")
-    with mpq_up(tmp_path_factory.mktemp("fuzz") / "data") as up:
+    with (
+        _stack(request.param) as env,
+        mpq_up(tmp_path_factory.mktemp("fuzz") / "data", **env) as up,
+    ):
         try:
             key = up.read_until("API key: ").removeprefix("API key: ")
             up.read_until("MPQ is serving at ")
