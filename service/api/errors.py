@@ -32,6 +32,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from engine.errors import (
     ArchiveLimitError,
@@ -137,6 +138,7 @@ _HTTP_ERRORS: dict[int, type[MPQError]] = {
     405: MethodNotAllowedError,
     413: BodyTooLargeError,
 }
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 INTERNAL_MESSAGE = "internal error; it has been logged. Try again, or report it if it persists"
 
 MAX_PROBLEMS = 10
@@ -238,8 +240,11 @@ async def _http_error(request: Request, exc: Any) -> JSONResponse:
     error = _HTTP_ERRORS.get(exc.status_code)
     if error is None:  # no other status is raised today; keep the shape if one appears
         error = InvalidRequestError if exc.status_code < 500 else InternalError
-    message = _http_message(request, exc, error)
-    return error_response(error.code, message, status=http_status(error), headers=exc.headers)
+    message, headers = _http_message(request, exc, error), dict(exc.headers or {})
+    if error is MethodNotAllowedError:
+        headers["Allow"] = _allowed_methods(request)
+        message += f" (it answers {headers['Allow']})"
+    return error_response(error.code, message, status=http_status(error), headers=headers)
 
 
 def _http_message(request: Request, exc: StarletteHTTPException, error: type[MPQError]) -> str:
@@ -261,6 +266,22 @@ def _http_message(request: Request, exc: StarletteHTTPException, error: type[MPQ
     if error is InternalError:
         return INTERNAL_MESSAGE
     return str(exc.detail)
+
+
+def _allowed_methods(request: Request) -> str:
+    """The ``Allow`` header of a 405: every method some route answers on the request's path.
+
+    Starlette names only the methods of the first route whose path matched, so a path
+    served by two routes (``GET`` and ``POST /v1/jobs``) would be under-reported (RFC 9110
+    15.5.6); each method is tried against the app's routes instead.
+    """
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] is Match.FULL for r in routes)
+    ]
+    return ", ".join(allowed)
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:

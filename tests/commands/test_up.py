@@ -31,9 +31,9 @@ PIDS_LINE = re.compile(r"^started the API \(pid (\d+)\) and a worker \(pid (\d+)
 class Up:
     """A running ``mpq up``: its process and the stdout lines read so far."""
 
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, **extra: str) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MPQ_")}
-        env |= {"MPQ_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
+        env |= {"MPQ_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **extra}
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = data_dir.parent / f"{data_dir.name}-up-{port}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 -- closed in stop()
@@ -100,9 +100,10 @@ class Up:
 
 
 @contextmanager
-def mpq_up(data_dir: Path) -> Iterator[Up]:
-    """Start ``mpq up`` on a free port over ``data_dir``; kill it if the test did not stop it."""
-    up = Up(data_dir, free_port())
+def mpq_up(data_dir: Path, **extra: str) -> Iterator[Up]:
+    """Start ``mpq up`` on a free port over ``data_dir`` (and ``extra`` ``MPQ_*`` settings);
+    kill it if the test did not stop it."""
+    up = Up(data_dir, free_port(), **extra)
     try:
         yield up
     finally:

@@ -15,17 +15,18 @@ from service.api.deps import (
 )
 from service.api.multipart import openapi_form, receive_upload
 from service.api.params import MAX_ID, DatasetId, Limit, Skip
+from service.api.responses import errors
 from service.db import repos
 from service.db.repos import check_label
 from service.domain import add_dataset
-from service.schemas import DatasetPublic, DatasetsPublic, ErrorResponse
+from service.schemas import DatasetPublic, DatasetsPublic
 
 __all__ = ["router"]
 
 router = APIRouter(
     prefix="/datasets",
     tags=["datasets"],
-    responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    responses=errors(401, 422, 429, 503),
 )
 
 MULTIPART = openapi_form(
@@ -44,12 +45,7 @@ MULTIPART = openapi_form(
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetPublic,
     openapi_extra=MULTIPART,
-    responses={
-        404: {"model": ErrorResponse},
-        408: {"model": ErrorResponse},
-        413: {"model": ErrorResponse},
-        503: {"model": ErrorResponse, "description": "`busy` (with `Retry-After`), ..."},
-    },
+    responses=errors(404, 408, 413, 503),
 )
 async def upload_dataset(
     request: Request,
@@ -115,9 +111,7 @@ def list_datasets(
     )
 
 
-@router.get(
-    "/{dataset_id}", response_model=DatasetPublic, responses={404: {"model": ErrorResponse}}
-)
+@router.get("/{dataset_id}", response_model=DatasetPublic, responses=errors(404))
 def get_dataset(dataset_id: DatasetId, session: SessionDep, team: CurrentTeam) -> DatasetPublic:
     """One of the team's datasets (another team's id: 404)."""
     return DatasetPublic.model_validate(

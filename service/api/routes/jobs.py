@@ -16,6 +16,7 @@ from service.api.deps import (
     SettingsDep,
 )
 from service.api.params import JobId, Limit, Skip
+from service.api.responses import errors
 from service.db import repos
 from service.db.models import Job, JobStatus
 from service.domain import cancel_job as cancel
@@ -25,7 +26,6 @@ from service.errors import NotFoundError
 from service.schemas import (
     ArtifactPublic,
     ArtifactsPublic,
-    ErrorResponse,
     JobCreate,
     JobDetail,
     JobPublic,
@@ -38,7 +38,7 @@ __all__ = ["router"]
 router = APIRouter(
     prefix="/jobs",
     tags=["jobs"],
-    responses={401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
+    responses=errors(401, 422, 429, 503),
 )
 
 MEDIA_TYPES = {".json": "application/json", ".png": "image/png"}
@@ -54,7 +54,7 @@ def _detail(job: Job) -> JobDetail:
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobDetail,
-    responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    responses=errors(404, 413, 503),
 )
 def submit_job(
     request: JobCreate,
@@ -104,7 +104,7 @@ def list_jobs(
     )
 
 
-@router.get("/{job_id}", response_model=JobDetail)
+@router.get("/{job_id}", response_model=JobDetail, responses=errors(404))
 def get_job(job_id: JobId, session: SessionDep, team: CurrentTeam) -> JobDetail:
     """One job: state, phase, progress, baseline, best plan so far, result, chosen plan, error.
 
@@ -115,7 +115,7 @@ def get_job(job_id: JobId, session: SessionDep, team: CurrentTeam) -> JobDetail:
     return _detail(repos.get_job(session, team=team, job_id=job_id))
 
 
-@router.get("/{job_id}/trials", response_model=TrialsPublic)
+@router.get("/{job_id}/trials", response_model=TrialsPublic, responses=errors(404))
 def get_trials(
     job_id: JobId, session: SessionDep, team: CurrentTeam, settings: SettingsDep
 ) -> TrialsPublic:
@@ -125,9 +125,7 @@ def get_trials(
     return TrialsPublic(data=records, count=len(records), front=pareto)
 
 
-@router.post(
-    "/{job_id}/cancel", response_model=JobDetail, responses={409: {"model": ErrorResponse}}
-)
+@router.post("/{job_id}/cancel", response_model=JobDetail, responses=errors(404, 409))
 def cancel_job(job_id: JobId, session: SessionDep, team: CurrentTeam) -> JobDetail:
     """Cancel a queued, preparing or running job.
 
@@ -138,7 +136,7 @@ def cancel_job(job_id: JobId, session: SessionDep, team: CurrentTeam) -> JobDeta
     return _detail(cancel(session, team=team, job_id=job_id))
 
 
-@router.get("/{job_id}/artifacts", response_model=ArtifactsPublic)
+@router.get("/{job_id}/artifacts", response_model=ArtifactsPublic, responses=errors(404))
 def list_artifacts(job_id: JobId, session: SessionDep, team: CurrentTeam) -> ArtifactsPublic:
     """The files a finished job produced (`model.mpq`, `result.json`, plots)."""
     job = repos.get_job(session, team=team, job_id=job_id)
@@ -155,8 +153,9 @@ ARTIFACT_CACHE_CONTROL = "private, no-cache"
     "/{job_id}/artifacts/{name}",
     response_class=FileResponse,
     responses={
-        200: {"content": {"application/octet-stream": {}}},
+        200: {"content": {t: {} for t in ("application/octet-stream", *MEDIA_TYPES.values())}},
         304: {"description": "`If-None-Match` names the artifact's ETag (or is `*`)"},
+        **errors(404),
     },
 )
 def download_artifact(

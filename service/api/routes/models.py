@@ -16,17 +16,18 @@ from service.api.deps import (
 )
 from service.api.multipart import openapi_form, receive_upload
 from service.api.params import Limit, ModelId, Skip
+from service.api.responses import errors
 from service.db import repos
 from service.db.repos import check_label
 from service.domain import add_model
-from service.schemas import ErrorResponse, ModelDetail, ModelPublic, ModelsPublic
+from service.schemas import ModelDetail, ModelPublic, ModelsPublic
 
 __all__ = ["router"]
 
 router = APIRouter(
     prefix="/models",
     tags=["models"],
-    responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    responses=errors(401, 422, 429, 503),
 )
 
 
@@ -38,11 +39,7 @@ MULTIPART = openapi_form(name={"type": "string", "description": "versions count 
     status_code=status.HTTP_201_CREATED,
     response_model=ModelDetail,
     openapi_extra=MULTIPART,
-    responses={
-        408: {"model": ErrorResponse},
-        413: {"model": ErrorResponse},
-        503: {"model": ErrorResponse, "description": "`busy` (with `Retry-After`), ..."},
-    },
+    responses=errors(408, 413, 503),
 )
 async def upload_model(
     request: Request,
@@ -109,7 +106,7 @@ def list_models(
     )
 
 
-@router.get("/{model_id}", response_model=ModelDetail, responses={404: {"model": ErrorResponse}})
+@router.get("/{model_id}", response_model=ModelDetail, responses=errors(404))
 def get_model(model_id: ModelId, session: SessionDep, team: CurrentTeam) -> ModelDetail:
     """One of the team's models, with its layer inventory (another team's id: 404)."""
     return ModelDetail.model_validate(repos.get_model(session, team=team, model_id=model_id))

@@ -3,11 +3,12 @@
 A row of a scoped table belongs to an owner -- a team (models, datasets, jobs) or a
 job (artifacts) -- and is looked up by a key within it (an id, a name). Every read
 filters on the owner, so one team never sees another's rows, and another team's id
-reads exactly like a missing one. So does an integer key outside the ``BIGINT`` range
-(1 to :data:`MAX_ID`), which no row can have and SQLite cannot bind; a ``skip`` past
-:data:`MAX_ID` lists nothing. Names say what a miss does: :meth:`Scoped.get`
-raises :class:`~service.errors.NotFoundError`, :meth:`Scoped.find` returns ``None``,
-:meth:`Scoped.list` returns a (possibly empty) list, :meth:`Scoped.count` an int.
+reads exactly like a missing one. So does an integer key above :data:`ROW_ID_MAX`: ids
+are SQL ``INTEGER`` columns, 32-bit on PostgreSQL, which refuses to bind a larger value
+(and SQLite anything past ``BIGINT``), while the API accepts any id up to :data:`MAX_ID`
+and answers a miss. A ``skip`` past :data:`MAX_ID` lists nothing. Names say what a
+miss does: :meth:`Scoped.get` raises :class:`~service.errors.NotFoundError`,
+:meth:`Scoped.find` returns ``None``, :meth:`Scoped.list` returns a (possibly empty) list, :meth:`Scoped.count` an int.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from service.errors import NotFoundError
 __all__ = ["MAX_ID", "Scoped"]
 
 MAX_ID = 2**63 - 1
-"""The largest id a row can have (SQL ``BIGINT``); larger ones are refused or missed."""
+"""The largest id the API accepts (SQL ``BIGINT``); larger ones are refused (422)."""
+
+ROW_ID_MAX = 2**31 - 1
+"""The largest id a row can have (SQL ``INTEGER``); a larger one is looked up as a miss."""
 
 RowT = TypeVar("RowT", bound=Base)
 
@@ -94,4 +98,4 @@ class Scoped(Generic[RowT]):
 
 def _bindable(value: int) -> bool:
     """Whether ``value`` can be an id (``bool`` aside: ``True`` is not id 1)."""
-    return not isinstance(value, bool) and 1 <= value <= MAX_ID
+    return not isinstance(value, bool) and 1 <= value <= ROW_ID_MAX
