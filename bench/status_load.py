@@ -21,7 +21,8 @@ real ``result`` document (its size is printed). Then, with the worker idle:
    random phase each), whether or not earlier ones were answered; latency counts from
    the planned send time, so a queue in front of the server is counted.
 
-One client in ten polls the list (``GET /v1/jobs``), the others the job. Each phase
+One client in ten polls the list (``GET /v1/jobs``), the others the job. A first
+closed loop with one client (polling the job) gives the unloaded latency. Each phase
 starts after 2 s of unmeasured warm-up. Latency percentiles are nearest-rank, over every
 request answered during the measured window; a non-200 answer or a transport error is
 counted as an error. The load generator runs on the same machine as the server (one
@@ -199,7 +200,8 @@ async def _request(
 async def _client(
     i: int, up: Up, job_id: int, *, open_rate: float | None, start: float, end: float, out: Samples
 ) -> None:
-    route, path = ("list", "/v1/jobs") if i % LIST_EVERY == 0 else ("job", f"/v1/jobs/{job_id}")
+    lists = i % LIST_EVERY == LIST_EVERY - 1
+    route, path = ("list", "/v1/jobs") if lists else ("job", f"/v1/jobs/{job_id}")
     headers = {"Authorization": f"Bearer {up.key}"}
     limits = httpx.Limits(max_connections=None if open_rate else 1)
     async with httpx.AsyncClient(
@@ -291,9 +293,14 @@ def main() -> None:
         for name in stacks:
             with stack_env(name, work, args) as env, mpq_up(work / name, env) as up:
                 job_id = finished_job(up, args.trials)
-                for loop, rate in (("closed", None), (f"open {args.rate:g}/s", args.rate)):
+                loops = [
+                    ("1 client", 1, None),
+                    ("closed", args.clients, None),
+                    (f"open {args.rate:g}/s", args.clients, args.rate),
+                ]
+                for loop, clients, rate in loops:
                     samples = asyncio.run(
-                        load(up, job_id, clients=args.clients, seconds=args.seconds, open_rate=rate)
+                        load(up, job_id, clients=clients, seconds=args.seconds, open_rate=rate)
                     )
                     new = report(name, loop, samples, args.seconds)
                     rows += new
