@@ -27,6 +27,9 @@ starts after 2 s of unmeasured warm-up. Latency percentiles are nearest-rank, ov
 request answered during the measured window; a non-200 answer or a transport error is
 counted as an error. The load generator runs on the same machine as the server (one
 Python process, asyncio + httpx), sharing its CPUs.
+
+Size: a little over 300 lines, kept in one file like the other benchmarks: starting
+``mpq up``, the job, the two loops and the table are read together.
 """
 
 from __future__ import annotations
