@@ -1,6 +1,12 @@
-"""Restart delays of `mpq up`'s children: doubling while they keep dying, reset once stable."""
+"""`mpq up`'s children: restart delays doubling, reset once stable; a dead one's group killed."""
 
 from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 from commands.supervisor import FIRST_DELAY_S, MAX_DELAY_S, STABLE_S, Child, how
 
@@ -23,3 +29,31 @@ def test_how_a_process_ended_reads_from_its_return_code() -> None:
     assert how(3) == "exited with status 3"
     assert how(-9) == "was killed by SIGKILL"
     assert how(-200) == "was killed by signal 200"  # no such name in signal.Signals
+
+
+def test_a_dead_childs_leftover_group_is_killed_before_its_restart(tmp_path: Path) -> None:
+    child = Child("worker", "the worker", ("worker",))
+    # A stand-in worker: a main process with a "pool" process in its group that outlives it.
+    pool_pid = tmp_path / "pool.pid"
+    child.process = subprocess.Popen(
+        ["sh", "-c", f"sleep 60 & echo $! > {pool_pid}; exec sleep 60"], process_group=0
+    )
+    while not pool_pid.exists() or not pool_pid.read_text().strip():
+        time.sleep(0.01)
+    pool = int(pool_pid.read_text())
+    os.kill(child.process.pid, signal.SIGKILL)
+    child.process.wait()
+    assert _alive(pool)  # the main process died alone
+    assert child.died(now=time.monotonic()) == FIRST_DELAY_S
+    deadline = time.monotonic() + 5
+    while _alive(pool):
+        assert time.monotonic() < deadline, "the leftover process is still alive"
+        time.sleep(0.01)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
