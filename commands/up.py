@@ -6,20 +6,23 @@ the database has no team yet, then runs ``mpq api`` and ``mpq worker`` as child
 processes and prints ``MPQ is serving at http://H:P`` once ``/healthz`` answers.
 
 Its own stdout carries only those few lines (flushed at once, so a parent reading the
-pipe sees them); the children's output goes to stderr. SIGINT and SIGTERM are forwarded
-to both children, which get up to ``STOP_TIMEOUT_S`` to finish before they are killed (a
-second signal kills them at once). If either child exits on its own, the other is
-stopped and ``mpq up`` exits with status 1.
+pipe sees them); the children's output goes to stderr. Once the API answers, a child
+that dies (a worker SIGKILLed by the OOM killer, say) is restarted, with a delay that
+doubles from 1 s to 60 s while it keeps dying (:mod:`commands.supervisor`); each restart
+is logged on stderr and counted in ``/metrics`` (``mpq_process_restarts_total``), and a
+job the dead worker held resumes by the workers' recovery sweep. A child that exits
+before the API first answers is a failure to start: the other is stopped and ``mpq up``
+exits with status 1. Only SIGINT and SIGTERM stop everything: they are forwarded to
+both children, which get up to ``STOP_TIMEOUT_S`` to finish before they are killed (a
+second signal kills them at once).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -27,6 +30,7 @@ import urllib.request
 from types import FrameType
 from typing import Any
 
+from commands.supervisor import POLL_S, Child, Supervisor, how
 from service.private_files import UMASK
 from service.settings import Settings, get_settings
 
@@ -36,9 +40,6 @@ DEFAULT_TEAM = "default"
 KEY_NAME = "mpq up"
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
-POLL_S = 0.1
-# The children write to this process's stderr, keeping stdout for the lines above.
-STDERR_FD = 2
 
 
 def add_up_command(subparsers: Any) -> None:
@@ -71,17 +72,18 @@ def _up(args: argparse.Namespace) -> int:
     _first_key(settings)
     stop = _Stop()
     previous = {sig: signal.signal(sig, stop.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    children: dict[str, subprocess.Popen[bytes]] = {}
+    api = Child("api", "the API", ("api", "--host", host, "--port", str(port)))
+    worker = Child("worker", "the worker", ("worker", "--concurrency", str(args.concurrency)))
+    supervisor = Supervisor([api, worker], settings.data_dir, say=_say, warn=_warn)
     try:
-        children["the API"] = _spawn("api", "--host", host, "--port", str(port))
-        children["the worker"] = _spawn("worker", "--concurrency", str(args.concurrency))
+        supervisor.start()
         _say(
-            f"started the API (pid {children['the API'].pid}) and a worker "
-            f"(pid {children['the worker'].pid}, concurrency {args.concurrency})"
+            f"started the API (pid {api.pid}) and a worker "
+            f"(pid {worker.pid}, concurrency {args.concurrency})"
         )
-        return _supervise(children, stop, host=host, port=port)
+        return _supervise(supervisor, stop, host=host, port=port)
     finally:
-        _stop(children, stop)
+        supervisor.stop(stop.signals, timeout_s=STOP_TIMEOUT_S)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
@@ -96,68 +98,37 @@ class _Stop:
         self.signals.append(signum)
 
 
-def _supervise(
-    children: dict[str, subprocess.Popen[bytes]], stop: _Stop, *, host: str, port: int
-) -> int:
-    """Wait for ``/healthz``, then for a signal (0) or a child's exit (1)."""
+def _supervise(supervisor: Supervisor, stop: _Stop, *, host: str, port: int) -> int:
+    """Wait for ``/healthz``, then restart dead children until a signal comes (0).
+
+    Before the first ``/healthz`` answer a child's exit is a failure to start (a bad
+    setting, say): it is reported and ``mpq up`` exits 1 instead of retrying.
+    """
     url = f"http://{_bracketed(host)}:{port}"
     probe = f"http://{_bracketed(_reachable(host))}:{port}/healthz"
-    deadline: float | None = time.monotonic() + READY_TIMEOUT_S
+    deadline = time.monotonic() + READY_TIMEOUT_S
     while not stop.signals:
-        for name, child in children.items():
-            if child.poll() is not None:
-                _error(
-                    "process_exited",
-                    f"{name} (pid {child.pid}) {_how(child.returncode)}; stopping the rest "
-                    "(its output above says why)",
-                )
-                return 1
-        if deadline is not None:
-            if _answers(probe):
-                deadline = None
-                _say(f"MPQ is serving at {url}")
-                _say(f"API docs: {url}/docs (Ctrl-C stops the API and the worker)")
-            elif time.monotonic() > deadline:
-                _error("startup_timeout", f"{probe} did not answer in {READY_TIMEOUT_S:.0f} s")
-                return 1
+        dead = supervisor.dead()
+        if dead is not None:
+            assert dead.process is not None  # dead() returns started children only
+            _error(
+                "process_exited",
+                f"{dead.name} (pid {dead.pid}) {how(dead.process.returncode)} while starting; "
+                "stopping the rest (its output above says why)",
+            )
+            return 1
+        if _answers(probe):
+            _say(f"MPQ is serving at {url}")
+            _say(f"API docs: {url}/docs (Ctrl-C stops the API and the worker)")
+            break
+        if time.monotonic() > deadline:
+            _error("startup_timeout", f"{probe} did not answer in {READY_TIMEOUT_S:.0f} s")
+            return 1
+        time.sleep(POLL_S)
+    while not stop.signals:
+        supervisor.restart_dead()
         time.sleep(POLL_S)
     return 0
-
-
-def _stop(children: dict[str, subprocess.Popen[bytes]], stop: _Stop) -> None:
-    """Stop the children: forward the signal received (else SIGTERM), then kill stragglers."""
-    running = [c for c in children.values() if c.poll() is None]
-    if running:
-        names = " and ".join(n for n, c in children.items() if c in running)
-        _say(f"stopping {names} (a second Ctrl-C kills at once)")
-    sig = stop.signals[0] if stop.signals else signal.SIGTERM
-    for child in running:
-        child.send_signal(sig)
-    handled = len(stop.signals)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while any(c.poll() is None for c in running):
-        if len(stop.signals) > handled or time.monotonic() > deadline:
-            break
-        time.sleep(POLL_S)
-    for name, child in children.items():
-        if child.poll() is None:
-            _say(f"killing {name} (pid {child.pid})")
-        # Each child leads its own process group; this also ends leftovers such as the
-        # worker's pool processes when the worker itself died.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(child.pid, signal.SIGKILL)
-        child.wait()
-
-
-def _spawn(*args: str) -> subprocess.Popen[bytes]:
-    # A process group of its own, so a Ctrl-C at the terminal reaches the child once,
-    # forwarded by us, rather than twice (Celery takes a second SIGINT as a cold shutdown).
-    return subprocess.Popen(
-        [sys.executable, "-m", "commands", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=STDERR_FD,
-        process_group=0,
-    )
 
 
 def _migrate(settings: Settings) -> None:
@@ -219,15 +190,6 @@ def _can_listen(host: str, port: int) -> bool:
     return True
 
 
-def _how(returncode: int) -> str:
-    if returncode >= 0:
-        return f"exited with status {returncode}"
-    try:
-        return f"was killed by {signal.Signals(-returncode).name}"
-    except ValueError:  # a signal without a name, such as a real-time one
-        return f"was killed by signal {-returncode}"
-
-
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
@@ -247,6 +209,10 @@ def _bracketed(host: str) -> str:
 
 def _say(line: str) -> None:
     print(line, flush=True)
+
+
+def _warn(line: str) -> None:
+    print(f"mpq up: {line}", file=sys.stderr, flush=True)
 
 
 def _error(code: str, message: str) -> None:

@@ -13,7 +13,8 @@ series. It holds two kinds of metric:
   all jobs: a counter, so trials per second is PromQL's ``rate(mpq_trials_total[5m])``;
   a deleted job lowers the sum, which ``rate()`` reads as a counter reset),
   ``mpq_queue_depth{queue}`` (messages waiting in the broker queue) and
-  ``mpq_broker_up`` / ``mpq_database_up`` (1 or 0).
+  ``mpq_broker_up`` / ``mpq_database_up`` (1 or 0); under ``mpq up``,
+  ``mpq_process_restarts_total{process}`` (:mod:`service.supervision`).
 
 No series is labelled by team, nor counts one team's rows: the numbers are the
 service's totals, and ``/metrics`` itself needs the metrics token (see
@@ -44,6 +45,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.db.models import Job, JobStatus
 from service.errors import BrokerUnavailableError
+from service.supervision import restarts_family
 
 __all__ = [
     "BROKER_TIMEOUT_S",
@@ -147,6 +149,7 @@ class ServiceCollector(Collector):
     def describe(self) -> Iterator[Metric]:
         """The metric families :meth:`collect` yields, without samples (no I/O)."""
         yield from self._families()
+        yield restarts_family(None)
 
     def collect(self) -> Iterator[Metric]:
         """Query the database and the broker; yield what could be read, and ``*_up``."""
@@ -172,6 +175,7 @@ class ServiceCollector(Collector):
             broker_up.add_metric([], 1)
             depth.add_metric([name], messages)
         yield from (jobs, trials, depth, broker_up, database_up)
+        yield restarts_family(self._state.settings.data_dir)  # written by `mpq up`
 
     @staticmethod
     def _families() -> tuple[

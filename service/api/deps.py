@@ -8,6 +8,9 @@ back at each commit. Authentication reads the key in a transaction of its own an
 it before the route runs, so a route that streams an upload or imports a model (minutes,
 for a slow client) holds no connection meanwhile: it takes one again only for its final
 short database work.
+
+The ones that only read a value already at hand are ``async``: FastAPI runs a sync
+dependency in a threadpool thread, a hop that costs more than the work under load.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ __all__ = [
 _bearer = HTTPBearer(auto_error=False, description="an API key: `mpq admin create-key`")
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings
@@ -51,7 +54,7 @@ def get_settings_dep(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def get_trust_uploads(request: Request) -> bool:
+async def get_trust_uploads(request: Request) -> bool:
     """Whether .pt2 uploads may be imported without isolation (``MPQ_TRUST_UPLOADS=1``).
 
     Only where bubblewrap is unavailable; with it, imports are isolated regardless.
@@ -118,7 +121,7 @@ def get_caller(
 Caller = Annotated[tuple[ApiKey, Team], Depends(get_caller)]
 
 
-def get_current_team(caller: Caller) -> Team:
+async def get_current_team(caller: Caller) -> Team:
     """The team the request acts for (every route filters its rows on it)."""
     return caller[1]
 
@@ -126,7 +129,7 @@ def get_current_team(caller: Caller) -> Team:
 CurrentTeam = Annotated[Team, Depends(get_current_team)]
 
 
-def get_current_key(caller: Caller) -> ApiKey:
+async def get_current_key(caller: Caller) -> ApiKey:
     """The API key the request was made with (recorded on the rows it creates)."""
     return caller[0]
 
@@ -134,7 +137,7 @@ def get_current_key(caller: Caller) -> ApiKey:
 CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
 
 
-def get_queue(request: Request) -> Celery:
+async def get_queue(request: Request) -> Celery:
     """The Celery app the API enqueues with (by task name; it has no tasks of its own)."""
     queue: Celery = request.app.state.queue
     return queue

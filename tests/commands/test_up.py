@@ -11,20 +11,26 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
 from service.db import Team, make_engine
-from tests.service.api.conftest import ROOT, free_port
+from service.supervision import RESTARTS_FILE
+from tests.conftest import Digits
+from tests.service.api.conftest import ROOT, free_port, upload_digits
+from tests.workers.conftest import FINAL, job_body
 
 STARTUP_S = 90
 STOP_S = 30
 KEY_LINE = re.compile(r"^API key: (mpq_\S+)$")
+FAST = {"MPQ_HEARTBEAT_S": "0.5", "MPQ_GRACE_S": "3", "MPQ_RECOVERY_INTERVAL_S": "1"}
+METRICS_TOKEN = "up-test-metrics-token"
 PIDS_LINE = re.compile(r"^started the API \(pid (\d+)\) and a worker \(pid (\d+), concurrency 2\)$")
 
 
@@ -86,6 +92,15 @@ class Up:
         while frontier:
             frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
             found |= frontier
+        return found
+
+    def wait_stderr(self, pattern: str, timeout: float = STARTUP_S) -> re.Match[str]:
+        """Wait until ``pattern`` matches a line of the stderr log; return the match."""
+        deadline = time.monotonic() + timeout
+        while (found := re.search(pattern, self.stderr(), re.MULTILINE)) is None:
+            assert self.process.poll() is None, f"mpq up exited:\n{self.stderr()}"
+            assert time.monotonic() < deadline, f"no {pattern!r} in {timeout} s:\n{self.stderr()}"
+            time.sleep(0.2)
         return found
 
     def stderr(self) -> str:
@@ -196,3 +211,95 @@ def test_up_refuses_a_port_in_use(tmp_path: Path) -> None:
     assert (proc.returncode, proc.stdout) == (2, "")
     assert proc.stderr.startswith(f"error[address_unavailable]: cannot listen on 127.0.0.1:{port}")
     assert not (tmp_path / "data" / "mpq.db").exists()
+
+
+def _group(pgid: int) -> set[int]:
+    """Live pids of process group ``pgid`` (Linux /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                found.add(int(entry.name))
+    return found
+
+
+def _restarts(c: httpx.Client) -> dict[str, float]:
+    r = c.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert r.status_code == 200, r.text
+    found = re.findall(r'^mpq_process_restarts_total\{process="(\w+)"\} (\S+)$', r.text, re.M)
+    return {name: float(value) for name, value in found}
+
+
+def _job_until(
+    c: httpx.Client, job_id: int, done: Callable[[dict[str, Any]], bool], timeout: float = 600
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        r = c.get(f"/v1/jobs/{job_id}")
+        assert r.status_code == 200, r.text
+        job: dict[str, Any] = r.json()
+        if done(job):
+            return job
+        assert time.monotonic() < deadline, f"job {job_id} stuck: {job}"
+        time.sleep(0.2)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_up_restarts_a_sigkilled_worker_and_api_and_the_job_resumes(
+    tmp_path: Path, digits: Digits
+) -> None:
+    data = tmp_path / "data"
+    with mpq_up(data, MPQ_METRICS_TOKEN=METRICS_TOKEN, **FAST) as up:
+        key = KEY_LINE.match(up.read_until("API key: "))
+        pids = PIDS_LINE.match(up.read_until("started the API"))
+        assert key is not None and pids is not None, up.lines
+        api, worker = int(pids[1]), int(pids[2])
+        up.read_until("MPQ is serving at ")
+        auth = {"Authorization": f"Bearer {key[1]}"}
+        with httpx.Client(base_url=up.url, headers=auth, timeout=60) as c:
+            assert _restarts(c) == {"api": 0, "worker": 0}
+            model_id, dataset_id = upload_digits(c, digits)
+            body = job_body(model_id, dataset_id, budget={"trials": 20}, parallelism=2)
+            job_id = c.post("/v1/jobs", json=body).json()["id"]
+            _job_until(c, job_id, lambda j: j["trials_done"] >= 2 or j["status"] in FINAL)
+            pool = _group(worker) - {worker}
+            assert pool, "the worker runs a prefork pool (concurrency 2)"
+            # The main process alone, as the OOM killer would, mid-job: its pool
+            # processes live on until `mpq up` kills the dead worker's process group.
+            os.kill(worker, signal.SIGKILL)
+
+            # The API answers while the worker is down, and the worker comes back.
+            assert c.get(f"/v1/jobs/{job_id}").json()["status"] == "running"
+            died = rf"^mpq up: the worker \(pid {worker}\) was killed by SIGKILL; "
+            up.wait_stderr(died + r"restarting it in 1 s \(restart 1\)$", timeout=10)
+            new = int(up.wait_stderr(r"^mpq up: restarted the worker \(pid (\d+)\)$")[1])
+            assert new != worker and _alive(new)
+            assert not {pid for pid in pool if _alive(pid)}, "the dead worker's pool was left"
+            assert _restarts(c) == {"api": 0, "worker": 1}
+            job = _job_until(c, job_id, lambda j: j["status"] in FINAL)
+            assert job["status"] == "succeeded", job
+            assert job["trials_done"] == 20
+
+            os.killpg(api, signal.SIGKILL)  # the API is restarted the same way
+            up.wait_stderr(rf"^mpq up: the API \(pid {api}\) was killed by SIGKILL; ", timeout=10)
+            up.wait_stderr(r"^mpq up: restarted the API \(pid \d+\)$", timeout=10)
+            deadline = time.monotonic() + STARTUP_S
+            while True:
+                try:
+                    if c.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, up.stderr()
+                time.sleep(0.2)
+            assert _restarts(c) == {"api": 1, "worker": 1}
+            assert c.get(f"/v1/jobs/{job_id}").json()["status"] == "succeeded"
+        assert (data / RESTARTS_FILE).stat().st_mode & 0o777 == 0o600
+        below = up.descendants()
+        up.process.send_signal(signal.SIGTERM)
+        assert up.process.wait(timeout=STOP_S) == 0, up.stderr()
+        assert not {pid for pid in below if _alive(pid)}

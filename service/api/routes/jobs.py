@@ -105,14 +105,17 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobDetail, responses=errors(404))
-def get_job(job_id: JobId, session: SessionDep, team: CurrentTeam) -> JobDetail:
+def get_job(job_id: JobId, session: SessionDep, team: CurrentTeam) -> Response:
     """One job: state, phase, progress, baseline, best plan so far, result, chosen plan, error.
 
     Once a worker takes a job it is `preparing` (`progress.step`: loading, calibrating,
     sensitivity `done`/`total`, seeding), then `running` (phase `searching`, trials done of
     the budget, `eta_s` once a trial finished; then `finalizing`).
     """
-    return _detail(repos.get_job(session, team=team, job_id=job_id))
+    # Encoded here, once, by pydantic: a returned model would be validated again in
+    # another threadpool hop first (the status route is the one clients poll).
+    detail = _detail(repos.get_job(session, team=team, job_id=job_id))
+    return Response(detail.model_dump_json(), media_type="application/json")
 
 
 @router.get("/{job_id}/trials", response_model=TrialsPublic, responses=errors(404))

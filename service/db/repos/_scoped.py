@@ -8,7 +8,8 @@ are SQL ``INTEGER`` columns, 32-bit on PostgreSQL, which refuses to bind a large
 (and SQLite anything past ``BIGINT``), while the API accepts any id up to :data:`MAX_ID`
 and answers a miss. A ``skip`` past :data:`MAX_ID` lists nothing. Names say what a
 miss does: :meth:`Scoped.get` raises :class:`~service.errors.NotFoundError`,
-:meth:`Scoped.find` returns ``None``, :meth:`Scoped.list` returns a (possibly empty) list, :meth:`Scoped.count` an int.
+:meth:`Scoped.find` returns ``None``, :meth:`Scoped.list` returns a (possibly empty)
+list, :meth:`Scoped.count` an int.
 """
 
 from __future__ import annotations

@@ -2,9 +2,13 @@
 
 Reads are team-scoped (:func:`get_job`, :func:`find_job`, :func:`list_jobs`,
 :func:`count_jobs`) except :func:`find_job_by_id`, for workers, which act for every
-team. State changes go through :mod:`service.db.repos.job_states`' one table; each
-function here owns its transaction and commits before returning, so callers enqueue
-work only for committed rows.
+team. The team-scoped reads end their read transaction before returning (rows stay
+readable, ``expire_on_commit=False``): the API validates a route's answer in another
+threadpool thread, and a request holding a pooled connection while it waits for a
+thread, when every thread waits for a connection, stalls all requests until the
+pool's checkout timeout (50 status clients did). State changes go through
+:mod:`service.db.repos.job_states`' one table; each function here owns its transaction
+and commits before returning, so callers enqueue work only for committed rows.
 """
 
 from __future__ import annotations
@@ -105,7 +109,9 @@ def find_job(session: Session, *, team: Team, job_id: int) -> Job | None:
 
 def get_job(session: Session, *, team: Team, job_id: int) -> Job:
     """Job ``job_id`` of ``team``; :class:`NotFoundError` if it is not ``team``'s."""
-    return JOBS.get(session, team.id, job_id)
+    job = JOBS.get(session, team.id, job_id)
+    end_reads(session)
+    return job
 
 
 def find_job_by_id(session: Session, job_id: int) -> Job | None:
@@ -123,13 +129,17 @@ def list_jobs(
 ) -> list[Job]:
     """``team``'s jobs (in ``status`` if given), newest first, paginated."""
     where = () if status is None else (Job.status == status,)
-    return JOBS.list(session, team.id, *where, skip=skip, limit=limit)
+    jobs = JOBS.list(session, team.id, *where, skip=skip, limit=limit)
+    end_reads(session)
+    return jobs
 
 
 def count_jobs(session: Session, *, team: Team, status: JobStatus | None = None) -> int:
     """How many jobs ``team`` has (in ``status`` if given)."""
     where = () if status is None else (Job.status == status,)
-    return JOBS.count(session, team.id, *where)
+    count = JOBS.count(session, team.id, *where)
+    end_reads(session)
+    return count
 
 
 def count_active_jobs(session: Session, *, team: Team) -> int:

@@ -67,6 +67,12 @@ def find_key(session: Session, secret: str) -> tuple[ApiKey, Team] | None:
     """The live API key ``secret`` and its team, or ``None`` (unknown, malformed, revoked).
 
     Candidates are found by the clear prefix; hashes are compared in constant time.
+
+    The lookup's read transaction is ended before returning (``session`` must hold no
+    changes), so that its pooled connection goes back to the pool: the API runs this
+    dependency and the route in different threadpool threads, and a request holding a
+    connection while it waits for a thread, when the threads all wait for a connection,
+    stalls every request until the pool's checkout timeout (seen with 50 clients).
     """
     if not secret.startswith(KEY_PREFIX) or len(secret) <= SHOWN_CHARS:
         return None
@@ -76,6 +82,7 @@ def find_key(session: Session, secret: str) -> tuple[ApiKey, Team] | None:
         .join(Team, Team.id == ApiKey.team_id)
         .where(ApiKey.prefix == secret[:SHOWN_CHARS], ApiKey.revoked_at.is_(None))
     ).all()
+    end_reads(session)
     for key, team in rows:
         if hmac.compare_digest(key.hash, digest):
             return key, team
