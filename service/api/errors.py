@@ -243,7 +243,8 @@ async def _http_error(request: Request, exc: Any) -> JSONResponse:
     message, headers = _http_message(request, exc, error), dict(exc.headers or {})
     if error is MethodNotAllowedError:
         headers["Allow"] = _allowed_methods(request)
-        message += f" (it answers {headers['Allow']})"
+        path = _shorten(relative_path(request.scope), _PATH_CHARS)
+        message = f"{request.method} is not allowed on {path}; it answers {headers['Allow']}"
     return error_response(error.code, message, status=http_status(error), headers=headers)
 
 
@@ -251,8 +252,6 @@ def _http_message(request: Request, exc: StarletteHTTPException, error: type[MPQ
     path = _shorten(relative_path(request.scope), _PATH_CHARS)
     if error is NotFoundError:
         return f"no route at {path!r}; the API's routes are listed at /docs (no trailing slash)"
-    if error is MethodNotAllowedError:
-        return f"{path!r} does not answer {request.method}; see /docs for the methods it answers"
     if error is InvalidRequestError:
         cause = exc.__cause__
         if isinstance(cause, RecursionError):

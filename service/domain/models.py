@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -15,7 +17,10 @@ from service.db.repos import check_label, create_model
 from service.domain._blobs import forget_blobs
 from service.domain.quotas import check_storage
 
-__all__ = ["add_model"]
+__all__ = ["add_model", "display_name"]
+
+MAX_NAME_CHARS = 100
+_KEPT = frozenset(" ._+-()")
 
 
 def add_model(
@@ -28,6 +33,7 @@ def add_model(
     trust: bool,
     sha256: str | None = None,
     created_by: ApiKey | None = None,
+    filename: str | None = None,
 ) -> Model:
     """Import the model file at ``path`` through the isolated importer; record its next version.
 
@@ -47,6 +53,9 @@ def add_model(
         trust: import .pt2 files without isolation where bubblewrap is unavailable.
         sha256: the file's hex sha256 when already known (an upload hashed on arrival).
         created_by: the API key that added it.
+        filename: the name the user knows the file by (an upload's client filename);
+            the importer's messages name the file so (:func:`display_name`), never by
+            its temporary name. ``path``'s name when ``None``.
 
     Raises:
         InvalidNameError: ``name`` is empty, blank, too long or has control characters.
@@ -54,12 +63,18 @@ def add_model(
     """
     temp = store.stage(path)
     made: list[str] = []
+    folder = store.new_temp_dir()
     try:
         check_label(name, what="model")
         size = temp.stat().st_size
         check_storage(session, team=team, adding=size)
         digest = sha256 or sha256_file(temp)[1]
-        imported = import_model(temp, trust_uploads=trust)
+        # The importer names the file it reads in its messages: a link named as the user
+        # knows it, in a private folder (so an ONNX file's external data can name nothing
+        # else either).
+        named = folder / display_name(filename or Path(path).name)
+        os.link(temp, named)
+        imported = import_model(named, trust_uploads=trust)
         document = inventory(imported.ir).to_json()
         ir_temp = store.new_temp()
         try:
@@ -87,3 +102,13 @@ def add_model(
         raise
     finally:
         temp.unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def display_name(filename: str) -> str:
+    """``filename`` as a safe single file name: its last path part, letters, digits and
+    `` ._+-()`` kept, anything else ``_``, at most :data:`MAX_NAME_CHARS`, no leading dot;
+    ``model`` when nothing is left."""
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    kept = "".join(c if c.isalnum() or c in _KEPT else "_" for c in base)
+    return kept[:MAX_NAME_CHARS].lstrip(". ") or "model"

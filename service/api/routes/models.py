@@ -84,6 +84,7 @@ async def upload_model(
                         sha256=upload.sha256,
                         trust=trust,
                         created_by=key,
+                        filename=upload.filename,
                     )
                 )
         finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -76,9 +76,18 @@ def team_storage_bytes(session: Session, *, team: Team) -> int:
 
 
 def lock_team(session: Session, *, team: Team) -> None:
-    """Lock ``team``'s row until the transaction ends (PostgreSQL; SQLite locks on write).
+    """Lock ``team``'s row until the transaction ends; call it first in the transaction.
 
     A check that counts the team's rows and then inserts one (a quota) holds it, so two
-    concurrent requests cannot both pass.
+    concurrent requests cannot both pass. PostgreSQL locks the row (``FOR UPDATE``).
+    SQLite has one lock for the whole file and ignores ``FOR UPDATE``: a no-op ``UPDATE``
+    takes that write lock now, waiting for it (the busy timeout), before the count reads.
+    Reading first would fail at the insert with "database is locked" whenever another
+    connection (a worker's heartbeat) committed in between: in WAL mode a read snapshot
+    cannot become a write.
     """
+    if session.get_bind().dialect.name == "sqlite":
+        touch = update(Team).where(Team.id == team.id).values(id=Team.id)
+        session.execute(touch.execution_options(synchronize_session=False))
+        return
     session.execute(select(Team.id).where(Team.id == team.id).with_for_update())

@@ -145,6 +145,16 @@ def test_bad_model_files(server: Server, tmp_path: Path) -> None:
     _bad_input(server, lambda c: _upload_model(c, empty, "m"), 422, "corrupt_file")
 
 
+def test_a_refused_upload_is_named_as_the_user_named_it(server: Server) -> None:
+    # the importer reads a temporary file; its message names the client's file instead
+    with server.client(server.key_a) as c:
+        files = {"file": ("../../my notes.txt", b"not a model at all")}
+        response = c.post("/v1/models", files=files, data={"name": "m"})
+    message = _error(response, 422, "unsupported_model_format")
+    assert "'my notes.txt'" in message and ".part" not in message, message
+    assert "/" not in message.split("'my notes.txt'")[0], message
+
+
 @pytest.mark.parametrize("vector", VECTORS)
 def test_malicious_model_files_are_refused_and_run_nothing(
     server: Server, vector: str, tmp_path: Path
