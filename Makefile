@@ -13,7 +13,8 @@ install: system $(STAMP)
 
 # bubblewrap isolates the .pt2 importer (see engine/io/_sandbox.py); docker-compose (v1, no
 # engine needed) validates docker-compose.yml in tests/test_compose.py; curl and jq run the
-# README's quickstart in tests/test_readme.py. Installed when we can.
+# README's quickstart in tests/test_readme.py; chromium is the browser the dashboard tests
+# drive through Playwright (tests/service/api/pages). Installed when we can.
 system:
 	@command -v bwrap >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -23,6 +24,10 @@ system:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    (apt-get update -qq && apt-get install -y -qq curl jq) >/dev/null; \
 	  else echo "warning: curl or jq missing; tests/test_readme.py skips (fails when CI=true)" >&2; fi; }
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null; \
+	  else echo "warning: chromium missing; the dashboard's browser tests skip (fail when CI=true)" >&2; fi; }
 	@command -v docker-compose >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    (apt-get update -qq && apt-get install -y -qq docker-compose) >/dev/null; \

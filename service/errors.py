@@ -15,6 +15,7 @@ __all__ = [
     "BrokerUnavailableError",
     "BusyError",
     "ConflictError",
+    "CsrfError",
     "DatabaseBusyError",
     "DatabaseSchemaError",
     "DatabaseUnavailableError",
@@ -56,6 +57,12 @@ class UnauthorizedError(MPQError):
     """A request to the API carries no API key, or one that is unknown or revoked."""
 
     code = "unauthorized"
+
+
+class CsrfError(MPQError):
+    """A dashboard form was sent without the sign-in's CSRF token, or with another one."""
+
+    code = "csrf_failed"
 
 
 class InvalidRequestError(MPQError):

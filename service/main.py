@@ -11,7 +11,8 @@ metrics, per-key rate limits (:mod:`service.api.ratelimit`), the JSON body size 
 carries the security headers, and a request over its rate costs no body read.
 Starlette's trailing-slash redirect is off (it built an absolute URL from the request's
 ``Host`` header): ``/v1/jobs/`` is 404 like any unknown path. ``/docs`` is Swagger UI
-served from the package (:mod:`service.api.docs`), not from a CDN.
+served from the package (:mod:`service.api.docs`), not from a CDN; the team dashboard
+is under ``/ui`` (:mod:`service.api.pages`), and ``/`` leads there.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from service.api.docs import router as docs_router
 from service.api.errors import install_error_handlers
 from service.api.headers import SecurityHeadersMiddleware
 from service.api.limits import BodyLimitMiddleware
+from service.api.pages import install_pages
 from service.api.ratelimit import RateLimitMiddleware
 from service.api.routes import api_router, health_router, metrics_router
 from service.api.slots import Limits
@@ -108,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(metrics_router)
     app.include_router(api_router)
+    install_pages(app)
     return app
 
 

@@ -118,6 +118,8 @@ class Settings(BaseSettings):
         max_team_storage_bytes: most bytes a team's models, datasets and job artifacts
             may take together; an upload that would pass it answers 429
             ``quota_exceeded``.
+        session_ttl_s: how long a dashboard sign-in lasts, in seconds (signing out, or
+            revoking the key it was made with, ends it sooner).
     """
 
     model_config = SettingsConfigDict(env_prefix="MPQ_", extra="ignore")
@@ -156,6 +158,7 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(default=200, ge=1)
     max_active_jobs_per_team: int = Field(default=20, ge=1)
     max_team_storage_bytes: int = Field(default=50 << 30, ge=1)
+    session_ttl_s: int = Field(default=12 * 3600, ge=60)
 
     @field_validator("trust_uploads", "debug", mode="before")
     @classmethod

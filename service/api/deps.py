@@ -21,12 +21,13 @@ from typing import Annotated
 from celery import Celery
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from service.api.slots import Limits
 from service.blobs import BlobStore
 from service.db.models import ApiKey, Team
-from service.db.repos import find_key
+from service.db.repos import find_key, mark_key_used
 from service.errors import UnauthorizedError
 from service.settings import Settings
 
@@ -115,6 +116,10 @@ def get_caller(
         raise UnauthorizedError(
             "the API key is unknown or revoked; create a new one with `mpq admin create-key`"
         )
+    try:
+        mark_key_used(session, key=found[0])  # a write at most once a minute per key
+    except OperationalError:  # a busy database must not fail the request over a timestamp
+        session.rollback()
     return found
 
 

@@ -19,17 +19,24 @@ unacceptable model or data file, a bad name, a malformed form) is **422**, like
 FastAPI's own validation errors, so that clients need one rule for "fix your
 input". A bare :class:`MPQError` is 400; a test checks that every subclass has an
 entry of its own or below a base other than :class:`MPQError`.
+
+Under the dashboard's prefix the same errors are rendered as pages (the renderer the
+dashboard puts on ``app.state.page_errors``): same status, code and message.
+
+Size: over 300 lines because the status table, the handlers and the messages of the
+framework's own errors are one concept -- how an error becomes an answer -- and split
+apart they would each need the others.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -56,6 +63,7 @@ from service.errors import (
     BrokerUnavailableError,
     BusyError,
     ConflictError,
+    CsrfError,
     DatabaseBusyError,
     DatabaseSchemaError,
     DatabaseUnavailableError,
@@ -110,6 +118,7 @@ STATUS: dict[type[MPQError], int] = {
     MPQError: 400,
     **dict.fromkeys(_UNPROCESSABLE, 422),
     UnauthorizedError: 401,
+    CsrfError: 403,
     NotFoundError: 404,
     MethodNotAllowedError: 405,
     UploadTimeoutError: 408,
@@ -210,13 +219,39 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _internal_error)
 
 
-async def _mpq_error(request: Request, exc: Any) -> JSONResponse:
+PageErrors = Callable[..., Response]
+"""Renders an error for a dashboard page: ``(request, code, message, *, status, headers)``."""
+
+
+def _answer(
+    request: Request,
+    code: str,
+    message: str,
+    *,
+    status: int,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """The error as JSON, or as a page under the dashboard's prefix (``app.state.page_errors``).
+
+    The dashboard installs its renderer there (:mod:`service.api.pages`); the API's
+    answers never depend on it.
+    """
+    pages: tuple[str, PageErrors] | None = getattr(request.app.state, "page_errors", None)
+    if pages is not None:
+        prefix, render = pages
+        path = relative_path(request.scope)
+        if path == prefix or path.startswith(prefix + "/"):
+            return render(request, code, message, status=status, headers=dict(headers or {}))
+    return error_response(code, message, status=status, headers=headers)
+
+
+async def _mpq_error(request: Request, exc: Any) -> Response:
     assert isinstance(exc, MPQError)
     headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, BusyError) else None
-    return error_response(exc.code, exc.message, status=http_status(type(exc)), headers=headers)
+    return _answer(request, exc.code, exc.message, status=http_status(type(exc)), headers=headers)
 
 
-async def _pool_timeout(request: Request, exc: Any) -> JSONResponse:
+async def _pool_timeout(request: Request, exc: Any) -> Response:
     # Every pooled connection stayed checked out for db_pool_timeout_s: the API is
     # saturated, not broken -- tell the client to come back rather than answer 500.
     settings = request.app.state.settings
@@ -227,15 +262,15 @@ async def _pool_timeout(request: Request, exc: Any) -> JSONResponse:
     return await _mpq_error(request, busy)
 
 
-async def _validation_error(request: Request, exc: Any) -> JSONResponse:
+async def _validation_error(request: Request, exc: Any) -> Response:
     assert isinstance(exc, RequestValidationError)
     message = validation_message(exc.errors())
-    return error_response(
-        InvalidRequestError.code, message, status=http_status(InvalidRequestError)
+    return _answer(
+        request, InvalidRequestError.code, message, status=http_status(InvalidRequestError)
     )
 
 
-async def _http_error(request: Request, exc: Any) -> JSONResponse:
+async def _http_error(request: Request, exc: Any) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     error = _HTTP_ERRORS.get(exc.status_code)
     if error is None:  # no other status is raised today; keep the shape if one appears
@@ -245,7 +280,7 @@ async def _http_error(request: Request, exc: Any) -> JSONResponse:
         headers["Allow"] = _allowed_methods(request)
         path = _shorten(relative_path(request.scope), _PATH_CHARS)
         message = f"{request.method} is not allowed on {path}; it answers {headers['Allow']}"
-    return error_response(error.code, message, status=http_status(error), headers=headers)
+    return _answer(request, error.code, message, status=http_status(error), headers=headers)
 
 
 def _http_message(request: Request, exc: StarletteHTTPException, error: type[MPQError]) -> str:
@@ -283,7 +318,7 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(allowed)
 
 
-async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+async def _internal_error(request: Request, exc: Exception) -> Response:
     log.error(
         "unhandled %s on %s %s",
         type(exc).__name__,
@@ -294,6 +329,10 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     # Answered outside every middleware (Starlette's ServerErrorMiddleware), hence the
     # security headers here.
     headers = security_headers(relative_path(request.scope))
-    return error_response(
-        InternalError.code, INTERNAL_MESSAGE, status=http_status(InternalError), headers=headers
+    return _answer(
+        request,
+        InternalError.code,
+        INTERNAL_MESSAGE,
+        status=http_status(InternalError),
+        headers=headers,
     )

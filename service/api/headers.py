@@ -6,13 +6,15 @@ from the bytes, so a JSON body or an artifact never runs as HTML or script),
 ``Referrer-Policy: no-referrer`` and a ``Content-Security-Policy``:
 
 - the API (JSON, artifacts): ``default-src 'none'``, nothing may load or run;
+- the dashboard (``/ui``): the same, and forms may post to the same origin only
+  (``form-action 'self'``); no inline script or style at all;
 - the docs page (``/docs``): scripts, styles, images and fetches from the API's own
   origin only (``'self'``), plus ``data:`` images (Swagger UI's icons); no inline
   script, which is why the page starts Swagger UI from a file of its own.
 
-Responses under ``/v1`` also get ``Cache-Control: no-store`` (team data must stay out of
-shared and browser caches) unless the route set its own: artifact downloads say
-``private, no-cache`` so that a client can revalidate with ``If-None-Match``.
+Responses under ``/v1`` and the dashboard's pages also get ``Cache-Control: no-store``
+(team data must stay out of shared and browser caches) unless the route set its own:
+artifact downloads say ``private, no-cache`` so that a client can revalidate with ``If-None-Match``.
 
 :class:`SecurityHeadersMiddleware` sets them as a response starts; the handler of
 unexpected errors, which answers outside every middleware, calls
@@ -28,6 +30,8 @@ __all__ = [
     "API_CSP",
     "DOCS_CSP",
     "DOCS_PREFIX",
+    "PAGES_CSP",
+    "PAGES_PREFIX",
     "SecurityHeadersMiddleware",
     "relative_path",
     "security_headers",
@@ -43,7 +47,15 @@ DOCS_CSP = (
 )
 """Content-Security-Policy of ``/docs`` (Swagger UI served by the API itself)."""
 
+PAGES_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+"""Content-Security-Policy of the dashboard's pages (``/ui``)."""
+
 DOCS_PREFIX = "/docs"
+PAGES_PREFIX = "/ui"
+PAGES_STATIC = "/ui/static"
 API_PREFIX = "/v1"
 
 _COMMON = {
@@ -69,11 +81,16 @@ def _under(path: str, prefix: str) -> bool:
 def security_headers(path: str) -> dict[str, str]:
     """The security headers of a response to ``path`` (below the root path).
 
-    ``Cache-Control`` is included for ``/v1`` paths only; callers keep a route's own.
+    ``Cache-Control`` is included for ``/v1`` and dashboard paths only; callers keep a route's own.
     """
     headers = dict(_COMMON)
-    headers["Content-Security-Policy"] = DOCS_CSP if _under(path, DOCS_PREFIX) else API_CSP
-    if _under(path, API_PREFIX):
+    if _under(path, DOCS_PREFIX):
+        headers["Content-Security-Policy"] = DOCS_CSP
+    elif _under(path, PAGES_PREFIX):
+        headers["Content-Security-Policy"] = PAGES_CSP
+    else:
+        headers["Content-Security-Policy"] = API_CSP
+    if _under(path, API_PREFIX) or (_under(path, PAGES_PREFIX) and not _under(path, PAGES_STATIC)):
         headers["Cache-Control"] = "no-store"
     return headers
 

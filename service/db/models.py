@@ -18,7 +18,17 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db.base import Base, utcnow
 
-__all__ = ["ApiKey", "Artifact", "Dataset", "Job", "JobStatus", "Model", "ModelKind", "Team"]
+__all__ = [
+    "ApiKey",
+    "Artifact",
+    "Dataset",
+    "Job",
+    "JobStatus",
+    "Model",
+    "ModelKind",
+    "Team",
+    "WebSession",
+]
 
 NAME_LENGTH = 255
 SHA256_LENGTH = 64
@@ -90,6 +100,27 @@ class ApiKey(Base):
     hash: Mapped[str] = mapped_column(String(SHA256_LENGTH), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+    """When the key last authenticated a request (to the minute: written at most once a
+    minute per key, so that a polling client does not write on every request)."""
+
+
+class WebSession(Base):
+    """A dashboard sign-in: the browser holds a random token in a cookie, the row its sha256.
+
+    A session acts as the API key it was opened with: revoking the key ends it, and so
+    does signing out (the row is deleted) or ``expires_at`` passing. ``csrf`` is the
+    token every form of the session must carry.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    hash: Mapped[str] = mapped_column(String(SHA256_LENGTH), unique=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
 
 
 def _created_by() -> Mapped[int | None]:
@@ -174,6 +205,9 @@ class Job(Base):
         Index(None, "team_id", "status"),
         Index(None, "team_id", "created_at"),
         Index(None, "status"),
+        # the dashboard's jobs page filters by model and by submitter, newest first
+        Index("ix_jobs_team_id_model_id", "team_id", "model_id", "created_at"),
+        Index("ix_jobs_team_id_created_by_key_id", "team_id", "created_by_key_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -13,7 +13,7 @@ import re
 import signal
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import pytest
 from service.progress import STEPS
 from tests.conftest import Digits
 from tests.service.api.conftest import Server, start_stack
-from tests.workers.conftest import FINAL, job_body, start_worker, upload_digits, wait_for
+from tests.workers.conftest import FINAL, job_body, start_worker, upload_digits
 
 FAST = {"MPQ_HEARTBEAT_S": "0.5", "MPQ_GRACE_S": "3", "MPQ_RECOVERY_INTERVAL_S": "1"}
 POLL_S = 0.05
@@ -40,13 +40,19 @@ def ids(stack: Server, digits: Digits) -> tuple[int, int]:
         return upload_digits(c, digits)
 
 
-def _follow(c: httpx.Client, job_id: int, timeout_s: float = 600) -> list[dict[str, Any]]:
-    """Every answer of ``GET /v1/jobs/{id}``, polled every ``POLL_S``, until a final state."""
+def _follow(
+    c: httpx.Client,
+    job_id: int,
+    timeout_s: float = 600,
+    until: Callable[[dict[str, Any]], bool] = lambda job: False,
+) -> list[dict[str, Any]]:
+    """Every answer of ``GET /v1/jobs/{id}``, polled every ``POLL_S``, until a final state
+    or one for which ``until`` holds."""
     seen, deadline = [], time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         job = c.get(f"/v1/jobs/{job_id}").json()
         seen.append(job)
-        if job["status"] in FINAL:
+        if job["status"] in FINAL or until(job):
             return seen
         time.sleep(POLL_S)
     pytest.fail(f"job {job_id} did not end: {seen[-1]}")
@@ -114,20 +120,19 @@ def _locked(db: Path) -> bool:
 def test_a_job_cancelled_while_preparing_stops_at_its_next_step_and_runs_nothing(
     stack: Server, ids: tuple[int, int]
 ) -> None:
-    # Formats no earlier job measured: the sensitivity steps are computed, not cached.
-    body = job_body(*ids, space=["int5", "int6", "cb8"], budget={"trials": 8})
+    # Formats no earlier job measured: the sensitivity steps are computed, not cached, and
+    # enough of them (k-means ones are the slow kind) that a client polling every POLL_S
+    # sees the step even on a loaded machine.
+    space = ["int5", "int6", "int7", "cb4", "cb8", "cb32", "cb64", "cb128", "cb256"]
+    body = job_body(*ids, space=space, budget={"trials": 8})
     with stack.client(stack.key_a) as c, start_worker(stack, "w2") as worker:
         job_id = c.post("/v1/jobs", json=body).json()["id"]
-        wait_for(
-            stack,
+        seen = _follow(
             c,
             job_id,
-            lambda j: (
-                j["status"] in FINAL
-                or (j["status"] == "preparing" and j["progress"]["step"] == "sensitivity")
-            ),
-            logs=("w2",),
+            until=lambda j: j["status"] == "preparing" and j["progress"]["step"] == "sensitivity",
         )
+        assert seen[-1]["status"] == "preparing", seen[-1]
         # Freeze the worker (so the step it is at cannot end meanwhile), but never while
         # it holds the database's write lock: the cancel below must not wait for it.
         for _ in range(100):

@@ -19,6 +19,13 @@ from service.db.repos.datasets import (
     get_dataset,
     list_datasets,
 )
+from service.db.repos.job_listing import (
+    JobFilter,
+    JobSummary,
+    count_job_summaries,
+    list_job_summaries,
+    list_model_names,
+)
 from service.db.repos.job_states import ACTIVE, FINAL, TRANSITIONS, Transition
 from service.db.repos.jobs import (
     cancel_job,
@@ -42,7 +49,9 @@ from service.db.repos.keys import (
     create_api_key,
     find_key,
     find_team_by_key,
+    get_api_key,
     hash_secret,
+    list_api_keys,
     revoke_api_key,
 )
 from service.db.repos.models import count_models, create_model, find_model, get_model, list_models
@@ -53,6 +62,12 @@ from service.db.repos.teams import (
     lock_team,
     team_storage_bytes,
 )
+from service.db.repos.web_sessions import (
+    close_web_session,
+    find_web_session,
+    mark_key_used,
+    open_web_session,
+)
 
 __all__ = [
     "ACTIVE",
@@ -61,13 +76,17 @@ __all__ = [
     "MAX_ID",
     "TRANSITIONS",
     "ArtifactFile",
+    "JobFilter",
+    "JobSummary",
     "Transition",
     "blob_in_use",
     "cancel_job",
     "check_label",
     "claim_job",
+    "close_web_session",
     "count_active_jobs",
     "count_datasets",
+    "count_job_summaries",
     "count_jobs",
     "count_models",
     "create_api_key",
@@ -84,18 +103,25 @@ __all__ = [
     "find_model",
     "find_team_by_key",
     "find_team_by_name",
+    "find_web_session",
     "finish_job",
+    "get_api_key",
     "get_artifact",
     "get_dataset",
     "get_job",
     "get_model",
     "get_team_by_name",
     "hash_secret",
+    "list_api_keys",
     "list_artifacts",
     "list_datasets",
+    "list_job_summaries",
     "list_jobs",
+    "list_model_names",
     "list_models",
     "lock_team",
+    "mark_key_used",
+    "open_web_session",
     "record_progress",
     "record_step",
     "revoke_api_key",

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from service.db.base import utcnow
 from service.db.models import ApiKey, Team
 from service.db.repos._names import check_label
+from service.db.repos._scoped import Scoped
 from service.db.session import end_reads
 
 __all__ = [
@@ -19,9 +20,19 @@ __all__ = [
     "create_api_key",
     "find_key",
     "find_team_by_key",
+    "get_api_key",
     "hash_secret",
+    "list_api_keys",
     "revoke_api_key",
 ]
+
+KEYS = Scoped(
+    ApiKey,
+    owner="team_id",
+    key="id",
+    order=(ApiKey.created_at.desc(), ApiKey.id.desc()),
+    missing=lambda team_id, key_id: f"API key {key_id} not found",
+)
 
 KEY_PREFIX = "mpq_"
 """How every secret starts."""
@@ -101,4 +112,28 @@ def revoke_api_key(session: Session, *, key: ApiKey) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         session.commit()
+    return key
+
+
+def list_api_keys(session: Session, *, team: Team) -> list[ApiKey]:
+    """``team``'s keys, live ones first, each group newest first."""
+    keys = list(
+        session.scalars(
+            select(ApiKey)
+            .where(ApiKey.team_id == team.id)
+            .order_by(ApiKey.revoked_at.is_not(None), ApiKey.created_at.desc(), ApiKey.id.desc())
+        )
+    )
+    end_reads(session)
+    return keys
+
+
+def get_api_key(session: Session, *, team: Team, key_id: int) -> ApiKey:
+    """Key ``key_id`` of ``team``.
+
+    Raises:
+        NotFoundError: no such key, or it is another team's (indistinguishable).
+    """
+    key = KEYS.get(session, team.id, key_id)
+    end_reads(session)
     return key

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from service.db import Base, make_engine
 from service.db.migrate import alembic_config, downgrade, upgrade
 
-TABLES = {"teams", "api_keys", "models", "datasets", "jobs", "artifacts"}
+TABLES = {"teams", "api_keys", "models", "datasets", "jobs", "artifacts", "web_sessions"}
 
 
 def _tables(url: str) -> set[str]:
