@@ -119,6 +119,7 @@ def _supervise(supervisor: Supervisor, stop: _Stop, *, host: str, port: int) -> 
             return 1
         if _answers(probe):
             _say(f"MPQ is serving at {url}")
+            _say(f"dashboard: {url}/ui (sign in with an API key)")
             _say(f"API docs: {url}/docs (Ctrl-C stops the API and the worker)")
             break
         if time.monotonic() > deadline:

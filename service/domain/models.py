@@ -72,7 +72,7 @@ def add_model(
         # The importer names the file it reads in its messages: a link named as the user
         # knows it, in a private folder (so an ONNX file's external data can name nothing
         # else either).
-        named = folder / display_name(filename or Path(path).name)
+        named = folder / display_name(Path(path).name if filename is None else filename)
         os.link(temp, named)
         imported = import_model(named, trust_uploads=trust)
         document = inventory(imported.ir).to_json()
