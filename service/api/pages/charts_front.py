@@ -67,9 +67,9 @@ def _hline(cls: str, py: float, paint: str = "", title: str = "") -> str:
     return f'<line class="{cls}" {at} {paint}>{tip}</line>'
 
 
-def _vline(cls: str, px: float, paint: str = "", title: str = "") -> str:
+def _vline(cls: str, px: float, paint: str = "", title: str = "", *, top: int = TOP) -> str:
     tip = f"<title>{esc(title)}</title>" if title else ""
-    at = f'x1="{px:.1f}" x2="{px:.1f}" y1="{TOP}" y2="{HEIGHT - BOTTOM}"'
+    at = f'x1="{px:.1f}" x2="{px:.1f}" y1="{top}" y2="{HEIGHT - BOTTOM}"'
     return f'<line class="{cls}" {at} {paint}>{tip}</line>'
 
 
@@ -177,13 +177,13 @@ def _y_values(chart: FrontChart) -> list[float]:
     return key + near
 
 
-def _scales(xs: Sequence[float], ys: Sequence[float]) -> tuple[Scale, Scale]:
+def _scales(xs: Sequence[float], ys: Sequence[float], *, top: int = TOP) -> tuple[Scale, Scale]:
     x = pick_scale(xs, LEFT, WIDTH - RIGHT, log_ok=True)
-    y = pick_scale(ys, HEIGHT - BOTTOM, TOP, log_ok=False)
+    y = pick_scale(ys, HEIGHT - BOTTOM, top, log_ok=False)
     return x, y
 
 
-def _axes(x: Scale, y: Scale, *, metric: str, higher_is_better: bool) -> list[str]:
+def _axes(x: Scale, y: Scale, *, metric: str, higher_is_better: bool, top: int = TOP) -> list[str]:
     out = []
     for value, label in metric_ticks(y):
         py = y(value)
@@ -191,19 +191,19 @@ def _axes(x: Scale, y: Scale, *, metric: str, higher_is_better: bool) -> list[st
         out.append(f'<text x="{LEFT - 6}" y="{py + 4:.1f}" text-anchor="end">{esc(label)}</text>')
     for value, label in byte_ticks(x):
         px = x(value)
-        out.append(_vline("gridline", px))
+        out.append(_vline("gridline", px, top=top))
         below = HEIGHT - BOTTOM + 16
         out.append(f'<text x="{px:.1f}" y="{below}" text-anchor="middle">{esc(label)}</text>')
     base = HEIGHT - BOTTOM
     out.append(f'<line class="axis" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{base}" y2="{base}"/>')
-    out.append(f'<line class="axis" x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{base}"/>')
+    out.append(f'<line class="axis" x1="{LEFT}" x2="{LEFT}" y1="{top}" y2="{base}"/>')
     scale = "log scale" if x.log else "linear scale"
     out.append(
         f'<text class="axis-title" x="{(LEFT + WIDTH - RIGHT) / 2:.0f}" y="{HEIGHT - 10}" '
         f'text-anchor="middle">payload bytes ({scale}; smaller is better)</text>'
     )
     better = "higher" if higher_is_better else "lower"
-    mid = (TOP + base) / 2
+    mid = (top + base) / 2
     out.append(
         f'<text class="axis-title" x="14" y="{mid:.0f}" text-anchor="middle" '
         f'transform="rotate(-90 14 {mid:.0f})">{esc(metric)} ({better} is better)</text>'
@@ -253,13 +253,15 @@ def _targets(chart: FrontChart, x: Scale, y: Scale) -> list[str]:
         py, _ = _clamp(y, chart.baseline)
         title = f"float model: {fmt_metric(chart.baseline)}"
         out.append(_hline("baseline", py, 'stroke="#98a2b3" stroke-dasharray="1 3"', title))
-        out.append(f'<text x="{WIDTH - RIGHT - 4}" y="{py - 4:.1f}" text-anchor="end">float</text>')
+        words = f"float {fmt_metric(chart.baseline)}"
+        out.append(f'<text x="{LEFT + 6}" y="{py - 4:.1f}">{esc(words)}</text>')
     if chart.floor is not None:
         py, _ = _clamp(y, chart.floor)
         words = "metric floor" if chart.higher_is_better else "metric ceiling"
         label = f"{words} {fmt_metric(chart.floor)}"
         out.append(_hline("floor", py, _TARGET_LINE, label))
-        out.append(f'<text x="{LEFT + 6}" y="{py - 4:.1f}" fill="#c0362c">{esc(label)}</text>')
+        at = f'x="{WIDTH - RIGHT - 4}" y="{py + 14:.1f}" text-anchor="end"'
+        out.append(f'<text {at} fill="#c0362c">{esc(label)}</text>')
     if chart.ceiling is not None:
         px = x(chart.ceiling)
         label = f"size ceiling {fmt_bytes(chart.ceiling)}"
@@ -335,6 +337,26 @@ def front_svg(chart: FrontChart) -> Markup:
     return Markup("".join(out))
 
 
+LEGEND_ROW = 16
+LEGEND_CHARS = 26
+
+
+def _short(label: str) -> str:
+    return label if len(label) <= LEGEND_CHARS else label[: LEGEND_CHARS - 1] + "\u2026"
+
+
+def _legend_places(labels: Sequence[str]) -> tuple[list[tuple[int, int]], int]:
+    """Where each legend entry goes (left to right, wrapping) and how many rows it takes."""
+    places, x, row = [], LEFT, 0
+    for label in labels:
+        width = 36 + 7 * len(_short(label))
+        if x + width > WIDTH - RIGHT and x > LEFT:
+            x, row = LEFT, row + 1
+        places.append((x, 6 + LEGEND_ROW * row))
+        x += width
+    return places, row + 1
+
+
 def fronts_svg(series: Sequence[Series], *, metric: str, higher_is_better: bool) -> Markup:
     """``svg#fronts``: each job's front as a step line in its colour, its choice a star."""
     label = f"Pareto fronts of {len(series)} jobs: {metric} against payload bytes"
@@ -344,9 +366,11 @@ def fronts_svg(series: Sequence[Series], *, metric: str, higher_is_better: bool)
     ys = [p.metric for s in series for p in s.points]
     xs += [s.chosen.bytes for s in series if s.chosen]
     ys += [s.chosen.metric for s in series if s.chosen]
-    x, y = _scales(xs, ys)
+    places, rows = _legend_places([s.label for s in series])
+    top = TOP + LEGEND_ROW * (rows - 1)
+    x, y = _scales(xs, ys, top=top)
     out = [svg_open(id_="fronts", width=WIDTH, height=HEIGHT, label=label)]
-    out += _axes(x, y, metric=metric, higher_is_better=higher_is_better)
+    out += _axes(x, y, metric=metric, higher_is_better=higher_is_better, top=top)
     for i, s in enumerate(series):
         colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
         out.append(f"<g {attrs(class_=f'series series-{i}', data_series=s.label)}>")
@@ -365,11 +389,10 @@ def fronts_svg(series: Sequence[Series], *, metric: str, higher_is_better: bool)
             )
         if s.chosen is not None:
             out.append(_chosen_mark(s.chosen, x, y, metric, colour))
-        ly = TOP + 4 + 16 * i
-        lx = WIDTH - RIGHT - 190
+        lx, ly = places[i]
         out.append(
             f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{colour}"/>'
-            f'<text class="legend-label" x="{lx + 18}" y="{ly + 10}">{esc(s.label)}</text>'
+            f'<text class="legend-label" x="{lx + 16}" y="{ly + 10}">{esc(_short(s.label))}</text>'
         )
         out.append("</g>")
     out.append("</svg>")

@@ -19,6 +19,7 @@ from engine.data import METRICS
 from engine.errors import MPQError
 from engine.io import predict_payload_bytes
 from engine.quant import LayerFormat, QuantPlan, weight_format
+from search import Targets
 from service.api.pages.charts_front import ChosenPoint, FrontChart, UniformPoint, trial_points
 from service.api.pages.charts_plan import LayerBar
 from service.db.models import Job
@@ -27,6 +28,7 @@ __all__ = [
     "FLOAT_CHOICE",
     "front_chart",
     "higher_is_better",
+    "job_targets",
     "layer_bars",
     "plan_choices",
     "split_choice",
@@ -130,6 +132,30 @@ def layer_bars(
     return out
 
 
+def job_targets(job: Job) -> dict[str, Any]:
+    """The job's targets as numbers: ``metric_floor``, ``metric_ceiling``, ``byte_ceiling``.
+
+    A finished job's come from its result; while it runs they are worked out the same
+    way from its spec and its baseline (none before the baseline is measured).
+    """
+    found = (job.result or {}).get("targets")
+    if found:
+        return dict(found)
+    baseline = job.baseline or {}
+    if baseline.get("metric") is None:
+        return {}
+    try:
+        targets = Targets.from_json(job.config.get("targets") or {})
+        float_bytes = baseline.get("bytes")
+        return {
+            "metric_floor": targets.metric_floor(float(baseline["metric"])),
+            "metric_ceiling": targets.metric_ceiling(),
+            "byte_ceiling": targets.byte_ceiling(int(float_bytes)) if float_bytes else None,
+        }
+    except (MPQError, KeyError, TypeError, ValueError):
+        return {}
+
+
 def front_chart(job: Job, records: Sequence[Mapping[str, Any]], front: Sequence[int]) -> FrontChart:
     """The Pareto chart of ``job``: its trials, the front, baselines, choice and targets.
 
@@ -144,7 +170,7 @@ def front_chart(job: Job, records: Sequence[Mapping[str, Any]], front: Sequence[
     if chosen and chosen.get("metric") is not None and chosen.get("payload_bytes"):
         metric_value, size = float(chosen["metric"]), int(chosen["payload_bytes"])
         point = ChosenPoint(chosen.get("trial"), metric_value, size)
-    targets = result.get("targets") or {}
+    targets = job_targets(job)
     baseline = (job.baseline or {}).get("metric")
     uniform = [
         UniformPoint(str(u["plan"]), float(u["metric"]), int(u["bytes"]), u.get("trial"))
