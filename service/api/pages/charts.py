@@ -1,8 +1,9 @@
 """SVG drawn on the server: scales, axis ticks and element helpers the dashboard's charts share.
 
 The charts themselves are :mod:`service.api.pages.charts_front` (metric against payload
-bytes: a job's trials and Pareto front, or several jobs' fronts overlaid) and
-:mod:`service.api.pages.charts_plan` (a plan per layer). Each returns one ``<svg
+bytes: a job's trials and Pareto front), :mod:`service.api.pages.charts_compare`
+(several jobs' fronts overlaid), both on the plane of :mod:`service.api.pages.charts_plane`,
+and :mod:`service.api.pages.charts_plan` (a plan per layer). Each returns one ``<svg
 class="chart">`` element as :class:`markupsafe.Markup`: presentation attributes only
 (``fill=``, ``stroke=``...), never a ``style`` attribute, so the pages' CSP holds.
 

@@ -21,7 +21,8 @@ from fastapi.responses import Response
 
 from service.api.deps import SessionDep, SettingsDep
 from service.api.pages.auth import PageCaller
-from service.api.pages.charts_front import SERIES_COLOURS, ChosenPoint, Series, fronts_svg
+from service.api.pages.charts_compare import SERIES_COLOURS, Series, fronts_svg
+from service.api.pages.charts_plane import ChosenPoint
 from service.api.pages.job import status_context
 from service.api.pages.job_view import front_chart, higher_is_better, plan_choices
 from service.api.pages.render import render

@@ -14,6 +14,7 @@ calls :func:`service.domain.cancel_job` and comes back to the page.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Header, Request
@@ -30,10 +31,10 @@ from service.api.pages.views import ACTIVE_STATES, duration_s, job_progress, tar
 from service.api.params import JobId
 from service.api.routes.jobs import download_artifact
 from service.db import repos
-from service.db.models import Job, Model
+from service.db.models import Artifact, Job, Model
 from service.domain import cancel_job, job_trials
 
-__all__ = ["MAX_TRIAL_ROWS", "router"]
+__all__ = ["MAX_TRIAL_ROWS", "page_context", "router", "status_context"]
 
 router = APIRouter()
 
@@ -91,18 +92,15 @@ def _trial_rows(records: list[dict[str, Any]], front: list[int]) -> dict[str, An
     }
 
 
-@router.get("/jobs/{job_id:int}")
-def job_page(
-    job_id: JobId,
-    request: Request,
-    session: SessionDep,
-    viewer: PageCaller,
-    settings: SettingsDep,
-) -> Response:
-    """The job page (the contract's ``#job-status``, ``svg#front``, ``svg#layers``, tables)."""
-    job = repos.get_job(session, team=viewer.team, job_id=job_id)
-    model = _model(session, job)
-    records, front = job_trials(job, settings=settings)
+def page_context(
+    job: Job,
+    model: Model,
+    *,
+    records: list[dict[str, Any]],
+    front: list[int],
+    artifacts: Sequence[Artifact],
+) -> dict[str, Any]:
+    """Everything ``job.html`` shows of ``job``, from its row, model, trials and files."""
     result = job.result or {}
     chosen = result.get("chosen") or None
     choices, plan_trial = plan_choices(job)
@@ -113,21 +111,38 @@ def job_page(
         sensitivity=result.get("sensitivity"),
         float_layers=(chosen or {}).get("float_layers"),
     )
-    chart = front_chart(job, records, front)
-    return render(
-        request,
-        "job.html",
-        viewer=viewer,
+    return {
         **status_context(job, model),
-        result=result,
-        chosen=chosen,
-        plan_trial=plan_trial,
-        bars=bars if choices else [],
-        front_svg=front_svg(chart),
-        layers_svg=layers_svg(bars) if choices else None,
-        artifacts=repos.list_artifacts(session, job=job),
+        "result": result,
+        "chosen": chosen,
+        "plan_trial": plan_trial,
+        "bars": bars if choices else [],
+        "front_svg": front_svg(front_chart(job, records, front)),
+        "layers_svg": layers_svg(bars) if choices else None,
+        "artifacts": artifacts,
         **_trial_rows(records, result.get("front", front)),
+    }
+
+
+@router.get("/jobs/{job_id:int}")
+def job_page(
+    job_id: JobId,
+    request: Request,
+    session: SessionDep,
+    viewer: PageCaller,
+    settings: SettingsDep,
+) -> Response:
+    """The job page (the contract's ``#job-status``, ``svg#front``, ``svg#layers``, tables)."""
+    job = repos.get_job(session, team=viewer.team, job_id=job_id)
+    records, front = job_trials(job, settings=settings)
+    context = page_context(
+        job,
+        _model(session, job),
+        records=records,
+        front=front,
+        artifacts=repos.list_artifacts(session, job=job),
     )
+    return render(request, "job.html", viewer=viewer, **context)
 
 
 @router.get("/jobs/{job_id:int}/status")

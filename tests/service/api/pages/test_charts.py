@@ -13,14 +13,13 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from service.api.pages.charts import Scale, byte_ticks, pick_scale
+from service.api.pages.charts_compare import Series, fronts_svg
 from service.api.pages.charts_front import (
     ChosenPoint,
     FrontChart,
-    Series,
     TrialPoint,
     UniformPoint,
     front_svg,
-    fronts_svg,
     trial_points,
 )
 from service.api.pages.charts_plan import LayerBar, layers_svg

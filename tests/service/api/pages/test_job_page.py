@@ -6,6 +6,9 @@ sha256); a download is byte for byte the API's; another team's job is a 404 page
 every route; cancel refuses a form without the session's CSRF token (403
 ``csrf_failed``, the job unchanged), cancels a queued job with it, and a finished job
 answers the API's 409 ``conflict`` page.
+
+Rendered directly from unsaved rows (no server): a failed job's code and message, float
+islands on the plan, and the trials table capped at :data:`MAX_TRIAL_ROWS` rows.
 """
 
 from __future__ import annotations
@@ -13,12 +16,16 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.service.api.pages.conftest import JobStack, csrf_of, parse_html, sign_in
+from service.api.pages.job import MAX_TRIAL_ROWS, page_context
+from service.api.pages.render import ENV
+from service.db.models import Job, JobStatus, Model
+from tests.service.api.pages.conftest import Element, JobStack, csrf_of, parse_html, sign_in
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +197,81 @@ def test_cancel_needs_the_csrf_token_then_cancels_and_a_finished_job_is_a_confli
     assert r.status_code == 409
     assert "<code>conflict</code>" in r.text
     assert _api_job(api, done)["status"] == "succeeded"
+
+
+def _render_job(job: Job, model: Model, records: list[dict[str, Any]]) -> Element:
+    context = page_context(job, model, records=records, front=[], artifacts=[])
+    page = ENV.get_template("job.html").render(viewer=None, csrf="", path="/ui/jobs/7", **context)
+    return parse_html(page)
+
+
+def _job(**over: Any) -> Job:
+    fields: dict[str, Any] = {
+        "id": 7,
+        "model_id": 1,
+        "dataset_id": 1,
+        "status": JobStatus.FAILED,
+        "config": {"metric": "accuracy", "targets": {"max_drop": 0.01}},
+        "trials_done": 0,
+        "trials_total": 8,
+        "created_at": datetime(2026, 12, 4, 12, 0, tzinfo=UTC),
+        "finished_at": datetime(2026, 12, 4, 12, 1, tzinfo=UTC),
+    }
+    return Job(**(fields | over))
+
+
+MODEL = Model(
+    id=1,
+    name="net <b>",
+    version=2,
+    inventory={
+        "float_bytes": 4000,
+        "layers": [
+            {"name": "conv", "kind": "conv2d", "params": 144, "weight_shape": [16, 1, 3, 3]},
+            {"name": "fc", "kind": "linear", "params": 330, "weight_shape": [10, 32]},
+        ],
+    },
+)
+
+
+def test_a_failed_job_shows_its_error_code_and_message_escaped() -> None:
+    page = _render_job(
+        _job(error_code="invalid_data", error_message="bad <labels> & more"), MODEL, []
+    )
+    error = page.one(cls="error")
+    assert error.one("code").all_text() == "invalid_data"
+    assert "bad <labels> & more" in error.all_text()
+    assert "no trials yet" in page.one("svg", id="front").all_text()
+    assert page.one(id="job-status").one(cls="badge").all_text().strip() == "failed"
+    assert not page.find_all("form", id="cancel") and page.find_all("a", id="rerun")
+
+
+def test_float_islands_are_marked_and_the_trials_table_is_capped() -> None:
+    plan = {
+        "version": 1,
+        "layers": {"conv": {"weight": "int4", "activation": "a8", "rounding": "gptq"}},
+    }
+    result = {
+        "chosen": {"trial": 0, "plan": plan, "metric": 0.9, "payload_bytes": 1500,
+                   "float_layers": {"fc": "too sensitive"}, "integer_metric": 0.89},
+        "front": [0],
+        "sensitivity": {"conv": {"int4/gptq/a8": 0.002}},
+        "targets": {"metric_floor": 0.89, "byte_ceiling": None},
+        "met_targets": True,
+    }  # fmt: skip
+    records = [
+        {"number": n, "state": "complete", "metric": 0.9, "bytes": 1500 + n, "feasible": True,
+         "source": "sampler", "seconds": 0.1, "plan": {"conv": "int4/gptq/a8"}}
+        for n in range(MAX_TRIAL_ROWS + 20)
+    ]  # fmt: skip
+    job = _job(status=JobStatus.SUCCEEDED, result=result, baseline={"metric": 0.91, "bytes": 4000})
+    page = _render_job(job, MODEL, records)
+    layers = page.one("svg", id="layers")
+    fc = layers.one("g", cls="layer", data_layer="fc")
+    assert "float-island" in fc.classes and "too sensitive" in fc.one("title").all_text()
+    assert "float island: too sensitive" in page.one("table", id="plan").all_text()
+    rows = [tr for tr in page.one("table", id="trials").find_all("tr") if "id" in tr.attrs]
+    assert len(rows) == MAX_TRIAL_ROWS
+    assert f"Showing the first {MAX_TRIAL_ROWS} of {MAX_TRIAL_ROWS + 20} trials" in page.all_text()
+    assert len(page.one("svg", id="front").find_all("circle", cls="trial")) == MAX_TRIAL_ROWS + 20
+    assert "net <b>" in page.one("h1").all_text()
