@@ -125,14 +125,14 @@ def compare_page(
             }
         )
     metrics = {str(j["metric_name"]) for j in jobs}
-    metric = metrics.pop() if len(metrics) == 1 else "metric"
+    metric = next(iter(metrics)) if len(metrics) == 1 else "metric"
     return render(
         request,
         "compare.html",
         viewer=viewer,
         jobs=jobs,
         asked=wanted,
-        mixed_metrics=len({str(j["metric_name"]) for j in jobs}) > 1,
+        mixed_metrics=len(metrics) > 1,
         fronts_svg=fronts_svg(series, metric=metric, higher_is_better=higher_is_better(metric)),
         rows=plan_rows([j["layers"] for j in jobs], [j["choices"] for j in jobs]),
     )
