@@ -8,7 +8,7 @@
 * :func:`up_stack`: ``mpq up`` (migrations, the API and a worker, as users run it) over a
   fresh data directory on a free port, with two teams made by ``mpq admin``: ``team-a``
   and ``team-b``, a key each.
-* :func:`sign_in`: sign in over HTTP as a browser does, for tests without a browser.
+* :func:`sign_in_form`: sign in over HTTP as a browser does, for tests without a browser.
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ def csrf_of(html: str) -> str:
     return found[1]
 
 
-def sign_in(c: httpx.Client, key: str, *, next_url: str = "/ui/jobs") -> httpx.Response:
+def sign_in_form(c: httpx.Client, key: str, *, next_url: str = "/ui/jobs") -> httpx.Response:
     """Sign ``c`` in with ``key`` as a browser does: the form's cookie and token, then POST.
 
     Returns the POST's answer (303 and ``mpq_session`` on success); ``c`` keeps the cookies.

@@ -21,7 +21,7 @@ from service.db.base import utcnow
 from service.db.models import ApiKey, WebSession
 from service.db.repos import hash_secret, revoke_api_key
 from tests.service.api.conftest import Server
-from tests.service.api.pages.conftest import csrf_of, mpq, sign_in
+from tests.service.api.pages.conftest import csrf_of, mpq, sign_in_form
 
 
 def _env(server: Server) -> dict[str, str]:
@@ -63,7 +63,7 @@ def _signed_in(c: httpx.Client) -> bool:
 
 def test_sign_in_sets_an_http_only_strict_session_cookie(server: Server) -> None:
     with server.client(None) as c:
-        r = sign_in(c, server.key_a)
+        r = sign_in_form(c, server.key_a)
         assert r.status_code == 303, r.text
         assert r.headers["location"] == "/ui/jobs"
         cookie = _cookie_attributes(r, "mpq_session")
@@ -77,7 +77,7 @@ def test_sign_in_sets_an_http_only_strict_session_cookie(server: Server) -> None
 
 def test_a_wrong_key_is_refused_with_a_401_page(server: Server) -> None:
     with server.client(None) as c:
-        r = sign_in(c, "mpq_" + "x" * 40)
+        r = sign_in_form(c, "mpq_" + "x" * 40)
         assert r.status_code == 401
         assert _error_code(r) == "unauthorized"
         assert "mpq_session" not in r.cookies
@@ -108,7 +108,7 @@ def test_an_unsigned_visitor_is_sent_to_sign_in_and_back(server: Server) -> None
         assert parse_qs(target.query) == {"next": ["/ui/jobs"]}
         form = c.get(r.headers["location"])
         assert 'name="next" value="/ui/jobs"' in form.text
-        r = sign_in(c, server.key_a, next_url="/ui/jobs?status=running")
+        r = sign_in_form(c, server.key_a, next_url="/ui/jobs?status=running")
         assert r.headers["location"] == "/ui/jobs?status=running"
 
 
@@ -120,14 +120,14 @@ def test_next_never_leads_to_another_site(server: Server, target: str) -> None:
     with server.client(None) as c:
         form = c.get("/ui/signin", params={"next": target})
         assert 'name="next" value="/ui/jobs"' in form.text
-        r = sign_in(c, server.key_a, next_url=target)
+        r = sign_in_form(c, server.key_a, next_url=target)
         assert r.status_code == 303
         assert r.headers["location"] == "/ui/jobs"
 
 
 def test_sign_out_needs_the_csrf_token_then_ends_the_session(server: Server) -> None:
     with server.client(None) as c:
-        sign_in(c, server.key_a)
+        sign_in_form(c, server.key_a)
         page = c.get("/ui/jobs")
         old = c.cookies["mpq_session"]
         r = c.post("/ui/signout", data={})
@@ -149,7 +149,7 @@ def test_sign_out_needs_the_csrf_token_then_ends_the_session(server: Server) -> 
 def test_revoking_the_key_ends_its_sessions(server: Server) -> None:
     key = _new_key(server, "revoked-in-test")
     with server.client(None) as c:
-        sign_in(c, key)
+        sign_in_form(c, key)
         assert _signed_in(c)
         engine = make_engine(server.database_url)
         try:
@@ -163,7 +163,7 @@ def test_revoking_the_key_ends_its_sessions(server: Server) -> None:
 
 def test_an_expired_session_is_refused(server: Server) -> None:
     with server.client(None) as c:
-        sign_in(c, server.key_a)
+        sign_in_form(c, server.key_a)
         assert _signed_in(c)
         token = c.cookies["mpq_session"]
         engine = make_engine(server.database_url)
@@ -183,7 +183,7 @@ def test_an_expired_session_is_refused(server: Server) -> None:
 def test_pages_carry_the_dashboard_csp_and_no_store(server: Server) -> None:
     with server.client(None) as c:
         signin = c.get("/ui/signin")
-        sign_in(c, server.key_a)
+        sign_in_form(c, server.key_a)
         for r in (signin, c.get("/ui/jobs"), c.get("/ui/jobs/rows"), c.get("/ui/jobs/999999")):
             assert r.headers["content-security-policy"] == PAGES_CSP, r.url
             assert r.headers["cache-control"] == "no-store", r.url
