@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.base import ExecutableOption
 
 from service.db.base import Base
 from service.errors import NotFoundError
@@ -82,11 +83,17 @@ class Scoped(Generic[RowT]):
         *where: ColumnElement[bool],
         skip: int = 0,
         limit: int | None = None,
+        options: Sequence[ExecutableOption] = (),
     ) -> list[RowT]:
-        """The owner's rows matching ``where``, in :attr:`order`, ``limit`` after ``skip``."""
+        """The owner's rows matching ``where``, in :attr:`order`, ``limit`` after ``skip``.
+
+        ``options`` are loader options for the query (``defer`` a large column a list
+        does not show).
+        """
         if not _bindable(owner_id) or not 0 <= skip <= MAX_ID:
             return []
         query = select(self.table).filter_by(**{self.owner: owner_id}).where(*where)
+        query = query.options(*options)
         query = query.order_by(*self.order).offset(skip).limit(limit)
         return list(session.scalars(query))
 

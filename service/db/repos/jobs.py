@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from service.db.base import utcnow
 from service.db.models import ApiKey, Dataset, Job, JobStatus, Model, Team
@@ -127,9 +127,13 @@ def list_jobs(
     skip: int = 0,
     limit: int = 100,
 ) -> list[Job]:
-    """``team``'s jobs (in ``status`` if given), newest first, paginated."""
+    """``team``'s jobs (in ``status`` if given), newest first, paginated.
+
+    The ``result`` document (every trial of a finished job) is not loaded: a list shows
+    none of it, and reading it made a page of 50 jobs take 80 ms instead of 6.
+    """
     where = () if status is None else (Job.status == status,)
-    jobs = JOBS.list(session, team.id, *where, skip=skip, limit=limit)
+    jobs = JOBS.list(session, team.id, *where, skip=skip, limit=limit, options=(defer(Job.result),))
     end_reads(session)
     return jobs
 
