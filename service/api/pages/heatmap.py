@@ -24,11 +24,12 @@ __all__ = ["COLOURS", "damage_colour", "heatmap_columns", "sensitivity_heatmap"]
 COLOURS = ("#ffffcc", "#ffeda0", "#fed976", "#feb24c", "#fd8d3c", "#f03b20", "#bd0026", "#800026")
 """The colour ramp, least to most damage (ColorBrewer YlOrRd)."""
 
-CELL_W, CELL_H = 30, 18
-LABEL_CHARS = 28  # a longer layer name is cut (the full name is in the row's title)
-CHAR_W = 6.6  # width of a label character at the chart's 11px font
-TOP = 96  # room for the rotated format labels
-LEGEND_H = 46
+CELL_W, CELL_H = 34, 22
+LABEL_CHARS = 28  # a longer name is cut (the full name is in its cell's and row's titles)
+CHAR_W = 6.2  # width of a label character at the chart's 10px monospace font
+LEGEND_H = 50
+# format labels are written at 60 degrees: their width and height per character
+_COS, _SIN = 0.5, 0.87
 
 
 def damage_colour(value: float, lo: float, hi: float) -> str:
@@ -87,25 +88,27 @@ def sensitivity_heatmap(
     cols = heatmap_columns(damage)
     bounds = _bounds(damage)
     left = 12 + CHAR_W * max([len(_label(r)) for r in rows] + [6])
-    width = left + CELL_W * max(len(cols), 1) + 12
+    col_chars = max([len(_label(c)) for c in cols] + [4])
+    top = round(16 + CHAR_W * col_chars * _SIN)
+    width = left + CELL_W * max(len(cols), 1) + max(CHAR_W * col_chars * _COS, 100)
     grid_h = CELL_H * len(rows)
-    height = TOP + grid_h + LEGEND_H
+    height = top + grid_h + LEGEND_H
     out = [
         f'<svg id="{escape(svg_id)}" class="chart heatmap" viewBox="0 0 {width:.0f} {height}" '
         f'width="{width:.0f}" height="{height}" role="img" '
         f'aria-label="damage per layer and format, {len(rows)} layers by {len(cols)} formats">'
     ]
     for j, fmt in enumerate(cols):
-        x, y = left + CELL_W * j + CELL_W / 2, TOP - 6
+        x, y = left + CELL_W * j + CELL_W / 2, top - 6
         out.append(
             f'<text class="col" x="{x:.1f}" y="{y}" transform="rotate(-60 {x:.1f} {y})">'
-            f"{escape(fmt)}</text>"
+            f"<title>{escape(fmt)}</title>{escape(_label(fmt))}</text>"
         )
     for i, layer in enumerate(rows):
-        y = TOP + CELL_H * i
+        y = top + CELL_H * i
         out.append(f'<g class="row" data-layer="{escape(layer)}">')
         out.append(
-            f'<text class="layer" x="{left - 6:.1f}" y="{y + CELL_H - 5}" text-anchor="end">'
+            f'<text class="layer" x="{left - 6:.1f}" y="{y + CELL_H - 7}" text-anchor="end">'
             f"<title>{escape(layer)}</title>{escape(_label(layer))}</text>"
         )
         cells = damage.get(layer, {})
@@ -128,7 +131,7 @@ def sensitivity_heatmap(
                 f"<title>{escape(layer)} · {escape(fmt)}: damage {value!r}</title></rect>"
             )
         out.append("</g>")
-    out.append(_legend(left, TOP + grid_h + 16, bounds))
+    out.append(_legend(left, top + grid_h + 16, bounds))
     out.append("</svg>")
     return Markup("".join(out))
 
