@@ -15,12 +15,15 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
+from engine.errors import MPQError
 from service.api.deps import SessionDep
+from service.api.errors import http_status
 from service.api.pages.auth import PREFIX, PageCaller, Viewer, require_csrf
 from service.api.pages.render import render
 from service.api.params import MAX_ID
 from service.db import repos
 from service.db.models import ApiKey
+from service.errors import InvalidNameError
 
 __all__ = ["router"]
 
@@ -33,13 +36,18 @@ def _page(
     viewer: Viewer,
     *,
     created: tuple[ApiKey, str] | None = None,
+    error: MPQError | None = None,
+    name: str = "",
 ) -> Response:
     response = render(
         request,
         "keys.html",
         viewer=viewer,
+        status=200 if error is None else http_status(type(error)),
         keys=repos.list_api_keys(session, team=viewer.team),
         created=None if created is None else {"key": created[0], "secret": created[1]},
+        error=None if error is None else {"code": error.code, "message": error.message},
+        name=name,
     )
     if created is not None:
         response.headers["Cache-Control"] = "no-store"
@@ -60,9 +68,17 @@ def create_key(
     csrf: Annotated[str, Form(max_length=128)] = "",
     name: Annotated[str, Form(max_length=1024)] = "",
 ) -> Response:
-    """Create a key named ``name`` for the team; the answer shows its secret, once."""
+    """Create a key named ``name`` for the team; the answer shows its secret, once.
+
+    A refused name (blank, too long, control characters) shows the page again with the
+    error and the name as typed.
+    """
     require_csrf(viewer, csrf)
-    created = repos.create_api_key(session, team=viewer.team, name=name)
+    try:
+        created = repos.create_api_key(session, team=viewer.team, name=name)
+    except InvalidNameError as exc:
+        session.rollback()
+        return _page(request, session, viewer, error=exc, name=name)
     return _page(request, session, viewer, created=created)
 
 

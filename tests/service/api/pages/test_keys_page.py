@@ -121,3 +121,12 @@ def test_revoking_the_sessions_own_key_signs_out(page: httpx.Client, server: Ser
         assert after.status_code == 303
         assert after.headers["location"].startswith("/ui/signin?next=/ui/keys")
     assert page.get("/ui/keys").status_code == 200  # another session of the team goes on
+
+
+def test_a_blank_name_is_refused_with_the_apis_code(page: httpx.Client) -> None:
+    before = page.get("/ui/keys").text
+    r = page.post("/ui/keys", data={"csrf": csrf_of(before), "name": "  \t "})
+    assert r.status_code == 422, r.text
+    assert parse(r.text).one(cls="error").one("code").text == "invalid_name"
+    assert not parse(r.text).find_all(cls="secret")
+    assert r.text.count('<tr id="key-') == before.count('<tr id="key-')
