@@ -81,7 +81,8 @@ def find_latest_sensitivity(session: Session, *, team: Team, model: Model) -> Se
             Job.team_id == team.id,
             Job.model_id == model.id,
             Job.status == JobStatus.SUCCEEDED,
-            table_path.is_not(None),
+            # as text: SQLite quotes a missing path's NULL as the JSON text 'null'
+            table_path.as_string().is_not(None),
         )
         .order_by(Job.finished_at.desc(), Job.id.desc())
         .limit(1)
