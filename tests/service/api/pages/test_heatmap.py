@@ -10,7 +10,7 @@ from service.api.pages.heatmap import (
     heatmap_columns,
     sensitivity_heatmap,
 )
-from tests.service.api.pages.dom import Element, parse
+from tests.service.api.pages.conftest import Element, parse_html
 
 DAMAGE = {
     "conv1": {"int2/gptq/a8": 0.5, "int4/gptq/a8": 0.001, "int8/nearest/a8": 1e-6},
@@ -21,7 +21,7 @@ DAMAGE = {
 def _svg(
     layers: list[str], damage: dict[str, dict[str, float]], *, row_ids: dict[str, str] | None = None
 ) -> Element:
-    return parse(str(sensitivity_heatmap(layers, damage, row_ids=row_ids))).one("svg")
+    return parse_html(str(sensitivity_heatmap(layers, damage, row_ids=row_ids))).one("svg")
 
 
 def test_one_row_per_layer_one_cell_per_format() -> None:
@@ -31,7 +31,7 @@ def test_one_row_per_layer_one_cell_per_format() -> None:
     assert [r.attrs["data-layer"] for r in rows] == ["conv1", "fc"]
     for row in rows:
         assert len(row.find_all("rect", cls="cell")) == 3
-    labels = [t.find_all("title")[0].text for t in svg.find_all("text", cls="col")]
+    labels = [t.find_all("title")[0].words() for t in svg.find_all("text", cls="col")]
     assert labels == ["int2/gptq/a8", "int4/gptq/a8", "int8/nearest/a8"]
 
 
@@ -46,7 +46,7 @@ def test_columns_keep_the_order_first_seen() -> None:
 def test_each_cell_title_carries_the_exact_value() -> None:
     svg = _svg(["conv1", "fc"], DAMAGE)
     conv1 = svg.one("g", cls="row", data_layer="conv1")
-    titles = [c.one("title").text for c in conv1.find_all("rect", cls="cell")]
+    titles = [c.one("title").words() for c in conv1.find_all("rect", cls="cell")]
     assert titles == [
         "conv1 · int2/gptq/a8: damage 0.5",
         "conv1 · int4/gptq/a8: damage 0.001",
@@ -62,7 +62,7 @@ def test_missing_cells_are_drawn_empty() -> None:
     missing = fc.find_all("rect", cls="missing")
     assert len(missing) == 1
     assert missing[0].attrs["fill"] == "none"
-    assert missing[0].one("title").text == "fc · int4/gptq/a8: not measured"
+    assert missing[0].one("title").words() == "fc · int4/gptq/a8: not measured"
 
 
 def test_inventory_layers_come_first_and_unmeasured_layers_are_empty_rows() -> None:
@@ -78,9 +78,9 @@ def test_names_are_escaped() -> None:
     markup = str(sensitivity_heatmap([layer], {layer: {fmt: 0.1}}))
     assert "<script>" not in markup and "<b>" not in markup
     assert "&lt;script&gt;" in markup and "&#34;&amp;" in markup
-    svg = parse(markup).one("svg")
+    svg = parse_html(markup).one("svg")
     assert svg.one("g", cls="row").attrs["data-layer"] == layer
-    assert svg.one("rect", cls="cell").one("title").text == f"{layer} · {fmt}: damage 0.1"
+    assert svg.one("rect", cls="cell").one("title").words() == f"{layer} · {fmt}: damage 0.1"
 
 
 def test_colours_follow_a_log_scale() -> None:
@@ -104,13 +104,13 @@ def test_cells_are_coloured_by_damage_and_the_legend_gives_the_range() -> None:
     assert fills[2] == COLOURS[0]  # the smallest positive one
     legend = svg.one("g", cls="scale")
     assert len(legend.find_all("rect")) == len(COLOURS)
-    assert "1e-06" in legend.text and "0.5" in legend.text and "log scale" in legend.text
+    assert "1e-06" in legend.words() and "0.5" in legend.words() and "log scale" in legend.words()
 
 
 def test_a_table_without_positive_damage_still_draws() -> None:
     svg = _svg(["a"], {"a": {"int8/nearest/a8": 0.0}})
     assert svg.one("rect", cls="cell").attrs["fill"] == COLOURS[0]
-    assert "no positive damage" in svg.one("g", cls="scale").text
+    assert "no positive damage" in svg.one("g", cls="scale").words()
 
 
 @pytest.mark.parametrize("n_layers", [1, 7])

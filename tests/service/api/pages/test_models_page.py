@@ -1,114 +1,123 @@
-"""``/ui/models`` and ``/ui/models/{id}`` on a real server: inventory, jobs, the heatmap."""
+"""``/ui/models`` and ``/ui/models/{id}`` on a real server: inventory, jobs, the heatmap.
+
+The session's :func:`~tests.service.api.pages.conftest.job_stack` provides the digits
+model with two succeeded jobs (the heatmap is its latest's sensitivity) and a queued one.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import closing
-from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import Digits
-from tests.service.api.conftest import Server, start_stack, upload_digits
-from tests.service.api.pages.dom import parse, signin
-from tests.workers.conftest import job_body, start_worker, wait_for
+from tests.service.api.pages.conftest import JobStack, parse_html, sign_in
+
+LAYERS = ["features.0", "features.4", "features.7", "classifier"]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    yield from start_stack("embedded", tmp_path_factory.mktemp("models-page"))
-
-
-@pytest.fixture(scope="module")
-def ids(server: Server, digits: Digits) -> tuple[int, int]:
-    with server.client(server.key_a) as c:
-        return upload_digits(c, digits)
-
-
-@pytest.fixture(scope="module")
-def page(server: Server) -> Iterator[httpx.Client]:
-    with closing(signin(server.url, server.key_a)) as client:
+def page(job_stack: JobStack) -> Iterator[httpx.Client]:
+    with sign_in(job_stack.server, job_stack.server.key_a) as client:
         yield client
 
 
-def test_models_page_lists_the_uploaded_model(page: httpx.Client, ids: tuple[int, int]) -> None:
-    model_id, _ = ids
+@pytest.fixture(scope="module")
+def api(job_stack: JobStack) -> Iterator[httpx.Client]:
+    with job_stack.server.client(job_stack.server.key_a) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def model_id(job_stack: JobStack, api: httpx.Client) -> int:
+    model: int = api.get(f"/v1/jobs/{job_stack.done[0]}").json()["model_id"]
+    return model
+
+
+def _model_jobs(api: httpx.Client, model_id: int) -> list[dict[str, Any]]:
+    jobs = api.get("/v1/jobs", params={"limit": 100}).json()["data"]
+    return [j for j in jobs if j["model_id"] == model_id]
+
+
+def test_models_page_lists_the_uploaded_model(
+    page: httpx.Client, api: httpx.Client, model_id: int
+) -> None:
     r = page.get("/ui/models")
     assert r.status_code == 200, r.text
-    table = parse(r.text).one("table", id="models")
-    row = table.one("tr", id=f"model-{model_id}")
-    assert "digits" in row.text and "v1" in row.text and "pt2" in row.text
-    cells = [td.text for td in row.find_all("td")]
+    row = parse_html(r.text).one("table", id="models").one("tr", id=f"model-{model_id}")
+    cells = [td.words() for td in row.find_all("td")]
+    assert cells[0] == "digits" and cells[2] == "v1" and cells[3] == "pt2"
     assert cells[5] == "4"  # layers
     assert cells[6] == "5,690"  # params
     assert cells[8] == "3"  # BN folds: the three convolutions
+    assert cells[9] == str(len(_model_jobs(api, model_id)))  # jobs
     assert row.find_all("a", href=f"/ui/models/{model_id}")
 
 
-def test_model_page_shows_the_inventory_and_no_heatmap_before_a_job(
-    page: httpx.Client, ids: tuple[int, int]
+def test_model_page_shows_the_inventory_jobs_and_datasets(
+    page: httpx.Client, api: httpx.Client, model_id: int
 ) -> None:
-    model_id, dataset_id = ids
     r = page.get(f"/ui/models/{model_id}")
     assert r.status_code == 200, r.text
-    doc = parse(r.text)
+    doc = parse_html(r.text)
     rows = doc.one("table", id="inventory").one("tbody").find_all("tr")
-    names = [row.find_all("td")[1].text for row in rows]
-    assert names == ["features.0", "features.4", "features.7", "classifier"]
-    assert [row.find_all("td")[6].text for row in rows] == ["yes", "yes", "yes", "no"]
-    assert "16 \u00d7 1 \u00d7 3 \u00d7 3" in rows[0].text
-    assert not doc.find_all("svg", id="sensitivity")
-    assert any("No sensitivity" in h.text for h in doc.find_all(cls="hint"))
+    assert [row.find_all("td")[1].words() for row in rows] == LAYERS
+    assert [row.find_all("td")[6].words() for row in rows] == ["yes", "yes", "yes", "no"]
+    assert "16 \u00d7 1 \u00d7 3 \u00d7 3" in rows[0].words()
     assert doc.find_all("a", href=f"/ui/jobs/new?model_id={model_id}")
-    assert doc.find_all("tr", id=f"dataset-{dataset_id}")
-
-
-def test_another_teams_model_is_a_404_page(server: Server, ids: tuple[int, int]) -> None:
-    with closing(signin(server.url, server.key_b)) as other:
-        r = other.get(f"/ui/models/{ids[0]}")
-        assert r.status_code == 404
-        assert parse(r.text).one(cls="error").one("code").text == "not_found"
-        listing = parse(other.get("/ui/models").text).one("table", id="models")
-        assert not listing.find_all("tr", id=f"model-{ids[0]}")
+    table = doc.one("table", id="model-jobs")
+    for job in _model_jobs(api, model_id):
+        row = table.one("tr", id=f"job-{job['id']}")
+        assert row.one(cls="badge").words() == job["status"]
+        assert row.find_all("a", href=f"/ui/jobs/{job['id']}")
+    dataset_id = api.get(f"/v1/jobs/{_model_jobs(api, model_id)[0]['id']}").json()["dataset_id"]
+    assert doc.one("table", id="model-datasets").find_all("tr", id=f"dataset-{dataset_id}")
 
 
 def test_model_page_draws_the_latest_jobs_sensitivity(
-    server: Server, page: httpx.Client, ids: tuple[int, int], tmp_path: Path
+    job_stack: JobStack, page: httpx.Client, api: httpx.Client, model_id: int
 ) -> None:
-    model_id, dataset_id = ids
-    with server.client(server.key_a) as api, start_worker(server):
-        r = api.post("/v1/jobs", json=job_body(model_id, dataset_id, budget={"trials": 8}))
-        assert r.status_code == 202, r.text
-        job_id = r.json()["id"]
-        job = wait_for(server, api, job_id, lambda j: j["status"] in {"succeeded", "failed"})
-        assert job["status"] == "succeeded", job
-        result = api.get(f"/v1/jobs/{job_id}").json()["result"]
-    r = page.get(f"/ui/models/{model_id}")
-    assert r.status_code == 200, r.text
-    doc = parse(r.text)
+    done = [api.get(f"/v1/jobs/{i}").json() for i in job_stack.done]
+    latest = max(done, key=lambda j: (j["finished_at"], j["id"]))
+    result = latest["result"]
+    doc = parse_html(page.get(f"/ui/models/{model_id}").text)
     svg = doc.one("svg", id="sensitivity")
     rows = svg.find_all("g", cls="row")
-    assert [g.attrs["data-layer"] for g in rows] == [
-        "features.0",
-        "features.4",
-        "features.7",
-        "classifier",
-    ]
+    assert [g.attrs["data-layer"] for g in rows] == LAYERS  # one row per layer, in order
     measured = result["sensitivity"]
-    formats = list(measured["features.0"])
+    formats = list(measured[LAYERS[0]])
     for g in rows:
+        layer = g.attrs["data-layer"]
         cells = g.find_all("rect", cls="cell")
         assert len(cells) == len(formats)
-        layer = g.attrs["data-layer"]
         for cell, fmt in zip(cells, formats, strict=True):
             assert float(cell.attrs["data-value"]) == measured[layer][fmt]
-            assert cell.one("title").text == f"{layer} · {fmt}: damage {measured[layer][fmt]!r}"
-    assert f"/ui/jobs/{job_id}" in {a.attrs.get("href") for a in doc.find_all("a")}
-    assert result["sensitivity_method"] in doc.text
-    jobs = doc.one("table", id="model-jobs")
-    row = jobs.one("tr", id=f"job-{job_id}")
-    assert row.one(cls="badge").text == "succeeded"
-    assert row.find_all("a", href=f"/ui/jobs/{job_id}")
-    listing = parse(page.get("/ui/models").text).one("tr", id=f"model-{model_id}")
-    assert listing.find_all("td")[9].text == "1"  # jobs
+            title = cell.one("title").words()
+            assert title == f"{layer} · {fmt}: damage {measured[layer][fmt]!r}"
+    assert doc.find_all("a", href=f"/ui/jobs/{latest['id']}")
+    assert f"job #{latest['id']}" in doc.words()
+    assert result["sensitivity_method"] in doc.words()
+
+
+def test_a_model_without_jobs_says_so(
+    job_stack: JobStack, page: httpx.Client, api: httpx.Client, digits: Digits
+) -> None:
+    with open(digits.pt2, "rb") as f:
+        r = api.post("/v1/models", files={"file": ("d.pt2", f)}, data={"name": "digits-nojobs"})
+    assert r.status_code == 201, r.text
+    doc = parse_html(page.get(f"/ui/models/{r.json()['id']}").text)
+    assert not doc.find_all("svg", id="sensitivity")
+    assert any("No sensitivity" in h.words() for h in doc.find_all(cls="hint"))
+    assert len(doc.one("table", id="inventory").one("tbody").find_all("tr")) == 4
+
+
+def test_another_teams_model_is_a_404_page(job_stack: JobStack, model_id: int) -> None:
+    server = job_stack.server
+    with sign_in(server, server.key_b) as other:
+        r = other.get(f"/ui/models/{model_id}")
+        assert r.status_code == 404
+        assert parse_html(r.text).one(cls="error").one("code").words() == "not_found"
+        listing = parse_html(other.get("/ui/models").text).one("table", id="models")
+        assert not listing.find_all("tr", id=f"model-{model_id}")

@@ -8,7 +8,6 @@ compared with ``POST /v1/jobs`` given the same values: same status, code and mes
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 
 from tests.conftest import Digits
 from tests.service.api.conftest import Server, start_stack
-from tests.service.api.pages.dom import csrf_of, parse, signin
+from tests.service.api.pages.conftest import csrf_of, parse_html, sign_in
 
 PICKLE = b"\x80\x04K\x01."  # torch.save-style pickle protocol 4 of the int 1
 
@@ -29,7 +28,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def page(server: Server) -> Iterator[httpx.Client]:
-    with closing(signin(server.url, server.key_a)) as client:
+    with sign_in(server, server.key_a) as client:
         yield client
 
 
@@ -90,10 +89,10 @@ def test_a_pickle_upload_gets_the_apis_code(
     before = server.rows()
     r = _upload(page, "/ui/models/upload", pickle, {"csrf": _csrf(page), "name": "p"})
     assert r.status_code == expected.status_code == 422
-    error = parse(r.text).one(cls="error")
-    assert error.one("code").text == expected.json()["error"]["code"] == "torch_save_pickle"
+    error = parse_html(r.text).one(cls="error")
+    assert error.one("code").words() == expected.json()["error"]["code"] == "torch_save_pickle"
     assert server.rows() == before
-    assert parse(r.text).find_all("form", id="upload-model")  # the New job page again
+    assert parse_html(r.text).find_all("form", id="upload-model")  # the New job page again
 
 
 def test_an_upload_without_the_token_is_refused_before_import(
@@ -103,7 +102,7 @@ def test_an_upload_without_the_token_is_refused_before_import(
     for fields in ({"name": "no-token"}, {"name": "bad-token", "csrf": "x" * 40}):
         r = _upload(page, "/ui/models/upload", digits.pt2, fields)
         assert r.status_code == 403, r.text
-        assert parse(r.text).one(cls="error").one("code").text == "csrf_failed"
+        assert parse_html(r.text).one(cls="error").one("code").words() == "csrf_failed"
     assert server.rows() == before[0]
     assert {f for f in server.files()} == before[1]  # no blob kept, no temp file left
 
@@ -112,13 +111,13 @@ def test_form_offers_the_teams_models_and_preselects(
     page: httpx.Client, ids: tuple[int, int]
 ) -> None:
     model_id, dataset_id = ids
-    doc = parse(page.get(f"/ui/jobs/new?model_id={model_id}&dataset_id={dataset_id}").text)
+    doc = parse_html(page.get(f"/ui/jobs/new?model_id={model_id}&dataset_id={dataset_id}").text)
     form = doc.one("form", id="new-job")
     assert form.attrs["action"] == "/ui/jobs/new" and form.attrs["method"] == "post"
     model = form.one("select", name="model_id").one("option", value=str(model_id))
-    assert "selected" in model.attrs and model.text.startswith("digits v1")
+    assert "selected" in model.attrs and model.words().startswith("digits v1")
     dataset = form.one("select", name="dataset_id").one("option", value=str(dataset_id))
-    assert "selected" in dataset.attrs and "796 samples" in dataset.text
+    assert "selected" in dataset.attrs and "796 samples" in dataset.words()
     metrics = [o.attrs["value"] for o in form.one("select", name="metric").find_all("option")]
     assert {"accuracy", "kl", "sqnr"} <= set(metrics)
     targets = {o.attrs["value"] for o in form.one("select", name="target").find_all("option")}
@@ -191,10 +190,10 @@ def test_a_bad_target_is_refused_as_the_api_refuses_it(
     before = _job_count(api)
     r = page.post("/ui/jobs/new", data=_form(ids, target_value=value, csrf=_csrf(page)))
     assert r.status_code == expected.status_code == 422, r.text
-    error = parse(r.text).one(cls="error")
-    assert error.one("code").text == expected.json()["error"]["code"] == code
-    assert error.text == f"{code} {expected.json()['error']['message']}"
-    form = parse(r.text).one("form", id="new-job")
+    error = parse_html(r.text).one(cls="error")
+    assert error.one("code").words() == expected.json()["error"]["code"] == code
+    assert error.text.strip() == expected.json()["error"]["message"]
+    form = parse_html(r.text).one("form", id="new-job")
     assert form.one("input", name="target_value").attrs["value"] == value  # kept
     assert form.one("input", name="trials").attrs["value"] == "8"
     assert _job_count(api) == before
@@ -207,7 +206,7 @@ def test_a_form_without_the_token_is_refused(
     for extra in ({}, {"csrf": "forged-token-value-1234567890"}):
         r = page.post("/ui/jobs/new", data=_form(ids, **extra))
         assert r.status_code == 403, r.text
-        assert parse(r.text).one(cls="error").one("code").text == "csrf_failed"
+        assert parse_html(r.text).one(cls="error").one("code").words() == "csrf_failed"
     assert _job_count(api) == before
 
 
@@ -223,7 +222,7 @@ def test_rerun_prefills_every_field_from_a_job(
     r = api.post("/v1/jobs", json=body)
     assert r.status_code == 202, r.text
     job_id = r.json()["id"]
-    form = parse(page.get(f"/ui/jobs/new?from={job_id}").text).one("form", id="new-job")
+    form = parse_html(page.get(f"/ui/jobs/new?from={job_id}").text).one("form", id="new-job")
 
     def value(name: str) -> str:
         return form.one("input", name=name).attrs["value"]
@@ -249,7 +248,7 @@ def test_rerun_prefills_every_field_from_a_job(
     assert r.status_code == 303, r.text
     again = api.get(r.headers["location"].replace("/ui/jobs/", "/v1/jobs/")).json()
     assert again["config"] == api.get(f"/v1/jobs/{job_id}").json()["config"]
-    with closing(signin(server.url, server.key_b)) as other:
+    with sign_in(server, server.key_b) as other:
         refused = other.get(f"/ui/jobs/new?from={job_id}")
         assert refused.status_code == 404
-        assert parse(refused.text).one(cls="error").one("code").text == "not_found"
+        assert parse_html(refused.text).one(cls="error").one("code").words() == "not_found"
