@@ -10,10 +10,13 @@ larger than ``max_json_bytes`` with 413 ``body_too_large``:
   pass the limit: the app's next read raises :class:`BodyTooLarge`, an HTTP error the
   app's handlers render, and reading stops there.
 
-File uploads are exempt: a route whose OpenAPI request body is ``multipart/form-data``
+File uploads are exempt: a route that declares a ``multipart/form-data`` request body
+(its ``openapi_extra``: :data:`service.api.uploads.MODEL_FORM` or ``DATASET_FORM``)
 streams its file to disk under its own limit (``max_upload_bytes``, in
-:mod:`service.api.multipart`). A multipart body sent to any other route counts as a
-JSON body, since that route reads it into memory.
+:mod:`service.api.multipart`). The declaration decides, not the OpenAPI document: the
+dashboard's upload forms (``/ui/models/upload``, ``/ui/datasets/upload``) are left out of
+the document but declare the same bodies. A multipart body sent to any other route
+counts as a JSON body, since that route reads it into memory.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
-from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import (
     BlobsDep,
@@ -13,11 +12,10 @@ from service.api.deps import (
     SessionDep,
     SettingsDep,
 )
-from service.api.multipart import openapi_form, receive_upload
-from service.api.params import MAX_ID, DatasetId, Limit, Skip
+from service.api.params import DatasetId, Limit, Skip
 from service.api.responses import errors
+from service.api.uploads import DATASET_FORM, dataset_fields, import_upload
 from service.db import repos
-from service.db.repos import check_label
 from service.domain import add_dataset
 from service.schemas import DatasetPublic, DatasetsPublic
 
@@ -29,22 +27,12 @@ router = APIRouter(
     responses=errors(401, 422, 429, 503),
 )
 
-MULTIPART = openapi_form(
-    name={"type": "string"},
-    model_id={
-        "type": "integer",
-        "minimum": 0,
-        "maximum": MAX_ID,
-        "description": "the model whose inputs the arrays feed",
-    },
-)
-
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetPublic,
-    openapi_extra=MULTIPART,
+    openapi_extra=DATASET_FORM,
     responses=errors(404, 408, 413, 503),
 )
 async def upload_dataset(
@@ -65,34 +53,25 @@ async def upload_dataset(
     `invalid_request`, a blank `name` 422 `invalid_name`, both before the file is read.
     Busy and stalled uploads are answered as for models (503 `busy`, 408 `upload_timeout`).
     """
-    async with limits.uploads.take():
-        upload = await receive_upload(
-            request,
+    row = await import_upload(
+        request,
+        settings=settings,
+        blobs=blobs,
+        limits=limits,
+        check=dataset_fields,
+        load=lambda upload, fields: add_dataset(
+            session,
             store=blobs,
-            max_bytes=settings.max_upload_bytes,
-            read_timeout_s=settings.upload_read_timeout_s,
-            min_rate_bps=settings.upload_min_rate_bps,
-        )
-        try:
-            name, model_id = upload.text("name"), upload.integer("model_id")
-            check_label(name, what="dataset")
-            async with limits.imports.take(wait_s=settings.import_wait_s):
-                row = await run_in_threadpool(
-                    lambda: add_dataset(
-                        session,
-                        store=blobs,
-                        team=team,
-                        name=name,
-                        model_id=model_id,
-                        path=upload.path,
-                        sha256=upload.sha256,
-                        created_by=key,
-                        filename=upload.filename or "upload",
-                        max_bytes=settings.max_dataset_bytes,
-                    )
-                )
-        finally:
-            upload.discard()
+            team=team,
+            name=fields[0],
+            model_id=fields[1],
+            path=upload.path,
+            sha256=upload.sha256,
+            created_by=key,
+            filename=upload.filename or "upload",
+            max_bytes=settings.max_dataset_bytes,
+        ),
+    )
     return DatasetPublic.model_validate(row)
 
 

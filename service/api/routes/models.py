@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
-from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import (
     BlobsDep,
@@ -14,11 +13,10 @@ from service.api.deps import (
     SettingsDep,
     TrustUploadsDep,
 )
-from service.api.multipart import openapi_form, receive_upload
 from service.api.params import Limit, ModelId, Skip
 from service.api.responses import errors
+from service.api.uploads import MODEL_FORM, import_upload, model_fields
 from service.db import repos
-from service.db.repos import check_label
 from service.domain import add_model
 from service.schemas import ModelDetail, ModelPublic, ModelsPublic
 
@@ -31,14 +29,11 @@ router = APIRouter(
 )
 
 
-MULTIPART = openapi_form(name={"type": "string", "description": "versions count up per name"})
-
-
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ModelDetail,
-    openapi_extra=MULTIPART,
+    openapi_extra=MODEL_FORM,
     responses=errors(408, 413, 503),
 )
 async def upload_model(
@@ -61,34 +56,24 @@ async def upload_model(
     that stalls for `MPQ_UPLOAD_READ_TIMEOUT_S`, or crawls under `MPQ_UPLOAD_MIN_RATE_BPS`,
     is answered 408 `upload_timeout`.
     """
-    async with limits.uploads.take():
-        upload = await receive_upload(
-            request,
+    row = await import_upload(
+        request,
+        settings=settings,
+        blobs=blobs,
+        limits=limits,
+        check=model_fields,
+        load=lambda upload, name: add_model(
+            session,
             store=blobs,
-            max_bytes=settings.max_upload_bytes,
-            read_timeout_s=settings.upload_read_timeout_s,
-            min_rate_bps=settings.upload_min_rate_bps,
-        )
-        try:
-            name = upload.text("name")
-            check_label(name, what="model")
-            async with limits.imports.take(wait_s=settings.import_wait_s):
-                # the session holds no connection here: add_model takes one only to insert
-                row = await run_in_threadpool(
-                    lambda: add_model(
-                        session,
-                        store=blobs,
-                        team=team,
-                        name=name,
-                        path=upload.path,
-                        sha256=upload.sha256,
-                        trust=trust,
-                        created_by=key,
-                        filename=upload.filename,
-                    )
-                )
-        finally:
-            upload.discard()
+            team=team,
+            name=name,
+            path=upload.path,
+            sha256=upload.sha256,
+            trust=trust,
+            created_by=key,
+            filename=upload.filename,
+        ),
+    )
     return ModelDetail.model_validate(row)
 
 

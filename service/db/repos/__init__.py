@@ -54,6 +54,13 @@ from service.db.repos.keys import (
     list_api_keys,
     revoke_api_key,
 )
+from service.db.repos.model_usage import (
+    Sensitivity,
+    count_jobs_by_model,
+    find_latest_sensitivity,
+    list_model_datasets,
+    list_model_jobs,
+)
 from service.db.repos.models import count_models, create_model, find_model, get_model, list_models
 from service.db.repos.teams import (
     create_team,
@@ -78,6 +85,7 @@ __all__ = [
     "ArtifactFile",
     "JobFilter",
     "JobSummary",
+    "Sensitivity",
     "Transition",
     "blob_in_use",
     "cancel_job",
@@ -88,6 +96,7 @@ __all__ = [
     "count_datasets",
     "count_job_summaries",
     "count_jobs",
+    "count_jobs_by_model",
     "count_models",
     "create_api_key",
     "create_dataset",
@@ -100,6 +109,7 @@ __all__ = [
     "find_job",
     "find_job_by_id",
     "find_key",
+    "find_latest_sensitivity",
     "find_model",
     "find_team_by_key",
     "find_team_by_name",
@@ -117,6 +127,8 @@ __all__ = [
     "list_datasets",
     "list_job_summaries",
     "list_jobs",
+    "list_model_datasets",
+    "list_model_jobs",
     "list_model_names",
     "list_models",
     "lock_team",

@@ -116,12 +116,19 @@ def revoke_api_key(session: Session, *, key: ApiKey) -> ApiKey:
 
 
 def list_api_keys(session: Session, *, team: Team) -> list[ApiKey]:
-    """``team``'s keys, live ones first, each group newest first."""
+    """``team``'s keys, live ones first, each group newest first.
+
+    Rows are read afresh even where the session holds them already: the request's own
+    key, loaded to authenticate it, has since had ``last_used_at`` written by a bulk
+    ``UPDATE`` (:func:`~service.db.repos.web_sessions.mark_key_used`) that leaves the
+    loaded copy as it was.
+    """
     keys = list(
         session.scalars(
             select(ApiKey)
             .where(ApiKey.team_id == team.id)
             .order_by(ApiKey.revoked_at.is_not(None), ApiKey.created_at.desc(), ApiKey.id.desc())
+            .execution_options(populate_existing=True)
         )
     )
     end_reads(session)

@@ -39,6 +39,10 @@ class Element:
         """The text of this element and everything inside it."""
         return self.text + "".join(c.all_text() for c in self.children)
 
+    def words(self) -> str:
+        """:meth:`all_text` with each run of blanks as one space, stripped."""
+        return " ".join(self.all_text().split())
+
     def find_all(
         self, tag: str | None = None, *, cls: str | None = None, **attrs: str
     ) -> list[Element]:
