@@ -1,6 +1,6 @@
 """Dashboard test harness: Debian's chromium through Playwright, screenshots, a real ``mpq up``.
 
-* :func:`browser`: one chromium for the test session (``/usr/bin/chromium``, no sandbox:
+* :func:`browser`: one chromium per test module (``/usr/bin/chromium``, no sandbox:
   the tests may run as root in a container). Where chromium or Playwright is missing the
   browser tests skip, except under CI (``CI=true``), where they fail.
 * :func:`shoot`: a full-page screenshot into ``$MPQ_SCREENSHOT_DIR`` (default
@@ -54,9 +54,14 @@ def _require_browser() -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """A headless chromium (Playwright ``Browser``) shared by the session's tests."""
+    """A headless chromium (Playwright ``Browser``) shared by a test module's tests.
+
+    Module-scoped, not session-scoped: Playwright's sync API keeps an asyncio event loop
+    running in the main thread while it is started, so every later test calling
+    ``asyncio.run`` would fail ("cannot be called from a running event loop").
+    """
     _require_browser()
     from playwright.sync_api import sync_playwright
 
