@@ -9,8 +9,7 @@ from typing import Any
 from sqlalchemy import event, inspect, update
 from sqlalchemy.orm import Session
 
-from search import JobSpec
-from service.db import Job, JobStatus, Model, ModelKind, Team
+from service.db import Job, JobStatus
 from service.db.base import utcnow
 from service.db.models import ApiKey, WebSession
 from service.db.repos import (
@@ -19,9 +18,6 @@ from service.db.repos import (
     close_web_session,
     count_job_summaries,
     create_api_key,
-    create_dataset,
-    create_job,
-    create_model,
     create_team,
     find_web_session,
     finish_job,
@@ -33,36 +29,7 @@ from service.db.repos import (
     start_job,
 )
 from service.progress import progress_doc
-
-
-def _model(session: Session, team: Team, name: str) -> Model:
-    return create_model(
-        session,
-        team=team,
-        name=name,
-        kind=ModelKind.PT2,
-        sha256="0" * 64,
-        size_bytes=10,
-        blob_path=f"models/{name}",
-        inventory={"layers": []},
-    )
-
-
-def _job(session: Session, team: Team, model: Model, key: ApiKey | None = None) -> Job:
-    dataset = create_dataset(
-        session,
-        team=team,
-        name="d",
-        sha256="1" * 64,
-        size_bytes=1,
-        blob_path="datasets/d",
-        num_samples=1,
-        inputs={},
-        model=model,
-    )
-    return create_job(
-        session, team=team, model=model, dataset=dataset, spec=JobSpec(trials=3), created_by=key
-    )
+from tests.service.db.rows import add_job, add_model
 
 
 def test_job_summaries_filter_page_and_never_read_the_result_document(session: Session) -> None:
@@ -70,16 +37,16 @@ def test_job_summaries_filter_page_and_never_read_the_result_document(session: S
     alice, _ = create_api_key(session, team=acme, name="alice")
     bob, _ = create_api_key(session, team=acme, name="bob")
     digits, digits2, mini = (
-        _model(session, acme, "digits"),
-        _model(session, acme, "digits"),
-        _model(session, acme, "minilm"),
+        add_model(session, acme, "digits"),
+        add_model(session, acme, "digits"),
+        add_model(session, acme, "minilm"),
     )
     jobs = [
-        _job(session, acme, digits, alice),
-        _job(session, acme, digits2, bob),
-        _job(session, acme, mini, alice),
+        add_job(session, acme, digits, created_by=alice),
+        add_job(session, acme, digits2, created_by=bob),
+        add_job(session, acme, mini, created_by=alice),
     ]
-    _job(session, other, _model(session, other, "digits"))
+    add_job(session, other, add_model(session, other, "digits"))
     done = jobs[0]
     assert claim_job(session, job_id=done.id, progress=progress_doc("preparing"))
     assert start_job(

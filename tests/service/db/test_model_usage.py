@@ -7,15 +7,11 @@ from typing import Any
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session
 
-from search import JobSpec
-from service.db import Job, Model, ModelKind, Team
+from service.db import Job
 from service.db.repos import (
     claim_job,
     count_jobs_by_model,
     create_api_key,
-    create_dataset,
-    create_job,
-    create_model,
     create_team,
     fail_job,
     find_latest_sensitivity,
@@ -27,34 +23,7 @@ from service.db.repos import (
     start_job,
 )
 from service.progress import progress_doc
-
-
-def _model(session: Session, team: Team, name: str = "digits") -> Model:
-    return create_model(
-        session,
-        team=team,
-        name=name,
-        kind=ModelKind.PT2,
-        sha256="0" * 64,
-        size_bytes=10,
-        blob_path=f"models/{name}",
-        inventory={"layers": []},
-    )
-
-
-def _job(session: Session, team: Team, model: Model) -> Job:
-    dataset = create_dataset(
-        session,
-        team=team,
-        name="d",
-        sha256="1" * 64,
-        size_bytes=1,
-        blob_path="datasets/d",
-        num_samples=1,
-        inputs={},
-        model=model,
-    )
-    return create_job(session, team=team, model=model, dataset=dataset, spec=JobSpec(trials=3))
+from tests.service.db.rows import add_job, add_model
 
 
 def _finish(session: Session, job: Job, result: dict[str, Any]) -> None:
@@ -65,9 +34,13 @@ def _finish(session: Session, job: Job, result: dict[str, Any]) -> None:
 
 def test_a_models_jobs_and_datasets(session: Session) -> None:
     acme, other = create_team(session, name="acme"), create_team(session, name="other")
-    digits, mini = _model(session, acme), _model(session, acme, "mini")
-    jobs = [_job(session, acme, digits), _job(session, acme, digits), _job(session, acme, mini)]
-    _job(session, other, _model(session, other))
+    digits, mini = add_model(session, acme), add_model(session, acme, "mini")
+    jobs = [
+        add_job(session, acme, digits),
+        add_job(session, acme, digits),
+        add_job(session, acme, mini),
+    ]
+    add_job(session, other, add_model(session, other))
     _finish(session, jobs[0], {"met_targets": False, "trials": [{"x": 1}] * 500})
     session.expunge_all()
 
@@ -84,9 +57,9 @@ def test_a_models_jobs_and_datasets(session: Session) -> None:
 
 def test_the_latest_succeeded_jobs_sensitivity_in_one_query(session: Session) -> None:
     acme, other = create_team(session, name="acme"), create_team(session, name="other")
-    digits = _model(session, acme)
+    digits = add_model(session, acme)
     assert find_latest_sensitivity(session, team=acme, model=digits) is None
-    older, newer, failed, without = (_job(session, acme, digits) for _ in range(4))
+    older, newer, failed, without = (add_job(session, acme, digits) for _ in range(4))
     _finish(
         session,
         older,

@@ -19,9 +19,7 @@ from service.db.repos import (
     count_jobs,
     count_models,
     create_api_key,
-    create_dataset,
     create_job,
-    create_model,
     create_team,
     find_artifact,
     find_dataset,
@@ -45,19 +43,7 @@ from service.db.repos import (
 )
 from service.errors import ConflictError, InvalidNameError, NotFoundError
 from service.progress import progress_doc
-
-
-def _model(session: Session, team: Team, name: str) -> Model:
-    return create_model(
-        session,
-        team=team,
-        name=name,
-        kind=ModelKind.PT2,
-        sha256="0" * 64,
-        size_bytes=10,
-        blob_path=f"models/{name}",
-        inventory={"layers": []},
-    )
+from tests.service.db.rows import add_dataset, add_model
 
 
 def test_teams_are_found_by_name_and_a_miss_raises_not_found(session: Session) -> None:
@@ -83,15 +69,15 @@ def test_a_duplicate_or_malformed_team_name_is_refused(session: Session) -> None
 
 def test_model_versions_count_up_per_team_and_name(session: Session) -> None:
     acme, other = create_team(session, name="acme"), create_team(session, name="other")
-    assert [_model(session, acme, "resnet").version for _ in range(3)] == [1, 2, 3]
-    assert _model(session, other, "resnet").version == 1
-    assert _model(session, acme, "bert").version == 1
-    assert _model(session, acme, "resnet").version == 4
+    assert [add_model(session, acme, "resnet").version for _ in range(3)] == [1, 2, 3]
+    assert add_model(session, other, "resnet").version == 1
+    assert add_model(session, acme, "bert").version == 1
+    assert add_model(session, acme, "resnet").version == 4
 
 
 def test_a_version_taken_concurrently_is_skipped(session: Session) -> None:
     acme = create_team(session, name="acme")
-    _model(session, acme, "resnet")
+    add_model(session, acme, "resnet")
 
     def upload_elsewhere(*_: object) -> None:
         # Another process commits version 2 after this session read "latest is 1".
@@ -111,7 +97,7 @@ def test_a_version_taken_concurrently_is_skipped(session: Session) -> None:
             other.commit()
 
     event.listen(session, "before_flush", upload_elsewhere, once=True)
-    assert _model(session, acme, "resnet").version == 3
+    assert add_model(session, acme, "resnet").version == 3
     kinds = session.scalars(select(Model.kind).order_by(Model.version)).all()
     assert kinds == [ModelKind.PT2, ModelKind.ONNX, ModelKind.PT2]
 
@@ -185,20 +171,6 @@ def test_the_database_enforces_foreign_keys_and_job_states(session: Session) -> 
         )
 
 
-def _dataset(session: Session, team: Team, model: Model, name: str) -> Dataset:
-    return create_dataset(
-        session,
-        team=team,
-        name=name,
-        sha256="1" * 64,
-        size_bytes=1,
-        blob_path=f"datasets/{name}",
-        num_samples=1,
-        inputs={},
-        model=model,
-    )
-
-
 def _job(session: Session, team: Team, model: Model, dataset: Dataset) -> Job:
     return create_job(session, team=team, model=model, dataset=dataset, spec=JobSpec(trials=3))
 
@@ -206,15 +178,15 @@ def _job(session: Session, team: Team, model: Model, dataset: Dataset) -> Job:
 def test_every_team_scoped_resource_reads_the_same_way(session: Session) -> None:
     """get raises, find returns None, list pages newest first, count counts: per team."""
     acme, other = create_team(session, name="acme"), create_team(session, name="other")
-    theirs = _model(session, other, "theirs")
+    theirs = add_model(session, other, "theirs")
     made: dict[str, list[int]] = {"model": [], "dataset": [], "job": []}
     for i in range(3):
-        model = _model(session, acme, f"m{i}")
-        dataset = _dataset(session, acme, model, f"d{i}")
+        model = add_model(session, acme, f"m{i}")
+        dataset = add_dataset(session, acme, model, f"d{i}")
         made["model"].append(model.id)
         made["dataset"].append(dataset.id)
         made["job"].append(_job(session, acme, model, dataset).id)
-    their_data = _dataset(session, other, theirs, "theirs")
+    their_data = add_dataset(session, other, theirs, "theirs")
     foreign = {
         "model": theirs.id,
         "dataset": their_data.id,
@@ -248,9 +220,9 @@ def test_every_team_scoped_resource_reads_the_same_way(session: Session) -> None
 
 def test_a_job_stores_its_spec_as_is_and_names_its_study(session: Session) -> None:
     acme = create_team(session, name="acme")
-    model = _model(session, acme, "m")
+    model = add_model(session, acme, "m")
     spec = JobSpec(trials=7, sampler="random", pins=(("fc*", "int8"),), parallelism=2)
-    dataset = _dataset(session, acme, model, "d")
+    dataset = add_dataset(session, acme, model, "d")
     job = create_job(session, team=acme, model=model, dataset=dataset, spec=spec)
     assert job.config == spec.to_json() and job.trials_total == 7
     assert job.study_name == study_name(job.id) == f"job-{job.id}"
@@ -259,8 +231,8 @@ def test_a_job_stores_its_spec_as_is_and_names_its_study(session: Session) -> No
 
 def test_artifacts_are_read_per_job_by_name(session: Session) -> None:
     acme = create_team(session, name="acme")
-    model = _model(session, acme, "m")
-    dataset = _dataset(session, acme, model, "d")
+    model = add_model(session, acme, "m")
+    dataset = add_dataset(session, acme, model, "d")
     job, other = _job(session, acme, model, dataset), _job(session, acme, model, dataset)
     assert claim_job(session, job_id=job.id, progress=progress_doc("preparing"))
     assert start_job(session, job_id=job.id, baseline={}, progress=progress_doc("searching"))
