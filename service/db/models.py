@@ -22,12 +22,18 @@ __all__ = [
     "ApiKey",
     "Artifact",
     "Dataset",
+    "DeliveryStatus",
     "Job",
     "JobStatus",
     "Model",
+    "ModelAlias",
     "ModelKind",
+    "Schedule",
+    "ScheduleRun",
     "Team",
     "WebSession",
+    "Webhook",
+    "WebhookDelivery",
 ]
 
 NAME_LENGTH = 255
@@ -234,6 +240,19 @@ class Job(Base):
     progress: Mapped[dict[str, Any] | None]
     created_by_key_id: Mapped[int | None] = _created_by()
     created_by: Mapped[ApiKey | None] = relationship(lazy="joined")
+    schedule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("schedules.id", ondelete="SET NULL"), index=True
+    )
+    """The schedule that submitted the job (NULL: submitted by hand, or schedule deleted)."""
+    warm_start_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL")
+    )
+    """The earlier succeeded job whose front, plan and sensitivity seed this one's study."""
+    regression: Mapped[dict[str, Any] | None]
+    """A scheduled job's comparison with its schedule's last succeeded run at the same
+    target (what got worse and by how much); NULL when not compared."""
+    notified_at: Mapped[datetime | None]
+    """When the job's final state was handed to the team's webhooks (NULL: not yet)."""
 
 
 class Artifact(Base):
@@ -249,3 +268,14 @@ class Artifact(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(SHA256_LENGTH))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The nightly-compression tables live in their own module; registered on the same Base.
+from service.db.models_nightly import (  # noqa: E402
+    DeliveryStatus,
+    ModelAlias,
+    Schedule,
+    ScheduleRun,
+    Webhook,
+    WebhookDelivery,
+)

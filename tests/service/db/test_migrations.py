@@ -12,7 +12,20 @@ from sqlalchemy.exc import IntegrityError
 from service.db import Base, make_engine
 from service.db.migrate import alembic_config, downgrade, upgrade
 
-TABLES = {"teams", "api_keys", "models", "datasets", "jobs", "artifacts", "web_sessions"}
+TABLES = {
+    "teams",
+    "api_keys",
+    "models",
+    "datasets",
+    "jobs",
+    "artifacts",
+    "web_sessions",
+    "model_aliases",
+    "schedules",
+    "schedule_runs",
+    "webhooks",
+    "webhook_deliveries",
+}
 
 
 def _tables(url: str) -> set[str]:
