@@ -120,6 +120,13 @@ class Settings(BaseSettings):
             ``quota_exceeded``.
         session_ttl_s: how long a dashboard sign-in lasts, in seconds (signing out, or
             revoking the key it was made with, ends it sooner).
+        regression_bytes_tolerance: relative growth of a scheduled job's chosen file over
+            its schedule's last run at the same target that counts as a regression.
+        regression_metric_tolerance: worsening of its metric (in the metric's units) that
+            counts as one (:mod:`service.domain.regression`).
+        schedule_keep_runs: how many of each schedule's latest jobs are kept; older ones
+            are deleted with their trials and artifacts unless their model version has an
+            alias (:mod:`service.domain.retention`).
     """
 
     model_config = SettingsConfigDict(env_prefix="MPQ_", extra="ignore")
@@ -159,6 +166,9 @@ class Settings(BaseSettings):
     max_active_jobs_per_team: int = Field(default=20, ge=1)
     max_team_storage_bytes: int = Field(default=50 << 30, ge=1)
     session_ttl_s: int = Field(default=12 * 3600, ge=60)
+    regression_bytes_tolerance: float = Field(default=0.02, ge=0, le=100)
+    regression_metric_tolerance: float = Field(default=0.005, ge=0, le=1e6)
+    schedule_keep_runs: int = Field(default=30, ge=1)
 
     @field_validator("trust_uploads", "debug", mode="before")
     @classmethod

@@ -49,6 +49,7 @@ from search import (
 from service.db import liveness, repos
 from service.db.models import Dataset, Job, JobStatus, Model
 from service.domain import complete_job, job_inputs, job_spec
+from service.domain.regression import RegressionTolerance
 from service.progress import progress_doc
 from service.queue import FINALIZE, RUN_TRIALS
 from service.settings import STUDY_SCHEMA
@@ -207,6 +208,10 @@ def finalize_job(ctx: WorkerContext, job_id: int) -> str:
                 trials_done=progress(search).done,
                 out_dir=out_dir,
                 names=ARTIFACTS,
+                tolerance=RegressionTolerance(
+                    bytes=ctx.settings.regression_bytes_tolerance,
+                    metric=ctx.settings.regression_metric_tolerance,
+                ),
             )
     return "succeeded" if done else "cancelled"  # cancelled while finalizing
 

@@ -29,6 +29,7 @@ from service.db.models import ApiKey, Dataset, Job, Model, Team
 from service.domain._blobs import forget_blobs
 from service.domain._fit import check_fit, check_pairing
 from service.domain.quotas import active_jobs_guard
+from service.domain.regression import RegressionTolerance, find_regression
 from service.errors import QueueUnavailableError
 from service.queue import RUN_JOB
 from service.settings import Settings
@@ -182,12 +183,16 @@ def complete_job(
     trials_done: int,
     out_dir: Path,
     names: tuple[str, ...],
+    tolerance: RegressionTolerance | None = None,
 ) -> bool:
     """Commit the files ``names`` of ``out_dir`` as blobs and mark running job ``job_id`` done.
 
     Each file present becomes the blob ``artifacts/<sha256>.<suffix>`` and an artifact
-    row named after it; ``out_dir`` is removed. Returns False, keeping no blob it
-    created, when the job is no longer running (cancelled while it finalized).
+    row named after it; ``out_dir`` is removed. A scheduled job is compared with its
+    schedule's last succeeded run (:mod:`service.domain.regression`, with ``tolerance``;
+    the defaults when None) and the comparison stored with the success, in one
+    transaction. Returns False, keeping no blob it created, when the job is no longer
+    running (cancelled while it finalized).
     """
     files, made = [], []
     try:
@@ -198,8 +203,21 @@ def complete_job(
                 key, created, size, sha256 = store.commit_file(path, kind="artifacts", ext=ext)
                 files.append((name, key, size, sha256))
                 made += [key] if created else []
+        job = session.get(Job, job_id)
+        regression = (
+            None
+            if job is None
+            else find_regression(
+                session, job=job, result=result, tolerance=tolerance or RegressionTolerance()
+            )
+        )
         done = repos.finish_job(
-            session, job_id=job_id, result=result, trials_done=trials_done, artifacts=files
+            session,
+            job_id=job_id,
+            result=result,
+            trials_done=trials_done,
+            artifacts=files,
+            regression=regression,
         )
     except BaseException:
         forget_blobs(session, store, made)

@@ -69,7 +69,10 @@ TRANSITIONS: dict[str, Transition] = {
         (JobStatus.RUNNING,), JobStatus.RUNNING, frozenset({"trials_done", "best", "progress"})
     ),
     "finish": Transition(
-        (JobStatus.RUNNING,), JobStatus.SUCCEEDED, frozenset({"result", "trials_done"}), ends=True
+        (JobStatus.RUNNING,),
+        JobStatus.SUCCEEDED,
+        frozenset({"result", "trials_done", "regression"}),
+        ends=True,
     ),
     "fail": Transition(
         ACTIVE, JobStatus.FAILED, frozenset({"error_code", "error_message"}), ends=True

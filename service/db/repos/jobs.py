@@ -222,15 +222,23 @@ def finish_job(
     result: dict[str, Any],
     trials_done: int,
     artifacts: list[ArtifactFile],
+    regression: dict[str, Any] | None = None,
 ) -> bool:
     """Mark a running job succeeded with its result and ``(name, key, size, sha256)`` files.
+
+    ``regression`` (a scheduled job's comparison with its last run) is stored with it.
 
     Idempotent: artifacts already recorded (a re-run finalize) are replaced. Returns
     False, changing nothing, when the job is no longer running (cancelled meanwhile).
     """
     end_reads(session)
     done = apply_transition(
-        session, job_id=job_id, move="finish", result=result, trials_done=trials_done
+        session,
+        job_id=job_id,
+        move="finish",
+        result=result,
+        trials_done=trials_done,
+        regression=regression,
     )
     if not done:
         session.rollback()

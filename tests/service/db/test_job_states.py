@@ -57,7 +57,12 @@ MOVES: dict[str, Callable[[Session, Job], bool]] = {
         == JobStatus.RUNNING
     ),
     "finish": lambda s, j: finish_job(
-        s, job_id=j.id, result={"ok": 1}, trials_done=3, artifacts=[]
+        s,
+        job_id=j.id,
+        result={"ok": 1},
+        trials_done=3,
+        artifacts=[],
+        regression={"regressed": False},
     ),
     "fail": lambda s, j: fail_job(s, job_id=j.id, code="invalid_plan", message="no"),
     "cancel": lambda s, j: _cancel(s, j),
@@ -70,7 +75,7 @@ SETS: dict[str, dict[str, Any]] = {
     "requeue": {"progress": None, "heartbeat_at": ...},
     "start": {"baseline": {"metric": 0.9, "bytes": 10}, "progress": SEARCHING},
     "progress": {"trials_done": 2, "best": {"n": 1}, "progress": TWO},
-    "finish": {"result": {"ok": 1}, "trials_done": 3},
+    "finish": {"result": {"ok": 1}, "trials_done": 3, "regression": {"regressed": False}},
     "fail": {"error_code": "invalid_plan", "error_message": "no"},
     "cancel": {},
 }
