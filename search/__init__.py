@@ -18,6 +18,7 @@ it, safe to repeat after a crash; ``progress`` counts a study's trials.
 from __future__ import annotations
 
 from search._config import DEFAULT_HOLDOUT, MAX_HOLDOUT, SAMPLERS, SearchConfig
+from search._delete import delete_searches
 from search._evaluator import Evaluation, Evaluator, HeldoutScore
 from search._finalize import finalize
 from search._front import best_so_far, front
@@ -45,6 +46,7 @@ __all__ = [
     "TrialRecord",
     "best_so_far",
     "create_search",
+    "delete_searches",
     "finalize",
     "front",
     "join_search",

@@ -21,10 +21,12 @@ files ``0600``, and a blob is made ``0600`` as it is committed, whoever wrote it
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
 import shutil
+import time
 from pathlib import Path
 
 from service.private_files import DIR_MODE, FILE_MODE, make_private_dir, make_private_file
@@ -94,7 +96,9 @@ class BlobStore:
         """Move ``temp`` to its content address ``<kind>/<sha256>.<ext>``.
 
         When that blob exists already (the same bytes were uploaded before), ``temp`` is
-        removed instead and the existing file kept. A new blob is ``0600``.
+        removed instead and the existing file kept, its modification time set to now: a
+        blob reused this way is young again, so :meth:`delete_if_stale` leaves it to the
+        row about to refer to it. A new blob is ``0600``.
 
         Args:
             temp: a file under :attr:`tmp_dir` (gone after the call).
@@ -109,12 +113,19 @@ class BlobStore:
         final = self.path(key)
         make_private_dir(final.parent)
         os.chmod(temp, FILE_MODE)  # a worker may have written it under any umask
-        try:
-            # A hard link fails if the blob exists: no window where two writers race.
-            os.link(temp, final)
-            created = True
-        except FileExistsError:
-            created = False
+        while True:
+            try:
+                # A hard link fails if the blob exists: no window where two writers race.
+                os.link(temp, final)
+                created = True
+                break
+            except FileExistsError:
+                try:
+                    os.utime(final)
+                    created = False
+                    break
+                except FileNotFoundError:
+                    continue  # deleted in between (delete_if_stale): link it anew
         temp.unlink(missing_ok=True)
         return key, created
 
@@ -127,3 +138,29 @@ class BlobStore:
     def delete(self, key: str) -> None:
         """Remove the blob stored under ``key`` (no error if it is gone)."""
         self.path(key).unlink(missing_ok=True)
+
+    def delete_if_stale(self, key: str, *, older_than_s: float) -> bool:
+        """Remove blob ``key`` unless it was written or reused in the last ``older_than_s``.
+
+        For a caller that found no row referring to the blob: a concurrent :meth:`commit`
+        of the same bytes may be about to add one. The blob is first renamed away (so a
+        commit from then on links a new file), and removed only if its modification time
+        -- which a reusing commit sets to now -- is still old; else it is put back.
+
+        Returns:
+            Whether the blob was removed.
+        """
+        final = self.path(key)
+        tomb = final.with_name(final.name + f".{secrets.token_hex(4)}.deleting")
+        try:
+            os.rename(final, tomb)
+        except FileNotFoundError:
+            return False
+        if time.time() - tomb.stat().st_mtime >= older_than_s:
+            tomb.unlink()
+            return True
+        # Reused meanwhile: put it back (unless a commit linked the same bytes anew).
+        with contextlib.suppress(FileExistsError):
+            os.link(tomb, final)
+        tomb.unlink()
+        return False

@@ -54,6 +54,7 @@ from service.progress import progress_doc
 from service.queue import FINALIZE, RUN_TRIALS
 from service.settings import STUDY_SCHEMA
 from workers.context import Send, WorkerContext
+from workers.nightly import after_success
 from workers.public import Labels, rewrite_result_file, without_paths
 from workers.reports import JobCancelled, PrepareSteps, TrialProgress
 
@@ -213,6 +214,8 @@ def finalize_job(ctx: WorkerContext, job_id: int) -> str:
                     metric=ctx.settings.regression_metric_tolerance,
                 ),
             )
+    if done:
+        after_success(ctx, job_id)
     return "succeeded" if done else "cancelled"  # cancelled while finalizing
 
 
