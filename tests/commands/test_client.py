@@ -1,7 +1,10 @@
-"""``mpq submit`` and ``mpq jobs`` as pipelines run them: real processes against one ``mpq up``.
+"""``mpq submit`` and ``mpq jobs`` as pipelines run them, against one real ``mpq up``.
 
-One ``mpq up`` (API and worker, SQLite) serves the whole module; every command runs as
-``python -m commands`` with stderr a pipe (a CI log), and its exit status is the point.
+One ``mpq up`` (API and worker processes, SQLite) serves the whole module. The commands
+whose process matters (the full submit, with stderr a pipe as in a CI log; a waiter
+cancelled from another command) run as ``python -m commands``; the others call
+:func:`commands.main.main` in the test's process, sparing an interpreter start (torch's
+import) per command: what they check is the exit status and the output.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,13 +23,16 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import Digits
+from commands.main import main
+from tests.conftest import ROOT, Digits
 from tests.service.api.conftest import free_port, upload_digits
 from tests.test_readme import MpqUp, user_env
 
 COMMAND_S = 300
 FAST = ["--trials", "4", "--sensitivity", "local", "--seed", "0"]
 FLOOR = re.compile(r"smaller than ([\d,]+) bytes")
+PIPELINES = ROOT / "docs" / "pipelines.md"
+DOCS_BLOCK = re.compile(r"^<!-- pipeline-test: (\w+) -->\n```bash\n(.*?)^```$", re.M | re.S)
 
 
 @dataclass(frozen=True)
@@ -60,18 +66,43 @@ def stack(tmp_path_factory: pytest.TempPathFactory, digits: Digits) -> Iterator[
         up.stop()
 
 
-def mpq(
-    stack: Stack, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
+def mpq(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     """Run ``mpq ARGS`` as a pipeline does (stdout and stderr pipes); never raises on status."""
     return subprocess.run(
         [sys.executable, "-m", "commands", *args],
-        env=stack.env if env is None else env,
+        env=stack.env,
         capture_output=True,
         text=True,
         timeout=COMMAND_S,
         check=False,
     )
+
+
+@dataclass(frozen=True)
+class Ran:
+    returncode: int | str | None
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., Ran]:
+    """``cli(*args)``: ``mpq ARGS`` in this process, with ``MPQ_URL`` and ``MPQ_API_KEY`` set."""
+    monkeypatch.setenv("MPQ_URL", stack.url)
+    monkeypatch.setenv("MPQ_API_KEY", stack.key)
+
+    def run(*args: str) -> Ran:
+        capsys.readouterr()
+        try:
+            status: int | str | None = main(list(args))
+        except SystemExit as exc:  # argparse refusing a flag
+            status = exc.code
+        out = capsys.readouterr()
+        return Ran(status, out.out, out.err)
+
+    return run
 
 
 def sha256(path: Path) -> str:
@@ -104,62 +135,66 @@ def test_submit_uploads_waits_and_downloads_checked_files(
 
 
 def test_without_wait_prints_the_id_and_jobs_commands_follow_it(
-    stack: Stack, tmp_path: Path
+    stack: Stack, cli: Callable[..., Ran], tmp_path: Path
 ) -> None:
     ids = ("id:" + str(stack.model_id), "--data", f"id:{stack.dataset_id}")
-    run = mpq(stack, "submit", *ids, "--max-drop", "0.05", "--space", "int8", *FAST)
+    run = cli("submit", *ids, "--max-drop", "0.05", "--space", "int8", *FAST)
     assert run.returncode == 0, run.stderr
     job_id = int(run.stdout)  # the id alone: JOB=$(mpq submit ...)
-    waited = mpq(stack, "jobs", "wait", str(job_id), "--json")
+    waited = cli("jobs", "wait", str(job_id), "--json")
     assert waited.returncode == 0, waited.stderr
     assert json.loads(waited.stdout)["status"] == "succeeded"
-    listed = mpq(stack, "jobs", "list", "--status", "succeeded", "--json")
+    listed = cli("jobs", "list", "--status", "succeeded", "--json")
     assert job_id in [j["id"] for j in json.loads(listed.stdout)["data"]]
-    table = mpq(stack, "jobs", "list")
+    table = cli("jobs", "list")
     assert table.returncode == 0 and re.search(rf"^{job_id}\s+succeeded", table.stdout, re.M)
-    shown = mpq(stack, "jobs", "show", str(job_id))
+    shown = cli("jobs", "show", str(job_id))
     assert shown.stdout.startswith(f"job {job_id}: succeeded")
     assert "met_targets: true" in shown.stdout
-    got = mpq(stack, "jobs", "download", str(job_id), str(tmp_path / "files"))
+    got = cli("jobs", "download", str(job_id), str(tmp_path / "files"))
     assert got.returncode == 0, got.stderr
     assert (tmp_path / "files" / "model.mpq").is_file()
-    again = mpq(stack, "jobs", "cancel", str(job_id))  # a finished job: the API's 409
+    again = cli("jobs", "cancel", str(job_id))  # a finished job: the API's 409
     assert again.returncode == 2 and "error[conflict]" in again.stderr
 
 
-def test_a_size_target_at_the_floor_is_accepted_and_missed(stack: Stack) -> None:
+def test_a_size_target_at_the_floor_is_accepted_and_missed(
+    stack: Stack, cli: Callable[..., Ran]
+) -> None:
     ids = (f"id:{stack.model_id}", "--data", f"id:{stack.dataset_id}")
-    refused = mpq(stack, "submit", *ids, "--max-bytes", "1", *FAST)
+    refused = cli("submit", *ids, "--max-bytes", "1", *FAST)
     assert refused.returncode == 2  # the API's 422, in this command's words
     assert "error[invalid_plan]: --max-bytes is 1 bytes" in refused.stderr
     found = FLOOR.search(refused.stderr)
     assert found is not None, refused.stderr
     floor = found[1].replace(",", "")  # what the service accepts, and no plan reaches
-    run = mpq(stack, "submit", *ids, "--max-bytes", floor, *FAST, "--wait", "--json")
+    run = cli("submit", *ids, "--max-bytes", floor, *FAST, "--wait", "--json")
     assert run.returncode == 3, run.stderr
     job = json.loads(run.stdout)
     assert job["status"] == "succeeded" and job["result"]["met_targets"] is False
     assert "missed its targets (exit status 3)" in run.stderr
 
 
-def test_a_job_failing_in_the_worker_exits_4(stack: Stack, digits: Digits, tmp_path: Path) -> None:
+def test_a_job_failing_in_the_worker_exits_4(
+    stack: Stack, cli: Callable[..., Ran], digits: Digits, tmp_path: Path
+) -> None:
     arrays = dict(np.load(digits.npz))
     arrays["labels"] = arrays["labels"] + 10  # valid labels, but the model has 10 classes
     bad = tmp_path / "shifted.npz"
     np.savez(bad, **arrays)
-    run = mpq(stack, "submit", f"id:{stack.model_id}", "--data", str(bad), *FAST, "--wait")
+    run = cli("submit", f"id:{stack.model_id}", "--data", str(bad), *FAST, "--wait")
     assert run.returncode == 4, run.stderr
     assert "error[invalid_labels]" in run.stderr
 
 
 def test_cancelled_while_waiting_exits_5_and_a_wait_timeout_exits_1(
-    stack: Stack, tmp_path: Path
+    stack: Stack, cli: Callable[..., Ran], tmp_path: Path
 ) -> None:
     ids = (f"id:{stack.model_id}", "--data", f"id:{stack.dataset_id}")
-    run = mpq(stack, "submit", *ids, "--trials", "10000", "--sensitivity", "local")
+    run = cli("submit", *ids, "--trials", "10000", "--sensitivity", "local")
     assert run.returncode == 0, run.stderr
     job_id = run.stdout.strip()
-    timed_out = mpq(stack, "jobs", "wait", job_id, "--wait-timeout", "0.5")
+    timed_out = cli("jobs", "wait", job_id, "--wait-timeout", "0.5")
     assert timed_out.returncode == 1 and "error[wait_timeout]" in timed_out.stderr
     log = tmp_path / "wait.log"
     with log.open("w") as err:
@@ -175,7 +210,7 @@ def test_cancelled_while_waiting_exits_5_and_a_wait_timeout_exits_1(
             assert waiter.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
-        cancel = mpq(stack, "jobs", "cancel", job_id)
+        cancel = cli("jobs", "cancel", job_id)
         assert cancel.returncode == 0 and cancel.stdout == f"job {job_id}: cancelled\n"
         assert waiter.wait(timeout=60) == 5, log.read_text()
     finally:
@@ -184,19 +219,47 @@ def test_cancelled_while_waiting_exits_5_and_a_wait_timeout_exits_1(
     assert f"job {job_id} was cancelled" in log.read_text()
 
 
-def test_bad_input_exits_2_and_an_unreachable_service_1(stack: Stack, digits: Digits) -> None:
+def test_bad_input_exits_2_and_an_unreachable_service_1(
+    cli: Callable[..., Ran], digits: Digits, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = ("--data", str(digits.npz))
-    missing = mpq(stack, "submit", "nowhere.pt2", *data)
+    missing = cli("submit", "nowhere.pt2", *data)
     assert missing.returncode == 2 and "error[file_missing]" in missing.stderr
-    assert mpq(stack, "submit", str(digits.pt2), *data, "--trials", "many").returncode == 2
-    spec = mpq(stack, "submit", str(digits.pt2), *data, "--max-drop", "-1")
+    assert cli("submit", str(digits.pt2), *data, "--trials", "many").returncode == 2
+    spec = cli("submit", str(digits.pt2), *data, "--max-drop", "-1")
     assert spec.returncode == 2 and "error[invalid_plan]" in spec.stderr
-    nokey = {k: v for k, v in stack.env.items() if k != "MPQ_API_KEY"}
-    keyless = mpq(stack, "jobs", "list", env=nokey)
-    assert keyless.returncode == 2 and "mpq admin create-key" in keyless.stderr
-    wrong = mpq(stack, "jobs", "list", "--api-key", "mpq_not-a-key")
+    wrong = cli("jobs", "list", "--api-key", "mpq_not-a-key")
     assert wrong.returncode == 2 and "error[unauthorized]" in wrong.stderr
-    unknown = mpq(stack, "jobs", "show", "999999")
+    unknown = cli("jobs", "show", "999999")
     assert unknown.returncode == 2 and "error[not_found]" in unknown.stderr
-    down = mpq(stack, "jobs", "list", "--url", f"http://127.0.0.1:{free_port()}")
+    down = cli("jobs", "list", "--url", f"http://127.0.0.1:{free_port()}")
     assert down.returncode == 1 and "error[service_unreachable]" in down.stderr
+    monkeypatch.delenv("MPQ_API_KEY")
+    keyless = cli("jobs", "list")
+    assert keyless.returncode == 2 and "mpq admin create-key" in keyless.stderr
+
+
+def test_the_docs_cron_script_runs_as_written(stack: Stack, digits: Digits, tmp_path: Path) -> None:
+    """docs/pipelines.md's cron script, under bash with ``mpq`` on PATH (a shim)."""
+    blocks = dict(DOCS_BLOCK.findall(PIPELINES.read_text()))
+    assert set(blocks) == {"cron"}, "docs/pipelines.md: one ```bash block marked cron"
+    out = tmp_path / "nightly" / "today"
+    env = stack.env | {
+        "MODEL": str(digits.pt2),
+        "DATA": str(digits.npz),
+        "OUT": str(out),
+        "TRIALS": "4",
+    }
+    run = subprocess.run(
+        ["bash", "-c", blocks["cron"]],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_S,
+        check=False,
+    )
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
+    assert run.stdout == f"compressed: {out}/model.mpq\n"
+    job = json.loads((tmp_path / "nightly" / "today.job.json").read_text())
+    assert job["status"] == "succeeded" and (out / "model.mpq").is_file()
