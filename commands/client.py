@@ -46,7 +46,8 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 REQUEST_TIMEOUT_S = 60.0
 """Seconds one request may wait for a byte (an upload's import answers when it is done)."""
 BUSY_RETRIES = 5
-"""Times a request answered 503 ``busy`` or 429 is sent again, after ``Retry-After``."""
+"""Times a request answered 429 or 503 with ``Retry-After`` (``rate_limited``, ``busy``,
+``database_busy``) is sent again, that many seconds later; a quota is not retried."""
 MAX_RETRY_AFTER_S = 30.0
 
 EXIT_OK = 0
@@ -170,7 +171,7 @@ class Client:
         return self._checked(lambda: self._http.request(method, path, **kw), f"{method} {path}")
 
     def _checked(self, send: Callable[[], httpx.Response], what: str) -> httpx.Response:
-        """``send()``'s answer if 2xx; busy answers are retried after ``Retry-After``.
+        """``send()``'s answer if 2xx (or 3xx); busy answers are retried after ``Retry-After``.
 
         Raises:
             ClientError: no answer (``service_unreachable``) or 5xx (status 1); 4xx
@@ -195,11 +196,15 @@ class Client:
                 ) from None
             if response.status_code < 400:
                 return response
-            if response.status_code in (429, 503) and attempt < BUSY_RETRIES:
+            if _retryable(response) and attempt < BUSY_RETRIES:
                 time.sleep(_retry_after(response))
                 continue
             raise _api_error(response, what)
         raise AssertionError("unreachable")  # the last attempt returns or raises
+
+
+def _retryable(response: httpx.Response) -> bool:
+    return response.status_code in (429, 503) and "Retry-After" in response.headers
 
 
 def _retry_after(response: httpx.Response) -> float:

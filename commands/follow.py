@@ -6,6 +6,8 @@
 left``, the words of :func:`service.progress.describe`); elsewhere (CI logs) it prints
 a plain line when the status changes, and when only the progress moved at most every
 :data:`LOG_EVERY_S` seconds. Everything goes to stderr: stdout is the command's result.
+A service that stops answering (an API being restarted) is polled again for up to
+:data:`OUTAGE_S` seconds before the wait gives up with status 1.
 
 :func:`job_exit_status` turns a final job into the pipeline's exit status (0 met, 3
 missed, 4 failed, 5 cancelled); :func:`download_artifacts` writes a job's files,
@@ -46,6 +48,7 @@ FIRST_POLL_S = 1.0
 BACKOFF = 1.5
 MAX_POLL_S = 5.0
 LOG_EVERY_S = 10.0
+OUTAGE_S = 120.0
 CLEAR_LINE = "\x1b[K"
 
 
@@ -68,18 +71,27 @@ def wait_job(
 
     Raises:
         ClientError: ``timeout_s`` passed first (``wait_timeout``, status 1; the job goes
-            on), or the service failed to answer.
+            on), the service failed to answer for :data:`OUTAGE_S` seconds (status 1),
+            or refused the request (a 4xx, status 2).
     """
     out = sys.stderr if stream is None else stream
     line = _Line(out, tty=out.isatty())
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     poll = FIRST_POLL_S
+    lost_since: float | None = None
     try:
         while True:
-            job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}")
-            line.show(job)
-            if job["status"] in FINAL:
-                return job
+            try:
+                job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}")
+            except ClientError as exc:
+                lost_since = _lost(exc, lost_since, line)
+                job = {"id": job_id, "status": "unknown (the service does not answer)"}
+                poll = MAX_POLL_S
+            else:
+                lost_since = None
+                line.show(job)
+                if job["status"] in FINAL:
+                    return job
             if deadline is not None and time.monotonic() + poll > deadline:
                 raise ClientError(
                     "wait_timeout",
@@ -92,6 +104,20 @@ def wait_job(
             poll = min(poll * BACKOFF, MAX_POLL_S)
     finally:
         line.end()
+
+
+def _lost(exc: ClientError, since: float | None, line: _Line) -> float:
+    """Bear an unreachable service (an API restarting) for :data:`OUTAGE_S`; when it began.
+
+    Raises:
+        ClientError: ``exc`` itself, when it is no outage (a 4xx) or it lasted too long.
+    """
+    now = time.monotonic()
+    if exc.exit_status != EXIT_SERVICE or (since is not None and now - since > OUTAGE_S):
+        raise exc
+    if since is None:
+        line.note(f"{exc.message}; trying again for up to {OUTAGE_S:g} s")
+    return now if since is None else since
 
 
 class _Line:
@@ -116,6 +142,11 @@ class _Line:
         if changed_status or (text != self._text and now - self._at >= LOG_EVERY_S):
             print(text, file=self.out, flush=True)
             self._status, self._text, self._at = job["status"], text, now
+
+    def note(self, text: str) -> None:
+        """A message on a line of its own (the progress line, if any, continues below)."""
+        self.end()
+        print(text, file=self.out, flush=True)
 
     def end(self) -> None:
         if self._drawn:

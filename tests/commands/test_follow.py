@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from commands import follow
-from commands.follow import CLEAR_LINE, _Line, job_exit_status, job_line
+from commands.client import EXIT_SERVICE, ClientError
+from commands.follow import CLEAR_LINE, _Line, job_exit_status, job_line, wait_job
 
 
 class Terminal(io.StringIO):
@@ -78,3 +79,44 @@ def test_a_log_gets_status_changes_at_once_and_progress_at_most_every_interval(
 )
 def test_exit_status_of_a_final_job(status: str, result: Any, code: int) -> None:
     assert job_exit_status(job(status, result=result)) == code
+
+
+class Flaky:
+    """A client whose first answers are failures (``ClientError``s), then jobs."""
+
+    def __init__(self, *answers: Any) -> None:
+        self.answers = list(answers)
+
+    def get(self, path: str) -> Any:
+        answer = self.answers.pop(0)
+        if isinstance(answer, ClientError):
+            raise answer
+        return answer
+
+
+def test_waiting_bears_a_short_outage_but_not_a_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(follow.time, "sleep", lambda s: None)
+    down = ClientError("service_unreachable", "cannot reach", exit_status=EXIT_SERVICE)
+    out = io.StringIO()
+    client: Any = Flaky(job("running", progress=SEARCHING), down, down, job("succeeded"))
+    assert wait_job(client, 7, stream=out)["status"] == "succeeded"
+    assert out.getvalue().count("cannot reach; trying again") == 1
+    gone = ClientError("not_found", "no job 7")
+    with pytest.raises(ClientError) as raised:
+        wait_job(Flaky(job("queued"), gone), 7, stream=io.StringIO())  # type: ignore[arg-type]
+    assert raised.value is gone
+
+
+def test_an_outage_longer_than_the_grace_ends_the_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    monkeypatch.setattr(follow.time, "sleep", sleep)
+    monkeypatch.setattr(follow.time, "monotonic", lambda: now[0])
+    down = ClientError("service_unreachable", "cannot reach", exit_status=EXIT_SERVICE)
+    client: Any = Flaky(*[down] * 100)
+    with pytest.raises(ClientError) as raised:
+        wait_job(client, 7, stream=io.StringIO())
+    assert raised.value is down and now[0] > follow.OUTAGE_S
