@@ -116,12 +116,20 @@ def client_from_args(args: argparse.Namespace) -> Client:
 class Client:
     """An HTTP client of one service, as one team (``Authorization: Bearer <key>``)."""
 
-    def __init__(self, url: str, api_key: str, *, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        *,
+        timeout_s: float = REQUEST_TIMEOUT_S,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self._http = httpx.Client(
             base_url=self.url,
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "mpq-cli"},
             timeout=httpx.Timeout(timeout_s, connect=10.0),
+            transport=transport,
         )
 
     def close(self) -> None:
