@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -31,6 +33,7 @@ from tests.test_readme import MpqUp, user_env
 COMMAND_S = 300
 FAST = ["--trials", "4", "--sensitivity", "local", "--seed", "0"]
 FLOOR = re.compile(r"smaller than ([\d,]+) bytes")
+API_PID = re.compile(r"^started the API \(pid (\d+)\)", re.M)
 PIPELINES = ROOT / "docs" / "pipelines.md"
 DOCS_BLOCK = re.compile(r"^<!-- pipeline-test: (\w+) -->\n```bash\n(.*?)^```$", re.M | re.S)
 
@@ -42,6 +45,7 @@ class Stack:
     env: dict[str, str]
     model_id: int
     dataset_id: int
+    api_pid: int
 
     def http(self) -> httpx.Client:
         auth = {"Authorization": f"Bearer {self.key}"}
@@ -59,9 +63,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, digits: Digits) -> Iterator[
         auth = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=up.url, headers=auth, timeout=COMMAND_S) as c:
             model_id, dataset_id = upload_digits(c, digits)
-        yield Stack(
-            up.url, key, env | {"MPQ_URL": up.url, "MPQ_API_KEY": key}, model_id, dataset_id
-        )
+        api = API_PID.search(up.out.read_text())
+        assert api is not None, up.logs()
+        env |= {"MPQ_URL": up.url, "MPQ_API_KEY": key}
+        yield Stack(up.url, key, env, model_id, dataset_id, int(api[1]))
     finally:
         up.stop()
 
@@ -237,6 +242,25 @@ def test_bad_input_exits_2_and_an_unreachable_service_1(
     monkeypatch.delenv("MPQ_API_KEY")
     keyless = cli("jobs", "list")
     assert keyless.returncode == 2 and "mpq admin create-key" in keyless.stderr
+
+
+def test_a_wait_bears_the_api_being_restarted(stack: Stack, cli: Callable[..., Ran]) -> None:
+    ids = (f"id:{stack.model_id}", "--data", f"id:{stack.dataset_id}")
+    run = cli("submit", *ids, "--max-drop", "0.05", "--space", "int8", *FAST)
+    assert run.returncode == 0, run.stderr
+    os.killpg(stack.api_pid, signal.SIGKILL)  # `mpq up` starts another API a second later
+    deadline = time.monotonic() + 30
+    with stack.http() as c:
+        while True:  # until the dead API's socket is closed
+            try:
+                c.get("/healthz")
+            except httpx.TransportError:
+                break
+            assert time.monotonic() < deadline, "the API still answers after SIGKILL"
+            time.sleep(0.05)
+    waited = cli("jobs", "wait", run.stdout.strip())
+    assert waited.returncode == 0, waited.stderr
+    assert "error[" not in waited.stderr and "trying again for up to" in waited.stderr
 
 
 def test_the_docs_cron_script_runs_as_written(stack: Stack, digits: Digits, tmp_path: Path) -> None:
