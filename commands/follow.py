@@ -2,10 +2,11 @@
 
 :func:`wait_job` polls ``GET /v1/jobs/{id}`` until the job is final, every
 :data:`FIRST_POLL_S` growing by :data:`BACKOFF` to :data:`MAX_POLL_S`. On a terminal
-(stderr a TTY) it keeps one progress line up to date (``job 12: searching: 8/40, ~1m05s
-left``, the words of :func:`service.progress.describe`); elsewhere (CI logs) it prints
-a plain line when the status changes, and when only the progress moved at most every
-:data:`LOG_EVERY_S` seconds. Everything goes to stderr: stdout is the command's result.
+(stderr a TTY) it keeps one progress line up to date: a bar of ``done``/``total`` and the
+words of :func:`service.progress.describe` (``[####----------------] job 12: searching:
+8/40, ~1m05s left``); elsewhere (CI logs) it prints a plain line, without the bar, when
+the status changes, and when only the progress moved at most every :data:`LOG_EVERY_S`
+seconds. Everything goes to stderr: stdout is the command's result.
 A service that stops answering (an API being restarted) is polled again for up to
 :data:`OUTAGE_S` seconds before the wait gives up with status 1.
 
@@ -50,6 +51,7 @@ MAX_POLL_S = 5.0
 LOG_EVERY_S = 10.0
 OUTAGE_S = 120.0
 CLEAR_LINE = "\x1b[K"
+BAR_WIDTH = 20
 
 
 def job_line(job: dict[str, Any]) -> str:
@@ -133,7 +135,7 @@ class _Line:
     def show(self, job: dict[str, Any]) -> None:
         text = job_line(job)
         if self.tty:
-            self.out.write(f"\r{text}{CLEAR_LINE}")
+            self.out.write(f"\r{_bar(job)}{text}{CLEAR_LINE}")
             self.out.flush()
             self._drawn = True
             return
@@ -153,6 +155,16 @@ class _Line:
             self.out.write("\n")
             self.out.flush()
             self._drawn = False
+
+
+def _bar(job: dict[str, Any], width: int = BAR_WIDTH) -> str:
+    """``[#####---------------] `` for a working job's ``done``/``total``; else nothing."""
+    progress = job.get("progress") or {}
+    done, total = progress.get("done"), progress.get("total")
+    if job["status"] not in ("preparing", "running") or not done or not total or total <= 1:
+        return ""
+    filled = min(width, round(width * done / total))
+    return f"[{'#' * filled}{'-' * (width - filled)}] "
 
 
 def job_exit_status(job: dict[str, Any]) -> int:

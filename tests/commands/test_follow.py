@@ -37,8 +37,9 @@ def test_a_terminal_gets_one_rewritten_line_ended_once() -> None:
     line.show(job("running", progress=SEARCHING))
     line.end()
     line.end()
+    bar = "[##" + "-" * 18 + "] "  # 3 of 40 on 20 columns: 1.5, rounded to even
     assert out.getvalue() == (
-        f"\rjob 7: queued{CLEAR_LINE}\rjob 7: searching: 3/40, ~1m05s left{CLEAR_LINE}\n"
+        f"\rjob 7: queued{CLEAR_LINE}\r{bar}job 7: searching: 3/40, ~1m05s left{CLEAR_LINE}\n"
     )
 
 
