@@ -3,7 +3,8 @@
 Commands, by module: ``inspect``, ``quantize``, ``eval``, ``ops`` (:mod:`commands.local`);
 ``export`` (:mod:`commands.export`); ``search`` (:mod:`commands.search`); ``admin`` and
 ``db`` (:mod:`commands.admin`); ``api`` (:mod:`commands.api`); ``worker`` and ``beat``
-(:mod:`commands.worker`); ``up`` (:mod:`commands.up`). Each module registers its
+(:mod:`commands.worker`); ``up`` (:mod:`commands.up`); ``submit`` (:mod:`commands.submit`)
+and ``jobs`` (:mod:`commands.jobs`), clients of a running service. Each module registers its
 commands and imports the heavy packages (torch, FastAPI, Celery) only when one runs.
 
 Errors print as ``error[code]: message`` on stderr with exit status 2 -- never a
@@ -21,8 +22,10 @@ from collections.abc import Sequence
 from commands.admin import add_admin_commands
 from commands.api import add_api_command
 from commands.export import add_export_command
+from commands.jobs import add_jobs_command
 from commands.local import add_local_commands
 from commands.search import add_search_command
+from commands.submit import add_submit_command
 from commands.up import add_up_command
 from commands.worker import add_beat_command, add_worker_command
 from engine.errors import MPQError
@@ -65,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     add_worker_command(sub)
     add_beat_command(sub)
     add_up_command(sub)
+    add_submit_command(sub)
+    add_jobs_command(sub)
     return parser
 
 
