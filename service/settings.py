@@ -103,6 +103,8 @@ class Settings(BaseSettings):
             (``MPQ_TRUST_UPLOADS=1``; only for files you trust, where bubblewrap is missing).
         cache_dir: where ``mpq search`` caches layer sensitivities, per model and data
             sha256 (``~/.cache/mpq``).
+        beat_interval_s: how often ``mpq beat`` reads the schedules and fires those due,
+            in seconds (at most 60: a cron has minute resolution).
         debug: print the traceback of an unexpected internal error in the CLI
             (``MPQ_DEBUG=1``).
         max_json_bytes: largest request body accepted outside file uploads (JSON), in
@@ -159,6 +161,7 @@ class Settings(BaseSettings):
     max_active_jobs_per_team: int = Field(default=20, ge=1)
     max_team_storage_bytes: int = Field(default=50 << 30, ge=1)
     session_ttl_s: int = Field(default=12 * 3600, ge=60)
+    beat_interval_s: float = Field(default=5.0, gt=0, le=60)
 
     @field_validator("trust_uploads", "debug", mode="before")
     @classmethod

@@ -261,7 +261,7 @@ def test_up_restarts_a_sigkilled_worker_and_api_and_the_job_resumes(
         up.read_until("MPQ is serving at ")
         auth = {"Authorization": f"Bearer {key[1]}"}
         with httpx.Client(base_url=up.url, headers=auth, timeout=60) as c:
-            assert _restarts(c) == {"api": 0, "worker": 0}
+            assert _restarts(c) == {"api": 0, "worker": 0, "beat": 0}
             model_id, dataset_id = upload_digits(c, digits)
             body = job_body(model_id, dataset_id, budget={"trials": 20}, parallelism=2)
             job_id = c.post("/v1/jobs", json=body).json()["id"]
@@ -279,7 +279,7 @@ def test_up_restarts_a_sigkilled_worker_and_api_and_the_job_resumes(
             new = int(up.wait_stderr(r"^mpq up: restarted the worker \(pid (\d+)\)$")[1])
             assert new != worker and _alive(new)
             assert not {pid for pid in pool if _alive(pid)}, "the dead worker's pool was left"
-            assert _restarts(c) == {"api": 0, "worker": 1}
+            assert _restarts(c) == {"api": 0, "worker": 1, "beat": 0}
             job = _job_until(c, job_id, lambda j: j["status"] in FINAL)
             assert job["status"] == "succeeded", job
             assert job["trials_done"] == 20
@@ -296,7 +296,7 @@ def test_up_restarts_a_sigkilled_worker_and_api_and_the_job_resumes(
                     pass
                 assert time.monotonic() < deadline, up.stderr()
                 time.sleep(0.2)
-            assert _restarts(c) == {"api": 1, "worker": 1}
+            assert _restarts(c) == {"api": 1, "worker": 1, "beat": 0}
             assert c.get(f"/v1/jobs/{job_id}").json()["status"] == "succeeded"
         assert (data / RESTARTS_FILE).stat().st_mode & 0o777 == 0o600
         below = up.descendants()
