@@ -3,7 +3,8 @@
 ``mpq up [--host H] [--port P] [--concurrency N]`` migrates the settings' database (the
 code of ``mpq db upgrade``), creates the team ``default`` and prints its first API key if
 the database has no team yet, then runs ``mpq api``, ``mpq worker`` and ``mpq beat``
-(which fires the schedules, ``/v1/schedules``) as child processes and prints ``MPQ is serving at http://H:P`` once ``/healthz`` answers.
+(which fires the schedules, ``/v1/schedules``) as child processes and prints
+``MPQ is serving at http://H:P`` once ``/healthz`` answers.
 
 Its own stdout carries only those few lines (flushed at once, so a parent reading the
 pipe sees them); the children's output goes to stderr. Once the API answers, a child

@@ -28,6 +28,7 @@ __all__ = ["check_cron", "check_timezone", "due_time", "next_time"]
 
 FIELDS = 5
 _LOOKBACK = 3  # reverse matches stepped back before walking forward to now
+_MAX_STEPS = 1000  # forward matches walked at most (a few, but for DST hours)
 
 
 def check_timezone(name: str) -> ZoneInfo:
@@ -71,11 +72,18 @@ def check_cron(cron: str, timezone: str = "UTC") -> None:
 
 
 def next_time(cron: str, timezone: str, *, after: datetime) -> datetime | None:
-    """The first due time strictly after ``after`` (aware), in UTC; None if there is none."""
+    """The first due time strictly after ``after`` (aware), in UTC; None if there is none.
+
+    Compared in UTC: two wall times of one zone compare naively in Python (``fold``
+    ignored), and in a fall-back hour cronsim may step to the first of the two.
+    """
     try:
-        return next(iter(CronSim(cron, after.astimezone(ZoneInfo(timezone))))).astimezone(UTC)
-    except (CronSimError, StopIteration):
-        return None
+        for t in islice(CronSim(cron, after.astimezone(ZoneInfo(timezone))), _MAX_STEPS):
+            if t.astimezone(UTC) > after:
+                return t.astimezone(UTC)
+    except CronSimError:
+        pass
+    return None
 
 
 def due_time(cron: str, timezone: str, *, now: datetime, since: datetime) -> datetime | None:
@@ -92,10 +100,10 @@ def due_time(cron: str, timezone: str, *, now: datetime, since: datetime) -> dat
     if not back:
         return None
     latest: datetime | None = None
-    for t in CronSim(cron, back[-1] - timedelta(minutes=1)):
-        if t > local:
+    for t in islice(CronSim(cron, back[-1] - timedelta(minutes=1)), _MAX_STEPS):
+        if t.astimezone(UTC) > now:  # in UTC: see next_time
             break
-        latest = t
+        latest = t.astimezone(UTC)
     if latest is None or latest < since:
         return None
-    return latest.astimezone(UTC)
+    return latest
