@@ -57,18 +57,19 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         return max(0.0, min(delay, self._next_sweep - time.monotonic()))
 
     def sweep(self) -> None:
-        """Fire the schedules due now; a database outage is logged and retried next tick."""
+        """Fire the schedules due now; an error is logged, and the next tick tries again.
+
+        A database outage is expected now and then (a warning); anything else is a bug,
+        logged with its traceback, which must not stop the other schedules' next ticks.
+        """
         try:
             with self._sessions() as session:
                 runs = fire_due(
-                    session,
-                    now=utcnow(),
-                    settings=self.settings,
-                    queue=self.app,
-                    store=self._store,
+                    session, now=utcnow(), settings=self.settings, queue=self.app, store=self._store
                 )
+                for run in runs:
+                    log.info("beat: schedule %s fired for %s", run.schedule_id, run.due_at)
         except DBAPIError as exc:
             log.warning("beat: the database is unreachable (%s); retrying next tick", exc)
-            return
-        for run in runs:
-            log.info("beat: schedule %s fired for %s", run.schedule_id, run.due_at.isoformat())
+        except Exception:
+            log.exception("beat: firing the schedules failed; retrying next tick")
