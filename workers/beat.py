@@ -36,7 +36,8 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.settings = get_settings()
-        kwargs.setdefault("max_interval", self.settings.beat_interval_s)
+        if kwargs.get("max_interval") is None:
+            kwargs["max_interval"] = self.settings.beat_interval_s
         self._sessions = session_factory(
             make_engine(self.settings.database_url, poolclass=NullPool)
         )
