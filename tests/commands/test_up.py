@@ -1,4 +1,4 @@
-"""``mpq up`` as users run it: migrations, a first key, the API and a worker as real processes."""
+"""``mpq up`` as users run it: migrations, a first key, the API, a worker, beat: real processes."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ KEY_LINE = re.compile(r"^API key: (mpq_\S+)$")
 FAST = {"MPQ_HEARTBEAT_S": "0.5", "MPQ_GRACE_S": "3", "MPQ_RECOVERY_INTERVAL_S": "1"}
 METRICS_TOKEN = "up-test-metrics-token"
 PIDS_LINE = re.compile(r"^started the API \(pid (\d+)\) and a worker \(pid (\d+), concurrency 2\)$")
+BEAT_LINE = re.compile(r"^started beat \(pid (\d+)\), which fires the schedules$")
 
 
 class Up:
@@ -150,7 +151,9 @@ def test_up_serves_with_a_first_key_and_stops_its_children(tmp_path: Path) -> No
         assert key is not None, up.lines
         pids = PIDS_LINE.match(up.read_until("started the API"))
         assert pids is not None, up.lines
-        children = {int(pids[1]), int(pids[2])}
+        beat = BEAT_LINE.match(up.read_until("started beat"))
+        assert beat is not None, up.lines
+        children = {int(pids[1]), int(pids[2]), int(beat[1])}
         assert up.read_until("MPQ is serving at ") == f"MPQ is serving at {up.url}"
         assert up.read_until("API docs: ").startswith(f"API docs: {up.url}/docs")
         assert up.lines[0].startswith("migrated sqlite:///") and up.lines[0].endswith(" up to head")
