@@ -36,6 +36,7 @@ __all__ = [
     "KeyRef",
     "ModelDetail",
     "ModelPublic",
+    "ModelRef",
     "ModelsPublic",
     "Status",
     "TrialsPublic",
@@ -168,6 +169,20 @@ class Budget(BaseModel):
     timeout_s: float | None = Field(default=None, description="wall-clock budget, seconds")
 
 
+class ModelRef(BaseModel):
+    """A model by name and alias (no alias, or ``latest``: the highest version)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    name: str = Field(min_length=1, max_length=255, examples=["resnet18"])
+    alias: str | None = Field(
+        default=None,
+        max_length=64,
+        description="an alias of the model (null: its latest version when the job is made)",
+        examples=["production"],
+    )
+
+
 class JobOptions(BaseModel):
     """A :class:`search.JobSpec` by its names (those of the spec and the ``mpq search`` flags).
 
@@ -228,14 +243,14 @@ class JobOptions(BaseModel):
         Raises:
             InvalidPlanError: the spec is invalid (a metric, format, size or pin).
         """
-        return JobSpec.from_json(self.model_dump(exclude={"model_id", "dataset_id"}))
+        return JobSpec.from_json(self.model_dump(exclude={"model_id", "model", "dataset_id"}))
 
 
 class JobCreate(JobOptions):
     """A search job: the model and dataset ids, and a :class:`search.JobSpec` by its names.
 
-    Everything but ``model_id`` and ``dataset_id`` is read by ``JobSpec.from_json``; the
-    names are those of the spec and of the ``mpq search`` flags.
+    Everything but ``model_id`` (or ``model``) and ``dataset_id`` is read by
+    ``JobSpec.from_json``; the names are those of the spec and of the ``mpq search`` flags.
 
     Strict types: ``true`` is not the number 1, ``"5"`` not 5; numbers are finite (NaN
     and infinities are refused here, as ``invalid_request``); ids are 1 to 2^63 - 1
@@ -243,13 +258,29 @@ class JobCreate(JobOptions):
     is no float).
     """
 
-    model_id: int = Field(ge=1, lt=MAX_ID + 1, description="the team's model to compress")
+    model_id: int | None = Field(
+        default=None,
+        ge=1,
+        lt=MAX_ID + 1,
+        description="the team's model to compress (or name it with `model`)",
+    )
+    model: ModelRef | None = Field(
+        default=None,
+        description="the model by name and alias instead of `model_id` (no alias: its "
+        "latest version), resolved before the 202",
+    )
     dataset_id: int = Field(
         ge=1,
         lt=MAX_ID + 1,
         description="the team's dataset to calibrate and evaluate on (uploaded for this "
         "model, or for one with exactly the same inputs)",
     )
+
+    @model_validator(mode="after")
+    def _one_model(self) -> JobCreate:
+        if (self.model_id is None) == (self.model is None):
+            raise ValueError('give exactly one of `model_id` and `model` ({"name", "alias"})')
+        return self
 
 
 class JobProgress(BaseModel):

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.db.repos import MAX_ID
-from service.schemas import JobOptions, ModelPublic
+from service.schemas import JobOptions, ModelPublic, ModelRef
 
 __all__ = [
     "AliasUpdate",
@@ -44,20 +44,6 @@ class ModelVersionsPublic(BaseModel):
     name: str
     data: list[ModelPublic]
     count: int
-
-
-class ModelRef(BaseModel):
-    """A model by name and alias (no alias, or ``latest``: the highest version)."""
-
-    model_config = _STRICT
-
-    name: str = Field(min_length=1, max_length=255, examples=["resnet18"])
-    alias: str | None = Field(
-        default=None,
-        max_length=64,
-        description="an alias of the model (null: its latest version when the job is made)",
-        examples=["production"],
-    )
 
 
 class ScheduleCreate(BaseModel):

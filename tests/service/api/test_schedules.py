@@ -159,3 +159,26 @@ def test_job_responses_carry_schedule_fields(server: Server, ids: tuple[int, int
         job = a.get(f"/v1/jobs/{r.json()['id']}").json()
         assert (job["schedule_id"], job["warm_start_job_id"], job["regression"]) == (None,) * 3
         assert a.post(f"/v1/jobs/{job['id']}/cancel").status_code == 200
+
+
+def test_a_job_names_its_model_by_name_and_alias(server: Server, ids: tuple[int, int, int]) -> None:
+    v1, v2, dataset = ids
+    with server.client(server.key_a) as a, server.client(server.key_b) as b:
+        assert a.put("/v1/models/digits/aliases/stable", json={"version": 1}).status_code == 200
+        base = {"dataset_id": dataset, "metric": "agreement", "budget": {"trials": 2}}
+        for ref, expected in (
+            ({"name": "digits", "alias": "stable"}, v1),
+            ({"name": "digits"}, v2),
+        ):
+            r = a.post("/v1/jobs", json=base | {"model": ref})
+            assert r.status_code == 202 and r.json()["model_id"] == expected, r.text
+            assert a.post(f"/v1/jobs/{r.json()['id']}/cancel").status_code == 200
+        _code(a.post("/v1/jobs", json=base | {"model": {"name": "nope"}}), 404, "not_found")
+        bad = {"name": "digits", "alias": "Stable!"}
+        _code(a.post("/v1/jobs", json=base | {"model": bad}), 422, "invalid_alias")
+        _code(b.post("/v1/jobs", json=base | {"model": {"name": "digits"}}), 404, "not_found")
+        both = base | {"model": {"name": "digits"}, "model_id": v1}
+        r = a.post("/v1/jobs", json=both)
+        _code(r, 422, "invalid_request")
+        assert "exactly one of `model_id` and `model`" in r.json()["error"]["message"]
+        _code(a.post("/v1/jobs", json=base), 422, "invalid_request")
