@@ -13,10 +13,21 @@ from sqlalchemy.orm import Session
 
 from service.db import repos
 from service.db.models import ApiKey, Model, Team
+from service.db.repos import check_label
 from service.db.repos.aliases import LATEST, check_alias
-from service.errors import NotFoundError
+from service.errors import InvalidNameError, NotFoundError
 
 __all__ = ["LATEST", "delete_alias", "model_versions", "resolve_model", "set_alias"]
+
+
+def _named(name: str) -> str:
+    """``name``, or :class:`NotFoundError` if no model can have it (no query is sent:
+    PostgreSQL refuses NUL characters rather than match nothing)."""
+    try:
+        check_label(name, what="model")
+    except InvalidNameError:
+        raise _unknown(name) from None
+    return name
 
 
 def _unknown(name: str) -> NotFoundError:
@@ -32,7 +43,7 @@ def model_versions(session: Session, *, team: Team, name: str) -> list[tuple[Mod
     Raises:
         NotFoundError: ``team`` has no model of that name.
     """
-    rows = repos.list_model_versions(session, team=team, name=name)
+    rows = repos.list_model_versions(session, team=team, name=_named(name))
     if not rows:
         raise _unknown(name)
     aliases = repos.list_aliases(session, model_ids=[r.id for r in rows])
@@ -49,7 +60,7 @@ def resolve_model(session: Session, *, team: Team, name: str, alias: str | None 
     """
     if alias is not None and alias != LATEST:
         check_alias(alias)
-    model = repos.find_model_version(session, team=team, name=name, alias=alias)
+    model = repos.find_model_version(session, team=team, name=_named(name), alias=alias)
     if model is not None:
         return model
     if (
@@ -81,7 +92,7 @@ def set_alias(
         NotFoundError: no model of that name, or no such version.
     """
     check_alias(alias)
-    model = repos.find_model_version(session, team=team, name=name, version=version)
+    model = repos.find_model_version(session, team=team, name=_named(name), version=version)
     if model is None:
         if not repos.list_model_versions(session, team=team, name=name):
             raise _unknown(name)
@@ -101,7 +112,7 @@ def delete_alias(session: Session, *, team: Team, name: str, alias: str) -> None
         NotFoundError: the model has no such alias.
     """
     check_alias(alias)
-    if not repos.delete_alias(session, team=team, name=name, alias=alias):
+    if not repos.delete_alias(session, team=team, name=_named(name), alias=alias):
         raise NotFoundError(
             f"model {name[:255]!r} has no alias {alias!r}; list its versions and aliases "
             "with GET /v1/models/{name}/versions"

@@ -116,11 +116,12 @@ def patch_schedule(
     settings: SettingsDep,
     blobs: BlobsDep,
 ) -> SchedulePublic:
-    """Change any field (`job` is replaced whole); checked as on creation.
+    """Change any field (`job` and `model` are replaced whole; null: unchanged).
 
-    Any change restarts the catch-up window: due times before it are never fired.
+    Checked as on creation. Any change restarts the catch-up window: due times before it
+    are never fired.
     """
-    given = body.model_dump(exclude_unset=True)
+    given = body.model_dump(exclude_none=True)  # null: unchanged, as a field left out
     changes: dict[str, Any] = {
         k: given[k] for k in ("name", "cron", "timezone", "dataset_id", "enabled") if k in given
     }

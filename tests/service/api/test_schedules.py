@@ -106,6 +106,9 @@ def test_schedules_crud_runs_and_team_scoping(server: Server, ids: tuple[int, in
         )
         assert r.json()["updated_at"] > made["updated_at"]
         _code(a.patch(f"/v1/schedules/{sid}", json={"cron": "* *"}), 422, "invalid_schedule")
+        nulls = {"name": None, "cron": None, "timezone": None, "enabled": None, "job": None}
+        r = a.patch(f"/v1/schedules/{sid}", json=nulls)
+        assert r.status_code == 200 and r.json()["cron"] == "*/5 * * * *", r.text
         _code(a.patch(f"/v1/schedules/{sid}", json={"model": {"name": "x"}}), 404, "not_found")
         assert a.get(f"/v1/schedules/{sid}/runs").json() == {"data": [], "count": 0}
         for call in (b.get, b.delete, lambda u: b.patch(u, json={"enabled": True})):

@@ -74,6 +74,9 @@ def test_versions_newest_first_with_their_aliases(session: Session, acme: Team) 
         delete_alias(session, team=acme, name="digits", alias="canary")
     with pytest.raises(NotFoundError, match="no model named 'resnet'"):
         model_versions(session, team=acme, name="resnet")
+    for impossible in ("a\x00b", "", "x" * 256):  # no query sent (PostgreSQL refuses NUL)
+        with pytest.raises(NotFoundError):
+            resolve_model(session, team=acme, name=impossible)
     with pytest.raises(NotFoundError, match="no version 3"):
         set_alias(session, team=acme, name="digits", alias="x", version=3)
     other = create_team(session, name="other")
