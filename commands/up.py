@@ -1,9 +1,10 @@
-"""``mpq up``: the whole service on one machine -- migrations, a first key, the API, a worker.
+"""``mpq up``: the whole service on one machine -- migrations, a first key, the API, a worker, beat.
 
 ``mpq up [--host H] [--port P] [--concurrency N]`` migrates the settings' database (the
 code of ``mpq db upgrade``), creates the team ``default`` and prints its first API key if
-the database has no team yet, then runs ``mpq api`` and ``mpq worker`` as child
-processes and prints ``MPQ is serving at http://H:P`` once ``/healthz`` answers.
+the database has no team yet, then runs ``mpq api``, ``mpq worker`` and ``mpq beat``
+(which fires the schedules, ``/v1/schedules``) as child processes and prints
+``MPQ is serving at http://H:P`` once ``/healthz`` answers.
 
 Its own stdout carries only those few lines (flushed at once, so a parent reading the
 pipe sees them); the children's output goes to stderr. Once the API answers, a child
@@ -11,9 +12,9 @@ that dies (a worker SIGKILLed by the OOM killer, say) is restarted, with a delay
 doubles from 1 s to 60 s while it keeps dying (:mod:`commands.supervisor`); each restart
 is logged on stderr and counted in ``/metrics`` (``mpq_process_restarts_total``), and a
 job the dead worker held resumes by the workers' recovery sweep. A child that exits
-before the API first answers is a failure to start: the other is stopped and ``mpq up``
+before the API first answers is a failure to start: the others are stopped and ``mpq up``
 exits with status 1. Only SIGINT and SIGTERM stop everything: they are forwarded to
-both children, which get up to ``STOP_TIMEOUT_S`` to finish before they are killed (a
+every child, each getting up to ``STOP_TIMEOUT_S`` to finish before they are killed (a
 second signal kills them at once).
 """
 
@@ -74,13 +75,15 @@ def _up(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, stop.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     api = Child("api", "the API", ("api", "--host", host, "--port", str(port)))
     worker = Child("worker", "the worker", ("worker", "--concurrency", str(args.concurrency)))
-    supervisor = Supervisor([api, worker], settings.data_dir, say=_say, warn=_warn)
+    beat = Child("beat", "beat", ("beat",))
+    supervisor = Supervisor([api, worker, beat], settings.data_dir, say=_say, warn=_warn)
     try:
         supervisor.start()
         _say(
             f"started the API (pid {api.pid}) and a worker "
             f"(pid {worker.pid}, concurrency {args.concurrency})"
         )
+        _say(f"started beat (pid {beat.pid}), which fires the schedules")
         return _supervise(supervisor, stop, host=host, port=port)
     finally:
         supervisor.stop(stop.signals, timeout_s=STOP_TIMEOUT_S)
@@ -120,7 +123,7 @@ def _supervise(supervisor: Supervisor, stop: _Stop, *, host: str, port: int) -> 
         if _answers(probe):
             _say(f"MPQ is serving at {url}")
             _say(f"dashboard: {url}/ui (sign in with an API key)")
-            _say(f"API docs: {url}/docs (Ctrl-C stops the API and the worker)")
+            _say(f"API docs: {url}/docs (Ctrl-C stops the API, the worker and beat)")
             break
         if time.monotonic() > deadline:
             _error("startup_timeout", f"{probe} did not answer in {READY_TIMEOUT_S:.0f} s")

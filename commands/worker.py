@@ -1,7 +1,8 @@
 """``mpq worker``: a real Celery worker serving the job queue; ``mpq beat``: its scheduler.
 
-``mpq beat`` runs Celery beat for the same app, keeping its schedule state in
-``celerybeat-schedule`` under the data directory (never the current directory).
+``mpq beat`` runs Celery beat for the same app with :class:`workers.beat.DatabaseScheduler`:
+the schedules (``/v1/schedules``) are read from the database every ``MPQ_BEAT_INTERVAL_S``
+seconds, and no schedule file is kept (two beats against one database are safe).
 
 Kept light (no Celery or torch import) until the command runs, because the ``mpq``
 command line registers it on every invocation.
@@ -16,8 +17,6 @@ from typing import Any
 from service.private_files import UMASK, make_private_dir
 
 __all__ = ["add_beat_command", "add_worker_command"]
-
-SCHEDULE_FILE = "celerybeat-schedule"
 
 
 def add_worker_command(subparsers: Any) -> None:
@@ -52,8 +51,8 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def add_beat_command(subparsers: Any) -> None:
-    """Register ``mpq beat [--loglevel L]``: Celery beat, sending the workers' periodic tasks."""
-    beat = subparsers.add_parser("beat", help="run Celery beat (the periodic-task scheduler)")
+    """Register ``mpq beat [--loglevel L]``: Celery beat, firing the database's schedules."""
+    beat = subparsers.add_parser("beat", help="run Celery beat (fires the schedules' jobs)")
     beat.add_argument(
         "--loglevel",
         type=str.upper,
@@ -66,9 +65,10 @@ def add_beat_command(subparsers: Any) -> None:
 def _beat(args: argparse.Namespace) -> int:
     from service.settings import get_settings
     from workers.app import app
+    from workers.beat import DatabaseScheduler
 
     os.umask(UMASK)
-    data_dir = make_private_dir(get_settings().data_dir)
-    # Beat's SIGTERM/SIGINT handler saves the schedule and raises SystemExit: status 0.
-    app.Beat(loglevel=args.loglevel, schedule=str(data_dir / SCHEDULE_FILE)).run()
+    make_private_dir(get_settings().data_dir)
+    # Beat's SIGTERM/SIGINT handler raises SystemExit: status 0.
+    app.Beat(loglevel=args.loglevel, scheduler=DatabaseScheduler).run()
     return 0

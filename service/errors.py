@@ -21,8 +21,10 @@ __all__ = [
     "DatabaseUnavailableError",
     "DatasetModelMismatchError",
     "InternalError",
+    "InvalidAliasError",
     "InvalidNameError",
     "InvalidRequestError",
+    "InvalidScheduleError",
     "InvalidSettingsError",
     "MethodNotAllowedError",
     "NotFoundError",
@@ -166,3 +168,15 @@ class DatasetModelMismatchError(InvalidDataError):
     """A job pairs a model with a dataset validated for a model with other inputs."""
 
     code = "dataset_model_mismatch"
+
+
+class InvalidAliasError(MPQError):
+    """A model alias is not 1 to 64 of ``a-z 0-9 _ -``, is all digits, or is ``latest``."""
+
+    code = "invalid_alias"
+
+
+class InvalidScheduleError(MPQError):
+    """A schedule's cron expression does not parse, or its time zone is not an IANA name."""
+
+    code = "invalid_schedule"

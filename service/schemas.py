@@ -28,6 +28,7 @@ __all__ = [
     "ErrorResponse",
     "JobCreate",
     "JobDetail",
+    "JobOptions",
     "JobProgress",
     "JobPublic",
     "JobTargets",
@@ -35,6 +36,7 @@ __all__ = [
     "KeyRef",
     "ModelDetail",
     "ModelPublic",
+    "ModelRef",
     "ModelsPublic",
     "Status",
     "TrialsPublic",
@@ -86,6 +88,9 @@ class ModelPublic(BaseModel):
     size_bytes: int
     created_at: datetime
     created_by: KeyRef | None = Field(description="the key that uploaded it (null: admin CLI)")
+    aliases: list[str] = Field(
+        default_factory=list, description="the aliases naming this version (`production`...)"
+    )
 
 
 class ModelDetail(ModelPublic):
@@ -164,27 +169,32 @@ class Budget(BaseModel):
     timeout_s: float | None = Field(default=None, description="wall-clock budget, seconds")
 
 
-class JobCreate(BaseModel):
-    """A search job: the model and dataset ids, and a :class:`search.JobSpec` by its names.
+class ModelRef(BaseModel):
+    """A model by name and alias (no alias, or ``latest``: the highest version)."""
 
-    Everything but ``model_id`` and ``dataset_id`` is read by ``JobSpec.from_json``; the
-    names are those of the spec and of the ``mpq search`` flags.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    name: str = Field(min_length=1, max_length=255, examples=["resnet18"])
+    alias: str | None = Field(
+        default=None,
+        max_length=64,
+        description="an alias of the model (null: its latest version when the job is made)",
+        examples=["production"],
+    )
+
+
+class JobOptions(BaseModel):
+    """A :class:`search.JobSpec` by its names (those of the spec and the ``mpq search`` flags).
+
+    What a job searches, without the model and dataset it runs on: :class:`JobCreate`
+    adds their ids, a schedule (``service.schemas_schedules``) names them its own way.
 
     Strict types: ``true`` is not the number 1, ``"5"`` not 5; numbers are finite (NaN
-    and infinities are refused here, as ``invalid_request``); ids are 1 to 2^63 - 1
-    (declared as ``< 2^63``: the OpenAPI document writes bounds as floats, and 2^63 - 1
-    is no float).
+    and infinities are refused here, as ``invalid_request``).
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-    model_id: int = Field(ge=1, lt=MAX_ID + 1, description="the team's model to compress")
-    dataset_id: int = Field(
-        ge=1,
-        lt=MAX_ID + 1,
-        description="the team's dataset to calibrate and evaluate on (uploaded for this "
-        "model, or for one with exactly the same inputs)",
-    )
     metric: str = Field(
         default="accuracy",
         description="accuracy, agreement, top5, kl, cosine, nmse or sqnr",
@@ -228,12 +238,49 @@ class JobCreate(BaseModel):
     )
 
     def spec(self) -> JobSpec:
-        """The job spec of this request (everything but the ids).
+        """The job spec of this request (every field but :class:`JobCreate`'s ids).
 
         Raises:
             InvalidPlanError: the spec is invalid (a metric, format, size or pin).
         """
-        return JobSpec.from_json(self.model_dump(exclude={"model_id", "dataset_id"}))
+        return JobSpec.from_json(self.model_dump(exclude={"model_id", "model", "dataset_id"}))
+
+
+class JobCreate(JobOptions):
+    """A search job: the model and dataset ids, and a :class:`search.JobSpec` by its names.
+
+    Everything but ``model_id`` (or ``model``) and ``dataset_id`` is read by
+    ``JobSpec.from_json``; the names are those of the spec and of the ``mpq search`` flags.
+
+    Strict types: ``true`` is not the number 1, ``"5"`` not 5; numbers are finite (NaN
+    and infinities are refused here, as ``invalid_request``); ids are 1 to 2^63 - 1
+    (declared as ``< 2^63``: the OpenAPI document writes bounds as floats, and 2^63 - 1
+    is no float).
+    """
+
+    model_id: int | None = Field(
+        default=None,
+        ge=1,
+        lt=MAX_ID + 1,
+        description="the team's model to compress (or name it with `model`)",
+    )
+    model: ModelRef | None = Field(
+        default=None,
+        description="the model by name and alias instead of `model_id` (no alias: its "
+        "latest version), resolved before the 202",
+    )
+    dataset_id: int = Field(
+        ge=1,
+        lt=MAX_ID + 1,
+        description="the team's dataset to calibrate and evaluate on (uploaded for this "
+        "model, or for one with exactly the same inputs)",
+    )
+
+    @model_validator(mode="after")
+    def _one_model(self) -> JobCreate:
+        if (self.model_id is None) == (self.model is None):
+            raise ValueError('give exactly one of `model_id` and `model` ({"name", "alias"})')
+        return self
 
 
 class JobProgress(BaseModel):
@@ -285,6 +332,17 @@ class JobPublic(BaseModel):
         description="last sign of life of the worker task on it (a stale one is resumed)"
     )
     created_by: KeyRef | None = Field(description="the key that submitted it")
+    schedule_id: int | None = Field(
+        default=None, description="the schedule that submitted it (null: submitted by hand)"
+    )
+    warm_start_job_id: int | None = Field(
+        default=None, description="the earlier succeeded job whose results seed its search"
+    )
+    regression: dict[str, Any] | None = Field(
+        default=None,
+        description="a scheduled job against its schedule's last succeeded run (null: "
+        "not compared)",
+    )
 
     @model_validator(mode="after")
     def _phase(self) -> JobPublic:

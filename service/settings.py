@@ -103,6 +103,8 @@ class Settings(BaseSettings):
             (``MPQ_TRUST_UPLOADS=1``; only for files you trust, where bubblewrap is missing).
         cache_dir: where ``mpq search`` caches layer sensitivities, per model and data
             sha256 (``~/.cache/mpq``).
+        beat_interval_s: how often ``mpq beat`` reads the schedules and fires those due,
+            in seconds (at most 60: a cron has minute resolution).
         debug: print the traceback of an unexpected internal error in the CLI
             (``MPQ_DEBUG=1``).
         max_json_bytes: largest request body accepted outside file uploads (JSON), in
@@ -169,6 +171,7 @@ class Settings(BaseSettings):
     regression_bytes_tolerance: float = Field(default=0.02, ge=0, le=100)
     regression_metric_tolerance: float = Field(default=0.005, ge=0, le=1e6)
     schedule_keep_runs: int = Field(default=30, ge=1)
+    beat_interval_s: float = Field(default=5.0, gt=0, le=60)
 
     @field_validator("trust_uploads", "debug", mode="before")
     @classmethod

@@ -12,7 +12,7 @@ a 405 with ``Allow`` for every method a path does not have.
 
 What is fuzzed, and how:
 
-- Every operation, uploads and job submission included. Three operations take content
+- Every operation, uploads and job submission included. Some operations take content
   whose acceptability OpenAPI cannot state, so for them alone ``positive_data_acceptance``
   also counts 413 and 422 as a right answer to a schema-valid request (``CONFIG``):
   an upload's file is arbitrary bytes to the schema, which the importer rightly refuses
@@ -21,7 +21,8 @@ What is fuzzed, and how:
   no schema's to say; and a job spec has rules across fields (at most one metric target
   and one size target, ``max_metric`` only for lower-is-better metrics, ``sqnr`` without
   a drop target) and a grammar for formats and pins that ``search.JobSpec`` checks
-  (422 ``invalid_plan``), by design the one place they are checked. Every other check,
+  (422 ``invalid_plan``), by design the one place they are checked; aliases and
+  schedules likewise (``CONTENT_CHECKED`` says why). Every other check,
   and every check on every other operation, is as schemathesis ships it: invalid data
   must still be refused, and no request may get a 5xx.
 - Job submission: a generated spec that is valid and names model and dataset 1 is a
@@ -67,6 +68,12 @@ CONTENT_CHECKED = (
     "upload_model_v1_models_post",
     "upload_dataset_v1_datasets_post",
     "submit_job_v1_jobs_post",
+    # an alias has a grammar (not all digits, not `latest`: `invalid_alias`), and a
+    # schedule a cron grammar, an IANA zone and a job spec checked against its model
+    "put_alias_v1_models__name__aliases__alias__put",
+    "remove_alias_v1_models__name__aliases__alias__delete",
+    "post_schedule_v1_schedules_post",
+    "patch_schedule_v1_schedules__schedule_id__patch",
 )
 CONFIG = f"""\
 [[operations]]

@@ -68,8 +68,10 @@ from service.errors import (
     DatabaseSchemaError,
     DatabaseUnavailableError,
     InternalError,
+    InvalidAliasError,
     InvalidNameError,
     InvalidRequestError,
+    InvalidScheduleError,
     InvalidSettingsError,
     MethodNotAllowedError,
     NotFoundError,
@@ -112,6 +114,8 @@ _UNPROCESSABLE: tuple[type[MPQError], ...] = (
     InvalidNameError,
     InvalidRequestError,
     FileMissingError,
+    InvalidAliasError,
+    InvalidScheduleError,
 )
 
 STATUS: dict[type[MPQError], int] = {

@@ -18,6 +18,14 @@ from service.domain.jobs import (
     submit_job,
 )
 from service.domain.models import add_model
+from service.domain.registry import delete_alias, model_versions, resolve_model, set_alias
+from service.domain.schedules import (
+    create_schedule,
+    fire_due,
+    fire_schedule,
+    schedule_runs,
+    update_schedule,
+)
 
 __all__ = [
     "JobInputs",
@@ -25,8 +33,17 @@ __all__ = [
     "add_model",
     "cancel_job",
     "complete_job",
+    "create_schedule",
+    "delete_alias",
+    "fire_due",
+    "fire_schedule",
     "job_inputs",
     "job_spec",
     "job_trials",
+    "model_versions",
+    "resolve_model",
+    "schedule_runs",
+    "set_alias",
     "submit_job",
+    "update_schedule",
 ]

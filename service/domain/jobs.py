@@ -37,6 +37,7 @@ from service.settings import Settings
 __all__ = [
     "JobInputs",
     "cancel_job",
+    "check_job",
     "complete_job",
     "job_inputs",
     "job_spec",
@@ -58,6 +59,8 @@ def submit_job(
     queue: Celery,
     created_by: ApiKey | None = None,
     store: BlobStore | None = None,
+    schedule_id: int | None = None,
+    warm_start_job_id: int | None = None,
 ) -> Job:
     """Commit a queued job searching ``spec`` on a model and dataset, then enqueue it by name.
 
@@ -75,6 +78,9 @@ def submit_job(
         store: the blob store holding the dataset; given, a metric that needs labels is
             checked against the file's array names (the rest of what a metric needs --
             its classes -- is known only once the model runs, and fails the job).
+        schedule_id: the schedule submitting the job (beat), stored on the row.
+        warm_start_job_id: an earlier succeeded job of the team whose results seed this
+            one's search (the worker reads it from the row).
 
     Raises:
         NotFoundError: the model or dataset is not the team's.
@@ -88,14 +94,7 @@ def submit_job(
     """
     model = repos.get_model(session, team=team, model_id=model_id)
     dataset = repos.get_dataset(session, team=team, dataset_id=dataset_id)
-    check_pairing(model, dataset)
-    if spec.trials > settings.max_trials:
-        raise InvalidPlanError(
-            f"`budget.trials` is {spec.trials}; this service allows at most {settings.max_trials}"
-        )
-    check_fit(spec, model)
-    if store is not None and METRICS[spec.metric].needs_labels:
-        _check_labels(store, dataset, spec.metric)
+    check_job(model=model, dataset=dataset, spec=spec, settings=settings, store=store)
     spec = replace(spec, parallelism=min(spec.parallelism, settings.max_parallelism))
     job = repos.create_job(
         session,
@@ -105,6 +104,8 @@ def submit_job(
         spec=spec,
         created_by=created_by,
         guard=active_jobs_guard(team, limit=settings.max_active_jobs_per_team),
+        schedule_id=schedule_id,
+        warm_start_job_id=warm_start_job_id,
     )
     try:
         queue.send_task(RUN_JOB, args=[job.id])
@@ -114,6 +115,25 @@ def submit_job(
         repos.fail_job(session, job_id=job.id, code=QueueUnavailableError.code, message=message)
         raise QueueUnavailableError(message) from None
     return job
+
+
+def check_job(
+    *, model: Model, dataset: Dataset, spec: JobSpec, settings: Settings, store: BlobStore | None
+) -> None:
+    """Everything :func:`submit_job` checks of a job before accepting it (schedules too).
+
+    Raises:
+        DatasetModelMismatchError, InvalidPlanError, MetricNotApplicableError: as
+        :func:`submit_job` documents.
+    """
+    check_pairing(model, dataset)
+    if spec.trials > settings.max_trials:
+        raise InvalidPlanError(
+            f"`budget.trials` is {spec.trials}; this service allows at most {settings.max_trials}"
+        )
+    check_fit(spec, model)
+    if store is not None and METRICS[spec.metric].needs_labels:
+        _check_labels(store, dataset, spec.metric)
 
 
 def _check_labels(store: BlobStore, dataset: Dataset, metric: str) -> None:

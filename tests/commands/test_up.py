@@ -1,4 +1,4 @@
-"""``mpq up`` as users run it: migrations, a first key, the API and a worker as real processes."""
+"""``mpq up`` as users run it: migrations, a first key, the API, a worker, beat: real processes."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ KEY_LINE = re.compile(r"^API key: (mpq_\S+)$")
 FAST = {"MPQ_HEARTBEAT_S": "0.5", "MPQ_GRACE_S": "3", "MPQ_RECOVERY_INTERVAL_S": "1"}
 METRICS_TOKEN = "up-test-metrics-token"
 PIDS_LINE = re.compile(r"^started the API \(pid (\d+)\) and a worker \(pid (\d+), concurrency 2\)$")
+BEAT_LINE = re.compile(r"^started beat \(pid (\d+)\), which fires the schedules$")
 
 
 class Up:
@@ -150,7 +151,9 @@ def test_up_serves_with_a_first_key_and_stops_its_children(tmp_path: Path) -> No
         assert key is not None, up.lines
         pids = PIDS_LINE.match(up.read_until("started the API"))
         assert pids is not None, up.lines
-        children = {int(pids[1]), int(pids[2])}
+        beat = BEAT_LINE.match(up.read_until("started beat"))
+        assert beat is not None, up.lines
+        children = {int(pids[1]), int(pids[2]), int(beat[1])}
         assert up.read_until("MPQ is serving at ") == f"MPQ is serving at {up.url}"
         assert up.read_until("API docs: ").startswith(f"API docs: {up.url}/docs")
         assert up.lines[0].startswith("migrated sqlite:///") and up.lines[0].endswith(" up to head")
@@ -261,7 +264,7 @@ def test_up_restarts_a_sigkilled_worker_and_api_and_the_job_resumes(
         up.read_until("MPQ is serving at ")
         auth = {"Authorization": f"Bearer {key[1]}"}
         with httpx.Client(base_url=up.url, headers=auth, timeout=60) as c:
-            assert _restarts(c) == {"api": 0, "worker": 0}
+            assert _restarts(c) == {"api": 0, "worker": 0, "beat": 0}
             model_id, dataset_id = upload_digits(c, digits)
             body = job_body(model_id, dataset_id, budget={"trials": 20}, parallelism=2)
             job_id = c.post("/v1/jobs", json=body).json()["id"]
@@ -279,7 +282,7 @@ def test_up_restarts_a_sigkilled_worker_and_api_and_the_job_resumes(
             new = int(up.wait_stderr(r"^mpq up: restarted the worker \(pid (\d+)\)$")[1])
             assert new != worker and _alive(new)
             assert not {pid for pid in pool if _alive(pid)}, "the dead worker's pool was left"
-            assert _restarts(c) == {"api": 0, "worker": 1}
+            assert _restarts(c) == {"api": 0, "worker": 1, "beat": 0}
             job = _job_until(c, job_id, lambda j: j["status"] in FINAL)
             assert job["status"] == "succeeded", job
             assert job["trials_done"] == 20
@@ -296,7 +299,7 @@ def test_up_restarts_a_sigkilled_worker_and_api_and_the_job_resumes(
                     pass
                 assert time.monotonic() < deadline, up.stderr()
                 time.sleep(0.2)
-            assert _restarts(c) == {"api": 1, "worker": 1}
+            assert _restarts(c) == {"api": 1, "worker": 1, "beat": 0}
             assert c.get(f"/v1/jobs/{job_id}").json()["status"] == "succeeded"
         assert (data / RESTARTS_FILE).stat().st_mode & 0o777 == 0o600
         below = up.descendants()

@@ -175,6 +175,7 @@ def submit_job_form(
     values = form.values()
     try:
         request_job = _job_create(request_body(values))
+        assert request_job.model_id is not None  # the form names models by id only
         job = submit_job(
             session,
             team=viewer.team,

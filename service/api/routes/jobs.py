@@ -20,7 +20,7 @@ from service.api.responses import errors
 from service.db import repos
 from service.db.models import Job, JobStatus
 from service.domain import cancel_job as cancel
-from service.domain import job_trials
+from service.domain import job_trials, resolve_model
 from service.domain import submit_job as submit
 from service.errors import NotFoundError
 from service.schemas import (
@@ -67,6 +67,9 @@ def submit_job(
 ) -> JobDetail:
     """Queue a search of `model_id` on `dataset_id`; workers pick it up.
 
+    Instead of `model_id`, `model: {"name", "alias"}` names the model by an alias of its
+    name (no alias: the latest version), resolved before the 202 (unknown: 404).
+
     The rest of the body is a job spec (`search.JobSpec`), stored as the job's `config`.
     Answers 202 with the queued job; follow it with `GET /v1/jobs/{id}`. Invalid
     targets, formats or metrics answer 422 (`invalid_request`, `invalid_plan`); a metric
@@ -74,10 +77,15 @@ def submit_job(
     uploaded for a model with other inputs, 422 (`dataset_model_mismatch`); a team at its
     quota of active jobs, 429 (`quota_exceeded`). Everything is checked before the 202.
     """
+    model_id = request.model_id
+    if request.model is not None:
+        ref = request.model
+        model_id = resolve_model(session, team=team, name=ref.name, alias=ref.alias).id
+    assert model_id is not None  # JobCreate holds exactly one of the two
     job = submit(
         session,
         team=team,
-        model_id=request.model_id,
+        model_id=model_id,
         dataset_id=request.dataset_id,
         spec=request.spec(),
         settings=settings,

@@ -71,12 +71,15 @@ def create_job(
     spec: JobSpec,
     created_by: ApiKey | None = None,
     guard: Callable[[Session], None] | None = None,
+    schedule_id: int | None = None,
+    warm_start_job_id: int | None = None,
 ) -> Job:
     """Record a queued job of ``team`` storing ``spec`` as is (committed: enqueue it next).
 
     ``guard`` runs first in the inserting transaction (a quota check that counts the
     team's jobs: :func:`service.domain.quotas.active_jobs_guard`); what it raises
-    leaves no row.
+    leaves no row. ``schedule_id`` is the schedule that submits it (None: by hand),
+    ``warm_start_job_id`` an earlier succeeded job whose results seed its search.
     """
     end_reads(session)
     if guard is not None:
@@ -94,6 +97,8 @@ def create_job(
         trials_total=spec.trials,
         trials_done=0,
         created_by=created_by,
+        schedule_id=schedule_id,
+        warm_start_job_id=warm_start_job_id,
     )
     session.add(row)
     session.commit()
