@@ -32,6 +32,9 @@ __all__ = [
     "UnauthorizedError",
     "UploadTimeoutError",
     "UploadTooLargeError",
+    "WebhookEventsError",
+    "WebhookSecretError",
+    "WebhookUrlError",
 ]
 
 
@@ -166,3 +169,21 @@ class DatasetModelMismatchError(InvalidDataError):
     """A job pairs a model with a dataset validated for a model with other inputs."""
 
     code = "dataset_model_mismatch"
+
+
+class WebhookUrlError(InvalidRequestError):
+    """A webhook ``url`` is not an absolute http(s) URL with a host, no credentials, no fragment."""
+
+    code = "invalid_webhook_url"
+
+
+class WebhookEventsError(InvalidRequestError):
+    """A webhook's ``events`` is empty or names an event MPQ does not send."""
+
+    code = "invalid_webhook_events"
+
+
+class WebhookSecretError(InvalidRequestError):
+    """A webhook ``secret`` is shorter than 16 or longer than 255 characters."""
+
+    code = "invalid_webhook_secret"

@@ -120,6 +120,11 @@ class Settings(BaseSettings):
             ``quota_exceeded``.
         session_ttl_s: how long a dashboard sign-in lasts, in seconds (signing out, or
             revoking the key it was made with, ends it sooner).
+        webhook_timeout_s: the hard wall-clock limit of one webhook delivery attempt
+            (connect, send, response headers and body together), in seconds.
+        webhook_max_attempts: attempts at a webhook delivery before it is marked failed.
+        webhook_backoff_s: the wait before a delivery's second attempt, in seconds; it
+            doubles after each failed attempt (capped at an hour).
     """
 
     model_config = SettingsConfigDict(env_prefix="MPQ_", extra="ignore")
@@ -159,6 +164,9 @@ class Settings(BaseSettings):
     max_active_jobs_per_team: int = Field(default=20, ge=1)
     max_team_storage_bytes: int = Field(default=50 << 30, ge=1)
     session_ttl_s: int = Field(default=12 * 3600, ge=60)
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+    webhook_backoff_s: float = Field(default=30.0, gt=0)
 
     @field_validator("trust_uploads", "debug", mode="before")
     @classmethod

@@ -55,6 +55,7 @@ from service.settings import STUDY_SCHEMA
 from workers.context import Send, WorkerContext
 from workers.public import Labels, rewrite_result_file, without_paths
 from workers.reports import JobCancelled, PrepareSteps, TrialProgress
+from workers.webhooks import notify
 
 __all__ = ["ARTIFACTS", "JobCancelled", "finalize_job", "prepare", "run_runner"]
 
@@ -208,6 +209,7 @@ def finalize_job(ctx: WorkerContext, job_id: int) -> str:
                 out_dir=out_dir,
                 names=ARTIFACTS,
             )
+    notify(ctx.sessions, ctx.send, job_id)  # the job's webhooks (the sweep if this fails)
     return "succeeded" if done else "cancelled"  # cancelled while finalizing
 
 
@@ -215,6 +217,7 @@ def _fail(ctx: WorkerContext, job_id: int, exc: MPQError, labels: Labels) -> str
     message = labels.text(exc.message)  # the user's names, no server path
     with ctx.sessions() as session:
         repos.fail_job(session, job_id=job_id, code=exc.code, message=message)
+    notify(ctx.sessions, ctx.send, job_id)
     return "failed"
 
 

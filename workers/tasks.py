@@ -21,13 +21,13 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from service.db import repos
 from service.db.session import make_engine, session_factory
 from service.errors import InternalError
-from service.queue import FINALIZE, RUN_JOB, RUN_TRIALS
+from service.queue import DELIVER_WEBHOOK, FINALIZE, RUN_JOB, RUN_TRIALS
 from service.settings import get_settings
-from workers import run
+from workers import run, webhooks
 from workers.app import app, send
 from workers.context import WorkerContext
 
-__all__ = ["finalize", "run_job", "run_trials"]
+__all__ = ["deliver_webhook", "finalize", "run_job", "run_trials"]
 
 log = logging.getLogger("workers.tasks")
 
@@ -72,6 +72,7 @@ def _guarded(job_id: int, step: Callable[[WorkerContext], str]) -> str:
                 code=InternalError.code,
                 message=f"internal error ({type(exc).__name__}); it has been logged",
             )
+        webhooks.notify(ctx.sessions, ctx.send, job_id)
         return "failed"
 
 
@@ -91,3 +92,14 @@ def run_trials(self: Task, job_id: int, runner: int) -> str:
 def finalize(self: Task, job_id: int) -> str:
     """Finalize job ``job_id``: finalists, artifacts, succeeded."""
     return _guarded(int(job_id), lambda ctx: run.finalize_job(ctx, int(job_id)))
+
+
+def _later(delivery_id: int, delay_s: float) -> None:
+    app.send_task(DELIVER_WEBHOOK, args=[delivery_id], countdown=delay_s)
+
+
+@app.task(name=DELIVER_WEBHOOK, **_OPTIONS)  # type: ignore[untyped-decorator]
+def deliver_webhook(self: Task, delivery_id: int) -> str:
+    """One attempt at webhook delivery ``delivery_id`` (:func:`workers.webhooks.deliver`)."""
+    ctx = context()
+    return webhooks.deliver(ctx.sessions, ctx.settings, int(delivery_id), later=_later)

@@ -15,7 +15,7 @@ from fastapi import Path, Query
 
 from service.db.repos import MAX_ID
 
-__all__ = ["MAX_ID", "DatasetId", "JobId", "Limit", "ModelId", "Skip"]
+__all__ = ["MAX_ID", "DatasetId", "JobId", "Limit", "ModelId", "Skip", "WebhookId"]
 
 
 def _id(what: str) -> Any:
@@ -25,5 +25,6 @@ def _id(what: str) -> Any:
 ModelId = Annotated[int, _id("model")]
 DatasetId = Annotated[int, _id("dataset")]
 JobId = Annotated[int, _id("job")]
+WebhookId = Annotated[int, _id("webhook")]
 Skip = Annotated[int, Query(ge=0, le=MAX_ID, description="rows to skip, newest first")]
 Limit = Annotated[int, Query(ge=1, le=100, description="rows to return, at most 100")]

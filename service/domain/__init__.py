@@ -18,13 +18,19 @@ from service.domain.jobs import (
     submit_job,
 )
 from service.domain.models import add_model
+from service.domain.webhook_events import dispatch_job
+from service.domain.webhooks import EVENTS, add_webhook, change_webhook
 
 __all__ = [
+    "EVENTS",
     "JobInputs",
     "add_dataset",
     "add_model",
+    "add_webhook",
     "cancel_job",
+    "change_webhook",
     "complete_job",
+    "dispatch_job",
     "job_inputs",
     "job_spec",
     "job_trials",
