@@ -150,7 +150,7 @@ def change_webhook(
 
 
 def canonical_body(payload: dict[str, Any]) -> bytes:
-    """The bytes posted for ``payload``: compact, keys sorted, UTF-8 (what is signed)."""
+    """The bytes posted for ``payload``: compact, keys sorted, ASCII (what is signed)."""
     return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
 
 
