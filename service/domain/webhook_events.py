@@ -49,10 +49,21 @@ def job_events(job: Job) -> list[str]:
     return []
 
 
-def _metric_bytes(doc: Any) -> dict[str, Any] | None:
+def _baseline(doc: Any) -> dict[str, Any] | None:
     if not isinstance(doc, dict):
         return None
     return {"metric": doc.get("metric"), "bytes": doc.get("bytes")}
+
+
+def _chosen(doc: Any) -> dict[str, Any] | None:
+    # ``bytes``: the packed weights payload (what the job reports); ``file_bytes``: model.mpq
+    if not isinstance(doc, dict):
+        return None
+    return {
+        "metric": doc.get("metric"),
+        "bytes": doc.get("payload_bytes"),
+        "file_bytes": doc.get("file_bytes"),
+    }
 
 
 def job_payload(job: Job, model: Model | None, delivery_id: int, *, event: str) -> dict[str, Any]:
@@ -62,11 +73,11 @@ def job_payload(job: Job, model: Model | None, delivery_id: int, *, event: str) 
     bytes, the error -- never a server path; ``job.url`` is the API path of the job.
     """
     result = job.result or {}
-    baseline = _metric_bytes(job.baseline if job.baseline else result.get("baseline"))
-    chosen = _metric_bytes(result.get("chosen"))
+    baseline = _baseline(job.baseline if job.baseline else result.get("baseline"))
+    chosen = _chosen(result.get("chosen"))
     ratio = None
     if baseline and chosen and baseline["bytes"] and chosen["bytes"]:
-        ratio = round(baseline["bytes"] / chosen["bytes"], 4)
+        ratio = round(baseline["bytes"] / chosen["bytes"], 4)  # = chosen.compression
     doc: dict[str, Any] = {
         "id": job.id,
         "status": job.status.value,

@@ -51,7 +51,8 @@ def _hook(session: Session, team: Team, events: list[str] = ALL) -> Webhook:
 
 def _succeed(session: Session, job: Job, regression: dict[str, object] | None = None) -> None:
     values = {"status": JobStatus.SUCCEEDED, "finished_at": utcnow(), "regression": regression}
-    values |= {"result": {"met_targets": True, "chosen": {"metric": 0.9, "bytes": 100}}}
+    chosen = {"metric": 0.9, "payload_bytes": 100, "file_bytes": 900}
+    values |= {"result": {"met_targets": True, "chosen": chosen}}
     values |= {"baseline": {"metric": 0.95, "bytes": 1000}}
     session.execute(update(Job).where(Job.id == job.id).values(**values))
     session.commit()
@@ -109,6 +110,7 @@ def test_dispatch_inserts_one_row_per_subscribed_event_once(
     assert payload["id"] == rows[0].id and payload["event"] == rows[0].event
     body = payload["job"]
     assert body["model"] == {"id": model.id, "name": "digits", "version": 1}
+    assert body["chosen"] == {"metric": 0.9, "bytes": 100, "file_bytes": 900}
     assert body["ratio"] == 10.0 and body["met_targets"] is True
     assert body["regression"]["regressed"] is True and body["url"] == f"/v1/jobs/{job.id}"
     assert body["error"] is None and body["status"] == "succeeded"
