@@ -184,6 +184,6 @@ class WebhookEventsError(InvalidRequestError):
 
 
 class WebhookSecretError(InvalidRequestError):
-    """A webhook ``secret`` is shorter than 16 or longer than 255 characters."""
+    """A webhook ``secret`` is not 16 to 255 printable ASCII characters."""
 
     code = "invalid_webhook_secret"

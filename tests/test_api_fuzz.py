@@ -12,7 +12,7 @@ a 405 with ``Allow`` for every method a path does not have.
 
 What is fuzzed, and how:
 
-- Every operation, uploads and job submission included. Three operations take content
+- Every operation, uploads and job submission included. Five operations take content
   whose acceptability OpenAPI cannot state, so for them alone ``positive_data_acceptance``
   also counts 413 and 422 as a right answer to a schema-valid request (``CONFIG``):
   an upload's file is arbitrary bytes to the schema, which the importer rightly refuses
@@ -21,7 +21,10 @@ What is fuzzed, and how:
   no schema's to say; and a job spec has rules across fields (at most one metric target
   and one size target, ``max_metric`` only for lower-is-better metrics, ``sqnr`` without
   a drop target) and a grammar for formats and pins that ``search.JobSpec`` checks
-  (422 ``invalid_plan``), by design the one place they are checked. Every other check,
+  (422 ``invalid_plan``), by design the one place they are checked. So are a webhook's
+  URL, events and secret on creating or changing one (422 ``invalid_webhook_url``...:
+  a URL's host, port, credentials and fragment are :mod:`service.domain.webhooks`'s
+  rules, not the schema's). Every other check,
   and every check on every other operation, is as schemathesis ships it: invalid data
   must still be refused, and no request may get a 5xx.
 - Job submission: a generated spec that is valid and names model and dataset 1 is a
@@ -67,6 +70,8 @@ CONTENT_CHECKED = (
     "upload_model_v1_models_post",
     "upload_dataset_v1_datasets_post",
     "submit_job_v1_jobs_post",
+    "create_webhook_v1_webhooks_post",
+    "update_webhook_v1_webhooks__webhook_id__patch",
 )
 CONFIG = f"""\
 [[operations]]
@@ -75,7 +80,7 @@ checks.positive_data_acceptance.expected-statuses = [
   "2xx", "3xx", "401", "403", "404", "409", "413", "422", "429",
 ]
 """
-"""schemathesis.toml for the run: see the module docstring for why those three differ."""
+"""schemathesis.toml for the run: see the module docstring for why those operations differ."""
 
 _FAILURE = re.compile(r"^_{3,} (.+?) _{3,}$|^- (ST\d+ .+)$")
 

@@ -80,9 +80,10 @@ def check_events(events: list[str]) -> list[str]:
     """
     if not events:
         raise WebhookEventsError(f"events is empty; subscribe to one or more of {list(EVENTS)}")
-    unknown = [e for e in events if e not in EVENTS]
+    unknown = [e if len(e) <= 40 else e[:40] + "..." for e in events if e not in EVENTS]
     if unknown:
-        raise WebhookEventsError(f"unknown events {unknown}; choose from {list(EVENTS)}")
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise WebhookEventsError(f"unknown events {unknown[:5]}{more}; choose from {list(EVENTS)}")
     return list(dict.fromkeys(events))
 
 
@@ -92,6 +93,11 @@ def _check_secret(secret: str | None) -> str:
     if not SECRET_MIN <= len(secret) <= SECRET_MAX:
         raise WebhookSecretError(
             f"secret is {len(secret)} characters; give {SECRET_MIN} to {SECRET_MAX}, "
+            "or leave it out and one is generated"
+        )
+    if not (secret.isascii() and secret.isprintable()):
+        raise WebhookSecretError(
+            "secret must be printable ASCII (letters, digits, punctuation, spaces), "
             "or leave it out and one is generated"
         )
     return secret

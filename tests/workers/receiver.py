@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ class Got:
     headers: dict[str, str]
     status: int | None
     """What it answered (None: nothing, in ``hang`` and ``drip`` modes)."""
+    at: float
+    """When it arrived (``time.time()``)."""
 
 
 @dataclass
@@ -74,6 +77,7 @@ def _handler(state: Receiver) -> type[BaseHTTPRequestHandler]:
                         verify(state.secret, body, self.headers.get("MPQ-Signature", "")),
                         dict(self.headers),
                         code if state.mode == "fail_first" else None,
+                        time.time(),
                     )
                 )
             if state.mode == "hang":

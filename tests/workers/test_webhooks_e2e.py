@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -95,6 +96,10 @@ def test_events_arrive_once_after_retries_and_a_hanging_receiver_blocks_nothing(
         assert {d["response_code"] for d in hang_log} == {None}
         assert all(d["last_error"].startswith("timed out") for d in hang_log)
         assert len(hanging.got) == 6 and all(g.verified for g in hanging.got)
+        # the cancelled job's attempts hung while the other job was still running
+        finished = datetime.fromisoformat(job["finished_at"]).timestamp()
+        held = [g.at for g in hanging.got if g.event == "job.cancelled"]
+        assert len(held) == 3 and min(held) < finished, (held, finished)
         time.sleep(2)  # four sweeps: nothing more is sent to either receiver
         _assert_exactly_once(good, cancelled, succeeded)
         assert len(hanging.got) == 6

@@ -118,6 +118,12 @@ def test_dispatch_inserts_one_row_per_subscribed_event_once(
     # once: a second dispatcher finds notified_at set
     assert dispatch_job(session, job_id=job.id) == [] and len(_deliveries(session)) == 3
     assert unnotified_jobs(session) == []
+    # notified_at lost (restored from a backup...): a second dispatch meets the unique
+    # (webhook, event, job) in savepoints, inserts nothing and still marks the job
+    session.execute(update(Job).where(Job.id == job.id).values(notified_at=None))
+    session.commit()
+    assert dispatch_job(session, job_id=job.id) == [] and len(_deliveries(session)) == 3
+    assert unnotified_jobs(session) == []
     assert count_deliveries(session, webhook=everything) == 2
     newest = max((r for r in rows if r.webhook_id == everything.id), key=lambda r: r.id)
     page = list_deliveries(session, webhook=everything, limit=1)
