@@ -1,7 +1,8 @@
 """The Celery tasks: thin, named, given ids only; the work is in :mod:`workers.run`.
 
 ``mpq.run_job`` prepares a job and sends its ``mpq.run_trials`` runners; the runner
-that spends the budget sends ``mpq.finalize``. All are acknowledged late (a pool
+that spends the budget sends ``mpq.finalize``; ``mpq.deliver_webhook`` makes one attempt
+at a webhook delivery (:mod:`workers.webhooks`). All are acknowledged late (a pool
 process lost mid-task leaves its message to be redelivered) and retried only on
 transient errors: the database or broker briefly unreachable. Everything
 deterministic ends in the job's row instead (failed, with a code).

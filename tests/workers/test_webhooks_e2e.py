@@ -1,13 +1,14 @@
 """Webhooks end to end over real processes: uvicorn, a Celery worker, real receivers.
 
-The embedded stack (SQLite, the SQLite broker) with small webhook settings: attempts
-time out after 1 s, back off from 0.3 s, three at most; the recovery sweep runs every
-0.5 s. Two webhooks: ``good`` (a receiver that answers 500 to the first two attempts of
-each delivery, then 200, and checks every signature) and ``hanging`` (never answers).
-A digits job is cancelled while queued (the API cancels: only the sweep can tell) and
-another runs to success on a one-process worker while the hanging receiver holds
-attempts: each event reaches ``good`` exactly once, on its third attempt, and the log
-says so; the hanging receiver's deliveries end failed after three attempts.
+On both stacks (SQLite and the SQLite broker; PostgreSQL and Redis), with small webhook
+settings: attempts time out after 1 s, back off from 0.3 s (countdown messages), three
+at most; the recovery sweep runs every 0.5 s. Two webhooks: ``good`` (a receiver that
+answers 500 to the first two attempts of each delivery, then 200, and checks every
+signature) and ``hanging`` (never answers). A digits job is cancelled while queued (the
+API cancels: only the sweep can tell) and another runs to success on a one-process
+worker while the hanging receiver holds attempts: each event reaches ``good`` exactly
+once, on its third attempt, and the log says so; the hanging receiver's deliveries end
+failed after three attempts.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import httpx
 import pytest
 
 from tests.conftest import Digits
-from tests.service.api.conftest import Server, start_stack
+from tests.service.api.conftest import STACKS, Server, start_stack
 from tests.workers.conftest import job_body, start_worker, upload_digits, wait_for, worker_log
 from tests.workers.receiver import Receiver, receiver
 
@@ -35,9 +36,12 @@ SECRET_GOOD, SECRET_HANG = "whsec_e2e_good_0123456789", "whsec_e2e_hang_01234567
 EVENTS = ["job.succeeded", "job.failed", "job.cancelled"]
 
 
-@pytest.fixture
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    for server in start_stack("embedded", tmp_path_factory.mktemp("hooks"), **SETTINGS):
+@pytest.fixture(params=STACKS)
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp(request.param)
+    for server in start_stack(request.param, tmp, **SETTINGS):
         with start_worker(server, concurrency=1):
             yield server
 
