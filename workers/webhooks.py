@@ -99,9 +99,9 @@ def deliver(
     if answer.status is not None and 200 <= answer.status < 300:
         _record(sessions, delivery_id, DeliveryStatus.DELIVERED, answer.status, None)
         return "delivered"
-    error = answer.error or f"HTTP {answer.status}: " + answer.body[:200].decode(
-        "utf-8", "replace"
-    ).strip().replace("\n", " ")
+    # The answer's body is not kept: a URL may name a server inside the network, and
+    # the log must not become a way to read it.
+    error = answer.error or f"HTTP {answer.status}"
     if delivery.attempts >= settings.webhook_max_attempts:
         _record(sessions, delivery_id, DeliveryStatus.FAILED, answer.status, error)
         log.warning(

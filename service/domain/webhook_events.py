@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from service.db.base import utcnow
 from service.db.models import Job, JobStatus, Model
 from service.db.repos import deliveries as hooks
+from service.db.session import end_reads
 
 __all__ = ["MAX_BACKOFF_S", "backoff_s", "dispatch_job", "job_events", "job_payload"]
 
@@ -115,7 +116,7 @@ def dispatch_job(session: Session, *, job_id: int) -> list[int]:
     committed together. An active job, a job already notified, or a lost race with
     another dispatcher returns ``[]`` and changes nothing. Send the ids after this returns.
     """
-    session.rollback()  # end any read transaction: this one writes
+    end_reads(session)
     if not hooks.mark_notified(session, job_id=job_id):
         session.rollback()
         return []

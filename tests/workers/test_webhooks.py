@@ -95,6 +95,10 @@ def test_retries_with_backoff_until_a_2xx_then_never_again(
         for _ in range(3):
             results.append(deliver(sessions, settings, delivery_id, later=out.again))
             assert deliver(sessions, settings, delivery_id, later=out.again) == "skipped"
+            if len(results) == 1:  # the status is kept, not the body the receiver sent
+                failed = _row(sessions, delivery_id)
+                assert (failed.status, failed.response_code) == ("pending", 500)
+                assert failed.last_error == "HTTP 500" and failed.attempts == 1
             _due_now(sessions)
         assert results == ["retry in 10 s", "retry in 20 s", "delivered"]
         assert out.later == [(delivery_id, 10.0), (delivery_id, 20.0)]
