@@ -34,6 +34,9 @@ __all__ = [
     "UnauthorizedError",
     "UploadTimeoutError",
     "UploadTooLargeError",
+    "WebhookEventsError",
+    "WebhookSecretError",
+    "WebhookUrlError",
 ]
 
 
@@ -180,3 +183,21 @@ class InvalidScheduleError(MPQError):
     """A schedule's cron expression does not parse, or its time zone is not an IANA name."""
 
     code = "invalid_schedule"
+
+
+class WebhookUrlError(InvalidRequestError):
+    """A webhook ``url`` is not an absolute http(s) URL with a host, no credentials, no fragment."""
+
+    code = "invalid_webhook_url"
+
+
+class WebhookEventsError(InvalidRequestError):
+    """A webhook's ``events`` is empty or names an event MPQ does not send."""
+
+    code = "invalid_webhook_events"
+
+
+class WebhookSecretError(InvalidRequestError):
+    """A webhook ``secret`` is not 16 to 255 printable ASCII characters."""
+
+    code = "invalid_webhook_secret"

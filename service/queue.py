@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from service.private_files import make_private_dir, make_private_file
 from service.settings import Settings
 
-__all__ = ["FINALIZE", "RUN_JOB", "RUN_TRIALS", "make_celery"]
+__all__ = ["DELIVER_WEBHOOK", "FINALIZE", "RUN_JOB", "RUN_TRIALS", "make_celery"]
 
 RUN_JOB = "mpq.run_job"
 """Prepare a job (sensitivity, seeded study, baseline), then send its trial runners."""
@@ -28,6 +28,8 @@ RUN_TRIALS = "mpq.run_trials"
 """One of a job's trial runners: ``args=[job_id, runner_index]``."""
 FINALIZE = "mpq.finalize"
 """Finalists, integer-only check and artifacts of a job whose budget is spent."""
+DELIVER_WEBHOOK = "mpq.deliver_webhook"
+"""One attempt at a webhook delivery: ``args=[delivery_id]``."""
 # Publishing to an unreachable broker gives up after about this long (seconds).
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5}
 

@@ -129,6 +129,11 @@ class Settings(BaseSettings):
         schedule_keep_runs: how many of each schedule's latest jobs are kept; older ones
             are deleted with their trials and artifacts unless their model version has an
             alias (:mod:`service.domain.retention`).
+        webhook_timeout_s: the hard wall-clock limit of one webhook delivery attempt
+            (connect, send, response headers and body together), in seconds.
+        webhook_max_attempts: attempts at a webhook delivery before it is marked failed.
+        webhook_backoff_s: the wait before a delivery's second attempt, in seconds; it
+            doubles after each failed attempt (capped at an hour).
     """
 
     model_config = SettingsConfigDict(env_prefix="MPQ_", extra="ignore")
@@ -172,6 +177,9 @@ class Settings(BaseSettings):
     regression_metric_tolerance: float = Field(default=0.005, ge=0, le=1e6)
     schedule_keep_runs: int = Field(default=30, ge=1)
     beat_interval_s: float = Field(default=5.0, gt=0, le=60)
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+    webhook_backoff_s: float = Field(default=30.0, gt=0)
 
     @field_validator("trust_uploads", "debug", mode="before")
     @classmethod

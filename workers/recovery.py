@@ -38,6 +38,7 @@ from service.queue import FINALIZE, RUN_JOB
 from service.settings import Settings
 from workers.context import Send
 from workers.run import send_runners
+from workers.webhooks import sweep_webhooks
 
 __all__ = ["Sweeper", "sweep"]
 
@@ -66,7 +67,11 @@ def sweep(sessions: sessionmaker[Session], settings: Settings, send: Send) -> li
 
 
 class Sweeper:
-    """A daemon thread running :func:`sweep` every ``recovery_interval_s`` seconds."""
+    """A daemon thread running :func:`sweep` every ``recovery_interval_s`` seconds.
+
+    Each round also runs :func:`workers.webhooks.sweep_webhooks` (final jobs whose
+    webhooks were not dispatched, deliveries whose message was lost).
+    """
 
     def __init__(self, sessions: sessionmaker[Session], settings: Settings, send: Send) -> None:
         self.sessions, self.settings, self.send = sessions, settings, send
@@ -88,5 +93,9 @@ class Sweeper:
                 sweep(self.sessions, self.settings, self.send)
             except Exception as exc:  # the database or broker is down: try next time
                 log.warning("recovery sweep failed: %s", exc)
+            try:
+                sweep_webhooks(self.sessions, self.settings, self.send)
+            except Exception as exc:  # the same: the next sweep tries again
+                log.warning("webhook sweep failed: %s", exc)
             if self._stop.wait(self.settings.recovery_interval_s):
                 return

@@ -57,6 +57,7 @@ from workers.context import Send, WorkerContext
 from workers.nightly import after_success
 from workers.public import Labels, rewrite_result_file, without_paths
 from workers.reports import JobCancelled, PrepareSteps, TrialProgress
+from workers.webhooks import notify
 
 __all__ = ["ARTIFACTS", "JobCancelled", "finalize_job", "prepare", "run_runner"]
 
@@ -214,8 +215,9 @@ def finalize_job(ctx: WorkerContext, job_id: int) -> str:
                     metric=ctx.settings.regression_metric_tolerance,
                 ),
             )
+    notify(ctx.sessions, ctx.send, job_id)  # the job's webhooks (the sweep if this fails)
     if done:
-        after_success(ctx, job_id)
+        after_success(ctx, job_id)  # the schedule's retention
     return "succeeded" if done else "cancelled"  # cancelled while finalizing
 
 
@@ -223,6 +225,7 @@ def _fail(ctx: WorkerContext, job_id: int, exc: MPQError, labels: Labels) -> str
     message = labels.text(exc.message)  # the user's names, no server path
     with ctx.sessions() as session:
         repos.fail_job(session, job_id=job_id, code=exc.code, message=message)
+    notify(ctx.sessions, ctx.send, job_id)
     return "failed"
 
 

@@ -1,7 +1,8 @@
 """The Celery tasks: thin, named, given ids only; the work is in :mod:`workers.run`.
 
 ``mpq.run_job`` prepares a job and sends its ``mpq.run_trials`` runners; the runner
-that spends the budget sends ``mpq.finalize``. All are acknowledged late (a pool
+that spends the budget sends ``mpq.finalize``; ``mpq.deliver_webhook`` makes one attempt
+at a webhook delivery (:mod:`workers.webhooks`). All are acknowledged late (a pool
 process lost mid-task leaves its message to be redelivered) and retried only on
 transient errors: the database or broker briefly unreachable. Everything
 deterministic ends in the job's row instead (failed, with a code).
@@ -21,13 +22,13 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from service.db import repos
 from service.db.session import make_engine, session_factory
 from service.errors import InternalError
-from service.queue import FINALIZE, RUN_JOB, RUN_TRIALS
+from service.queue import DELIVER_WEBHOOK, FINALIZE, RUN_JOB, RUN_TRIALS
 from service.settings import get_settings
-from workers import run
+from workers import run, webhooks
 from workers.app import app, send
 from workers.context import WorkerContext
 
-__all__ = ["finalize", "run_job", "run_trials"]
+__all__ = ["deliver_webhook", "finalize", "run_job", "run_trials"]
 
 log = logging.getLogger("workers.tasks")
 
@@ -72,6 +73,7 @@ def _guarded(job_id: int, step: Callable[[WorkerContext], str]) -> str:
                 code=InternalError.code,
                 message=f"internal error ({type(exc).__name__}); it has been logged",
             )
+        webhooks.notify(ctx.sessions, ctx.send, job_id)
         return "failed"
 
 
@@ -91,3 +93,14 @@ def run_trials(self: Task, job_id: int, runner: int) -> str:
 def finalize(self: Task, job_id: int) -> str:
     """Finalize job ``job_id``: finalists, artifacts, succeeded."""
     return _guarded(int(job_id), lambda ctx: run.finalize_job(ctx, int(job_id)))
+
+
+def _later(delivery_id: int, delay_s: float) -> None:
+    app.send_task(DELIVER_WEBHOOK, args=[delivery_id], countdown=delay_s)
+
+
+@app.task(name=DELIVER_WEBHOOK, **_OPTIONS)  # type: ignore[untyped-decorator]
+def deliver_webhook(self: Task, delivery_id: int) -> str:
+    """One attempt at webhook delivery ``delivery_id`` (:func:`workers.webhooks.deliver`)."""
+    ctx = context()
+    return webhooks.deliver(ctx.sessions, ctx.settings, int(delivery_id), later=_later)

@@ -15,7 +15,16 @@ from fastapi import Path, Query
 
 from service.db.repos import MAX_ID
 
-__all__ = ["MAX_ID", "DatasetId", "JobId", "Limit", "ModelId", "ScheduleId", "Skip"]
+__all__ = [
+    "MAX_ID",
+    "DatasetId",
+    "JobId",
+    "Limit",
+    "ModelId",
+    "ScheduleId",
+    "Skip",
+    "WebhookId",
+]
 
 
 def _id(what: str) -> Any:
@@ -26,5 +35,6 @@ ModelId = Annotated[int, _id("model")]
 DatasetId = Annotated[int, _id("dataset")]
 JobId = Annotated[int, _id("job")]
 ScheduleId = Annotated[int, _id("schedule")]
+WebhookId = Annotated[int, _id("webhook")]
 Skip = Annotated[int, Query(ge=0, le=MAX_ID, description="rows to skip, newest first")]
 Limit = Annotated[int, Query(ge=1, le=100, description="rows to return, at most 100")]

@@ -26,15 +26,21 @@ from service.domain.schedules import (
     schedule_runs,
     update_schedule,
 )
+from service.domain.webhook_events import dispatch_job
+from service.domain.webhooks import EVENTS, add_webhook, change_webhook
 
 __all__ = [
+    "EVENTS",
     "JobInputs",
     "add_dataset",
     "add_model",
+    "add_webhook",
     "cancel_job",
+    "change_webhook",
     "complete_job",
     "create_schedule",
     "delete_alias",
+    "dispatch_job",
     "fire_due",
     "fire_schedule",
     "job_inputs",

@@ -157,6 +157,7 @@ def test_dynamic_batch_exports_run_a_job_and_evaluate_as_reported(
 
 # Where a route's path parameters come from: team A's rows (the succeeded job's).
 _PARAMS = {"model_id": "model_id", "dataset_id": "dataset_id", "job_id": "id"}
+_PARAMS |= {"webhook_id": "webhook_id"}
 _OPEN = {"/healthz", "/readyz", "/metrics"}
 
 
@@ -166,6 +167,10 @@ def test_every_route_hides_one_teams_rows_from_another(stack: Server) -> None:
         pytest.fail("the job of test_job_runs_to_success... did not succeed")
     ids = {"model_id": job["model_id"], "dataset_id": job["dataset_id"], "id": job["id"]}
     with stack.client(stack.key_a) as a, stack.client(stack.key_b) as b:
+        hook = a.post(
+            "/v1/webhooks", json={"url": "https://ci.example/h", "events": ["job.failed"]}
+        )
+        ids["webhook_id"] = hook.json()["id"]
         routes = a.get("/openapi.json").json()["paths"]
         covered = set()
         for path, methods in routes.items():
@@ -206,7 +211,11 @@ def _check_route(
         files = {"file": ("d.npz", b"PK\x05\x06" + bytes(18))}
         r = b.post(url, files=files, data={"name": "probe", "model_id": str(ids["model_id"])})
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", where
-    elif path == "/v1/models":  # uploads refer to no existing row; B's go to B
+    elif path in ("/v1/models", "/v1/webhooks"):  # they refer to no existing row; B's go to B
         pass
+    elif path == "/v1/webhooks/{webhook_id}":  # B can neither change nor delete A's
+        r = b.request(method.upper(), url, json={"enabled": False} if method == "patch" else None)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", where
+        assert a.get(url).json()["enabled"] is True, where
     else:
         pytest.fail(f"{where}: add this route to the isolation matrix")

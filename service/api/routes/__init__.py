@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.routes import datasets, health, jobs, metrics, models, schedules
+from service.api.routes import datasets, health, jobs, metrics, models, schedules, webhooks
 
 __all__ = ["api_router", "health_router", "metrics_router"]
 
@@ -13,6 +13,7 @@ api_router.include_router(models.router)
 api_router.include_router(datasets.router)
 api_router.include_router(jobs.router)
 api_router.include_router(schedules.router)
+api_router.include_router(webhooks.router)
 
 health_router = health.router
 metrics_router = metrics.router

@@ -1,0 +1,144 @@
+"""One HTTP POST under a hard wall-clock deadline, for webhook deliveries.
+
+httpx's timeouts are per phase and per socket operation: a receiver that drips a byte
+of its headers every second never trips a 5 s read timeout and can hold a worker for
+as long as it likes. Here every socket operation of the attempt -- connect, each
+write, each read, TLS included -- gets ``min(its timeout, time left)`` from one
+deadline, through a network backend that wraps httpcore's (:class:`_DeadlineBackend`);
+once the deadline has passed the next operation raises at once. So an attempt ends by
+``timeout_s`` after it began, whatever the receiver does (name resolution aside: the
+system resolver has no timeout here).
+
+No redirect is followed (a 3xx is an answer, not a success), no proxy or ``.netrc`` is
+read from the environment, and at most :data:`BODY_CAP` bytes of the answer are read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import httpcore
+import httpx
+
+__all__ = ["BODY_CAP", "Answer", "post"]
+
+BODY_CAP = 4096
+"""Bytes of a receiver's answer read at most (the rest is never downloaded)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """How an attempt ended: an HTTP ``status`` (with the start of the body), or ``error``."""
+
+    status: int | None
+    body: bytes = b""
+    error: str | None = None
+
+
+class _Deadline:
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.at = time.monotonic() + timeout_s
+
+    def left(self, timeout: float | None, kind: type[Exception]) -> float:
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise kind(f"no answer within {self.timeout_s:g} s")
+        return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream, deadline: _Deadline) -> None:
+        self.inner, self.deadline = inner, deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.inner.read(max_bytes, self.deadline.left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.inner.write(buffer, self.deadline.left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        left = self.deadline.left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(
+            self.inner.start_tls(ssl_context, server_hostname, left), self.deadline
+        )
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.SyncBackend):
+    def __init__(self, deadline: _Deadline) -> None:
+        self.deadline = deadline
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        left = self.deadline.left(timeout, httpcore.ConnectTimeout)
+        stream = super().connect_tcp(host, port, left, local_address, socket_options)
+        return _DeadlineStream(stream, self.deadline)
+
+
+def _transport(deadline: _Deadline) -> httpx.HTTPTransport:
+    transport = httpx.HTTPTransport(trust_env=False, retries=0)
+    # httpx takes no network backend; its pool is rebuilt around ours (same defaults).
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        max_connections=1,
+        network_backend=_DeadlineBackend(deadline),
+    )
+    return transport
+
+
+def post(url: str, body: bytes, headers: dict[str, str], *, timeout_s: float) -> Answer:
+    """POST ``body`` to ``url``; the answer's status and first :data:`BODY_CAP` bytes.
+
+    Never raises for the receiver's sake: a refused connection, a timeout, a broken
+    answer become ``Answer(None, error=...)`` with a short message (no traceback).
+    """
+    deadline = _Deadline(timeout_s)
+    try:
+        with (
+            httpx.Client(
+                transport=_transport(deadline),
+                timeout=timeout_s,
+                follow_redirects=False,
+                trust_env=False,
+            ) as client,
+            client.stream("POST", url, content=body, headers=headers) as response,
+        ):
+            return Answer(response.status_code, _start_of(response))
+    except httpx.HTTPError as exc:
+        return Answer(None, error=_short(exc))
+
+
+def _start_of(response: httpx.Response) -> bytes:
+    """The first :data:`BODY_CAP` bytes of the body (what arrives before the deadline)."""
+    got = bytearray()
+    try:
+        for chunk in response.iter_raw():
+            got += chunk
+            if len(got) >= BODY_CAP:
+                break
+    except httpx.HTTPError:
+        pass  # the status is the answer; a body cut short changes nothing
+    return bytes(got[:BODY_CAP])
+
+
+def _short(exc: httpx.HTTPError) -> str:
+    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else type(exc).__name__
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{kind}: {text}"[:200] if text else kind
