@@ -14,14 +14,17 @@ per search seed:
 * ``warm +1 epoch``: warm-started from ``cold`` on the model retrained one epoch more
   (``train(epochs=31)``, same seed: the 30-epoch run continued), same cache directory.
 * ``cold +1 epoch``: the retrained model searched cold (fresh cache), for reference.
+* ``warm head tuned``: warm-started from ``cold`` on the 30-epoch model whose classifier
+  alone was fine-tuned one epoch (batch norms frozen): the case where the layer-keyed
+  sensitivity cache saves work (three of four layers unchanged).
 
 Columns: ``reach`` -- trials-to-reach: the first trial (1-based, in trial order, pruned
 trials counted: they take a slot of the budget) at which the smallest feasible payload
 found so far is <= the cold run's chosen payload (``-``: never within the budget); the
-ratio to the cold run's own figure; ``setup s``: ``create_search`` wall time (sensitivity,
-seeding); layers measured / reused (from the study's ``warm_start`` attribute; a cold
-run measures every layer); the smallest feasible payload the run found. Each run opens
-its own evaluator (cold weight cache), so the setup times compare. Threads: 1.
+ratio to the cold run's own figure; ``sensitivity s``: seconds to obtain the sensitivity
+table, and layers measured / reused (the study's ``reuse`` attribute); the smallest
+feasible payload the run found; ``bar``: the cold run's chosen payload. Each run opens
+its own evaluator (cold weight cache), so the times compare. Threads: 1.
 """
 
 from __future__ import annotations
@@ -59,21 +62,43 @@ def say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def write_models(work: Path) -> tuple[Path, Path, Path]:
-    """digits after 30 and after 31 epochs (same seed), and the data file."""
+def write_models(work: Path) -> tuple[list[Path], Path]:
+    """digits after 30 epochs, after 31 (same seed), with its head fine-tuned; the data."""
     from examples.digits import CALIB_SAMPLES, load_split, train
 
     x_tr, x_te, _, y_te = load_split()
     example = (torch.from_numpy(x_te[:BATCH]),)
+    versions = {
+        "digits-30.pt2": lambda: train(epochs=30),
+        "digits-31.pt2": lambda: train(epochs=31),
+        "digits-head.pt2": lambda: tune_head(train(epochs=30), x_tr, load_split()[2]),
+    }
     paths = []
-    for epochs in (30, 31):
-        path = work / f"digits-{epochs}.pt2"
+    for name, make in versions.items():
+        path = work / name
         if not path.exists():
-            torch.export.save(torch.export.export(train(epochs=epochs), example), path)
+            torch.export.save(torch.export.export(make(), example), path)
         paths.append(path)
     data = work / "digits.npz"
     np.savez(data, x=x_te, labels=y_te, **{"calib/x": x_tr[:CALIB_SAMPLES]})
-    return paths[0], paths[1], data
+    return paths, data
+
+
+def tune_head(model: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> torch.nn.Module:
+    """One epoch of Adam (lr 1e-3, seed 1) on the classifier alone, batch norms frozen."""
+    torch.manual_seed(1)
+    model.eval()  # batch-norm statistics stay: the folded convolutions are unchanged
+    head = model.classifier  # type: ignore[union-attr]
+    opt = torch.optim.Adam(head.parameters(), lr=1e-3)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    order = torch.randperm(len(xt), generator=torch.Generator().manual_seed(1))
+    for start in range(0, len(xt), 64):
+        idx = order[start : start + 64]
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx])
+        loss.backward()  # type: ignore[no-untyped-call]
+        opt.step()
+    return model
 
 
 def reach(records: list[TrialRecord], bar: int) -> int | None:
@@ -97,8 +122,8 @@ def run(
     seed: int,
     trials: int,
     warm: WarmStart | None = None,
-) -> tuple[Any, list[TrialRecord], float]:
-    """One study to its budget: the search, its trial records, ``create_search`` seconds."""
+) -> tuple[Any, list[TrialRecord]]:
+    """One study to its budget: the search and evaluator, its trial records."""
     config = SearchConfig(
         model=str(model),
         data=str(data),
@@ -110,20 +135,19 @@ def run(
         cache_dir=str(cache),
     )
     ev = open_evaluator(config)
-    t0 = time.perf_counter()
     search = create_search(config, ev, storage_url=url, name=name, warm=warm)
-    setup = time.perf_counter() - t0
     run_trials(search, ev)
-    return (search, ev), trial_records(search), setup
+    return (search, ev), trial_records(search)
 
 
-def one_seed(work: Path, v1: Path, v2: Path, data: Path, seed: int, trials: int) -> list[str]:
-    """The four runs of one search seed; the table's rows."""
+def one_seed(work: Path, models: list[Path], data: Path, seed: int, trials: int) -> list[str]:
+    """The five runs of one search seed; the table's rows."""
+    v1, v2, v3 = models
     root = work / f"seed{seed}"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     url = f"sqlite:///{root / 'studies.db'}"
-    (search, ev), cold, setup = run(v1, data, root / "cache", url, "cold", seed=seed, trials=trials)
+    (search, ev), cold = run(v1, data, root / "cache", url, "cold", seed=seed, trials=trials)
     result = finalize(search, ev, root / "cold-out")
     chosen = result["chosen"]
     bar = next(r.bytes for r in cold if r.number == chosen["trial"])
@@ -136,20 +160,16 @@ def one_seed(work: Path, v1: Path, v2: Path, data: Path, seed: int, trials: int)
         chosen_bytes=bar,
     )
     base = reach(cold, bar)
-    n_layers = len(ev.layers)
-    rows = [_row(seed, "cold", cold, bar, base, setup, (n_layers, 0))]
+    rows = [_row(seed, "cold", cold, bar, base, search.study.user_attrs["reuse"])]
     for label, model, cache, warm_from in (
         ("warm same", v1, root / "cache", warm),
         ("warm +1 epoch", v2, root / "cache", warm),
         ("cold +1 epoch", v2, root / "cache2", None),
+        ("warm head tuned", v3, root / "cache", warm),
     ):
         name = label.replace(" ", "-").replace("+", "p")
-        (s, _), recs, t = run(
-            model, data, cache, url, name, seed=seed, trials=trials, warm=warm_from
-        )
-        info = s.study.user_attrs.get("warm_start") or {}
-        counts = (info.get("layers_measured", n_layers), info.get("layers_reused", 0))
-        rows.append(_row(seed, label, recs, bar, base, t, counts))
+        (s, _), recs = run(model, data, cache, url, name, seed=seed, trials=trials, warm=warm_from)
+        rows.append(_row(seed, label, recs, bar, base, s.study.user_attrs["reuse"]))
     return rows
 
 
@@ -159,15 +179,15 @@ def _row(
     records: list[TrialRecord],
     bar: int,
     base: int | None,
-    setup: float,
-    counts: tuple[int, int],
+    reuse: dict[str, Any],
 ) -> str:
     hit = reach(records, bar)
     ratio = "-" if hit is None or base is None else f"{hit / base:.2f}"
     smallest = min((r.bytes for r in records if r.feasible), default=None)
     return (
-        f"| {seed} | {label} | {hit if hit is not None else '-'} | {ratio} | {setup:.2f} | "
-        f"{counts[0]} / {counts[1]} | {smallest} | {bar} |"
+        f"| {seed} | {label} | {hit if hit is not None else '-'} | {ratio} | "
+        f"{reuse['sensitivity_s']:.2f} | {reuse['layers_measured']} / {reuse['layers_reused']} "
+        f"| {smallest} | {bar} |"
     )
 
 
@@ -180,12 +200,12 @@ def main() -> None:
     torch.set_num_threads(1)
     args.work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    v1, v2, data = write_models(args.work)
+    models, data = write_models(args.work)
     say(f"models written in {time.perf_counter() - t0:.1f}s")
-    say("| seed | run | reach | / cold | setup s | layers measured / reused | smallest | bar |")
+    say("| seed | run | reach | / cold | sensitivity s | measured / reused | smallest | bar |")
     say("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for seed in (int(s) for s in args.seeds.split(",")):
-        for row in one_seed(args.work, v1, v2, data, seed, args.trials):
+        for row in one_seed(args.work, models, data, seed, args.trials):
             say(row)
     say(f"total {time.perf_counter() - t0:.0f}s")
 

@@ -94,7 +94,8 @@ def create_search(
     as ``sensitivity`` and then ``seeding``. Sensitivity is read back per layer from the
     layer-keyed cache where the layer's weights are unchanged (:mod:`search._layer_cache`),
     and each layer's shape and weight hash are stored (the study's ``layers`` attribute)
-    for a later warm start. With ``warm`` the study starts from its plans
+    for a later warm start; ``reuse`` holds ``layers_reused``, ``layers_measured`` and
+    ``sensitivity_s`` (seconds to obtain the table). With ``warm`` the study starts from its plans
     (:mod:`search._warm`) and records ``warm_start`` (``from_job``, ``seeded_plans``,
     ``layers_reused``, ``layers_measured``, ``sensitivity_s``) as a user attribute.
     """
@@ -128,14 +129,14 @@ def create_search(
         )
     seconds = time.perf_counter() - t0
     step("seeding", 0, 1)
-    attrs: dict[str, Any] = {"layers": layer_facts(ev, layer_hashes(ev))}
+    reused = {
+        "layers_reused": reuse.layers_reused,
+        "layers_measured": reuse.layers_measured,
+        "sensitivity_s": round(seconds, 3),
+    }
+    attrs: dict[str, Any] = {"layers": layer_facts(ev, layer_hashes(ev)), "reuse": reused}
     if warm is not None:
-        attrs["warm_start"] = {
-            "from_job": warm.from_job,
-            "layers_reused": reuse.layers_reused,
-            "layers_measured": reuse.layers_measured,
-            "sensitivity_s": round(seconds, 3),
-        }
+        attrs["warm_start"] = {"from_job": warm.from_job, **reused}
     storage = open_storage(storage_url)
     return create_study(
         config, ev, sensitivity, storage=storage, name=name, method=method, warm=warm, attrs=attrs
