@@ -94,6 +94,7 @@ def measure_reusing(
     *,
     method: str,
     seed: int,
+    hashes: dict[str, str],
     layer_cache: Path | None,
     model_cache: Path | None,
     progress: Callable[[int, int], None] | None = None,
@@ -103,9 +104,9 @@ def measure_reusing(
     A layer is *reused* when every one of its (layer, choice) values is in the layer
     cache under its current weight hash; the others are *measured* (``method``: ``full``
     or ``local``, as :func:`search._open.create_search` resolves it) and added to both
-    caches. ``layer_cache`` None: no reuse across versions (the per-model cache alone).
+    caches. ``hashes``: :func:`layer_hashes` of ``ev``. ``layer_cache`` None: no reuse
+    across versions (the per-model cache alone).
     """
-    hashes = layer_hashes(ev)
     shared, mine = read_cache(layer_cache), read_cache(model_cache)
     known: dict[str, float] = {}
     reused = 0

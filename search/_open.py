@@ -116,6 +116,7 @@ def create_search(
         layer_cache = layer_cache_path(cache_dir, data_sha, config.metric, method=method)
     sensitivity: Sensitivity = {}
     reuse = Reuse(0, 0)
+    hashes = layer_hashes(ev)
     t0 = time.perf_counter()
     if config.ilp_seeds > 0:  # only the seeding needs it; a plain TPE/random search skips it
         sensitivity, reuse = measure_reusing(
@@ -123,6 +124,7 @@ def create_search(
             config.space,
             method=method,
             seed=config.seed,
+            hashes=hashes,
             layer_cache=layer_cache,
             model_cache=model_cache,
             progress=measured,
@@ -134,7 +136,7 @@ def create_search(
         "layers_measured": reuse.layers_measured,
         "sensitivity_s": round(seconds, 3),
     }
-    attrs: dict[str, Any] = {"layers": layer_facts(ev, layer_hashes(ev)), "reuse": reused}
+    attrs: dict[str, Any] = {"layers": layer_facts(ev, hashes), "reuse": reused}
     if warm is not None:
         attrs["warm_start"] = {"from_job": warm.from_job, **reused}
     storage = open_storage(storage_url)
