@@ -12,7 +12,9 @@ workers in the service::
     result = finalize(search, evaluator, out_dir)       # finalists, artifacts
 
 Other processes ``join_search`` the same storage; ``open_search`` joins or (re)creates
-it, safe to repeat after a crash; ``progress`` counts a study's trials.
+it, safe to repeat after a crash; ``progress`` counts a study's trials. A nightly job
+passes ``warm=`` (a :class:`WarmStart` from ``load_warm_start``: an earlier job's chosen
+plan and front) to start from them.
 """
 
 from __future__ import annotations
@@ -22,12 +24,19 @@ from search._delete import delete_searches
 from search._evaluator import Evaluation, Evaluator, HeldoutScore
 from search._finalize import finalize
 from search._front import best_so_far, front
-from search._open import create_search, join_search, open_evaluator, open_search
+from search._open import (
+    create_search,
+    join_search,
+    load_warm_start,
+    open_evaluator,
+    open_search,
+)
 from search._space import SearchSpace
 from search._spec import METRICS, JobSpec
 from search._study import Search, TrialRecord, trial_records
 from search._targets import Targets
 from search._trials import Progress, progress, run_trials
+from search._warm import WarmStart
 
 __all__ = [
     "DEFAULT_HOLDOUT",
@@ -44,12 +53,14 @@ __all__ = [
     "SearchSpace",
     "Targets",
     "TrialRecord",
+    "WarmStart",
     "best_so_far",
     "create_search",
     "delete_searches",
     "finalize",
     "front",
     "join_search",
+    "load_warm_start",
     "open_evaluator",
     "open_search",
     "progress",

@@ -13,8 +13,10 @@ they begin. The callback may raise to stop the preparation (a cancelled job).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 
@@ -24,15 +26,17 @@ from engine.io.importers import import_model, sha256_file
 from engine.ir import is_ir_file, load_ir
 from search._config import SearchConfig
 from search._evaluator import Evaluator
-from search._sensitivity import Sensitivity, cache_path, measure_sensitivity
-from search._sensitivity_local import measure_sensitivity_local
+from search._layer_cache import Reuse, layer_cache_path, layer_hashes, measure_reusing
+from search._sensitivity import Sensitivity, cache_path
 from search._study import Search, create_study, load_study, open_storage
+from search._warm import WarmStart, layer_facts
 
 __all__ = [
     "FULL_SENSITIVITY_MACS",
     "OnStep",
     "create_search",
     "join_search",
+    "load_warm_start",
     "open_evaluator",
     "open_search",
     "sensitivity_method",
@@ -82,11 +86,18 @@ def create_search(
     name: str = "mpq-search",
     progress: Callable[[int, int], None] | None = None,
     on_step: OnStep | None = None,
+    warm: WarmStart | None = None,
 ) -> Search:
     """Measure sensitivity (cached), seed by ILP, and create the study.
 
     ``progress(done, total)`` hears the sensitivity steps alone; ``on_step`` hears them
-    as ``sensitivity`` and then ``seeding``.
+    as ``sensitivity`` and then ``seeding``. Sensitivity is read back per layer from the
+    layer-keyed cache where the layer's weights are unchanged (:mod:`search._layer_cache`),
+    and each layer's shape and weight hash are stored (the study's ``layers`` attribute)
+    for a later warm start; ``reuse`` holds ``layers_reused``, ``layers_measured`` and
+    ``sensitivity_s`` (seconds to obtain the table). With ``warm`` the study starts from its plans
+    (:mod:`search._warm`) and records ``warm_start`` (``from_job``, ``seeded_plans``,
+    ``layers_reused``, ``layers_measured``, ``sensitivity_s``) as a user attribute.
     """
     step = on_step or _no_step
 
@@ -96,25 +107,42 @@ def create_search(
             progress(done, total)
 
     method = sensitivity_method(config, ev)
-    cache = None
+    model_cache = layer_cache = None
     if config.cache_dir is not None:
         model_sha = sha256_file(Path(config.model))
         data_sha = sha256_file(Path(config.data))
-        cache = cache_path(
-            Path(config.cache_dir), model_sha, data_sha, config.metric, method=method
-        )
+        cache_dir = Path(config.cache_dir)
+        model_cache = cache_path(cache_dir, model_sha, data_sha, config.metric, method=method)
+        layer_cache = layer_cache_path(cache_dir, data_sha, config.metric, method=method)
     sensitivity: Sensitivity = {}
-    space = config.space
+    reuse = Reuse(0, 0)
+    hashes = layer_hashes(ev)
+    t0 = time.perf_counter()
     if config.ilp_seeds > 0:  # only the seeding needs it; a plain TPE/random search skips it
-        if method == "local":
-            sensitivity = measure_sensitivity_local(
-                ev, space, seed=config.seed, cache_file=cache, progress=measured
-            )
-        else:
-            sensitivity = measure_sensitivity(ev, space, cache_file=cache, progress=measured)
+        sensitivity, reuse = measure_reusing(
+            ev,
+            config.space,
+            method=method,
+            seed=config.seed,
+            hashes=hashes,
+            layer_cache=layer_cache,
+            model_cache=model_cache,
+            progress=measured,
+        )
+    seconds = time.perf_counter() - t0
     step("seeding", 0, 1)
+    reused = {
+        "layers_reused": reuse.layers_reused,
+        "layers_measured": reuse.layers_measured,
+        "sensitivity_s": round(seconds, 3),
+    }
+    attrs: dict[str, Any] = {"layers": layer_facts(ev, hashes), "reuse": reused}
+    if warm is not None:
+        attrs["warm_start"] = {"from_job": warm.from_job, **reused}
     storage = open_storage(storage_url)
-    return create_study(config, ev, sensitivity, storage=storage, name=name, method=method)
+    return create_study(
+        config, ev, sensitivity, storage=storage, name=name, method=method, warm=warm, attrs=attrs
+    )
 
 
 def sensitivity_method(config: SearchConfig, ev: Evaluator) -> str:
@@ -147,6 +175,7 @@ def open_search(
     storage_url: str,
     name: str,
     on_step: OnStep | None = None,
+    warm: WarmStart | None = None,
 ) -> Search:
     """Join study ``name`` if it is complete, else (re)create it: safe to repeat after a crash.
 
@@ -161,7 +190,38 @@ def open_search(
         pass
     if name in {s.study_name for s in optuna.get_all_study_summaries(storage, False)}:
         optuna.delete_study(study_name=name, storage=storage)
-    return create_search(config, ev, storage_url=storage_url, name=name, on_step=on_step)
+    return create_search(config, ev, storage_url=storage_url, name=name, on_step=on_step, warm=warm)
+
+
+def load_warm_start(
+    storage_url: str,
+    study_name: str,
+    *,
+    from_job: int | None,
+    chosen_trial: int | None,
+    front: list[int],
+    chosen_bytes: int | None = None,
+) -> WarmStart:
+    """Read the plans of trials ``chosen_trial`` and ``front`` from an earlier study.
+
+    Raises:
+        KeyError: no study ``study_name`` in the storage.
+    """
+    storage = open_storage(storage_url, read_only=True)
+    assert storage is not None
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    wanted = [n for n in [chosen_trial, *front] if n is not None]
+    trials = {t.number: t for t in study.get_trials(deepcopy=False) if t.number in wanted}
+    plans: list[dict[str, str]] = []
+    for n in wanted:
+        t = trials.get(n)
+        if t is None or not t.params:
+            continue
+        plan = {k: str(v) for k, v in t.params.items()}
+        if plan not in plans:
+            plans.append(plan)
+    layers = study.user_attrs.get("layers") or {}
+    return WarmStart(from_job, tuple(plans), dict(layers), chosen_bytes)
 
 
 def _no_step(step: str, done: int, total: int) -> None:

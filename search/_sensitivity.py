@@ -90,9 +90,14 @@ def measure_sensitivity(
     *,
     cache_file: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    known: Mapping[str, float] | None = None,
 ) -> Sensitivity:
-    """Damage of every (layer, choice) of ``space``; cached in ``cache_file``."""
-    cached = read_cache(cache_file)
+    """Damage of every (layer, choice) of ``space``; cached in ``cache_file``.
+
+    ``known``: values (by :func:`cache_key`) taken as measured, e.g. reused from an
+    earlier version of the model (:mod:`search._layer_cache`).
+    """
+    cached = read_cache(cache_file) | dict(known or {})
     todo = [(layer.name, key) for layer in ev.layers for key in ev.choices(space, layer.name)]
     out: Sensitivity = {layer.name: {} for layer in ev.layers}
     ev.prime(space)

@@ -41,7 +41,7 @@ and a ``[C_out, n] x [n, n]`` product -- no model forward. ``fp32`` gives 0.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,7 @@ def measure_sensitivity_local(
     seed: int = 0,
     cache_file: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    known: Mapping[str, float] | None = None,
 ) -> Sensitivity:
     """Estimated damage of every (layer, choice) of ``space`` (formula in the module doc).
 
@@ -88,21 +89,27 @@ def measure_sensitivity_local(
     quantized weights land in ``ev.cache`` for the trials that follow. With
     ``cache_file``, a table holding every pair is read back instead of measured (the
     shared forward/backward pass is the cost, so a partial table is measured whole),
-    and what was measured is added to the file.
+    and what was measured is added to the file. ``known`` values (by ``cache_key``) are
+    taken as measured (reused from an earlier model version, :mod:`search._layer_cache`):
+    the shared pass still runs when any pair is missing, but only missing pairs are
+    quantized and estimated.
     """
     todo = [(layer, key) for layer in ev.layers for key in ev.choices(space, layer.name)]
     cached = read_cache(cache_file)
     keys = [cache_key(layer.name, key, space.scale) for layer, key in todo]
-    if keys and all(k in cached for k in keys):
-        out: Sensitivity = {layer.name: {} for layer in ev.layers}
+    given = cached | dict(known or {})
+    out: Sensitivity = {layer.name: {} for layer in ev.layers}
+    if keys and all(k in given for k in keys):
         for (layer, key), ck in zip(todo, keys, strict=True):
-            out[layer.name][key] = cached[ck]
+            out[layer.name][key] = given[ck]
         return out
-    measured = _measure(ev, space, todo, batches=batches, seed=seed, progress=progress)
+    missing = [(x, k) for (x, k), ck in zip(todo, keys, strict=True) if ck not in given]
+    measured = _measure(ev, space, missing, batches=batches, seed=seed, progress=progress)
     for (layer, key), ck in zip(todo, keys, strict=True):
-        cached[ck] = measured[layer.name][key]
+        value = given[ck] if ck in given else measured[layer.name][key]
+        out[layer.name][key] = cached[ck] = value
     write_cache(cache_file, cached)
-    return measured
+    return out
 
 
 def _measure(

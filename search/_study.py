@@ -44,6 +44,7 @@ from search._config import SearchConfig
 from search._evaluator import Evaluator
 from search._seeds import ilp_seeds, uniform_plans
 from search._sensitivity import Sensitivity
+from search._warm import WarmStart, map_plans, nearest_seed
 
 __all__ = [
     "ATTR",
@@ -187,9 +188,16 @@ def create_study(
     storage: BaseStorage | None,
     name: str,
     method: str = "full",
+    warm: WarmStart | None = None,
+    attrs: dict[str, Any] | None = None,
 ) -> Search:
     """A new study holding ``config``, the baseline, sensitivity (measured by ``method``)
-    and the ILP seeds."""
+    and the ILP seeds; ``attrs``: more user attributes to store.
+
+    With ``warm`` (:mod:`search._warm`), its plans mapped onto this model are enqueued
+    first (at most half the trial budget), and the enqueued seeds never exceed the
+    budget; ``warm_start`` (an attribute ``attrs`` may hold) gains ``seeded_plans``.
+    """
     study = optuna.create_study(
         storage=storage,
         study_name=name,
@@ -202,10 +210,21 @@ def create_study(
     study.set_user_attr("sensitivity", sensitivity)
     study.set_user_attr("sensitivity_method", method)
     queued: set[tuple[str, ...]] = set()
+    ilp = ilp_seeds(config, ev, sensitivity)
     seeds = [(c, f"uniform:{key}") for key, c in uniform_plans(config, ev)]
-    seeds += [(c, f"ilp<={budget}") for c, budget in ilp_seeds(config, ev, sensitivity)]
+    seeds += [(c, f"ilp<={budget}") for c, budget in ilp]
     if config.ilp_seeds <= 0:
         seeds = []  # a plain sampler (benchmarks' baseline): nothing enqueued
+    attrs = dict(attrs or {})
+    if warm is not None:
+        fallback = nearest_seed(ilp, warm.chosen_bytes) or (seeds[0][0] if seeds else {})
+        limit = max(1, config.trials // 2)
+        mapped = map_plans(warm, ev, config.space, fallback, limit=limit)
+        seeds = [(c, f"warm:{warm.from_job}") for c in mapped] + seeds
+        seeds = seeds[: config.trials]
+        attrs["warm_start"] = {**attrs.get("warm_start", {}), "seeded_plans": len(mapped)}
+    for key, value in attrs.items():
+        study.set_user_attr(key, value)
     for choices, source in seeds:
         if tuple(choices.values()) not in queued:
             queued.add(tuple(choices.values()))

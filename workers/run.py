@@ -3,7 +3,11 @@
 1. :func:`prepare` (``mpq.run_job``): claim the queued job (``preparing``), open the
    evaluator on the job's IR and data, create the job's Optuna study (``study_name``:
    sensitivity, ILP seeds) or join it when an earlier delivery made it, mark the job
-   running with its float baseline, and send ``parallelism`` trial runners. Each step
+   running with its float baseline, and send ``parallelism`` trial runners. A job with
+   ``warm_start_job_id`` (a nightly job: its schedule's last succeeded one) starts its
+   study from that job's chosen plan and front (:mod:`search._warm`); an unusable one
+   (failed, another team's, its study gone) leaves the job cold. Its result then holds
+   ``warm_start``: ``from_job``, ``seeded_plans``, ``layers_reused``, ``layers_measured``. Each step
    of the preparation is stored as the job's progress (:mod:`service.progress`), and a
    job cancelled meanwhile stops at its next step.
 2. :func:`run_runner` (``mpq.run_trials``): pull trials from the shared study until
@@ -57,6 +61,7 @@ from workers.context import Send, WorkerContext
 from workers.nightly import after_success
 from workers.public import Labels, rewrite_result_file, without_paths
 from workers.reports import JobCancelled, PrepareSteps, TrialProgress
+from workers.warm import earlier_job, warm_start
 from workers.webhooks import notify
 
 __all__ = ["ARTIFACTS", "JobCancelled", "finalize_job", "prepare", "run_runner"]
@@ -79,16 +84,18 @@ def prepare(ctx: WorkerContext, job_id: int) -> str:
         config, name = _config(ctx, session, job), _study(job)
         labels = _labels(ctx, session, job)
         parallelism = job_spec(job).parallelism
+        earlier = earlier_job(session, job)
         loading = progress_doc("preparing", step="loading", done=0, total=1)
         if not repos.claim_job(session, job_id=job_id, progress=loading):
             return "taken"  # a duplicate delivery claimed it first, or it was cancelled
+    warm = warm_start(ctx, job_id, earlier)
     with ctx.heartbeat(job_id, expect=JobStatus.PREPARING) as alive:
         steps = PrepareSteps(ctx, job_id, alive)
         try:
             ev = ctx.evaluator(config, on_step=steps)
             _prepare_study_storage(ctx)
             search = open_search(
-                config, ev, storage_url=ctx.settings.study_url, name=name, on_step=steps
+                config, ev, storage_url=ctx.settings.study_url, name=name, on_step=steps, warm=warm
             )
         except JobCancelled:
             log.info("job %s left preparing (%s); stopped at %s", job_id, alive.state, steps.at)
@@ -201,6 +208,8 @@ def finalize_job(ctx: WorkerContext, job_id: int) -> str:
         rewrite_result_file(out_dir / "result.json", labels)
         public = without_paths(result, labels)
         summary = {k: v for k, v in public.items() if k != "trials"}
+        if "warm_start" in search.study.user_attrs:
+            summary["warm_start"] = search.study.user_attrs["warm_start"]
         with ctx.sessions() as session:
             done = complete_job(
                 session,
