@@ -157,7 +157,7 @@ def test_dynamic_batch_exports_run_a_job_and_evaluate_as_reported(
 
 # Where a route's path parameters come from: team A's rows (the succeeded job's).
 _PARAMS = {"model_id": "model_id", "dataset_id": "dataset_id", "job_id": "id"}
-_PARAMS |= {"webhook_id": "webhook_id"}
+_PARAMS |= {"webhook_id": "webhook_id", "schedule_id": "schedule_id"}
 _OPEN = {"/healthz", "/readyz", "/metrics"}
 
 
@@ -171,6 +171,14 @@ def test_every_route_hides_one_teams_rows_from_another(stack: Server) -> None:
             "/v1/webhooks", json={"url": "https://ci.example/h", "events": ["job.failed"]}
         )
         ids["webhook_id"] = hook.json()["id"]
+        model = a.get(f"/v1/models/{ids['model_id']}").json()
+        version = {"version": model["version"]}
+        r = a.put(f"/v1/models/{model['name']}/aliases/production", json=version)
+        assert r.status_code == 200, r.text
+        schedule = a.post("/v1/schedules", json=_schedule_body(model["name"], ids["dataset_id"]))
+        assert schedule.status_code == 201, schedule.text
+        ids["schedule_id"] = schedule.json()["id"]
+        ids["model_name"] = model["name"]
         routes = a.get("/openapi.json").json()["paths"]
         covered = set()
         for path, methods in routes.items():
@@ -184,10 +192,22 @@ def test_every_route_hides_one_teams_rows_from_another(stack: Server) -> None:
     assert len(covered) >= 12
 
 
+def _schedule_body(model: str, dataset_id: int) -> dict[str, object]:
+    job = {k: v for k, v in job_body(0, 0).items() if k not in ("model_id", "dataset_id")}
+    return {
+        "name": "yearly",
+        "cron": "0 3 1 1 *",
+        "model": {"name": model, "alias": "production"},
+        "dataset_id": dataset_id,
+        "job": job,
+    }
+
+
 def _check_route(
-    a: httpx.Client, b: httpx.Client, method: str, path: str, ids: dict[str, int]
+    a: httpx.Client, b: httpx.Client, method: str, path: str, ids: dict[str, Any]
 ) -> None:
-    url = path.replace("{name}", "model.mpq")
+    name = str(ids["model_name"]) if path.startswith("/v1/models/{name}") else "model.mpq"
+    url = path.replace("{name}", name).replace("{alias}", "production")
     for param, key in _PARAMS.items():
         url = url.replace("{" + param + "}", str(ids[key]))
     assert "{" not in url, f"no value for a parameter of {path}"
@@ -213,7 +233,17 @@ def _check_route(
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", where
     elif path in ("/v1/models", "/v1/webhooks"):  # they refer to no existing row; B's go to B
         pass
-    elif path == "/v1/webhooks/{webhook_id}":  # B can neither change nor delete A's
+    elif path == "/v1/schedules":  # B cannot schedule A's model and data
+        r = b.post(url, json=_schedule_body(str(ids["model_name"]), ids["dataset_id"]))
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", where
+    elif path == "/v1/models/{name}/aliases/{alias}":  # B can neither move nor drop A's alias
+        r = b.request(method.upper(), url, json={"version": 1} if method == "put" else None)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", where
+        versions = a.get(f"/v1/models/{ids['model_name']}/versions").json()["data"]
+        mine = [v["aliases"] for v in versions if v["id"] == ids["model_id"]]
+        assert mine == [["production"]], where
+    elif path in ("/v1/schedules/{schedule_id}", "/v1/webhooks/{webhook_id}"):
+        # B can neither change nor delete A's
         r = b.request(method.upper(), url, json={"enabled": False} if method == "patch" else None)
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", where
         assert a.get(url).json()["enabled"] is True, where
