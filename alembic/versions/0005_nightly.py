@@ -187,11 +187,19 @@ def upgrade() -> None:
             ondelete="SET NULL",
         )
         batch.create_index(op.f("ix_jobs_schedule_id"), ["schedule_id"])
+        batch.create_index(op.f("ix_jobs_notified_at"), ["notified_at"])
+    # Jobs that ended before webhooks existed have nothing to send: mark them notified, so
+    # the workers' sweep does not walk the whole history once.
+    op.execute(
+        "UPDATE jobs SET notified_at = COALESCE(finished_at, created_at) "
+        "WHERE status IN ('succeeded', 'failed', 'cancelled')"
+    )
 
 
 def downgrade() -> None:
     """Downgrade the schema."""
     with op.batch_alter_table("jobs") as batch:
+        batch.drop_index(op.f("ix_jobs_notified_at"))
         batch.drop_index(op.f("ix_jobs_schedule_id"))
         batch.drop_constraint(op.f("fk_jobs_warm_start_job_id_jobs"), type_="foreignkey")
         batch.drop_constraint(op.f("fk_jobs_schedule_id_schedules"), type_="foreignkey")

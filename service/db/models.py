@@ -214,6 +214,8 @@ class Job(Base):
         # the dashboard's jobs page filters by model and by submitter, newest first
         Index("ix_jobs_team_id_model_id", "team_id", "model_id", "created_at"),
         Index("ix_jobs_team_id_created_by_key_id", "team_id", "created_by_key_id", "created_at"),
+        # the workers' webhook sweep looks for final jobs not yet notified
+        Index(None, "notified_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -147,3 +147,18 @@ def _columns(url: str, table: str) -> list[dict[str, object]]:
             return list(inspect(conn).get_columns(table))  # type: ignore[arg-type]
     finally:
         engine.dispose()
+
+
+def test_0005_marks_jobs_that_ended_before_webhooks_as_notified(db_url: str) -> None:
+    upgrade(db_url, "0004")
+    _run(db_url, *_ROWS[:4])
+    _run(
+        db_url,
+        "INSERT INTO jobs (id, team_id, model_id, dataset_id, status, config, trials_done,"
+        " trials_total, created_at) VALUES (2, 1, 1, 1, 'running', '{}', 0, 1, '2026-01-02')",
+    )
+    upgrade(db_url, "0005")
+    rows = _run(db_url, "SELECT id, notified_at IS NOT NULL FROM jobs ORDER BY id")
+    assert [(i, bool(n)) for i, n in rows] == [(1, True), (2, False)]  # the running one: later
+    downgrade("0004", db_url)
+    assert _run(db_url, "SELECT count(*) FROM jobs") == [(2,)]
