@@ -16,6 +16,7 @@ import hmac
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -139,6 +140,9 @@ def night(tmp_path: Path) -> Iterator[tuple[Any, httpx.Client, Receiver, str]]:
         finally:
             second.terminate()
             second.wait(timeout=30)
+            # SIGTERM, not mpq_up's SIGKILL: mpq up stops its API, worker and beat with it.
+            up.process.send_signal(signal.SIGTERM)
+            up.process.wait(timeout=60)
             receiver.server.shutdown()
 
 
