@@ -11,18 +11,13 @@ event arrives exactly once and verifies, each due time made one job despite two 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +27,8 @@ import pytest
 
 from tests.commands.test_up import KEY_LINE, mpq_up
 from tests.conftest import ROOT, Digits
+from tests.workers.receiver import Receiver, receiver
+from tests.workers.test_beat import beat, beat_env
 
 SECRET = "a-nightly-webhook-secret-0123456789"
 RUN_S = 240  # a due time's job, from firing to succeeded, on a busy two-core machine
@@ -41,52 +38,6 @@ FAST = {
     "MPQ_WEBHOOK_MAX_ATTEMPTS": "5",
     "MPQ_RECOVERY_INTERVAL_S": "1",
 }
-
-
-class Receiver:
-    """A real HTTP server receiving webhooks: first attempt of each delivery answered 500."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.attempts: dict[str, int] = {}
-        self.accepted: list[dict[str, Any]] = []
-        self.bad: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                delivery = self.headers.get("MPQ-Delivery", "")
-                with outer.lock:
-                    if not verify(self.headers.get("MPQ-Signature", ""), body):
-                        outer.bad.append(delivery)
-                    n = outer.attempts[delivery] = outer.attempts.get(delivery, 0) + 1
-                    if n > 1:
-                        outer.accepted.append(json.loads(body))
-                self.send_response(500 if n == 1 else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/mpq"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def events(self) -> list[tuple[str, int]]:
-        with self.lock:
-            return sorted((d["event"], d["job"]["id"]) for d in self.accepted)
-
-
-def verify(header: str, body: bytes, *, tolerance_s: float = 300) -> bool:
-    """The receiver's check, as docs/webhooks.md gives it."""
-    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
-    t, sig = parts.get("t", ""), parts.get("v1", "")
-    if not t.isdigit() or abs(time.time() - int(t)) > tolerance_s:
-        return False
-    expected = hmac.new(SECRET.encode(), t.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, sig)
 
 
 @pytest.fixture(scope="module")
@@ -111,39 +62,30 @@ def _wait(what: str, timeout: float, probe: Any) -> Any:
         time.sleep(0.5)
 
 
-def _beat(data_dir: Path, log: Path, **extra: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MPQ_")}
-    env |= {"MPQ_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **extra}
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "commands", "beat"],
-            env=env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
 @pytest.fixture
 def night(tmp_path: Path) -> Iterator[tuple[Any, httpx.Client, Receiver, str]]:
-    receiver = Receiver()
+    """`mpq up` (API, worker, beat), a second beat, a receiver failing each first attempt."""
     data = tmp_path / "data"
-    with mpq_up(data, **FAST) as up:
+    with receiver(secret=SECRET, fail_first=1) as hooks, mpq_up(data, **FAST) as up:
         key = KEY_LINE.match(up.read_until("API key: "))
         assert key is not None, up.lines
         up.read_until("MPQ is serving at ")
-        second = _beat(data, tmp_path / "beat2.log", **FAST)
         headers = {"Authorization": f"Bearer {key[1]}"}
         try:
-            with httpx.Client(base_url=up.url, headers=headers, timeout=60) as client:
-                yield up, client, receiver, key[1]
+            with (
+                beat(beat_env(data, **FAST), tmp_path / "beat2.log"),
+                httpx.Client(base_url=up.url, headers=headers, timeout=60) as client,
+            ):
+                yield up, client, hooks, key[1]
         finally:
-            second.terminate()
-            second.wait(timeout=30)
             # SIGTERM, not mpq_up's SIGKILL: mpq up stops its API, worker and beat with it.
             up.process.send_signal(signal.SIGTERM)
             up.process.wait(timeout=60)
-            receiver.server.shutdown()
+
+
+def _events(hooks: Receiver) -> list[tuple[str, int]]:
+    """The events the receiver accepted (answered 200), by job."""
+    return sorted((g.event, g.payload["job"]["id"]) for g in hooks.answered())
 
 
 JOB = {
@@ -164,9 +106,15 @@ def _upload(client: httpx.Client, path: Path) -> dict[str, Any]:
 
 
 def _runs(client: httpx.Client, schedule: int) -> list[dict[str, Any]]:
+    """The schedule's runs that have submitted their job or failed to, oldest first.
+
+    A beat claims a due time (the run row) before it submits the job: a run seen between
+    the two has neither yet.
+    """
     r = client.get(f"/v1/schedules/{schedule}/runs", params={"limit": 100})
     assert r.status_code == 200, r.text
-    return sorted(r.json()["data"], key=lambda run: run["due_at"])
+    runs = [run for run in r.json()["data"] if run["job_id"] or run["error_code"]]
+    return sorted(runs, key=lambda run: run["due_at"])
 
 
 def _finished(client: httpx.Client, job_id: int) -> dict[str, Any] | None:
@@ -210,7 +158,7 @@ def test_a_whole_night(
     retrained: Path,
     tmp_path: Path,
 ) -> None:
-    up, client, receiver, key = night
+    up, client, hooks, key = night
     v1 = _upload(client, digits.pt2)
     with open(digits.npz, "rb") as f:
         r = client.post(
@@ -223,7 +171,7 @@ def test_a_whole_night(
     r = client.put("/v1/models/digits/aliases/candidate", json={"version": v1["version"]})
     assert r.status_code == 200, r.text
     events = ["job.succeeded", "job.failed", "job.regressed"]
-    r = client.post("/v1/webhooks", json={"url": receiver.url, "events": events, "secret": SECRET})
+    r = client.post("/v1/webhooks", json={"url": hooks.url, "events": events, "secret": SECRET})
     assert r.status_code == 201, r.text
     hook = r.json()["id"]
     body = {
@@ -269,7 +217,7 @@ def test_a_whole_night(
     assert regression["regressed"] == bool(regression["what"])
 
     # Exactly one job per due time: two runs, two jobs of the schedule.
-    runs = _runs(client, schedule)
+    runs = client.get(f"/v1/schedules/{schedule}/runs").json()["data"][::-1]  # every row
     assert [run["job_id"] for run in runs] == [job1["id"], job2["id"]]
     jobs = client.get("/v1/jobs", params={"limit": 100}).json()["data"]
     assert sorted(j["id"] for j in jobs if j.get("schedule_id") == schedule) == [
@@ -280,10 +228,10 @@ def test_a_whole_night(
     # Every event once, after a failed first attempt, and every signature good.
     want = [("job.succeeded", job1["id"]), ("job.succeeded", job2["id"])]
     want += [("job.regressed", job2["id"])] if regression["regressed"] else []
-    _wait("the webhooks", 120, lambda: len(receiver.events()) >= len(want))
+    _wait("the webhooks", 120, lambda: len(_events(hooks)) >= len(want))
     time.sleep(2)  # nothing more may arrive
-    assert receiver.events() == sorted(want)
-    assert receiver.bad == []
+    assert _events(hooks) == sorted(want)
+    assert all(g.verified for g in hooks.got)  # by the snippet of docs/webhooks.md
     log = client.get(f"/v1/webhooks/{hook}/deliveries").json()["data"]
     assert sorted((d["event"], d["job_id"]) for d in log) == sorted(want)
     assert all(
@@ -309,4 +257,4 @@ def test_a_whole_night(
     failed = _submit(env, f"id:{v2['id']}", "--data", str(tmp_path / "shifted.npz"), "--wait")
     assert failed.returncode == 4, failed.stderr
     # ... and the failure is one more event, delivered once.
-    _wait("job.failed", 60, lambda: any(e == "job.failed" for e, _ in receiver.events()))
+    _wait("job.failed", 60, lambda: hooks.answered("job.failed"))

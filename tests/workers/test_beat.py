@@ -36,7 +36,7 @@ from tests.service.db.rows import add_dataset, add_model
 STARTUP_S = 60
 
 
-def _env(data: Path, **extra: str) -> dict[str, str]:
+def beat_env(data: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MPQ_")}
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     return env | {"MPQ_DATA_DIR": str(data), "PYTHONUNBUFFERED": "1", "PYTHONPATH": path, **extra}
@@ -75,7 +75,7 @@ def test_beat_starts_keeps_no_schedule_file_and_stops_cleanly(tmp_path: Path) ->
     data, cwd = tmp_path / "data", tmp_path / "cwd"
     cwd.mkdir()
     log_path = tmp_path / "beat.log"
-    with beat(_env(data), log_path, cwd=cwd):
+    with beat(beat_env(data), log_path, cwd=cwd):
         pass
     output = log_path.read_text(errors="replace")
     assert "Traceback" not in output and "CRITICAL" not in output, output
@@ -146,7 +146,7 @@ def _two_beats(tmp_path: Path, url: str) -> None:
         session.execute(update(Schedule).values(created_at=days_ago, updated_at=days_ago))
         session.commit()
 
-        env = _env(data, MPQ_DATABASE_URL=url, MPQ_BEAT_INTERVAL_S="1")
+        env = beat_env(data, MPQ_DATABASE_URL=url, MPQ_BEAT_INTERVAL_S="1")
         logs = [tmp_path / "beat-a.log", tmp_path / "beat-b.log"]
         with beat(env, logs[1]):
             with beat(env, logs[0]) as a:
