@@ -8,12 +8,22 @@ the state -- so two beat processes may run against one database (one of them win
 due time, by the unique (schedule, due time) constraint) and a beat restarted mid-minute
 does not fire again. Entries of ``app.conf.beat_schedule``, if any, still run, kept in
 memory by Celery's base :class:`celery.beat.Scheduler`.
+
+A sweep holds SIGINT and SIGTERM back: Celery's beat answers them by raising
+``SystemExit`` wherever the main thread is, which in the middle of a sweep would cut a
+database call short (a half-closed connection, a claimed due time with no job). Held,
+the signal waits until the sweep has committed, and beat then stops as usual. Only
+SIGKILL can still stop beat between a claim and its submit.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery.beat import Scheduler
@@ -64,7 +74,7 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         logged with its traceback, which must not stop the other schedules' next ticks.
         """
         try:
-            with self._sessions() as session:
+            with _stop_signals_deferred(), self._sessions() as session:
                 runs = fire_due(
                     session, now=utcnow(), settings=self.settings, queue=self.app, store=self._store
                 )
@@ -74,3 +84,30 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
             log.warning("beat: the database is unreachable (%s); retrying next tick", exc)
         except Exception:
             log.exception("beat: firing the schedules failed; retrying next tick")
+
+
+@contextmanager
+def _stop_signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM inside the block; one that arrived is raised again on leaving.
+
+    Python runs signal handlers in the main thread only, so swapping the handlers defers
+    the signal whichever thread the kernel delivered it to. Outside the main thread (beat
+    embedded in a worker with ``-B``) handlers cannot be swapped, and nothing is deferred.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        caught.append(signum)
+
+    stops: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, hold) for sig in stops}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(caught):
+            signal.raise_signal(sig)

@@ -13,8 +13,9 @@ lets one beat process win), then resolves the model, takes the schedule's last
 succeeded job as the warm start and submits through
 :func:`service.domain.jobs.submit_job`. A run that cannot submit (the model or alias
 gone, a quota, the spec no longer fits) keeps the error's code and message and no job.
-A beat killed between the insert and the submit leaves a run with neither: that due
-time is not retried (at most one job per due time, never two).
+A beat killed outright (SIGKILL; beat defers SIGTERM while it fires) between the insert
+and the submit leaves a run with neither: that due time is not retried (at most one job
+per due time, never two).
 """
 
 from __future__ import annotations

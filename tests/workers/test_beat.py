@@ -32,6 +32,7 @@ from service.settings import Settings
 from tests.service.api.conftest import ROOT
 from tests.service.conftest import throwaway_postgres
 from tests.service.db.rows import add_dataset, add_model
+from workers.beat import _stop_signals_deferred
 
 STARTUP_S = 60
 
@@ -180,3 +181,26 @@ def _two_beats(tmp_path: Path, url: str) -> None:
     for log in logs:
         text = log.read_text(errors="replace")
         assert "Traceback" not in text and "CRITICAL" not in text, text
+
+
+def test_a_sweep_holds_a_stop_signal_until_it_has_finished() -> None:
+    """Celery's beat raises SystemExit from its SIGTERM handler wherever the main thread is;
+    inside a sweep that cut a database call short (a traceback of a half-closed connection
+    in a beat stopped mid-sweep, once). The sweep defers the signal to its end instead."""
+    seen: list[str] = []
+
+    def handler(signum: int, frame: object) -> None:
+        seen.append(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        with _stop_signals_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            assert seen == []  # held back while the sweep runs
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert seen == ["SIGTERM"]  # handled once the sweep is over
+    finally:
+        signal.signal(signal.SIGTERM, previous)
