@@ -1,8 +1,10 @@
 """A real API server: ``uvicorn service.main:app`` in a subprocess on a migrated database.
 
-:func:`start_server` runs ``mpq db upgrade`` and ``mpq admin`` against a fresh data
-directory (SQLite by default, or the given database URL), creates two teams with a key
-each, starts uvicorn on a free port and waits for ``/healthz``.
+:func:`start_server` migrates a fresh database (SQLite in a fresh data directory by
+default, or the given database URL) and creates two teams with a key each, in this
+process with the code ``mpq db upgrade`` and ``mpq admin`` run (five CLI starts cost
+~15 s per server; ``tests/commands/test_admin.py`` runs the commands themselves), then
+starts uvicorn on a free port and waits for ``/healthz``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from service.db import Dataset, Model, make_engine
+from service.db import Dataset, Model, create_api_key, create_team, make_engine, session_factory
+from service.db.migrate import upgrade
 from tests.conftest import Digits
 from tests.service.conftest import require_redis, throwaway_postgres
 
@@ -76,17 +79,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _mpq(env: dict[str, str], *args: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "commands", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+def provision(database_url: str) -> tuple[str, str]:
+    """Migrate ``database_url`` to head; create teams ``alpha`` and ``beta`` with a key
+    each, as ``mpq db upgrade`` and ``mpq admin`` do; return the two keys' secrets."""
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    try:
+        with session_factory(engine)() as session:
+            a, b = (create_team(session, name=name) for name in ("alpha", "beta"))
+            return (
+                create_api_key(session, team=a, name="default")[1],
+                create_api_key(session, team=b, name="default")[1],
+            )
+    finally:
+        engine.dispose()
 
 
 def start_server(tmp: Path, *, database_url: str | None = None, **extra: str) -> Iterator[Server]:
@@ -96,11 +102,7 @@ def start_server(tmp: Path, *, database_url: str | None = None, **extra: str) ->
     env |= {"MPQ_DATA_DIR": str(tmp), "PYTHONUNBUFFERED": "1", **extra}
     db_url = database_url or f"sqlite:///{tmp / 'mpq.db'}"
     env["MPQ_DATABASE_URL"] = db_url
-    _mpq(env, "db", "upgrade")
-    keys = []
-    for team in ("alpha", "beta"):
-        _mpq(env, "admin", "create-team", team)
-        keys.append(_mpq(env, "admin", "create-key", "--team", team).strip())
+    keys = provision(db_url)
     port = free_port()
     log = open(tmp / "server.log", "wb")  # noqa: SIM115 -- closed after the server stops
     proc = subprocess.Popen(
