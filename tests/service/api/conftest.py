@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -79,18 +79,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def provision(database_url: str) -> tuple[str, str]:
-    """Migrate ``database_url`` to head; create teams ``alpha`` and ``beta`` with a key
+def provision(database_url: str) -> list[str]:
+    """Migrate ``database_url`` to head and create teams ``alpha`` and ``beta`` with a key
     each, as ``mpq db upgrade`` and ``mpq admin`` do; return the two keys' secrets."""
     upgrade(database_url)
+    return team_keys(database_url, ("alpha", "beta"))
+
+
+def team_keys(database_url: str, teams: Sequence[str], key_name: str = "default") -> list[str]:
+    """Create each team with one key named ``key_name`` (what ``mpq admin create-team``
+    and ``create-key`` do, in this process); return the keys' secrets in order."""
     engine = make_engine(database_url)
     try:
         with session_factory(engine)() as session:
-            a, b = (create_team(session, name=name) for name in ("alpha", "beta"))
-            return (
-                create_api_key(session, team=a, name="default")[1],
-                create_api_key(session, team=b, name="default")[1],
-            )
+            return [
+                create_api_key(session, team=create_team(session, name=team), name=key_name)[1]
+                for team in teams
+            ]
     finally:
         engine.dispose()
 

@@ -6,8 +6,8 @@
 * :func:`shoot`: a full-page screenshot into ``$MPQ_SCREENSHOT_DIR`` (default
   ``build/screenshots`` in the repository, git-ignored), for a person to look at.
 * :func:`up_stack`: ``mpq up`` (migrations, the API and a worker, as users run it) over a
-  fresh data directory on a free port, with two teams made by ``mpq admin``: ``team-a``
-  and ``team-b``, a key each.
+  fresh data directory on a free port, with two teams made as ``mpq admin`` makes them
+  (its code, in this process): ``team-a`` and ``team-b``, a key each.
 * :func:`sign_in_form`: sign in over HTTP as a browser does, for tests without a browser.
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.service.api.conftest import ROOT, free_port
+from tests.service.api.conftest import ROOT, free_port, team_keys
 from tests.service.api.pages.html import csrf_of
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -159,10 +159,7 @@ def start_up(data_dir: Path, **extra: str) -> Iterator[UpStack]:
             assert proc.poll() is None, f"mpq up exited:\n{log_path.read_text(errors='replace')}"
             assert time.monotonic() < deadline, f"mpq up not serving in {STARTUP_S:.0f} s"
             time.sleep(0.2)
-        keys = []
-        for team in ("team-a", "team-b"):
-            mpq(env, "admin", "create-team", team)
-            keys.append(mpq(env, "admin", "create-key", "--team", team, "--name", "ui").strip())
+        keys = team_keys(database_url, ("team-a", "team-b"), key_name="ui")
         yield UpStack(url, data_dir, database_url, env, keys[0], keys[1], proc, log_path, extra)
     finally:
         if proc.poll() is None:
