@@ -186,7 +186,8 @@ class InvalidScheduleError(MPQError):
 
 
 class WebhookUrlError(InvalidRequestError):
-    """A webhook ``url`` is not an absolute http(s) URL with a host, no credentials, no fragment."""
+    """A webhook ``url`` is not an absolute http(s) URL with a host, no credentials, no
+    fragment, or names an address the service may not send to (:mod:`service.outbound`)."""
 
     code = "invalid_webhook_url"
 

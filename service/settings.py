@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from service.errors import InvalidSettingsError
+from service.outbound import IPNetwork, parse_networks
 
 __all__ = ["STUDY_SCHEMA", "Settings", "default_cache_dir", "default_data_dir", "get_settings"]
 
@@ -134,6 +135,10 @@ class Settings(BaseSettings):
         webhook_max_attempts: attempts at a webhook delivery before it is marked failed.
         webhook_backoff_s: the wait before a delivery's second attempt, in seconds; it
             doubles after each failed attempt (capped at an hour).
+        webhook_allowed_networks: networks webhooks may reach besides public addresses
+            (comma-separated, as in ``10.20.0.0/16,192.168.1.7``); empty (the default):
+            none -- loopback, private and link-local addresses are refused
+            (:mod:`service.outbound`).
     """
 
     model_config = SettingsConfigDict(env_prefix="MPQ_", extra="ignore")
@@ -180,12 +185,18 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(default=5.0, gt=0, le=60)
     webhook_max_attempts: int = Field(default=8, ge=1, le=100)
     webhook_backoff_s: float = Field(default=30.0, gt=0)
+    webhook_allowed_networks: str = ""
 
     @field_validator("trust_uploads", "debug", mode="before")
     @classmethod
     def _empty_is_false(cls, value: object) -> object:
         # ``MPQ_DEBUG=`` (set but empty) has always meant off.
         return False if value == "" else value
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        return ",".join(str(n) for n in parse_networks(value))
 
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:
@@ -205,6 +216,11 @@ class Settings(BaseSettings):
                 f"({self.heartbeat_s}), or live tasks would be declared dead"
             )
         return self
+
+    @property
+    def webhook_networks(self) -> tuple[IPNetwork, ...]:
+        """``webhook_allowed_networks``, parsed."""
+        return parse_networks(self.webhook_allowed_networks)
 
     @property
     def blobs(self) -> Path:

@@ -37,6 +37,7 @@ FAST = {
     "MPQ_WEBHOOK_BACKOFF_S": "0.5",
     "MPQ_WEBHOOK_MAX_ATTEMPTS": "5",
     "MPQ_RECOVERY_INTERVAL_S": "1",
+    "MPQ_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",  # the receiver listens on 127.0.0.1
 }
 
 

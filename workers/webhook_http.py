@@ -11,17 +11,26 @@ system resolver has no timeout here).
 
 No redirect is followed (a 3xx is an answer, not a success), no proxy or ``.netrc`` is
 read from the environment, and at most :data:`BODY_CAP` bytes of the answer are read.
+
+The host is resolved here, every address it resolves to must be public or inside the
+allowed networks (:func:`service.outbound.refusal`), and the connection goes to those
+addresses (the first that answers): the address checked is the address reached,
+whatever the name resolves to a moment later. TLS still verifies the certificate against the name.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpcore
 import httpx
+
+from service.outbound import IPAddress, IPNetwork, refusal
 
 __all__ = ["BODY_CAP", "Answer", "post"]
 
@@ -76,8 +85,8 @@ class _DeadlineStream(httpcore.NetworkStream):
 
 
 class _DeadlineBackend(httpcore.SyncBackend):
-    def __init__(self, deadline: _Deadline) -> None:
-        self.deadline = deadline
+    def __init__(self, deadline: _Deadline, allowed: Sequence[IPNetwork]) -> None:
+        self.deadline, self.allowed = deadline, allowed
 
     def connect_tcp(
         self,
@@ -87,24 +96,86 @@ class _DeadlineBackend(httpcore.SyncBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        left = self.deadline.left(timeout, httpcore.ConnectTimeout)
-        stream = super().connect_tcp(host, port, left, local_address, socket_options)
-        return _DeadlineStream(stream, self.deadline)
+        error: httpcore.ConnectError | None = None
+        for address in _checked_addresses(host, port, self.allowed):
+            left = self.deadline.left(timeout, httpcore.ConnectTimeout)
+            try:
+                stream = super().connect_tcp(address, port, left, local_address, socket_options)
+            except httpcore.ConnectError as exc:  # as create_connection: the next address
+                error = exc
+                continue
+            return _DeadlineStream(stream, self.deadline)
+        assert error is not None  # _checked_addresses returns one address or more
+        raise error
 
 
-def _transport(deadline: _Deadline) -> httpx.HTTPTransport:
+def _checked_addresses(host: str, port: int, allowed: Sequence[IPNetwork]) -> list[str]:
+    """The addresses ``host`` resolves to, in the resolver's order, if all may be reached.
+
+    Raises:
+        httpcore.ConnectError: it does not resolve, or resolves to an address refused
+            (a name with one private address among public ones is refused whole).
+    """
+    try:
+        addresses: list[IPAddress] = [_ip(host)]
+    except ValueError:
+        try:
+            found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            raise httpcore.ConnectError(f"{host} does not resolve ({exc})") from None
+        addresses = [_ip(str(info[4][0])) for info in found]
+    if not addresses:
+        raise httpcore.ConnectError(f"{host} does not resolve")
+    for address in addresses:
+        why = refusal(address, allowed)
+        if why is not None:
+            named = f"{address}" if _ip_or_none(host) == address else f"{host} ({address})"
+            raise httpcore.ConnectError(
+                f"refused: {named} is {why}; allow its network on the service "
+                "(MPQ_WEBHOOK_ALLOWED_NETWORKS) or use a public address"
+            )
+    return list(dict.fromkeys(str(a) for a in addresses))
+
+
+def _ip_or_none(text: str) -> IPAddress | None:
+    try:
+        return _ip(text)
+    except ValueError:
+        return None
+
+
+def _ip(text: str) -> IPAddress:
+    """The address ``text`` writes (brackets and an IPv6 zone index aside).
+
+    Raises:
+        ValueError: ``text`` is a name, not an address.
+    """
+    return ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
+
+
+def _transport(deadline: _Deadline, allowed: Sequence[IPNetwork]) -> httpx.HTTPTransport:
     transport = httpx.HTTPTransport(trust_env=False, retries=0)
     # httpx takes no network backend; its pool is rebuilt around ours (same defaults).
     transport._pool = httpcore.ConnectionPool(
         ssl_context=httpx.create_ssl_context(trust_env=False),
         max_connections=1,
-        network_backend=_DeadlineBackend(deadline),
+        network_backend=_DeadlineBackend(deadline, allowed),
     )
     return transport
 
 
-def post(url: str, body: bytes, headers: dict[str, str], *, timeout_s: float) -> Answer:
+def post(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    timeout_s: float,
+    allowed_networks: Sequence[IPNetwork],
+) -> Answer:
     """POST ``body`` to ``url``; the answer's status and first :data:`BODY_CAP` bytes.
+
+    ``allowed_networks``: the non-public networks the host may resolve into (see the
+    module docstring); an address outside them and not public is never connected to.
 
     Never raises for the receiver's sake: a refused connection, a timeout, a broken
     answer become ``Answer(None, error=...)`` with a short message (no traceback).
@@ -113,7 +184,7 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout_s: float) ->
     try:
         with (
             httpx.Client(
-                transport=_transport(deadline),
+                transport=_transport(deadline, allowed_networks),
                 timeout=timeout_s,
                 follow_redirects=False,
                 trust_env=False,

@@ -95,7 +95,13 @@ def deliver(
         "MPQ-Delivery": str(delivery.id),
         "MPQ-Signature": signature_header(webhook.secret, body, int(time.time())),
     }
-    answer = post(webhook.url, body, headers, timeout_s=settings.webhook_timeout_s)
+    answer = post(
+        webhook.url,
+        body,
+        headers,
+        timeout_s=settings.webhook_timeout_s,
+        allowed_networks=settings.webhook_networks,
+    )
     if answer.status is not None and 200 <= answer.status < 300:
         _record(sessions, delivery_id, DeliveryStatus.DELIVERED, answer.status, None)
         return "delivered"

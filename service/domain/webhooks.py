@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,6 +27,7 @@ from service.db import repos
 from service.db.models import ApiKey, Team, Webhook
 from service.db.repos import webhooks as hooks
 from service.errors import WebhookEventsError, WebhookSecretError, WebhookUrlError
+from service.outbound import IPNetwork, literal_address, refusal
 
 __all__ = [
     "EVENTS",
@@ -43,8 +45,10 @@ URL_MAX = 2048
 SECRET_MIN, SECRET_MAX = 16, 255
 
 
-def check_url(url: str) -> str:
-    """``url`` if it is an absolute http(s) URL with a host, no credentials, no fragment.
+def check_url(url: str, allowed_networks: Sequence[IPNetwork] = ()) -> str:
+    """``url`` if it is an absolute http(s) URL with a host, no credentials, no fragment,
+    whose host -- if written as an address, or ``localhost`` -- is public or inside
+    ``allowed_networks`` (:mod:`service.outbound`; a name is checked at each delivery).
 
     Raises:
         WebhookUrlError: it is not (the message says which rule it breaks).
@@ -69,6 +73,14 @@ def check_url(url: str) -> str:
         )
     if "#" in url:
         raise WebhookUrlError(f"url {shown!r} has a #fragment; remove it (it is never sent)")
+    address = literal_address(parts.hostname)
+    why = None if address is None else refusal(address, allowed_networks)
+    if why is not None:
+        raise WebhookUrlError(
+            f"url {shown!r} points at {address}, {why}; webhooks go to public addresses "
+            "only, unless the service's operator allows that network "
+            "(MPQ_WEBHOOK_ALLOWED_NETWORKS)"
+        )
     return url
 
 
@@ -111,8 +123,11 @@ def add_webhook(
     events: list[str],
     secret: str | None = None,
     created_by: ApiKey | None = None,
+    allowed_networks: Sequence[IPNetwork] = (),
 ) -> Webhook:
     """Check and record a webhook of ``team`` (committed); a missing ``secret`` is generated.
+
+    ``allowed_networks``: the non-public networks its URL may name (see :func:`check_url`).
 
     Raises:
         WebhookUrlError, WebhookEventsError, WebhookSecretError: nothing is recorded.
@@ -120,7 +135,7 @@ def add_webhook(
     return hooks.create_webhook(
         session,
         team=team,
-        url=check_url(url),
+        url=check_url(url, allowed_networks),
         events=check_events(events),
         secret=_check_secret(secret),
         created_by=created_by,
@@ -135,8 +150,11 @@ def change_webhook(
     url: str | None = None,
     events: list[str] | None = None,
     enabled: bool | None = None,
+    allowed_networks: Sequence[IPNetwork] = (),
 ) -> Webhook:
     """Change the given fields of ``team``'s webhook ``webhook_id`` (committed).
+
+    ``allowed_networks``: the non-public networks a new URL may name (:func:`check_url`).
 
     Raises:
         NotFoundError: no such webhook in ``team``.
@@ -145,7 +163,7 @@ def change_webhook(
     webhook = repos.get_webhook(session, team=team, webhook_id=webhook_id)
     changes: dict[str, Any] = {}
     if url is not None:
-        changes["url"] = check_url(url)
+        changes["url"] = check_url(url, allowed_networks)
     if events is not None:
         changes["events"] = check_events(events)
     if enabled is not None:

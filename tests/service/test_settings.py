@@ -65,3 +65,26 @@ def test_max_dataset_bytes_defaults_to_512_mib_and_reads_its_variable(
     monkeypatch.setenv("MPQ_MAX_DATASET_BYTES", "0")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_webhook_networks_are_parsed_normalized_and_a_bad_one_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().webhook_networks == ()  # public addresses only, by default
+    monkeypatch.setenv("MPQ_WEBHOOK_ALLOWED_NETWORKS", " 10.20.1.2/16, 192.168.1.7 ,::1")
+    settings = Settings()
+    assert settings.webhook_allowed_networks == "10.20.0.0/16,192.168.1.7/32,::1/128"
+    assert [str(n) for n in settings.webhook_networks] == settings.webhook_allowed_networks.split(
+        ","
+    )
+    monkeypatch.setenv("MPQ_WEBHOOK_ALLOWED_NETWORKS", "10.0.0/8")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(InvalidSettingsError) as info:
+            get_settings()
+        assert info.value.message == (
+            "invalid settings: MPQ_WEBHOOK_ALLOWED_NETWORKS: '10.0.0/8' is not an IP network; "
+            "give networks separated by commas, as in 10.20.0.0/16,192.168.1.7"
+        )
+    finally:
+        get_settings.cache_clear()

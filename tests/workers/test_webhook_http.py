@@ -1,4 +1,5 @@
-"""One delivery attempt over real sockets: the hard deadline, the body cap, no redirects."""
+"""One delivery attempt over real sockets: the hard deadline, the body cap, no redirects,
+no address outside the public internet and the allowed networks."""
 
 from __future__ import annotations
 
@@ -10,15 +11,21 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
+
+from service.outbound import parse_networks
 from tests.workers.receiver import receiver
 from workers.webhook_http import BODY_CAP, post
+
+LOOPBACK = parse_networks("127.0.0.0/8,::1")
+"""The receivers listen on 127.0.0.1: the tests allow loopback, as an operator would."""
 
 
 def test_a_drip_feeding_receiver_is_cut_off_at_the_deadline() -> None:
     # a byte of the status line every 0.2 s: no per-read timeout of 1 s ever trips
     with receiver(mode="drip") as r:
         start = time.monotonic()
-        answer = post(r.url, b"{}", {}, timeout_s=1.0)
+        answer = post(r.url, b"{}", {}, timeout_s=1.0, allowed_networks=LOOPBACK)
         took = time.monotonic() - start
     assert answer.status is None and answer.error is not None
     assert answer.error.startswith("timed out"), answer.error
@@ -28,7 +35,7 @@ def test_a_drip_feeding_receiver_is_cut_off_at_the_deadline() -> None:
 def test_a_silent_receiver_is_cut_off_at_the_deadline() -> None:
     with receiver(mode="hang") as r:
         start = time.monotonic()
-        answer = post(r.url, b"{}", {}, timeout_s=0.5)
+        answer = post(r.url, b"{}", {}, timeout_s=0.5, allowed_networks=LOOPBACK)
         took = time.monotonic() - start
     assert answer.status is None and (answer.error or "").startswith("timed out")
     assert took < 1.0, took
@@ -36,8 +43,8 @@ def test_a_silent_receiver_is_cut_off_at_the_deadline() -> None:
 
 def test_the_answer_body_is_capped_and_statuses_pass_through() -> None:
     with receiver(fail_first=1) as r:
-        first = post(r.url, b"{}", {"MPQ-Delivery": "1"}, timeout_s=5)
-        second = post(r.url, b"{}", {"MPQ-Delivery": "1"}, timeout_s=5)
+        first = post(r.url, b"{}", {"MPQ-Delivery": "1"}, timeout_s=5, allowed_networks=LOOPBACK)
+        second = post(r.url, b"{}", {"MPQ-Delivery": "1"}, timeout_s=5, allowed_networks=LOOPBACK)
     assert (first.status, first.body) == (500, b"try again later\n")
     assert second.status == 200 and second.body == b"x" * BODY_CAP
 
@@ -68,7 +75,7 @@ def _redirecting() -> Iterator[str]:
 
 def test_redirects_are_answers_not_followed() -> None:
     with _redirecting() as url:
-        answer = post(url, b"{}", {}, timeout_s=5)
+        answer = post(url, b"{}", {}, timeout_s=5, allowed_networks=LOOPBACK)
     assert answer.status == 307 and answer.error is None
 
 
@@ -76,6 +83,31 @@ def test_a_refused_connection_is_a_short_error() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, not listening: refused
-        answer = post(f"http://127.0.0.1:{port}/", b"{}", {}, timeout_s=5)
+        answer = post(
+            f"http://127.0.0.1:{port}/", b"{}", {}, timeout_s=5, allowed_networks=LOOPBACK
+        )
     assert answer.status is None and answer.error is not None
     assert "ConnectError" in answer.error and "\n" not in answer.error and len(answer.error) <= 200
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]"])
+def test_a_loopback_receiver_is_never_reached_unless_its_network_is_allowed(host: str) -> None:
+    with receiver(fail_first=0) as r:
+        url = r.url.replace("127.0.0.1", host)
+        refused = post(url, b"{}", {"MPQ-Delivery": "1"}, timeout_s=5, allowed_networks=())
+        assert refused.status is None and refused.error is not None
+        assert "refused: " in refused.error and "is a loopback address" in refused.error
+        assert r.got == []  # not a byte was sent: the check comes before the connection
+        others = parse_networks("10.0.0.0/8")
+        assert post(url, b"{}", {}, timeout_s=5, allowed_networks=others).status is None
+        assert r.got == []
+        if host != "[::ffff:127.0.0.1]":  # the receiver listens on IPv4 alone
+            allowed = post(
+                url, b"{}", {"MPQ-Delivery": "2"}, timeout_s=5, allowed_networks=LOOPBACK
+            )
+            assert allowed.status == 200 and len(r.got) == 1
+
+
+def test_a_name_that_does_not_resolve_is_a_short_error() -> None:
+    answer = post("http://mpq-no-such-host.invalid/", b"{}", {}, timeout_s=5, allowed_networks=())
+    assert answer.status is None and "does not resolve" in (answer.error or ""), answer

@@ -23,6 +23,7 @@ from service.db.migrate import upgrade
 from service.db.models import Job, Team, WebhookDelivery
 from service.db.repos import cancel_job, create_team, fail_job
 from service.domain import add_webhook, change_webhook
+from service.outbound import parse_networks
 from service.queue import DELIVER_WEBHOOK
 from service.settings import Settings
 from tests.service.db.rows import add_job, add_model
@@ -30,6 +31,7 @@ from tests.workers.receiver import receiver
 from workers.webhooks import deliver, notify, sweep_webhooks
 
 SECRET = "whsec_unit_test_secret_0123"
+LOOPBACK = parse_networks("127.0.0.0/8")
 
 
 @pytest.fixture
@@ -42,7 +44,12 @@ def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
 
 
 def _settings(tmp_path: Path, **kw: Any) -> Settings:
-    base = {"webhook_backoff_s": 0.01, "webhook_max_attempts": 3, "webhook_timeout_s": 1.0}
+    base = {
+        "webhook_backoff_s": 0.01,
+        "webhook_max_attempts": 3,
+        "webhook_timeout_s": 1.0,
+        "webhook_allowed_networks": "127.0.0.0/8",  # the receivers listen on 127.0.0.1
+    }
     return Settings(data_dir=tmp_path, **(base | kw))
 
 
@@ -63,7 +70,9 @@ class Sent:
 def _team_job(sessions: sessionmaker[Session], url: str) -> tuple[Team, Job]:
     with sessions() as s:
         team = create_team(s, name="acme")
-        add_webhook(s, team=team, url=url, events=["job.failed"], secret=SECRET)
+        add_webhook(
+            s, team=team, url=url, events=["job.failed"], secret=SECRET, allowed_networks=LOOPBACK
+        )
         job = add_job(s, team, add_model(s, team))
         fail_job(s, job_id=job.id, code="invalid_data", message="no labels")
     return team, job
@@ -146,6 +155,23 @@ def test_a_disabled_webhook_gets_nothing(sessions: sessionmaker[Session], tmp_pa
             change_webhook(s, team=team, webhook_id=1, enabled=False)
         assert deliver(sessions, _settings(tmp_path), delivery_id, later=out.again) == "failed"
     assert r.got == [] and _row(sessions, delivery_id).last_error == "the webhook is disabled"
+
+
+def test_an_address_no_longer_allowed_is_never_connected_to(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    # The operator narrowed MPQ_WEBHOOK_ALLOWED_NETWORKS after the webhook was made:
+    # every attempt is refused before a connection, with the reason in the log.
+    settings, out = _settings(tmp_path, webhook_allowed_networks=""), Sent()
+    with receiver(secret=SECRET, fail_first=0) as r:
+        _, job = _team_job(sessions, r.url)
+        [delivery_id] = notify(sessions, out.send, job.id)
+        assert deliver(sessions, settings, delivery_id, later=out.again).startswith("retry")
+        row = _row(sessions, delivery_id)
+        assert row.response_code is None and row.attempts == 1
+        assert (row.last_error or "").startswith("ConnectError: refused: 127.0.0.1 is a loopback")
+        assert "MPQ_WEBHOOK_ALLOWED_NETWORKS" in (row.last_error or "")
+    assert r.got == []
 
 
 def test_the_sweep_dispatches_cancelled_jobs_and_resends_lost_deliveries(

@@ -31,6 +31,7 @@ SETTINGS = {
     "MPQ_WEBHOOK_BACKOFF_S": "0.3",
     "MPQ_WEBHOOK_MAX_ATTEMPTS": "3",
     "MPQ_RECOVERY_INTERVAL_S": "0.5",
+    "MPQ_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",  # the receivers listen on 127.0.0.1
 }
 SECRET_GOOD, SECRET_HANG = "whsec_e2e_good_0123456789", "whsec_e2e_hang_0123456789"
 EVENTS = ["job.succeeded", "job.failed", "job.cancelled"]

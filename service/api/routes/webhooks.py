@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from service.api.deps import CurrentKey, CurrentTeam, SessionDep
+from service.api.deps import CurrentKey, CurrentTeam, SessionDep, SettingsDep
 from service.api.params import Limit, Skip, WebhookId
 from service.api.responses import errors
 from service.db import repos
@@ -26,12 +26,17 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"], responses=errors(401, 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=WebhookCreated)
 def create_webhook(
-    request: WebhookCreate, session: SessionDep, team: CurrentTeam, key: CurrentKey
+    request: WebhookCreate,
+    session: SessionDep,
+    team: CurrentTeam,
+    key: CurrentKey,
+    settings: SettingsDep,
 ) -> WebhookCreated:
     """Register `url` for `events`; the answer shows the `secret`, this once.
 
     Every delivery is signed with it (`MPQ-Signature`, see docs/webhooks.md). A bad URL
-    answers 422 `invalid_webhook_url`; bad events `invalid_webhook_events`; a secret of
+    (or one naming a loopback, private or link-local address the service's operator has
+    not allowed) answers 422 `invalid_webhook_url`; bad events `invalid_webhook_events`; a secret of
     the wrong length `invalid_webhook_secret`.
     """
     webhook = add_webhook(
@@ -41,6 +46,7 @@ def create_webhook(
         events=request.events,
         secret=request.secret,
         created_by=key,
+        allowed_networks=settings.webhook_networks,
     )
     return WebhookCreated.model_validate(webhook)
 
@@ -65,7 +71,11 @@ def get_webhook(webhook_id: WebhookId, session: SessionDep, team: CurrentTeam) -
 
 @router.patch("/{webhook_id}", response_model=WebhookPublic, responses=errors(404))
 def update_webhook(
-    webhook_id: WebhookId, request: WebhookUpdate, session: SessionDep, team: CurrentTeam
+    webhook_id: WebhookId,
+    request: WebhookUpdate,
+    session: SessionDep,
+    team: CurrentTeam,
+    settings: SettingsDep,
 ) -> WebhookPublic:
     """Change a webhook's `url`, `events` or `enabled` (a disabled one gets no new events)."""
     webhook = change_webhook(
@@ -75,6 +85,7 @@ def update_webhook(
         url=request.url,
         events=request.events,
         enabled=request.enabled,
+        allowed_networks=settings.webhook_networks,
     )
     return WebhookPublic.model_validate(webhook)
 

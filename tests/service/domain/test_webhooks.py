@@ -17,6 +17,7 @@ from service.domain.webhooks import (
     signature_header,
 )
 from service.errors import WebhookEventsError, WebhookUrlError
+from service.outbound import parse_networks
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -25,13 +26,40 @@ ROOT = Path(__file__).resolve().parents[3]
     "url",
     [
         "https://ci.example.com/hook",
-        "http://127.0.0.1:8080/x?y=1",
+        "http://8.8.8.8:8080/x?y=1",
         "HTTPS://Example.COM",
-        "http://[::1]:9000/a",
+        "http://[2606:4700::1111]:9000/a",
+        "https://localhost.example.com/",  # a name: judged by its addresses at delivery
     ],
 )
 def test_good_urls_pass(url: str) -> None:
     assert check_url(url) == url
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://127.0.0.1:8080/x", "127.0.0.1, a loopback address"),
+        ("http://localhost/", "127.0.0.1, a loopback address"),
+        ("http://LocalHost./", "127.0.0.1, a loopback address"),
+        ("http://[::1]:9000/a", "::1, a loopback address"),
+        ("http://[::ffff:7f00:1]/", "a loopback address"),
+        ("http://10.1.2.3/", "10.1.2.3, a private address"),
+        ("http://192.168.0.10/", "a private address"),
+        ("http://169.254.169.254/latest/meta-data/", "a link-local address"),
+        ("http://[fe80::1]/", "a link-local address"),
+        ("http://0.0.0.0/", "an unspecified address"),
+        ("http://100.64.0.1/", "not a public address"),
+    ],
+)
+def test_urls_naming_internal_addresses_are_refused_unless_allowed(url: str, why: str) -> None:
+    with pytest.raises(WebhookUrlError, match=re.escape(why)) as info:
+        check_url(url)
+    assert "MPQ_WEBHOOK_ALLOWED_NETWORKS" in info.value.message
+    with pytest.raises(WebhookUrlError):  # another network allowed changes nothing
+        check_url(url, parse_networks("172.16.0.0/12"))
+    everything = parse_networks("0.0.0.0/0,::/0")
+    assert check_url(url, everything) == url
 
 
 @pytest.mark.parametrize(
