@@ -131,7 +131,13 @@ class _Parse:
         _, options = parse_options_header(self.headers.get(b"content-disposition", b""))
         name = options.get(b"name", b"").decode("utf-8", "replace")
         if b"filename" not in options:
-            if name in self.fields or name == self.current or name == self.file_field:
+            if name == self.file_field:
+                raise InvalidRequestError(
+                    f"form field {name!r} must be the uploaded file: a part with a filename "
+                    f'(Content-Disposition: form-data; name="{name}"; filename="model.pt2"), '
+                    "not a text value"
+                )
+            if name in self.fields or name == self.current:
                 raise InvalidRequestError(f"form field {name!r} must be a single text value")
             self.current = name
             self.buffer.clear()

@@ -205,6 +205,22 @@ def test_malformed_requests(server: Server, digits: Digits) -> None:
         422,
         "invalid_request",
     )
+    # the file sent as a text field, and as a file part with an empty file name
+    before_rows, before_files = server.rows(), server.files()
+    with server.client(server.key_a) as c:
+        as_text = c.post("/v1/models", files={"name": (None, "m"), "file": (None, "model.pt2")})
+        message = _error(as_text, 422, "invalid_request")
+        assert message.startswith("form field 'file' must be the uploaded file: "), message
+        nameless = (
+            b'--b\r\nContent-Disposition: form-data; name="name"\r\n\r\nm\r\n'
+            b'--b\r\nContent-Disposition: form-data; name="file"; filename=""\r\n\r\n'
+            b"not a model\r\n--b--\r\n"
+        )
+        message = _error(
+            c.post("/v1/models", content=nameless, headers=broken), 422, "unsupported_model_format"
+        )
+        assert message.startswith("'model' is neither"), message  # no temporary file's name
+    assert (server.rows(), server.files()) == (before_rows, before_files)
 
 
 def test_oversize_upload(small_server: Server, digits: Digits) -> None:
