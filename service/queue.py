@@ -11,6 +11,7 @@ no server needed. kombu 5.7.0 crashes the worker when ``polling_interval`` is gi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from sqlalchemy.engine import make_url
 from service.private_files import make_private_dir, make_private_file
 from service.settings import Settings
 
-__all__ = ["DELIVER_WEBHOOK", "FINALIZE", "RUN_JOB", "RUN_TRIALS", "make_celery"]
+__all__ = ["DELIVER_WEBHOOK", "FINALIZE", "RUN_JOB", "RUN_TRIALS", "make_celery", "sender"]
 
 RUN_JOB = "mpq.run_job"
 """Prepare a job (sensitivity, seeded study, baseline), then send its trial runners."""
@@ -74,3 +75,12 @@ def make_celery(settings: Settings, **conf: Any) -> Celery:
         **conf,
     )
     return app
+
+
+def sender(queue: Celery) -> Callable[[str, list[Any]], None]:
+    """``send(task_name, args)`` putting a message on ``queue`` (by task name)."""
+
+    def send(name: str, args: list[Any]) -> None:
+        queue.send_task(name, args=args)
+
+    return send

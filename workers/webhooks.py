@@ -12,10 +12,10 @@
   ``backoff_s(attempts)`` and the task is sent again with that countdown; after
   ``webhook_max_attempts`` it is ``failed``.
 - :func:`sweep_webhooks` (the recovery sweeper's thread, every ``recovery_interval_s``):
-  dispatches final jobs nobody notified (cancelled in the API, failed by recovery, or a
-  worker that died between finishing a job and dispatching it), and re-sends pending
-  deliveries due more than ``grace_s`` ago (a lost message, a worker that died
-  mid-attempt).
+  dispatches final jobs nobody notified (cancelled while the queue was down -- the API
+  dispatches a cancel itself --, failed by recovery, or a worker that died between
+  finishing a job and dispatching it), and re-sends pending deliveries due more than
+  ``grace_s`` ago (a lost message, a worker that died mid-attempt).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db.base import utcnow
 from service.db.models import DeliveryStatus
 from service.db.repos import deliveries as hooks
-from service.domain.webhook_events import backoff_s, dispatch_job
+from service.domain import notify_job
+from service.domain.webhook_events import backoff_s
 from service.domain.webhooks import canonical_body, signature_header
 from service.queue import DELIVER_WEBHOOK
 from service.settings import Settings
@@ -51,23 +52,14 @@ Later = Callable[[int, float], None]
 
 
 def notify(sessions: sessionmaker[Session], send: Send, job_id: int) -> list[int]:
-    """Dispatch final job ``job_id`` to its webhooks (once) and send the new deliveries.
-
-    Never raises: what fails here is left to the sweep (the job stays un-notified, or
-    its rows stay pending).
-    """
+    """Dispatch final job ``job_id`` to its webhooks (once) and send the new deliveries
+    (:func:`service.domain.notify_job` in a session of its own); never raises."""
     try:
         with sessions() as session:
-            ids = dispatch_job(session, job_id=job_id)
-    except Exception as exc:
+            return notify_job(session, send, job_id=job_id)
+    except Exception as exc:  # the session could not even be opened
         log.warning("job %s: webhooks not dispatched (%s); the sweep will", job_id, exc)
         return []
-    for delivery_id in ids:
-        try:
-            send(DELIVER_WEBHOOK, [delivery_id])
-        except Exception as exc:
-            log.warning("delivery %s not sent (%s); the sweep will", delivery_id, exc)
-    return ids
 
 
 def deliver(

@@ -26,7 +26,7 @@ from service.domain.schedules import (
     schedule_runs,
     update_schedule,
 )
-from service.domain.webhook_events import dispatch_job
+from service.domain.webhook_events import dispatch_job, notify_job
 from service.domain.webhooks import EVENTS, add_webhook, change_webhook
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "job_spec",
     "job_trials",
     "model_versions",
+    "notify_job",
     "resolve_model",
     "schedule_runs",
     "set_alias",

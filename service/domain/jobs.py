@@ -25,11 +25,12 @@ from engine.errors import InvalidPlanError, MetricNotApplicableError, MPQError
 from search import JobSpec, front, join_search, trial_records
 from service.blobs import BlobStore
 from service.db import repos
-from service.db.models import ApiKey, Dataset, Job, Model, Team
+from service.db.models import ApiKey, Dataset, Job, JobStatus, Model, Team
 from service.domain._blobs import forget_blobs
 from service.domain._fit import check_fit, check_pairing
 from service.domain.quotas import active_jobs_guard
 from service.domain.regression import RegressionTolerance, find_regression
+from service.domain.webhook_events import Send, notify_job
 from service.errors import QueueUnavailableError
 from service.queue import RUN_JOB
 from service.settings import Settings
@@ -145,14 +146,22 @@ def _check_labels(store: BlobStore, dataset: Dataset, metric: str) -> None:
         )
 
 
-def cancel_job(session: Session, *, team: Team, job_id: int) -> Job:
+def cancel_job(session: Session, *, team: Team, job_id: int, send: Send | None = None) -> Job:
     """Cancel the team's job ``job_id`` if queued, preparing or running (idempotent once so).
+
+    With ``send``, the team's webhooks get ``job.cancelled`` at once
+    (:func:`service.domain.webhook_events.notify_job`) rather than at the workers'
+    next sweep.
 
     Raises:
         NotFoundError: the job is not the team's.
         ConflictError: the job has already succeeded or failed.
     """
-    return repos.cancel_job(session, job=repos.get_job(session, team=team, job_id=job_id))
+    job = repos.cancel_job(session, job=repos.get_job(session, team=team, job_id=job_id))
+    if send is not None and job.status == JobStatus.CANCELLED and job.notified_at is None:
+        notify_job(session, send, job_id=job.id)
+        session.refresh(job)
+    return job
 
 
 def job_spec(job: Job) -> JobSpec:

@@ -4,8 +4,9 @@ A job in a final state whose ``notified_at`` is NULL is dispatched once
 (:func:`dispatch_job`): in one transaction its ``notified_at`` is set and one pending
 ``webhook_deliveries`` row is inserted per (enabled webhook of its team created before
 the job finished, event it raises that the webhook subscribes to). The caller then
-sends one ``mpq.deliver_webhook`` message per new row; a lost message is found again by
-the workers' sweep (the row stays pending). Events (:func:`job_events`):
+sends one ``mpq.deliver_webhook`` message per new row (:func:`notify_job` does both:
+the worker that ends a job, the API when it cancels one, the workers' sweep); a lost
+message is found again by the sweep (the row stays pending). Events (:func:`job_events`):
 
 - succeeded → ``job.succeeded``, plus ``job.regressed`` when ``job.regression`` says
   ``"regressed": true``;
@@ -18,6 +19,8 @@ Retry schedule (:func:`backoff_s`): attempt ``n`` failed → the next one waits
 from __future__ import annotations
 
 import functools
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -26,8 +29,22 @@ from service.db.base import utcnow
 from service.db.models import Job, JobStatus, Model
 from service.db.repos import deliveries as hooks
 from service.db.session import end_reads
+from service.queue import DELIVER_WEBHOOK
 
-__all__ = ["MAX_BACKOFF_S", "backoff_s", "dispatch_job", "job_events", "job_payload"]
+__all__ = [
+    "MAX_BACKOFF_S",
+    "Send",
+    "backoff_s",
+    "dispatch_job",
+    "job_events",
+    "job_payload",
+    "notify_job",
+]
+
+log = logging.getLogger("service.webhooks")
+
+Send = Callable[[str, list[Any]], None]
+"""``send(task_name, args)``: put a task message on the queue."""
 
 MAX_BACKOFF_S = 3600.0
 """The longest wait between two attempts at a delivery, in seconds."""
@@ -107,6 +124,26 @@ def job_payload(job: Job, model: Model | None, delivery_id: int, *, event: str) 
         "created_at": utcnow().isoformat(),
         "job": doc,
     }
+
+
+def notify_job(session: Session, send: Send, *, job_id: int) -> list[int]:
+    """Dispatch final job ``job_id`` to its webhooks (once) and send the new deliveries.
+
+    Never raises: what fails here is left to the workers' sweep (the job stays
+    un-notified, or its rows stay pending). Returns the new delivery ids.
+    """
+    try:
+        ids = dispatch_job(session, job_id=job_id)
+    except Exception as exc:
+        session.rollback()
+        log.warning("job %s: webhooks not dispatched (%s); the sweep will", job_id, exc)
+        return []
+    for delivery_id in ids:
+        try:
+            send(DELIVER_WEBHOOK, [delivery_id])
+        except Exception as exc:
+            log.warning("delivery %s not sent (%s); the sweep will", delivery_id, exc)
+    return ids
 
 
 def dispatch_job(session: Session, *, job_id: int) -> list[int]:

@@ -23,6 +23,7 @@ from service.db.migrate import upgrade
 from service.db.models import Job, Team, WebhookDelivery
 from service.db.repos import cancel_job, create_team, fail_job
 from service.domain import add_webhook, change_webhook
+from service.domain import cancel_job as cancel
 from service.outbound import parse_networks
 from service.queue import DELIVER_WEBHOOK
 from service.settings import Settings
@@ -172,6 +173,22 @@ def test_an_address_no_longer_allowed_is_never_connected_to(
         assert (row.last_error or "").startswith("ConnectError: refused: 127.0.0.1 is a loopback")
         assert "MPQ_WEBHOOK_ALLOWED_NETWORKS" in (row.last_error or "")
     assert r.got == []
+
+
+def test_a_cancel_with_a_queue_dispatches_job_cancelled_at_once(
+    sessions: sessionmaker[Session],
+) -> None:
+    out = Sent()
+    with sessions() as s:
+        team = create_team(s, name="acme")
+        add_webhook(s, team=team, url="https://ci.example/h", events=["job.cancelled"])
+        job = add_job(s, team, add_model(s, team))
+        cancelled = cancel(s, team=team, job_id=job.id, send=out.send)
+        assert cancelled.status == "cancelled" and cancelled.notified_at is not None
+        [(name, [delivery_id])] = out.sent
+        assert name == DELIVER_WEBHOOK and _row(sessions, delivery_id).event == "job.cancelled"
+        cancel(s, team=team, job_id=job.id, send=out.send)  # again: nothing more is sent
+    assert len(out.sent) == 1
 
 
 def test_the_sweep_dispatches_cancelled_jobs_and_resends_lost_deliveries(

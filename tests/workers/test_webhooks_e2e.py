@@ -5,10 +5,10 @@ settings: attempts time out after 1 s, back off from 0.3 s (countdown messages),
 at most; the recovery sweep runs every 0.5 s. Two webhooks: ``good`` (a receiver that
 answers 500 to the first two attempts of each delivery, then 200, and checks every
 signature) and ``hanging`` (never answers). A digits job is cancelled while queued (the
-API cancels: only the sweep can tell) and another runs to success on a one-process
-worker while the hanging receiver holds attempts: each event reaches ``good`` exactly
-once, on its third attempt, and the log says so; the hanging receiver's deliveries end
-failed after three attempts.
+API cancels it and dispatches ``job.cancelled`` at once) and another runs to success on
+a one-process worker while the hanging receiver holds attempts: each event reaches
+``good`` exactly once, on its third attempt, and the log says so; the hanging
+receiver's deliveries end failed after three attempts.
 """
 
 from __future__ import annotations
@@ -87,6 +87,9 @@ def test_events_arrive_once_after_retries_and_a_hanging_receiver_blocks_nothing(
         assert r.status_code == 202, r.text
         cancelled = r.json()["id"]
         assert c.post(f"/v1/jobs/{cancelled}/cancel").json()["status"] == "cancelled"
+        # dispatched by the cancel itself: the delivery is logged when the answer comes
+        log = c.get(f"/v1/webhooks/{good_id}/deliveries").json()["data"]
+        assert [(d["event"], d["job_id"]) for d in log] == [("job.cancelled", cancelled)]
         r = c.post("/v1/jobs", json=body)
         assert r.status_code == 202, r.text
         succeeded = r.json()["id"]

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Form, Header, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from service.api.deps import BlobsDep, SessionDep, SettingsDep
+from service.api.deps import BlobsDep, QueueDep, SessionDep, SettingsDep
 from service.api.pages.auth import PREFIX, PageCaller, require_csrf
 from service.api.pages.charts_front import front_svg
 from service.api.pages.charts_plan import layers_svg
@@ -33,6 +33,7 @@ from service.api.routes.jobs import download_artifact
 from service.db import repos
 from service.db.models import Artifact, Job, Model
 from service.domain import cancel_job, job_trials
+from service.queue import sender
 
 __all__ = ["MAX_TRIAL_ROWS", "page_context", "router", "status_context"]
 
@@ -173,9 +174,10 @@ def job_cancel(
     job_id: JobId,
     session: SessionDep,
     viewer: PageCaller,
+    queue: QueueDep,
     csrf: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
     """Cancel the job (as ``POST /v1/jobs/{id}/cancel``: a finished one is a 409 page)."""
     require_csrf(viewer, csrf)
-    cancel_job(session, team=viewer.team, job_id=job_id)
+    cancel_job(session, team=viewer.team, job_id=job_id, send=sender(queue))
     return RedirectResponse(f"{PREFIX}/jobs/{job_id}", status_code=303)

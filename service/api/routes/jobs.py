@@ -23,6 +23,7 @@ from service.domain import cancel_job as cancel
 from service.domain import job_trials, resolve_model
 from service.domain import submit_job as submit
 from service.errors import NotFoundError
+from service.queue import sender
 from service.schemas import (
     ArtifactPublic,
     ArtifactsPublic,
@@ -137,14 +138,15 @@ def get_trials(
 
 
 @router.post("/{job_id}/cancel", response_model=JobDetail, responses=errors(404, 409))
-def cancel_job(job_id: JobId, session: SessionDep, team: CurrentTeam) -> JobDetail:
+def cancel_job(job_id: JobId, session: SessionDep, team: CurrentTeam, queue: QueueDep) -> JobDetail:
     """Cancel a queued, preparing or running job.
 
     A preparing job stops at its next preparation step, running trials after the current one.
+    The team's webhooks subscribed to `job.cancelled` are sent it now.
 
     Cancelling a cancelled job changes nothing; a finished one answers 409 `conflict`.
     """
-    return _detail(cancel(session, team=team, job_id=job_id))
+    return _detail(cancel(session, team=team, job_id=job_id, send=sender(queue)))
 
 
 @router.get("/{job_id}/artifacts", response_model=ArtifactsPublic, responses=errors(404))
