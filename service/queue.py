@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from service.private_files import make_private_dir, make_private_file
 from service.settings import Settings
 
-__all__ = ["DELIVER_WEBHOOK", "FINALIZE", "RUN_JOB", "RUN_TRIALS", "make_celery", "sender"]
+__all__ = ["DELIVER_WEBHOOK", "FINALIZE", "RUN_JOB", "RUN_TRIALS", "Send", "make_celery", "sender"]
 
 RUN_JOB = "mpq.run_job"
 """Prepare a job (sensitivity, seeded study, baseline), then send its trial runners."""
@@ -77,7 +77,11 @@ def make_celery(settings: Settings, **conf: Any) -> Celery:
     return app
 
 
-def sender(queue: Celery) -> Callable[[str, list[Any]], None]:
+Send = Callable[[str, list[Any]], None]
+"""``send(task_name, args)``: put a task message on the queue, by the task's name."""
+
+
+def sender(queue: Celery) -> Send:
     """``send(task_name, args)`` putting a message on ``queue`` (by task name)."""
 
     def send(name: str, args: list[Any]) -> None:

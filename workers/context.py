@@ -24,6 +24,7 @@ from search import Evaluator, SearchConfig, open_evaluator
 from service.blobs import BlobStore
 from service.db import liveness
 from service.db.models import JobStatus
+from service.queue import Send
 from service.settings import Settings
 
 __all__ = ["Alive", "Send", "WorkerContext"]
@@ -32,9 +33,6 @@ log = logging.getLogger("workers.context")
 
 EVALUATORS = 2
 """Evaluators kept per worker process (a MiniLM one holds a few hundred MB)."""
-
-Send = Callable[[str, list[Any]], None]
-"""``send(task_name, args)``: enqueue a task by name."""
 
 
 @dataclass

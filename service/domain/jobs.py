@@ -30,9 +30,9 @@ from service.domain._blobs import forget_blobs
 from service.domain._fit import check_fit, check_pairing
 from service.domain.quotas import active_jobs_guard
 from service.domain.regression import RegressionTolerance, find_regression
-from service.domain.webhook_events import Send, notify_job
+from service.domain.webhook_events import notify_job
 from service.errors import QueueUnavailableError
-from service.queue import RUN_JOB
+from service.queue import RUN_JOB, Send
 from service.settings import Settings
 
 __all__ = [

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -29,11 +28,10 @@ from service.db.base import utcnow
 from service.db.models import Job, JobStatus, Model
 from service.db.repos import deliveries as hooks
 from service.db.session import end_reads
-from service.queue import DELIVER_WEBHOOK
+from service.queue import DELIVER_WEBHOOK, Send
 
 __all__ = [
     "MAX_BACKOFF_S",
-    "Send",
     "backoff_s",
     "dispatch_job",
     "job_events",
@@ -42,9 +40,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("service.webhooks")
-
-Send = Callable[[str, list[Any]], None]
-"""``send(task_name, args)``: put a task message on the queue."""
 
 MAX_BACKOFF_S = 3600.0
 """The longest wait between two attempts at a delivery, in seconds."""
