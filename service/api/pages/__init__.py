@@ -20,7 +20,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from service.api.pages import compare, job, jobs, keys, models, new_job, signin
+from service.api.pages import compare, job, jobs, keys, models, new_job, nightly, signin
 from service.api.pages.auth import PREFIX
 from service.api.pages.render import render_error
 
@@ -32,7 +32,7 @@ STATIC = Path(__file__).parent / "static"
 def install_pages(app: FastAPI) -> None:
     """Serve the dashboard from ``app``: its pages, its static files, ``/`` → ``/ui/jobs``."""
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
-    for module in (signin, jobs, new_job, job, compare, models, keys):
+    for module in (signin, jobs, new_job, job, compare, models, nightly, keys):
         router.include_router(module.router)
 
     @router.get("")

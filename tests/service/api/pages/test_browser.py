@@ -5,7 +5,7 @@ in with team A's key, the empty jobs list, a refused sign-out without its CSRF t
 the New job page (upload the digits model and data, fill and send the job form), the
 job page, the jobs list refreshing the job's row live while the worker runs it (no
 navigation), the finished job's charts and its ``model.mpq`` download (compared with the
-API's sha256), models, model, compare and keys pages; then team B's browser gets a 404
+API's sha256), models, model, compare, keys and schedules pages; then team B's browser gets a 404
 page for team A's job, and a form sent without its CSRF token is refused and changes
 nothing. Selectors are the DOM contract of the dashboard's pages.
 """
@@ -194,6 +194,16 @@ def test_a_team_walks_the_dashboard(browser: Any, up_stack: UpStack, digits: Dig
     page.goto(f"{url}/ui/keys")
     assert page.locator("table#keys tr[id^='key-']").count() >= 1
     shoot(page, "13-keys")
+    with up_stack.client(up_stack.key_a) as api:  # a schedule and a webhook, over the API
+        schedule = {"name": "nightly", "cron": "30 2 * * *", "timezone": "Europe/Paris"}
+        schedule |= {"model": {"name": "digits", "alias": None}, "dataset_id": dataset_id}
+        assert api.post("/v1/schedules", json=schedule).status_code == 201
+        hook = {"url": "https://ci.example/h", "events": ["job.succeeded"]}
+        assert api.post("/v1/webhooks", json=hook).status_code == 201
+    page.goto(f"{url}/ui/schedules")
+    assert page.locator("table#schedules tr[id^='schedule-'] td").first.inner_text() == "nightly"
+    assert page.locator("table#webhooks tr[id^='webhook-'] code").inner_text() == hook["url"]
+    shoot(page, "13-schedules")
 
     # Team B's browser: team A's job is a 404 page.
     other = browser.new_context(viewport=VIEWPORT)
