@@ -72,7 +72,12 @@ def nightly(server: Server, digits: Digits) -> dict[str, int]:
                 s.execute(
                     update(Job)
                     .where(Job.id == job.id)
-                    .values(status=status, finished_at=utcnow(), regression=regression)
+                    .values(
+                        status=status,
+                        finished_at=utcnow(),
+                        regression=regression,
+                        schedule_id=schedule_id,
+                    )
                 )
                 s.commit()
                 run = claim_run(s, schedule_id=schedule_id, due_at=night + timedelta(days=day))
@@ -83,7 +88,13 @@ def nightly(server: Server, digits: Digits) -> dict[str, int]:
             s.execute(
                 update(Job)
                 .where(Job.id == regressed.id)
-                .values(status=JobStatus.SUCCEEDED, finished_at=utcnow(), regression=REGRESSED)
+                .values(
+                    status=JobStatus.SUCCEEDED,
+                    finished_at=utcnow(),
+                    regression=REGRESSED | {"compared_with": jobs["succeeded"]},
+                    schedule_id=schedule_id,
+                    warm_start_job_id=jobs["succeeded"],
+                )
             )
             s.commit()
             run = claim_run(s, schedule_id=schedule_id, due_at=night + timedelta(days=2))
@@ -178,3 +189,18 @@ def test_a_visitor_without_a_session_is_sent_to_sign_in(server: Server) -> None:
     with httpx.Client(base_url=server.url) as c:
         r = c.get("/ui/schedules")
     assert r.status_code == 303 and r.headers["location"] == "/ui/signin?next=/ui/schedules"
+
+
+def test_a_scheduled_jobs_page_says_what_it_was_compared_with(
+    page: httpx.Client, nightly: dict[str, int]
+) -> None:
+    r = page.get(f"/ui/jobs/{nightly['regressed']}")
+    assert r.status_code == 200, r.text
+    notice = parse_html(r.text).one("div", id="nightly")
+    assert "regressed" in notice.classes
+    assert _has(notice, f"schedule {nightly['schedule']}", "Regressed", "bytes up 14.9%")
+    steady = nightly["steady"]
+    assert len(notice.find_all("a", href=f"/ui/jobs/{steady}")) == 2  # warm start, compared
+    r = page.get(f"/ui/jobs/{steady}")
+    notice = parse_html(r.text).one("div", id="nightly")
+    assert "regressed" not in notice.classes and "Regressed" not in notice.words()
