@@ -100,6 +100,7 @@ def models_page(request: Request, session: SessionDep, viewer: PageCaller) -> Re
         viewer=viewer,
         groups=_groups(models, jobs),
         jobs_by_model=jobs,
+        aliases=repos.list_aliases(session, model_ids=[m.id for m in models]),
         truncated=len(models) >= MAX_MODELS,
     )
 

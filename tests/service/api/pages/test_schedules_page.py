@@ -1,6 +1,7 @@
 """``/ui/schedules`` on a real server: a team's schedules with their latest runs (the job,
 its status, whether it regressed, or the error that kept a run from submitting), its
-webhooks with their latest delivery; another team sees none of it.
+webhooks with their latest delivery; another team sees none of it. Also the nightly
+facts on other pages: a scheduled job's page, aliases on the models page.
 
 The schedule and the webhook are made over the API. The runs are written with the
 repositories beat uses (:func:`service.db.repos.claim_run` and ``record_run``; beat
@@ -204,3 +205,14 @@ def test_a_scheduled_jobs_page_says_what_it_was_compared_with(
     r = page.get(f"/ui/jobs/{steady}")
     notice = parse_html(r.text).one("div", id="nightly")
     assert "regressed" not in notice.classes and "Regressed" not in notice.words()
+
+
+def test_the_models_page_shows_each_versions_aliases(
+    page: httpx.Client, server: Server, nightly: dict[str, int]
+) -> None:
+    with server.client(server.key_a) as c:
+        r = c.put("/v1/models/digits/aliases/production", json={"version": 1})
+        assert r.status_code == 200, r.text
+    doc = parse_html(page.get("/ui/models").text)
+    [badge] = doc.find_all("span", cls="alias")
+    assert badge.words() == "production" and "digits@production get v1" in badge.attrs["title"]
