@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-__all__ = ["IPAddress", "IPNetwork", "literal_address", "parse_networks", "refusal"]
+__all__ = ["IPAddress", "IPNetwork", "ip_literal", "literal_address", "parse_networks", "refusal"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -52,16 +52,22 @@ def parse_networks(text: str) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+def ip_literal(text: str) -> IPAddress | None:
+    """The address ``text`` writes (brackets and an IPv6 zone index aside), or ``None``
+    when it is a name."""
+    try:
+        return ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+
+
 def literal_address(host: str) -> IPAddress | None:
     """The address ``host`` names without a lookup: an IP literal, or ``localhost``
     (and its subdomains, which resolvers answer with loopback); ``None`` for a name."""
     name = host.strip("[]").lower().rstrip(".")
     if name == "localhost" or name.endswith(".localhost"):
         return _LOCALHOST
-    try:
-        return ipaddress.ip_address(name.split("%", 1)[0])  # an IPv6 zone index aside
-    except ValueError:
-        return None
+    return ip_literal(name)
 
 
 def refusal(address: IPAddress, allowed: Sequence[IPNetwork]) -> str | None:

@@ -20,7 +20,6 @@ whatever the name resolves to a moment later. TLS still verifies the certificate
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import time
 from collections.abc import Iterable, Sequence
@@ -30,7 +29,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from service.outbound import IPAddress, IPNetwork, refusal
+from service.outbound import IPAddress, IPNetwork, ip_literal, refusal
 
 __all__ = ["BODY_CAP", "Answer", "post"]
 
@@ -116,41 +115,27 @@ def _checked_addresses(host: str, port: int, allowed: Sequence[IPNetwork]) -> li
         httpcore.ConnectError: it does not resolve, or resolves to an address refused
             (a name with one private address among public ones is refused whole).
     """
-    try:
-        addresses: list[IPAddress] = [_ip(host)]
-    except ValueError:
+    literal = ip_literal(host)
+    addresses: list[IPAddress]
+    if literal is not None:
+        addresses = [literal]
+    else:
         try:
             found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError) as exc:
             raise httpcore.ConnectError(f"{host} does not resolve ({exc})") from None
-        addresses = [_ip(str(info[4][0])) for info in found]
+        addresses = [a for info in found if (a := ip_literal(str(info[4][0]))) is not None]
     if not addresses:
         raise httpcore.ConnectError(f"{host} does not resolve")
     for address in addresses:
         why = refusal(address, allowed)
         if why is not None:
-            named = f"{address}" if _ip_or_none(host) == address else f"{host} ({address})"
+            named = f"{address}" if literal == address else f"{host} ({address})"
             raise httpcore.ConnectError(
                 f"refused: {named} is {why}; allow its network on the service "
                 "(MPQ_WEBHOOK_ALLOWED_NETWORKS) or use a public address"
             )
     return list(dict.fromkeys(str(a) for a in addresses))
-
-
-def _ip_or_none(text: str) -> IPAddress | None:
-    try:
-        return _ip(text)
-    except ValueError:
-        return None
-
-
-def _ip(text: str) -> IPAddress:
-    """The address ``text`` writes (brackets and an IPv6 zone index aside).
-
-    Raises:
-        ValueError: ``text`` is a name, not an address.
-    """
-    return ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
 
 
 def _transport(deadline: _Deadline, allowed: Sequence[IPNetwork]) -> httpx.HTTPTransport:

@@ -69,20 +69,16 @@ class WebhookView:
 
 
 def _schedule_views(session: Session, schedules: list[Schedule]) -> list[ScheduleView]:
-    views = []
-    for schedule in schedules:
-        rows = repos.list_schedule_runs(session, schedule=schedule, limit=RUNS_SHOWN)
-        runs = [Run(r, session.get(Job, r.job_id) if r.job_id else None) for r, _ in rows]
-        views.append(ScheduleView(schedule, public(schedule).next_run_at, runs))
-    return views
+    runs = repos.latest_schedule_runs(session, schedules=schedules, per=RUNS_SHOWN)
+    return [
+        ScheduleView(s, public(s).next_run_at, [Run(r, job) for r, job in runs[s.id]])
+        for s in schedules
+    ]
 
 
 def _webhook_views(session: Session, webhooks: list[Webhook]) -> list[WebhookView]:
-    views = []
-    for webhook in webhooks:
-        last = repos.list_deliveries(session, webhook=webhook, limit=1)
-        views.append(WebhookView(webhook, last[0] if last else None))
-    return views
+    last = repos.latest_deliveries(session, webhooks=webhooks)
+    return [WebhookView(w, last[w.id]) for w in webhooks]
 
 
 @router.get("/schedules")

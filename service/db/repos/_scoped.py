@@ -9,16 +9,18 @@ are SQL ``INTEGER`` columns, 32-bit on PostgreSQL, which refuses to bind a large
 and answers a miss. A ``skip`` past :data:`MAX_ID` lists nothing. Names say what a
 miss does: :meth:`Scoped.get` raises :class:`~service.errors.NotFoundError`,
 :meth:`Scoped.find` returns ``None``, :meth:`Scoped.list` returns a (possibly empty)
-list, :meth:`Scoped.count` an int.
+list, :meth:`Scoped.latest` the first rows of several owners at once (a page showing
+each one's latest few), :meth:`Scoped.count` an int.
 """
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.base import ExecutableOption
 
 from service.db.base import Base
@@ -96,6 +98,28 @@ class Scoped(Generic[RowT]):
         query = query.options(*options)
         query = query.order_by(*self.order).offset(skip).limit(limit)
         return list(session.scalars(query))
+
+    def latest(
+        self, session: Session, owner_ids: Sequence[int], per: int
+    ) -> dict[int, builtins.list[RowT]]:
+        """The first ``per`` rows (in :attr:`order`) of each owner in ``owner_ids``, in one
+        query: ``ROW_NUMBER() OVER (PARTITION BY owner ORDER BY order) <= per``.
+
+        An owner without rows maps to an empty list.
+        """
+        owners = [i for i in dict.fromkeys(owner_ids) if _bindable(i)]
+        latest: dict[int, builtins.list[RowT]] = {i: [] for i in owners}
+        if not owners or per < 1:
+            return latest
+        owner = getattr(self.table, self.owner)
+        rank = func.row_number().over(partition_by=owner, order_by=self.order).label("rank")
+        ranked = select(self.table, rank).where(owner.in_(owners)).subquery()
+        row = aliased(self.table, ranked)
+        query = select(row).where(ranked.c.rank <= per)
+        query = query.order_by(ranked.c[self.owner], ranked.c.rank)
+        for found in session.scalars(query):
+            latest[getattr(found, self.owner)].append(found)
+        return latest
 
     def count(self, session: Session, owner_id: int, *where: ColumnElement[bool]) -> int:
         """How many rows matching ``where`` the owner has."""

@@ -108,6 +108,14 @@ def list_deliveries(
     return DELIVERIES.list(session, webhook.id, skip=skip, limit=limit)
 
 
+def latest_deliveries(
+    session: Session, *, webhooks: list[Webhook]
+) -> dict[int, WebhookDelivery | None]:
+    """Each webhook's newest delivery (``None``: none yet), by webhook id, in one query."""
+    latest = DELIVERIES.latest(session, [w.id for w in webhooks], 1)
+    return {hook_id: rows[0] if rows else None for hook_id, rows in latest.items()}
+
+
 def count_deliveries(session: Session, *, webhook: Webhook) -> int:
     """How many deliveries ``webhook`` has."""
     return DELIVERIES.count(session, webhook.id)

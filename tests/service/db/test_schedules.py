@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from search import JobSpec
@@ -21,6 +23,7 @@ from service.db.repos import (
     find_last_succeeded_job,
     find_model_version,
     get_schedule,
+    latest_schedule_runs,
     list_aliases,
     list_enabled_schedules,
     list_schedule_runs,
@@ -94,6 +97,57 @@ def test_runs_are_unique_and_deleting_a_schedule_keeps_its_jobs(
     kept = session.scalars(select(Job)).one()
     session.refresh(kept)
     assert kept.id == job.id and kept.schedule_id is None
+
+
+@contextmanager
+def _statements(session: Session) -> Iterator[list[str]]:
+    """The SQL statements ``session``'s engine runs inside the block."""
+    seen: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        seen.append(statement)
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def test_latest_runs_of_many_schedules_come_in_two_queries(session: Session, acme: Team) -> None:
+    """The dashboard shows each schedule's latest runs: per schedule, in due-time order,
+    with their jobs -- two queries for all schedules, not one per schedule and run."""
+    model = add_model(session, acme)
+    dataset = add_dataset(session, acme, model)
+    many, one, none = (
+        create_schedule(session, team=acme, **_fields(dataset.id, name=name))
+        for name in ("many", "one", "none")
+    )
+    jobs = {}
+    for minutes in range(7):
+        run = claim_run(session, schedule_id=many.id, due_at=DUE + timedelta(minutes=minutes))
+        assert run is not None
+        if minutes % 2:  # every other run submitted a job
+            job = create_job(session, team=acme, model=model, dataset=dataset, spec=JobSpec())
+            record_run(session, run=run, job_id=job.id)
+            jobs[run.due_at] = job.id
+    single = claim_run(session, schedule_id=one.id, due_at=DUE)
+    assert single is not None
+    record_run(session, run=single, error_code="model_not_found", error_message="gone")
+    session.expunge_all()
+    with _statements(session) as statements:
+        latest = latest_schedule_runs(session, schedules=[many, one, none], per=5)
+    assert len([s for s in statements if s.startswith("SELECT")]) == 2, statements
+    assert set(latest) == {many.id, one.id, none.id}
+    due = [run.due_at for run, _ in latest[many.id]]
+    assert due == [DUE + timedelta(minutes=m) for m in (6, 5, 4, 3, 2)]
+    for run, job in latest[many.id]:
+        assert (job.id if job else None) == jobs.get(run.due_at) == run.job_id
+    [(failed, no_job)] = latest[one.id]
+    assert failed.error_code == "model_not_found" and no_job is None
+    assert latest[none.id] == []
+    assert latest_schedule_runs(session, schedules=[], per=5) == {}
 
 
 def test_aliases_move_and_resolve(session: Session, acme: Team) -> None:

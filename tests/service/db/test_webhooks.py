@@ -24,6 +24,7 @@ from service.db.repos import (
     delete_webhook,
     fail_job,
     get_webhook,
+    latest_deliveries,
     list_deliveries,
     list_webhooks,
 )
@@ -128,6 +129,12 @@ def test_dispatch_inserts_one_row_per_subscribed_event_once(
     newest = max((r for r in rows if r.webhook_id == everything.id), key=lambda r: r.id)
     page = list_deliveries(session, webhook=everything, limit=1)
     assert [d.id for d in page] == [newest.id]
+    last = latest_deliveries(session, webhooks=[everything, regressions, failures])
+    assert {k: d.id if d else None for k, d in last.items()} == {
+        everything.id: newest.id,
+        regressions.id: next(r.id for r in rows if r.webhook_id == regressions.id),
+        failures.id: None,
+    }
 
 
 def test_failed_and_cancelled_jobs_raise_their_events(
