@@ -6,8 +6,10 @@ as long as it likes. Here every socket operation of the attempt -- connect, each
 write, each read, TLS included -- gets ``min(its timeout, time left)`` from one
 deadline, through a network backend that wraps httpcore's (:class:`_DeadlineBackend`);
 once the deadline has passed the next operation raises at once. So an attempt ends by
-``timeout_s`` after it began, whatever the receiver does (name resolution aside: the
-system resolver has no timeout here).
+``timeout_s`` after it began, whatever the receiver does. Name resolution is held to
+the same deadline: the system resolver takes no timeout, so it runs on one of
+:data:`RESOLVERS` threads and the attempt stops waiting for it when the time is up (a
+hung lookup keeps its thread, never the worker; the pool bounds how many can hang).
 
 No redirect is followed (a 3xx is an answer, not a success), no proxy or ``.netrc`` is
 read from the environment, and at most :data:`BODY_CAP` bytes of the answer are read.
@@ -23,6 +25,8 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +35,15 @@ import httpx
 
 from service.outbound import IPAddress, IPNetwork, ip_literal, refusal
 
-__all__ = ["BODY_CAP", "Answer", "post"]
+__all__ = ["BODY_CAP", "RESOLVERS", "Answer", "post"]
 
 BODY_CAP = 4096
 """Bytes of a receiver's answer read at most (the rest is never downloaded)."""
+
+RESOLVERS = 4
+"""Threads resolving receivers' names; a lookup waits for one at most until its deadline."""
+
+_resolver = ThreadPoolExecutor(max_workers=RESOLVERS, thread_name_prefix="webhook-dns")
 
 
 @dataclass(frozen=True)
@@ -96,7 +105,7 @@ class _DeadlineBackend(httpcore.SyncBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         error: httpcore.ConnectError | None = None
-        for address in _checked_addresses(host, port, self.allowed):
+        for address in _checked_addresses(host, port, self.allowed, self.deadline):
             left = self.deadline.left(timeout, httpcore.ConnectTimeout)
             try:
                 stream = super().connect_tcp(address, port, left, local_address, socket_options)
@@ -108,20 +117,29 @@ class _DeadlineBackend(httpcore.SyncBackend):
         raise error
 
 
-def _checked_addresses(host: str, port: int, allowed: Sequence[IPNetwork]) -> list[str]:
+def _checked_addresses(
+    host: str, port: int, allowed: Sequence[IPNetwork], deadline: _Deadline
+) -> list[str]:
     """The addresses ``host`` resolves to, in the resolver's order, if all may be reached.
 
     Raises:
         httpcore.ConnectError: it does not resolve, or resolves to an address refused
             (a name with one private address among public ones is refused whole).
+        httpcore.ConnectTimeout: it did not resolve before the deadline.
     """
     literal = ip_literal(host)
     addresses: list[IPAddress]
     if literal is not None:
         addresses = [literal]
     else:
+        lookup = _resolver.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
         try:
-            found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            found = lookup.result(deadline.left(None, httpcore.ConnectTimeout))
+        except FutureTimeout:
+            lookup.cancel()  # still queued: never runs; running: its thread finishes alone
+            raise httpcore.ConnectTimeout(
+                f"{host} did not resolve within {deadline.timeout_s:g} s"
+            ) from None
         except (OSError, UnicodeError) as exc:
             raise httpcore.ConnectError(f"{host} does not resolve ({exc})") from None
         addresses = [a for info in found if (a := ip_literal(str(info[4][0]))) is not None]

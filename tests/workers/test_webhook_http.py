@@ -111,3 +111,24 @@ def test_a_loopback_receiver_is_never_reached_unless_its_network_is_allowed(host
 def test_a_name_that_does_not_resolve_is_a_short_error() -> None:
     answer = post("http://mpq-no-such-host.invalid/", b"{}", {}, timeout_s=5, allowed_networks=())
     assert answer.status is None and "does not resolve" in (answer.error or ""), answer
+
+
+def test_a_hanging_resolver_is_cut_off_at_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The system resolver takes no timeout; a lookup that hangs (a dead DNS server) must
+    not hold the worker past the attempt's deadline."""
+    release = threading.Event()
+    real = socket.getaddrinfo
+
+    def hanging(*args: Any, **kwargs: Any) -> Any:
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    try:
+        began = time.monotonic()
+        answer = post("http://hooks.example/", b"{}", {}, timeout_s=1, allowed_networks=())
+        took = time.monotonic() - began
+    finally:
+        release.set()
+    assert answer.status is None and "did not resolve within 1 s" in (answer.error or "")
+    assert 0.9 < took < 3, took
