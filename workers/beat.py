@@ -53,6 +53,7 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         )
         self._store = BlobStore(self.settings.blobs)
         self._next_sweep = 0.0
+        self._stopping = False
         super().__init__(*args, **kwargs)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
@@ -66,6 +67,14 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
             self._next_sweep = now + self.settings.beat_interval_s
             self.sweep()
         return max(0.0, min(delay, self._next_sweep - time.monotonic()))
+
+    def close(self) -> None:
+        """Beat is stopping: say so once (Celery closes the scheduler from its signal
+        handler and again on leaving its loop)."""
+        if not self._stopping:
+            self._stopping = True
+            log.info("beat: stopping")
+        super().close()
 
     def sweep(self) -> None:
         """Fire the schedules due now; an error is logged, and the next tick tries again.

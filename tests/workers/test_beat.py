@@ -80,6 +80,7 @@ def test_beat_starts_keeps_no_schedule_file_and_stops_cleanly(tmp_path: Path) ->
         pass
     output = log_path.read_text(errors="replace")
     assert "Traceback" not in output and "CRITICAL" not in output, output
+    assert output.count("beat: stopping") == 1, output
     assert not list(data.glob("celerybeat-schedule*")), "the schedules live in the database"
     assert not list(cwd.iterdir())
 
@@ -101,6 +102,15 @@ def _wait_run(session: Session, schedule_id: int, due: datetime, timeout: float)
     while due not in _settled(session, schedule_id):
         assert time.monotonic() < deadline, f"no run of schedule {schedule_id} for {due}"
         time.sleep(0.5)
+
+
+def _wait_first_run(session: Session, schedule_id: int, timeout: float) -> datetime:
+    """The due time of ``schedule_id``'s first run, once it has submitted its job."""
+    deadline = time.monotonic() + timeout
+    while not (settled := _settled(session, schedule_id)):
+        assert time.monotonic() < deadline, f"no run of schedule {schedule_id}"
+        time.sleep(0.5)
+    return min(settled)
 
 
 def _settled(session: Session, schedule_id: int) -> set[datetime]:
@@ -155,18 +165,20 @@ def _two_beats(tmp_path: Path, url: str) -> None:
 
         env = beat_env(data, MPQ_DATABASE_URL=url, MPQ_BEAT_INTERVAL_S="1")
         logs = [tmp_path / "beat-a.log", tmp_path / "beat-b.log"]
+        began = datetime.now(UTC)
         with beat(env, logs[1]):
             with beat(env, logs[0]) as a:
-                started = datetime.now(UTC)
-                _wait_run(session, every, _minute(started), timeout=30)
+                # The first run is the minute of the first sweep, by either beat: a
+                # minute may turn while the second one starts.
+                first = _wait_first_run(session, every, timeout=30)
+                assert _minute(began) <= first <= _minute(datetime.now(UTC))
                 a.kill()  # mid-minute, after the minute fired
                 a.wait()
             with beat(env, logs[0]):  # restarted in the same minute (most likely)
-                _wait_run(session, every, _minute(started) + timedelta(minutes=1), timeout=90)
+                _wait_run(session, every, first + timedelta(minutes=1), timeout=90)
         ended = datetime.now(UTC)
 
         runs = _runs(session, every)
-        first = _minute(started)
         expected = [first + timedelta(minutes=i) for i in range(len(runs))]
         assert [r.due_at for r in runs] == expected  # no older catch-up, no gap, no double
         assert len(runs) <= int((ended - first).total_seconds() // 60) + 1
