@@ -17,6 +17,7 @@ each checked against the sha256 the API lists for it.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import sys
@@ -37,9 +38,11 @@ from service.progress import describe
 
 __all__ = [
     "FINAL",
+    "add_wait_flags",
     "download_artifacts",
     "job_exit_status",
     "job_line",
+    "positive_seconds",
     "report_end",
     "wait_job",
 ]
@@ -251,3 +254,22 @@ def _download_one(client: Client, jid: int, name: str, sha256: str, directory: P
         )
     part.replace(target)
     return target
+
+
+def add_wait_flags(parser: argparse.ArgumentParser, *, flag: bool = True) -> None:
+    """``--wait`` (unless ``flag`` is false) and ``--wait-timeout S``."""
+    if flag:
+        parser.add_argument("--wait", action="store_true", help="follow the job to its end")
+    parser.add_argument(
+        "--wait-timeout",
+        type=positive_seconds,
+        metavar="S",
+        help="give up waiting after S seconds (exit status 1; the job goes on)",
+    )
+
+
+def positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value

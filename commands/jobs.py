@@ -19,8 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from commands.client import EXIT_OK, add_connection_flags, client_from_args, reports_errors
-from commands.follow import FINAL, download_artifacts, job_line, report_end, wait_job
-from commands.submit import add_wait_flags
+from commands.follow import (
+    FINAL,
+    add_wait_flags,
+    download_artifacts,
+    job_line,
+    report_end,
+    wait_job,
+)
 
 __all__ = ["add_jobs_command"]
 

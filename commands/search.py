@@ -47,10 +47,9 @@ def add_search_command(subparsers: Any) -> None:
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--json", action="store_true", help="print the result summary as JSON")
     p.set_defaults(func=_search)
+    # Internal (the processes of --parallelism): registered without help=, which keeps it
+    # out of ``mpq --help``'s listing (argparse lists a subcommand even with help=SUPPRESS).
     w = subparsers.add_parser("search-worker")
-    # Internal (the processes of --parallelism): Python 3.11's argparse lists a subcommand
-    # even with help=SUPPRESS, so its entry is taken out of the listing.
-    subparsers._choices_actions.pop()
     w.add_argument("--storage", required=True)
     w.add_argument("--name", default=_STUDY)
     w.add_argument("--worker", type=int, required=True)

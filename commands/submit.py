@@ -36,10 +36,10 @@ from commands.client import (
     client_from_args,
     reports_errors,
 )
-from commands.follow import download_artifacts, report_end, wait_job
+from commands.follow import add_wait_flags, download_artifacts, report_end, wait_job
 from commands.spec_flags import add_spec_flags, in_flag_words, spec_document, spec_from_args
 
-__all__ = ["add_submit_command", "add_wait_flags", "positive_seconds"]
+__all__ = ["add_submit_command"]
 
 MODEL_SUFFIXES = (".pt2", ".onnx")
 DATA_SUFFIXES = (".npz", ".safetensors")
@@ -68,25 +68,6 @@ def add_submit_command(subparsers: Any) -> None:
     )
     add_connection_flags(p)
     p.set_defaults(func=reports_errors(_submit))
-
-
-def add_wait_flags(parser: argparse.ArgumentParser, *, flag: bool = True) -> None:
-    """``--wait`` (unless ``flag`` is false) and ``--wait-timeout S``."""
-    if flag:
-        parser.add_argument("--wait", action="store_true", help="follow the job to its end")
-    parser.add_argument(
-        "--wait-timeout",
-        type=positive_seconds,
-        metavar="S",
-        help="give up waiting after S seconds (exit status 1; the job goes on)",
-    )
-
-
-def positive_seconds(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
-    return value
 
 
 def _submit(args: argparse.Namespace) -> int:

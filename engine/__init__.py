@@ -23,13 +23,51 @@ the face of its level::
 
 from __future__ import annotations
 
-from engine._pipeline import EvalReport, QuantizeReport, evaluate_file, pick_metric, quantize_file
-from engine.io import load_artifact, save_artifact
-from engine.io.export import export_onnx
-from engine.io.importers import import_model
-from engine.quant import LayerFormat, QuantPlan
-from engine.transforms import QuantizedModel, apply, inventory
-from engine.transforms.integer import IntegerModel, lower_to_integer
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine._pipeline import (
+        EvalReport,
+        QuantizeReport,
+        evaluate_file,
+        pick_metric,
+        quantize_file,
+    )
+    from engine.io import load_artifact, save_artifact
+    from engine.io.export import export_onnx
+    from engine.io.importers import import_model
+    from engine.quant import LayerFormat, QuantPlan
+    from engine.transforms import QuantizedModel, apply, inventory
+    from engine.transforms.integer import IntegerModel, lower_to_integer
+
+_HOMES = {
+    "engine._pipeline": (
+        "EvalReport",
+        "QuantizeReport",
+        "evaluate_file",
+        "pick_metric",
+        "quantize_file",
+    ),
+    "engine.io": ("load_artifact", "save_artifact"),
+    "engine.io.export": ("export_onnx",),
+    "engine.io.importers": ("import_model",),
+    "engine.quant": ("LayerFormat", "QuantPlan"),
+    "engine.transforms": ("QuantizedModel", "apply", "inventory"),
+    "engine.transforms.integer": ("IntegerModel", "lower_to_integer"),
+}
+_HOME = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    """The public API, imported on first use (PEP 562): ``import engine.errors`` -- all a
+    client of the service needs -- does not load PyTorch."""
+    if name not in _HOME:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOME[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "EvalReport",
