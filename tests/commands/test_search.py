@@ -37,6 +37,8 @@ def test_search_writes_everything_and_eval_reproduces_it(digits, tmp_path: Path)
         "int2,int3,int4,int8,cb16",
         "--trials",
         "20",
+        "--parallelism",
+        "2",  # a second process: `mpq search-worker` on the study in --out
         "--out",
         str(out),
         "--json",
