@@ -64,6 +64,8 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
+# One process: `pytest -n 2 -m "not serial"` then `pytest -m serial` also passes, but saved
+# only ~15% of the time on two cores (docs/testing.md).
 pytest: install
 	$(VENV)/bin/pytest
 

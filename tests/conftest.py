@@ -1,8 +1,8 @@
 """Shared fixtures: the real example models, trained or exported once per test run.
 
-Under pytest-xdist (``make test`` runs two processes) each worker has a session of its
-own; :func:`built_once` makes the first worker that needs a model build it, under a file
-lock in the run's shared temporary directory, and the others wait and reuse it.
+Under pytest-xdist (``pytest -n 2``; ``make test`` runs one process) each worker has a
+session of its own; :func:`built_once` makes the first worker that needs a model build
+it, under a file lock in the run's shared temporary directory, and the others reuse it.
 """
 
 from __future__ import annotations
@@ -22,6 +22,56 @@ import torch
 from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parent.parent
+
+SHARED_GROUPS = ("tests/service/api/pages/", "tests/engine/transforms/integer/")
+"""Folders whose test files share a costly session fixture (a running stack, EfficientNet
+quantized in-process): under xdist each runs whole in one worker."""
+
+SLOW_FIRST = (
+    "tests/test_nightly.py",
+    "tests/test_api_fuzz.py",
+    "tests/workers/test_recovery.py",
+    "tests/workers/test_beat.py",
+    "tests/engine/transforms/integer/",
+    "tests/commands/test_local.py",
+    "tests/commands/test_up.py",
+    "tests/workers/test_warm_start.py",
+    "tests/commands/test_client.py",
+    "tests/workers/test_webhooks_e2e.py",
+    "tests/workers/test_e2e.py",
+    "tests/test_readme.py",
+)
+"""The files (or groups) that take longest, measured (docs/testing.md): run first, so that
+two xdist workers do not end with one of them alone on a long file."""
+
+
+def _group(nodeid: str) -> str:
+    """The unit of work a test belongs to: its folder's shared group, else its file."""
+    path = nodeid.split("::", 1)[0]
+    return next((g for g in SHARED_GROUPS if path.startswith(g)), path)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture scope
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under xdist, the slow groups first (:data:`SLOW_FIRST`), each group's tests in
+    their order; in one process the order stays the files' own."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return
+    rank = {group: i for i, group in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(_group(item.nodeid), len(rank)))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``pytest -n N``: hand out whole groups (:func:`_group`), so that a module's
+    servers and fixtures start once, in one worker. (``--dist loadgroup`` would do with
+    markers, but pytest-xdist 3.8 cannot tag pytest 9's node ids.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return _group(nodeid)
+
+    return ByGroup(config, log)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ from service.db.repos.artifacts import put_artifacts
 from service.db.session import session_factory
 from tests.service.api.conftest import Server, start_server
 
+pytestmark = pytest.mark.serial  # answers within 1 s: timed alone, not beside other tests
+
 TOKEN = "metrics-token-for-tests"
 LIMIT = 64 * 1024  # the default max_json_bytes
 CODES = {error.code for error in STATUS}

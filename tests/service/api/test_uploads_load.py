@@ -31,6 +31,8 @@ from tests.conftest import Digits
 from tests.service.api.conftest import Server, start_server
 from tests.service.conftest import BACKENDS, throwaway_postgres
 
+pytestmark = pytest.mark.serial  # answers within 1 s: timed alone, not beside other tests
+
 UPLOAD_SLOTS, RETRY_AFTER, READ_TIMEOUT_S, MIN_RATE = 15, 7, 3, 40
 
 
